@@ -1,0 +1,446 @@
+package flowtable
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+)
+
+// Rule is a compiled PDR with everything its FAR, QERs and URRs say about
+// the packets it matches, resolved for one direction. Rules are immutable
+// once published; workers read them without locks.
+type Rule struct {
+	SEID       uint64
+	PDRID      uint16
+	Precedence uint32
+	// Uplink is true when the PDR's source interface is Access: the packet
+	// travels from the UE.
+	Uplink bool
+	source Interface
+
+	// match conditions beyond the lookup key
+	qfi uint8
+	ue  ueCheck
+	sdf []sdfMatcher
+
+	// RemoveOuter: strip the GTP-U/UDP/IP outer header (decapsulate).
+	RemoveOuter bool
+	// Action is the FAR's apply action. When a QER gate for this
+	// direction is closed, Action is ActDrop and GateClosed is set.
+	Action     ApplyAction
+	GateClosed bool
+	FARID      uint32
+	// Dest is the destination interface of forwarded packets.
+	Dest Interface
+	// Policy is the FAR's forwarding policy identifier, if any.
+	Policy string
+	// Encap is set when forwarded packets get a GTP-U outer header.
+	Encap *Encap
+	// QFI, RQI and PPI are marked in the PDU Session Container of
+	// encapsulated packets (from the QERs); QFI 0: no container.
+	QFI    uint8
+	RQI    bool
+	PPI    uint8
+	HasPPI bool
+	// Meters are the MBR token buckets of this direction's QERs.
+	Meters []*Meter
+	// PDRSlot and URRSlots index the worker counters.
+	PDRSlot  uint32
+	URRSlots []uint32
+	// Notify, when the FAR buffers or notifies, reports the first
+	// buffered packet to the control plane.
+	Notify *Notifier
+	// Buffer holds the packets when Action has ActBuffer.
+	Buffer *Buffer
+}
+
+// Encap is a GTP-U tunnel endpoint for outer header creation.
+type Encap struct {
+	TEID  uint32
+	Peer  netip.Addr
+	Peer4 [4]byte // Peer as IPv4, when it is one
+	Port  uint16
+}
+
+func (r *Rule) matches(f *Flow) bool {
+	if r.qfi != 0 && r.qfi != f.QFI {
+		return false
+	}
+	if r.ue.on {
+		ue := &f.Dst
+		if r.Uplink {
+			ue = &f.Src
+		}
+		if !addrMatch(ue, &r.ue.addr, &r.ue.mask) {
+			return false
+		}
+	}
+	if r.sdf == nil {
+		return true
+	}
+	for i := range r.sdf {
+		if r.sdf[i].match(f, r.Uplink) {
+			return true
+		}
+	}
+	return false
+}
+
+type compiled struct {
+	entries map[key]*Entry
+	state   *sessionState
+}
+
+// compile turns a session into rules and lookup entries without touching
+// the published table. Caller holds t.mu.
+func (t *Table) compile(s *Session, old *sessionState) (*compiled, error) {
+	fars := make(map[uint32]*FAR, len(s.FARs))
+	for i := range s.FARs {
+		f := &s.FARs[i]
+		if _, dup := fars[f.ID]; dup {
+			return nil, &RuleError{KindFAR, f.ID, ErrDuplicateRule}
+		}
+		if err := checkFAR(f); err != nil {
+			return nil, &RuleError{KindFAR, f.ID, err}
+		}
+		fars[f.ID] = f
+	}
+	qers := make(map[uint32]*QER, len(s.QERs))
+	for i := range s.QERs {
+		q := &s.QERs[i]
+		if _, dup := qers[q.ID]; dup {
+			return nil, &RuleError{KindQER, q.ID, ErrDuplicateRule}
+		}
+		if q.QFI > 63 {
+			return nil, &RuleError{KindQER, q.ID, fmt.Errorf("%w: QFI %d exceeds 63", ErrInvalidRule, q.QFI)}
+		}
+		qers[q.ID] = q
+	}
+	urrIDs := make(map[uint32]bool, len(s.URRs))
+	for _, u := range s.URRs {
+		if urrIDs[u.ID] {
+			return nil, &RuleError{KindURR, u.ID, ErrDuplicateRule}
+		}
+		urrIDs[u.ID] = true
+	}
+	bars := make(map[uint8]*BAR, len(s.BARs))
+	for i := range s.BARs {
+		bars[s.BARs[i].ID] = &s.BARs[i]
+	}
+
+	st := &sessionState{seid: s.LocalSEID}
+	c := &compiled{entries: make(map[key]*Entry, 2), state: st}
+	if old != nil {
+		st.notify, st.buffer = old.notify, old.buffer
+	}
+	if st.notify == nil {
+		st.notify = &Notifier{SEID: s.LocalSEID, ch: t.notes}
+	}
+
+	// Slots and meters: reuse those of rule IDs the old session had. Slots
+	// are only taken from the allocators after every check has passed.
+	pdrIDs := make(map[uint16]bool, len(s.PDRs))
+	rules := make([]*Rule, 0, len(s.PDRs))
+	for i := range s.PDRs {
+		p := &s.PDRs[i]
+		if pdrIDs[p.ID] {
+			return nil, &RuleError{KindPDR, uint32(p.ID), ErrDuplicateRule}
+		}
+		pdrIDs[p.ID] = true
+		r, err := t.compilePDR(s.LocalSEID, p, fars, qers, urrIDs, bars, st, old)
+		if err != nil {
+			return nil, &RuleError{KindPDR, uint32(p.ID), err}
+		}
+		st.pdrSlots = append(st.pdrSlots, idSlot{id: uint32(p.ID)})
+		rules = append(rules, r)
+	}
+	for _, u := range s.URRs {
+		us := urrState{id: u.ID}
+		if !reuseURR(old, &us) {
+			us.slot = ^uint32(0)
+		}
+		st.urrs = append(st.urrs, us)
+	}
+
+	// Keys: group rules by key and check no other session owns the key.
+	for _, r := range rules {
+		k, keyed := ruleKey(r, &s.PDRs[slices.IndexFunc(s.PDRs, func(p PDR) bool { return p.ID == r.PDRID })])
+		if !keyed {
+			st.wild = append(st.wild, r)
+			continue
+		}
+		e := c.entries[k]
+		if e == nil {
+			if cur := t.m.get(k); cur != nil && len(cur.rules) > 0 && cur.rules[0].SEID != s.LocalSEID {
+				return nil, &RuleError{KindPDR, uint32(r.PDRID), ErrKeyConflict}
+			}
+			e = &Entry{}
+			c.entries[k] = e
+			st.keys = append(st.keys, k)
+		}
+		e.rules = append(e.rules, r)
+	}
+	for _, e := range c.entries {
+		sortRules(e.rules)
+	}
+
+	// Everything checked: take slots.
+	for i, r := range rules {
+		if !reuseSlot(old, uint32(r.PDRID), &r.PDRSlot) {
+			r.PDRSlot = t.pdrSlots.get()
+		}
+		st.pdrSlots[i].slot = r.PDRSlot
+	}
+	for i := range st.urrs {
+		if st.urrs[i].slot == ^uint32(0) {
+			st.urrs[i].slot = t.urrSlots.get()
+		}
+	}
+	if err := t.ensureSlots(); err != nil {
+		return nil, err
+	}
+	for i := range st.urrs {
+		u := &st.urrs[i]
+		if old == nil || !slices.ContainsFunc(old.urrs, func(o urrState) bool { return o.id == u.id }) {
+			u.base = t.sumURR(u.slot)
+		}
+	}
+	for _, r := range rules {
+		for j, id := range r.URRSlots {
+			r.URRSlots[j] = st.urrs[slices.IndexFunc(st.urrs, func(u urrState) bool { return u.id == id })].slot
+		}
+	}
+	return c, nil
+}
+
+func reuseSlot(old *sessionState, id uint32, slot *uint32) bool {
+	if old == nil {
+		return false
+	}
+	for _, p := range old.pdrSlots {
+		if p.id == id {
+			*slot = p.slot
+			return true
+		}
+	}
+	return false
+}
+
+func reuseURR(old *sessionState, u *urrState) bool {
+	if old == nil {
+		return false
+	}
+	for _, o := range old.urrs {
+		if o.id == u.id {
+			*u = o
+			return true
+		}
+	}
+	return false
+}
+
+func checkFAR(f *FAR) error {
+	a := f.Apply
+	switch {
+	case a == 0:
+		return fmt.Errorf("%w: no apply action", ErrInvalidRule)
+	case a&ActDrop != 0 && a&(ActForward|ActBuffer) != 0:
+		return fmt.Errorf("%w: drop together with forward or buffer", ErrInvalidRule)
+	case a&ActForward != 0 && a&ActBuffer != 0:
+		return fmt.Errorf("%w: forward together with buffer", ErrInvalidRule)
+	case a&ActForward != 0 && f.Forwarding == nil:
+		return fmt.Errorf("%w: forward without forwarding parameters", ErrInvalidRule)
+	case a&ActDuplicate != 0 && f.Duplicate == nil:
+		return fmt.Errorf("%w: duplicate without duplicating parameters", ErrInvalidRule)
+	}
+	for _, fp := range []*ForwardingParams{f.Forwarding, f.Duplicate} {
+		if fp == nil || fp.OuterHeaderCreation == nil {
+			continue
+		}
+		if !fp.OuterHeaderCreation.Peer.IsValid() {
+			return fmt.Errorf("%w: outer header creation without a peer address", ErrInvalidRule)
+		}
+	}
+	return nil
+}
+
+// compilePDR resolves one PDR; it leaves PDRSlot and URRSlots (as IDs) for
+// the caller to map to slots.
+func (t *Table) compilePDR(seid uint64, p *PDR, fars map[uint32]*FAR, qers map[uint32]*QER,
+	urrs map[uint32]bool, bars map[uint8]*BAR, st *sessionState, old *sessionState) (*Rule, error) {
+	d := &p.PDI
+	if d.SourceInterface >= NumInterfaces {
+		return nil, fmt.Errorf("%w: source interface %d", ErrInvalidRule, d.SourceInterface)
+	}
+	if d.QFI > 63 {
+		return nil, fmt.Errorf("%w: QFI %d exceeds 63", ErrInvalidRule, d.QFI)
+	}
+	r := &Rule{
+		SEID:        seid,
+		PDRID:       p.ID,
+		Precedence:  p.Precedence,
+		Uplink:      d.SourceInterface == Access,
+		source:      d.SourceInterface,
+		qfi:         d.QFI,
+		RemoveOuter: p.OuterHeaderRemoval,
+		FARID:       p.FARID,
+	}
+	for _, f := range d.SDFFilters {
+		m, err := compileSDF(f, d.UEAddr4, d.UEPrefix6)
+		if err != nil {
+			return nil, err
+		}
+		r.sdf = append(r.sdf, m)
+	}
+	if !d.HasLocalTEID {
+		// Keyed by UE address (if any): a /64 key needs the full check
+		// for longer prefixes; a wildcard checks whichever it has.
+		switch {
+		case d.UEAddr4.IsValid() && d.UEPrefix6.IsValid():
+			// keyed by IPv4 and IPv6 both: the key is exact enough
+		case d.UEAddr4.IsValid():
+		case d.UEPrefix6.IsValid() && d.UEPrefix6.Bits() > 64:
+			r.ue = addrs(d.UEPrefix6.Masked())
+		}
+	} else if d.UEAddr4.IsValid() != d.UEPrefix6.IsValid() {
+		// A tunnel PDR that also names the UE address checks it.
+		if d.UEAddr4.IsValid() {
+			r.ue = addrs(netip.PrefixFrom(d.UEAddr4, 32))
+		} else {
+			r.ue = addrs(d.UEPrefix6.Masked())
+		}
+	}
+
+	far, ok := fars[p.FARID]
+	if !ok {
+		return nil, fmt.Errorf("FAR %d %w", p.FARID, ErrMissingRule)
+	}
+	r.Action = far.Apply
+	if fp := far.Forwarding; fp != nil && far.Apply&ActForward != 0 {
+		r.Dest = fp.DestInterface
+		r.Policy = fp.ForwardingPolicy
+		if o := fp.OuterHeaderCreation; o != nil {
+			e := &Encap{TEID: o.TEID, Peer: o.Peer.Unmap(), Port: o.Port}
+			if e.Port == 0 {
+				e.Port = 2152
+			}
+			if e.Peer.Is4() {
+				e.Peer4 = e.Peer.As4()
+			}
+			r.Encap = e
+		}
+	}
+	if far.Apply&(ActBuffer|ActNotifyCP) != 0 {
+		r.Notify = st.notify
+		limit := DefaultBufferPackets
+		if far.BARID != 0 {
+			bar, ok := bars[far.BARID]
+			if !ok {
+				return nil, fmt.Errorf("BAR %d of FAR %d %w", far.BARID, far.ID, ErrMissingRule)
+			}
+			if bar.SuggestedBufferingPackets != 0 {
+				limit = int(bar.SuggestedBufferingPackets)
+			}
+		}
+		if far.Apply&ActBuffer != 0 {
+			if st.buffer == nil {
+				st.buffer = &Buffer{}
+			}
+			st.buffer.setLimit(limit)
+			st.buffering = true
+			r.Buffer = st.buffer
+		}
+	}
+
+	for _, id := range p.QERIDs {
+		q, ok := qers[id]
+		if !ok {
+			return nil, fmt.Errorf("QER %d %w", id, ErrMissingRule)
+		}
+		gate, mbr := q.GateDL, q.MBRDL
+		if r.Uplink {
+			gate, mbr = q.GateUL, q.MBRUL
+		}
+		if gate == GateClosed {
+			r.GateClosed = true
+		}
+		if mbr != 0 {
+			r.Meters = append(r.Meters, meterFor(st, old, id, r.Uplink, mbr))
+		}
+		if q.QFI != 0 && r.QFI == 0 {
+			r.QFI, r.RQI, r.PPI, r.HasPPI = q.QFI, q.RQI, q.PPI, q.HasPPI
+		}
+	}
+	if r.GateClosed {
+		r.Action = ActDrop
+	}
+	for _, id := range p.URRIDs {
+		if !urrs[id] {
+			return nil, fmt.Errorf("URR %d %w", id, ErrMissingRule)
+		}
+		r.URRSlots = append(r.URRSlots, id) // mapped to slots by compile
+	}
+	return r, nil
+}
+
+// ruleKey returns the lookup key of a PDR, or false for a wildcard.
+func ruleKey(r *Rule, p *PDR) (key, bool) {
+	d := &p.PDI
+	switch {
+	case d.HasLocalTEID:
+		return teidKey(d.SourceInterface, d.LocalTEID), true
+	case d.UEAddr4.IsValid() && !d.UEPrefix6.IsValid():
+		a := d.UEAddr4.As4()
+		return ue4Key(d.SourceInterface, uint32(a[0])<<24|uint32(a[1])<<16|uint32(a[2])<<8|uint32(a[3])), true
+	case d.UEPrefix6.IsValid() && !d.UEAddr4.IsValid() && d.UEPrefix6.Bits() >= 64:
+		a := d.UEPrefix6.Addr().As16()
+		return ue6Key(d.SourceInterface, be64(a[:8])), true
+	}
+	// Dual-stack PDRs without a tunnel and shorter IPv6 prefixes are
+	// matched as wildcards with an address check.
+	switch {
+	case d.UEAddr4.IsValid() && d.UEPrefix6.IsValid():
+		// Either family may match; the SDF/QFI conditions still apply.
+	case d.UEPrefix6.IsValid():
+		r.ue = addrs(d.UEPrefix6.Masked())
+	}
+	return key{}, false
+}
+
+func meterFor(st, old *sessionState, qerID uint32, uplink bool, mbr uint64) *Meter {
+	var m *Meter
+	for i := range st.meters {
+		if st.meters[i].id == qerID {
+			m = pick(&st.meters[i], uplink, nil)
+		}
+	}
+	if m == nil && old != nil {
+		for i := range old.meters {
+			if old.meters[i].id == qerID {
+				m = pick(&old.meters[i], uplink, nil)
+			}
+		}
+	}
+	if m == nil || m.rateBPS != mbr {
+		m = NewMeter(mbr)
+	}
+	idx := slices.IndexFunc(st.meters, func(x idMeter) bool { return x.id == qerID })
+	if idx < 0 {
+		st.meters = append(st.meters, idMeter{id: qerID})
+		idx = len(st.meters) - 1
+	}
+	pick(&st.meters[idx], uplink, m)
+	return m
+}
+
+// pick returns (and, when set is non-nil, stores) the meter of a direction.
+func pick(im *idMeter, uplink bool, set *Meter) *Meter {
+	p := &im.dl
+	if uplink {
+		p = &im.ul
+	}
+	if set != nil {
+		*p = set
+	}
+	return *p
+}

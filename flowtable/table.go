@@ -1,0 +1,442 @@
+package flowtable
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Sentinel errors of Table operations. Rule errors are *RuleError and wrap
+// one of these.
+var (
+	ErrSessionExists   = errors.New("session already exists")
+	ErrSessionNotFound = errors.New("session not found")
+	ErrMissingRule     = errors.New("references a rule that does not exist")
+	ErrDuplicateRule   = errors.New("rule ID used twice")
+	ErrKeyConflict     = errors.New("TEID or UE address already used by another session")
+	ErrInvalidRule     = errors.New("invalid rule")
+)
+
+// RuleKind names the kind of rule a RuleError is about.
+type RuleKind uint8
+
+const (
+	KindPDR RuleKind = iota + 1
+	KindFAR
+	KindQER
+	KindURR
+	KindBAR
+)
+
+func (k RuleKind) String() string {
+	return [...]string{"rule", "PDR", "FAR", "QER", "URR", "BAR"}[k]
+}
+
+// RuleError says which rule of a session could not be installed, so the
+// control plane can answer with a Failed Rule ID.
+type RuleError struct {
+	Kind RuleKind
+	ID   uint32
+	Err  error
+}
+
+func (e *RuleError) Error() string { return fmt.Sprintf("%v %d: %v", e.Kind, e.ID, e.Err) }
+func (e *RuleError) Unwrap() error { return e.Err }
+
+// Options configure a Table.
+type Options struct {
+	// Capacity is the number of lookup keys (about two per session) the
+	// table is sized for; it grows past it at a one-off cost.
+	Capacity int
+}
+
+// Table holds every session's compiled rules. The control plane installs,
+// replaces and removes sessions (serialised internally); workers match
+// packets concurrently without locks. Each session changes atomically for
+// readers: a packet sees either all of its old rules or all of its new.
+type Table struct {
+	m     *hmap
+	wild  atomic.Pointer[wildcards] // PDRs with no TEID / UE address key
+	epoch time.Time
+
+	mu       sync.Mutex // serialises writers; guards the fields below
+	sessions map[uint64]*sessionState
+	pdrSlots slotAlloc
+	urrSlots slotAlloc
+	workers  []*WorkerCounters
+	chunks   int // chunks allocated per worker, for both kinds
+
+	notes     chan Notification
+	relMu     sync.Mutex // guards released
+	released  []Released
+	releasedN atomic.Int32 // len(released), read by workers without relMu
+}
+
+// wildcards are the PDRs without a lookup key, by source interface, sorted
+// by precedence. Immutable once published.
+type wildcards [NumInterfaces][]*Rule
+
+// New returns an empty table.
+func New(o Options) *Table {
+	if o.Capacity <= 0 {
+		o.Capacity = 1 << 12
+	}
+	t := &Table{
+		m:        newHmap(o.Capacity, rand.Uint64()),
+		epoch:    time.Now(),
+		sessions: make(map[uint64]*sessionState),
+		notes:    make(chan Notification, 4096),
+	}
+	t.wild.Store(&wildcards{})
+	return t
+}
+
+// Now returns the table clock in nanoseconds: monotonic, never 0. Workers
+// read it once per burst and pass it to metering and usage counting.
+func (t *Table) Now() int64 { return int64(time.Since(t.epoch)) + 1 }
+
+// NewWorker registers a worker and returns its counters. Safe for
+// concurrent use.
+func (t *Table) NewWorker() *WorkerCounters {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	w := &WorkerCounters{}
+	for i := 0; i < t.chunks; i++ {
+		w.pdr[i].Store(new(pdrChunk))
+		w.urr[i].Store(new(urrChunk))
+	}
+	t.workers = append(t.workers, w)
+	return w
+}
+
+// Sessions returns the number of installed sessions.
+func (t *Table) Sessions() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.sessions)
+}
+
+// sessionState is what the writer keeps per session. Writer only.
+type sessionState struct {
+	seid      uint64
+	keys      []key
+	wild      []*Rule
+	pdrSlots  []idSlot
+	urrs      []urrState
+	meters    []idMeter
+	notify    *Notifier
+	buffer    *Buffer // nil until a FAR of the session buffers
+	buffering bool    // some rule of the session buffers
+}
+
+type idSlot struct {
+	id   uint32
+	slot uint32
+}
+
+type urrState struct {
+	id   uint32
+	slot uint32
+	base Usage // counters of the slot when the URR took it
+}
+
+type idMeter struct {
+	id     uint32
+	ul, dl *Meter
+}
+
+// Install compiles and installs a new session. On error nothing changes.
+func (t *Table) Install(s *Session) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.sessions[s.LocalSEID]; ok {
+		return fmt.Errorf("install session %#x: %w", s.LocalSEID, ErrSessionExists)
+	}
+	return t.publish(s, nil)
+}
+
+// Replace compiles s and swaps it in for the installed session with the
+// same LocalSEID. Counters and meters of rules whose IDs stay are kept. On
+// error the installed session is left exactly as it was.
+func (t *Table) Replace(s *Session) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old, ok := t.sessions[s.LocalSEID]
+	if !ok {
+		return fmt.Errorf("replace session %#x: %w", s.LocalSEID, ErrSessionNotFound)
+	}
+	return t.publish(s, old)
+}
+
+// Remove deletes a session and returns the final usage of its URRs.
+func (t *Table) Remove(seid uint64) (map[uint32]Usage, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st, ok := t.sessions[seid]
+	if !ok {
+		return nil, fmt.Errorf("remove session %#x: %w", seid, ErrSessionNotFound)
+	}
+	for _, k := range st.keys {
+		t.m.del(k)
+	}
+	if len(st.wild) > 0 {
+		t.setWildcards(st.wild, nil)
+	}
+	usage := make(map[uint32]Usage, len(st.urrs))
+	for _, u := range st.urrs {
+		usage[u.id] = t.urrUsage(u)
+		t.urrSlots.put(u.slot)
+	}
+	for _, p := range st.pdrSlots {
+		t.pdrSlots.put(p.slot)
+	}
+	delete(t.sessions, seid)
+	return usage, nil
+}
+
+// publish compiles s (reusing old's slots and meters) and makes it visible.
+// Caller holds t.mu.
+func (t *Table) publish(s *Session, old *sessionState) error {
+	c, err := t.compile(s, old)
+	if err != nil {
+		return err
+	}
+	// Publish: new and changed keys first, then drop keys that went away,
+	// so a packet on a key present in both never finds nothing.
+	for k, e := range c.entries {
+		t.m.put(k, e)
+	}
+	st := c.state
+	if old != nil {
+		for _, k := range old.keys {
+			if _, ok := c.entries[k]; !ok {
+				t.m.del(k)
+			}
+		}
+		if len(old.wild) > 0 || len(st.wild) > 0 {
+			t.setWildcards(old.wild, st.wild)
+		}
+		t.freeUnused(old, st)
+		if old.buffer != nil && !st.buffering {
+			t.release(st.seid, old.buffer)
+		}
+	} else if len(st.wild) > 0 {
+		t.setWildcards(nil, st.wild)
+	}
+	t.sessions[s.LocalSEID] = st
+	return nil
+}
+
+// freeUnused returns the slots of rules that old had and st does not.
+func (t *Table) freeUnused(old, st *sessionState) {
+	for _, p := range old.pdrSlots {
+		if !slices.ContainsFunc(st.pdrSlots, func(q idSlot) bool { return q.slot == p.slot }) {
+			t.pdrSlots.put(p.slot)
+		}
+	}
+	for _, u := range old.urrs {
+		if !slices.ContainsFunc(st.urrs, func(q urrState) bool { return q.slot == u.slot }) {
+			t.urrSlots.put(u.slot)
+		}
+	}
+}
+
+func (t *Table) setWildcards(remove, add []*Rule) {
+	cur := t.wild.Load()
+	var nw wildcards
+	for i := range cur {
+		nw[i] = slices.DeleteFunc(slices.Clone(cur[i]), func(r *Rule) bool { return slices.Contains(remove, r) })
+	}
+	for _, r := range add {
+		nw[r.source] = append(nw[r.source], r)
+	}
+	for i := range nw {
+		sortRules(nw[i])
+	}
+	t.wild.Store(&nw)
+}
+
+func sortRules(rs []*Rule) {
+	slices.SortStableFunc(rs, func(a, b *Rule) int {
+		switch {
+		case a.Precedence < b.Precedence:
+			return -1
+		case a.Precedence > b.Precedence:
+			return 1
+		}
+		return 0
+	})
+}
+
+// ensureSlots makes sure every worker has the chunks that hold the slots
+// handed out so far. Caller holds t.mu.
+func (t *Table) ensureSlots() error {
+	need := int(max(t.pdrSlots.next, t.urrSlots.next)+chunkSize-1) >> chunkBits
+	if need > maxChunks {
+		return fmt.Errorf("allocate counters: %d slots exceed the limit of %d", max(t.pdrSlots.next, t.urrSlots.next), maxChunks*chunkSize)
+	}
+	for ; t.chunks < need; t.chunks++ {
+		for _, w := range t.workers {
+			w.pdr[t.chunks].Store(new(pdrChunk))
+			w.urr[t.chunks].Store(new(urrChunk))
+		}
+	}
+	return nil
+}
+
+func (t *Table) sumURR(slot uint32) Usage {
+	var u Usage
+	var first, last int64
+	for _, w := range t.workers {
+		c := w.URR(slot)
+		u.ULPackets += c.ULPackets.Load()
+		u.ULBytes += c.ULBytes.Load()
+		u.DLPackets += c.DLPackets.Load()
+		u.DLBytes += c.DLBytes.Load()
+		if f := c.First.Load(); f != 0 && (first == 0 || f < first) {
+			first = f
+		}
+		last = max(last, c.Last.Load())
+	}
+	u.First, u.Last = time.Duration(first), time.Duration(last)
+	return u
+}
+
+func (t *Table) urrUsage(u urrState) Usage {
+	cur := t.sumURR(u.slot)
+	d := cur.sub(u.base)
+	if cur.Last <= u.base.Last {
+		d.First, d.Last = 0, 0
+	} else if cur.First <= u.base.Last {
+		d.First = 0 // started before the base; the first packet after it is unknown
+	}
+	return d
+}
+
+// URRUsage returns the usage a session's URR measured since it was created.
+// Safe for concurrent use.
+func (t *Table) URRUsage(seid uint64, urrID uint32) (Usage, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st, ok := t.sessions[seid]
+	if !ok {
+		return Usage{}, fmt.Errorf("read usage of session %#x: %w", seid, ErrSessionNotFound)
+	}
+	for _, u := range st.urrs {
+		if u.id == urrID {
+			return t.urrUsage(u), nil
+		}
+	}
+	return Usage{}, &RuleError{KindURR, urrID, ErrMissingRule}
+}
+
+// PDRStats returns the packets and octets a session's PDR matched, summed
+// over workers. Safe for concurrent use.
+func (t *Table) PDRStats(seid uint64, pdrID uint16) (packets, bytes uint64, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st, ok := t.sessions[seid]
+	if !ok {
+		return 0, 0, fmt.Errorf("read PDR stats of session %#x: %w", seid, ErrSessionNotFound)
+	}
+	for _, p := range st.pdrSlots {
+		if p.id == uint32(pdrID) {
+			for _, w := range t.workers {
+				c := w.PDR(p.slot)
+				packets += c.Packets.Load()
+				bytes += c.Bytes.Load()
+			}
+			return packets, bytes, nil
+		}
+	}
+	return 0, 0, &RuleError{KindPDR, uint32(pdrID), ErrMissingRule}
+}
+
+// Drops sums a drop reason's counter over workers. Safe for concurrent use.
+func (t *Table) Drops(reason int) uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var n uint64
+	for _, w := range t.workers {
+		n += w.Drops[reason].Load()
+	}
+	return n
+}
+
+// Workers returns the registered workers' counters, for metrics readers.
+func (t *Table) Workers() []*WorkerCounters {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Clone(t.workers)
+}
+
+// MatchTEID finds the PDR for a packet that arrived in a GTP-U tunnel with
+// the given local TEID on source interface i. f holds the inner packet's
+// flow. It returns nil when no PDR matches. Safe for concurrent use.
+func (t *Table) MatchTEID(i Interface, teid uint32, f *Flow) *Rule {
+	return t.best(t.m.get(teidKey(i, teid)), i, f)
+}
+
+// MatchUE finds the PDR for an unencapsulated packet on source interface i,
+// keyed by its UE address: the destination for downlink (Core) interfaces,
+// the source for Access. Safe for concurrent use.
+func (t *Table) MatchUE(i Interface, f *Flow) *Rule {
+	ue := &f.Dst
+	if i == Access {
+		ue = &f.Src
+	}
+	var e *Entry
+	if f.IPv6 {
+		e = t.m.get(ue6Key(i, be64(ue[:8])))
+	} else {
+		e = t.m.get(ue4Key(i, uint32(ue[12])<<24|uint32(ue[13])<<16|uint32(ue[14])<<8|uint32(ue[15])))
+	}
+	return t.best(e, i, f)
+}
+
+func (t *Table) best(e *Entry, i Interface, f *Flow) *Rule {
+	var r *Rule
+	if e != nil {
+		for _, c := range e.rules {
+			if c.matches(f) {
+				r = c
+				break
+			}
+		}
+	}
+	if i >= NumInterfaces {
+		return r
+	}
+	for _, c := range t.wild.Load()[i] {
+		if r != nil && c.Precedence >= r.Precedence {
+			break
+		}
+		if c.matches(f) {
+			return c
+		}
+	}
+	return r
+}
+
+// Entry is the immutable set of rules reachable through one lookup key, in
+// precedence order.
+type Entry struct {
+	rules []*Rule
+}
+
+// ueCheck constrains a rule to a UE address when the lookup key did not
+// (wildcard rules) or was coarser than the address (IPv6 /64 keys).
+type ueCheck struct {
+	on         bool
+	addr, mask [2]uint64
+}
+
+func addrs(p netip.Prefix) ueCheck {
+	a, m := prefixWords(p)
+	return ueCheck{true, a, m}
+}
