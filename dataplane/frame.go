@@ -1,0 +1,88 @@
+// Package dataplane is Sluice's packet path: the frame and port model that
+// AF_XDP, vhost-user and TAP ports implement, and the per-core workers that
+// receive bursts, match them against the flow table, apply the rules
+// (GTP-U decapsulation and encapsulation, gating, metering, counting) and
+// transmit them, run to completion.
+//
+// Nothing on the per-packet path allocates, locks or blocks; rules arrive
+// through flowtable's lock-free table and counters are per worker.
+package dataplane
+
+// BurstSize is the number of frames a worker receives, processes and
+// transmits at a time. Every port and the pipeline size their batches by it.
+const BurstSize = 32
+
+// Headroom is the space a port leaves in front of a received packet so that
+// GTP-U encapsulation (outer Ethernet, IPv6, UDP, GTP-U with a PDU Session
+// Container: 14+40+8+16 octets) prepends in place. Ports reserve at least
+// this much.
+const Headroom = 256
+
+// Frame is one packet in memory a port owns (UMEM, guest memory or a pool):
+// Buf is the whole buffer, the packet is Buf[Off:Off+Len]. A frame is owned
+// by exactly one stage at a time; whoever holds it must pass it to a port's
+// Transmit or give it back with Owner.Free. Frames are values, moved in
+// arrays, so handling them never allocates.
+type Frame struct {
+	Buf    []byte
+	Off    int
+	Len    int
+	Handle uint64     // the owner's own reference (UMEM address, descriptor index)
+	Queue  uint16     // the owner's queue the frame came from
+	Owner  FrameOwner // the port whose memory this is
+}
+
+// Data returns the packet octets.
+func (f *Frame) Data() []byte { return f.Buf[f.Off : f.Off+f.Len] }
+
+// Prepend grows the packet by n octets at the front and reports whether the
+// headroom allowed it.
+func (f *Frame) Prepend(n int) bool {
+	if n > f.Off {
+		return false
+	}
+	f.Off -= n
+	f.Len += n
+	return true
+}
+
+// Pull removes n octets from the front of the packet.
+func (f *Frame) Pull(n int) {
+	f.Off += n
+	f.Len -= n
+}
+
+// FrameOwner takes frames back. Free is called by the worker that serves the
+// frames' queue; it must not block.
+type FrameOwner interface {
+	Free(frames []Frame)
+}
+
+// Port is a network port served by workers, one queue per worker. Every
+// method with a queue argument is called only by the worker that owns that
+// queue, so implementations need no locks on it.
+type Port interface {
+	FrameOwner
+	// Name identifies the port in logs and metrics.
+	Name() string
+	// Queues is the number of queues the port offers.
+	Queues() int
+	// Receive moves up to len(frames) received frames into frames and
+	// returns how many. The caller owns them from then on.
+	Receive(q int, frames []Frame) int
+	// Transmit takes ownership of every frame given and returns how many it
+	// queued for sending; the rest it has freed and counted as dropped.
+	// Frames owned by another port are copied into the port's own memory
+	// and given back to their owner.
+	Transmit(q int, frames []Frame) int
+}
+
+// Waiter is implemented by ports that can put an idle worker to sleep until
+// a queue has work (XSK poll, a vhost kick eventfd).
+type Waiter interface {
+	// Wait blocks until queue q may have frames or timeoutMS passes.
+	Wait(q int, timeoutMS int) error
+}
+
+// MAC is an Ethernet address.
+type MAC [6]byte
