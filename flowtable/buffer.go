@@ -68,7 +68,7 @@ type Released struct {
 func (t *Table) DropBuffered(seid uint64) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if st, ok := t.sessions[seid]; ok && st.buffer != nil {
+	if st, ok := t.sessions[seid]; ok && st.extras != nil && st.buffer != nil {
 		return len(st.buffer.take())
 	}
 	return 0
@@ -78,7 +78,7 @@ func (t *Table) DropBuffered(seid uint64) int {
 func (t *Table) BufferedPackets(seid uint64) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if st, ok := t.sessions[seid]; ok && st.buffer != nil {
+	if st, ok := t.sessions[seid]; ok && st.extras != nil && st.buffer != nil {
 		return st.buffer.Len()
 	}
 	return 0

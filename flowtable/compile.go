@@ -18,10 +18,13 @@ type Rule struct {
 	Uplink bool
 	source Interface
 
-	// match conditions beyond the lookup key
-	qfi uint8
-	ue  ueCheck
-	sdf []sdfMatcher
+	// match conditions beyond the lookup key: QFI, the UE address (an
+	// IPv4 address inline, an IPv6 prefix behind a pointer) and SDF filters
+	qfi   uint8
+	ue4on bool
+	ue4   uint32
+	ue6   *ueCheck
+	sdf   []sdfMatcher
 
 	// RemoveOuter: strip the GTP-U/UDP/IP outer header (decapsulate).
 	RemoveOuter bool
@@ -66,12 +69,15 @@ func (r *Rule) matches(f *Flow) bool {
 	if r.qfi != 0 && r.qfi != f.QFI {
 		return false
 	}
-	if r.ue.on {
+	if r.ue4on || r.ue6 != nil {
 		ue := &f.Dst
 		if r.Uplink {
 			ue = &f.Src
 		}
-		if !addrMatch(ue, &r.ue.addr, &r.ue.mask) {
+		if r.ue4on && (f.IPv6 || uint32(ue[12])<<24|uint32(ue[13])<<16|uint32(ue[14])<<8|uint32(ue[15]) != r.ue4) {
+			return false
+		}
+		if r.ue6 != nil && (!f.IPv6 || !addrMatch(ue, &r.ue6.addr, &r.ue6.mask)) {
 			return false
 		}
 	}
@@ -87,7 +93,7 @@ func (r *Rule) matches(f *Flow) bool {
 }
 
 type compiled struct {
-	entries map[key]*Entry
+	entries map[key][]*Rule
 	state   *sessionState
 }
 
@@ -129,18 +135,15 @@ func (t *Table) compile(s *Session, old *sessionState) (*compiled, error) {
 	}
 
 	st := &sessionState{seid: s.LocalSEID}
-	c := &compiled{entries: make(map[key]*Entry, 2), state: st}
-	if old != nil {
-		st.notify, st.buffer = old.notify, old.buffer
-	}
-	if st.notify == nil {
-		st.notify = &Notifier{SEID: s.LocalSEID, ch: t.notes}
+	c := &compiled{entries: make(map[key][]*Rule, 2), state: st}
+	if old != nil && old.extras != nil {
+		x := st.ext()
+		x.notify, x.buffer = old.notify, old.buffer
 	}
 
-	// Slots and meters: reuse those of rule IDs the old session had. Slots
-	// are only taken from the allocators after every check has passed.
 	pdrIDs := make(map[uint16]bool, len(s.PDRs))
 	rules := make([]*Rule, 0, len(s.PDRs))
+	nurr := 0
 	for i := range s.PDRs {
 		p := &s.PDRs[i]
 		if pdrIDs[p.ID] {
@@ -151,64 +154,63 @@ func (t *Table) compile(s *Session, old *sessionState) (*compiled, error) {
 		if err != nil {
 			return nil, &RuleError{KindPDR, uint32(p.ID), err}
 		}
-		st.pdrSlots = append(st.pdrSlots, idSlot{id: uint32(p.ID)})
+		nurr += len(p.URRIDs)
 		rules = append(rules, r)
-	}
-	for _, u := range s.URRs {
-		us := urrState{id: u.ID}
-		if !reuseURR(old, &us) {
-			us.slot = ^uint32(0)
-		}
-		st.urrs = append(st.urrs, us)
 	}
 
 	// Keys: group rules by key and check no other session owns the key.
-	for _, r := range rules {
-		k, keyed := ruleKey(r, &s.PDRs[slices.IndexFunc(s.PDRs, func(p PDR) bool { return p.ID == r.PDRID })])
+	for i, r := range rules {
+		k, keyed := ruleKey(r, &s.PDRs[i])
 		if !keyed {
-			st.wild = append(st.wild, r)
+			x := st.ext()
+			x.wild = append(x.wild, r)
 			continue
 		}
-		e := c.entries[k]
-		if e == nil {
-			if cur := t.m.get(k); cur != nil && len(cur.rules) > 0 && cur.rules[0].SEID != s.LocalSEID {
+		e, seen := c.entries[k]
+		if !seen {
+			if cur := t.m.get(k); len(cur) > 0 && cur[0].SEID != s.LocalSEID {
 				return nil, &RuleError{KindPDR, uint32(r.PDRID), ErrKeyConflict}
 			}
-			e = &Entry{}
-			c.entries[k] = e
 			st.keys = append(st.keys, k)
 		}
-		e.rules = append(e.rules, r)
+		c.entries[k] = append(e, r)
 	}
 	for _, e := range c.entries {
-		sortRules(e.rules)
+		sortRules(e)
 	}
 
-	// Everything checked: take slots.
+	// Everything checked: take slots, reusing those of rule IDs the old
+	// session had so counters carry over, and zero the new ones.
+	var fresh []idSlot
+	st.pdrSlots = make([]idSlot, len(rules))
 	for i, r := range rules {
 		if !reuseSlot(old, uint32(r.PDRID), &r.PDRSlot) {
 			r.PDRSlot = t.pdrSlots.get()
+			fresh = append(fresh, idSlot{slot: r.PDRSlot})
 		}
-		st.pdrSlots[i].slot = r.PDRSlot
+		st.pdrSlots[i] = idSlot{uint32(r.PDRID), r.PDRSlot}
 	}
-	for i := range st.urrs {
-		if st.urrs[i].slot == ^uint32(0) {
+	nfresh := len(fresh)
+	st.urrs = make([]idSlot, len(s.URRs))
+	for i, u := range s.URRs {
+		st.urrs[i] = idSlot{id: u.ID}
+		if !reuseURR(old, &st.urrs[i]) {
 			st.urrs[i].slot = t.urrSlots.get()
+			fresh = append(fresh, st.urrs[i])
 		}
 	}
 	if err := t.ensureSlots(); err != nil {
 		return nil, err
 	}
-	for i := range st.urrs {
-		u := &st.urrs[i]
-		if old == nil || !slices.ContainsFunc(old.urrs, func(o urrState) bool { return o.id == u.id }) {
-			u.base = t.sumURR(u.slot)
+	t.resetSlots(fresh[:nfresh], fresh[nfresh:])
+	// One backing array holds every rule's URR slots.
+	slots := make([]uint32, 0, nurr)
+	for i, r := range rules {
+		start := len(slots)
+		for _, id := range s.PDRs[i].URRIDs {
+			slots = append(slots, st.urrs[slices.IndexFunc(st.urrs, func(u idSlot) bool { return u.id == id })].slot)
 		}
-	}
-	for _, r := range rules {
-		for j, id := range r.URRSlots {
-			r.URRSlots[j] = st.urrs[slices.IndexFunc(st.urrs, func(u urrState) bool { return u.id == id })].slot
-		}
+		r.URRSlots = slots[start:len(slots):len(slots)]
 	}
 	return c, nil
 }
@@ -226,7 +228,7 @@ func reuseSlot(old *sessionState, id uint32, slot *uint32) bool {
 	return false
 }
 
-func reuseURR(old *sessionState, u *urrState) bool {
+func reuseURR(old *sessionState, u *idSlot) bool {
 	if old == nil {
 		return false
 	}
@@ -264,8 +266,8 @@ func checkFAR(f *FAR) error {
 	return nil
 }
 
-// compilePDR resolves one PDR; it leaves PDRSlot and URRSlots (as IDs) for
-// the caller to map to slots.
+// compilePDR resolves one PDR; it leaves PDRSlot and URRSlots for the
+// caller to fill once every rule has passed its checks.
 func (t *Table) compilePDR(seid uint64, p *PDR, fars map[uint32]*FAR, qers map[uint32]*QER,
 	urrs map[uint32]bool, bars map[uint8]*BAR, st *sessionState, old *sessionState) (*Rule, error) {
 	d := &p.PDI
@@ -300,14 +302,14 @@ func (t *Table) compilePDR(seid uint64, p *PDR, fars map[uint32]*FAR, qers map[u
 			// keyed by IPv4 and IPv6 both: the key is exact enough
 		case d.UEAddr4.IsValid():
 		case d.UEPrefix6.IsValid() && d.UEPrefix6.Bits() > 64:
-			r.ue = addrs(d.UEPrefix6.Masked())
+			r.ue6 = prefixCheck(d.UEPrefix6)
 		}
 	} else if d.UEAddr4.IsValid() != d.UEPrefix6.IsValid() {
 		// A tunnel PDR that also names the UE address checks it.
 		if d.UEAddr4.IsValid() {
-			r.ue = addrs(netip.PrefixFrom(d.UEAddr4, 32))
+			r.ue4on, r.ue4 = true, addr4(d.UEAddr4)
 		} else {
-			r.ue = addrs(d.UEPrefix6.Masked())
+			r.ue6 = prefixCheck(d.UEPrefix6)
 		}
 	}
 
@@ -331,7 +333,11 @@ func (t *Table) compilePDR(seid uint64, p *PDR, fars map[uint32]*FAR, qers map[u
 		}
 	}
 	if far.Apply&(ActBuffer|ActNotifyCP) != 0 {
-		r.Notify = st.notify
+		x := st.ext()
+		if x.notify == nil {
+			x.notify = &Notifier{SEID: seid, ch: t.notes}
+		}
+		r.Notify = x.notify
 		limit := DefaultBufferPackets
 		if far.BARID != 0 {
 			bar, ok := bars[far.BARID]
@@ -343,12 +349,12 @@ func (t *Table) compilePDR(seid uint64, p *PDR, fars map[uint32]*FAR, qers map[u
 			}
 		}
 		if far.Apply&ActBuffer != 0 {
-			if st.buffer == nil {
-				st.buffer = &Buffer{}
+			if x.buffer == nil {
+				x.buffer = &Buffer{}
 			}
-			st.buffer.setLimit(limit)
-			st.buffering = true
-			r.Buffer = st.buffer
+			x.buffer.setLimit(limit)
+			x.buffering = true
+			r.Buffer = x.buffer
 		}
 	}
 
@@ -378,7 +384,6 @@ func (t *Table) compilePDR(seid uint64, p *PDR, fars map[uint32]*FAR, qers map[u
 		if !urrs[id] {
 			return nil, fmt.Errorf("URR %d %w", id, ErrMissingRule)
 		}
-		r.URRSlots = append(r.URRSlots, id) // mapped to slots by compile
 	}
 	return r, nil
 }
@@ -390,8 +395,7 @@ func ruleKey(r *Rule, p *PDR) (key, bool) {
 	case d.HasLocalTEID:
 		return teidKey(d.SourceInterface, d.LocalTEID), true
 	case d.UEAddr4.IsValid() && !d.UEPrefix6.IsValid():
-		a := d.UEAddr4.As4()
-		return ue4Key(d.SourceInterface, uint32(a[0])<<24|uint32(a[1])<<16|uint32(a[2])<<8|uint32(a[3])), true
+		return ue4Key(d.SourceInterface, addr4(d.UEAddr4)), true
 	case d.UEPrefix6.IsValid() && !d.UEAddr4.IsValid() && d.UEPrefix6.Bits() >= 64:
 		a := d.UEPrefix6.Addr().As16()
 		return ue6Key(d.SourceInterface, be64(a[:8])), true
@@ -402,19 +406,20 @@ func ruleKey(r *Rule, p *PDR) (key, bool) {
 	case d.UEAddr4.IsValid() && d.UEPrefix6.IsValid():
 		// Either family may match; the SDF/QFI conditions still apply.
 	case d.UEPrefix6.IsValid():
-		r.ue = addrs(d.UEPrefix6.Masked())
+		r.ue6 = prefixCheck(d.UEPrefix6)
 	}
 	return key{}, false
 }
 
 func meterFor(st, old *sessionState, qerID uint32, uplink bool, mbr uint64) *Meter {
 	var m *Meter
-	for i := range st.meters {
-		if st.meters[i].id == qerID {
-			m = pick(&st.meters[i], uplink, nil)
+	x := st.ext()
+	for i := range x.meters {
+		if x.meters[i].id == qerID {
+			m = pick(&x.meters[i], uplink, nil)
 		}
 	}
-	if m == nil && old != nil {
+	if m == nil && old != nil && old.extras != nil {
 		for i := range old.meters {
 			if old.meters[i].id == qerID {
 				m = pick(&old.meters[i], uplink, nil)
@@ -424,12 +429,12 @@ func meterFor(st, old *sessionState, qerID uint32, uplink bool, mbr uint64) *Met
 	if m == nil || m.rateBPS != mbr {
 		m = NewMeter(mbr)
 	}
-	idx := slices.IndexFunc(st.meters, func(x idMeter) bool { return x.id == qerID })
+	idx := slices.IndexFunc(x.meters, func(im idMeter) bool { return im.id == qerID })
 	if idx < 0 {
-		st.meters = append(st.meters, idMeter{id: qerID})
-		idx = len(st.meters) - 1
+		x.meters = append(x.meters, idMeter{id: qerID})
+		idx = len(x.meters) - 1
 	}
-	pick(&st.meters[idx], uplink, m)
+	pick(&x.meters[idx], uplink, m)
 	return m
 }
 
@@ -443,4 +448,9 @@ func pick(im *idMeter, uplink bool, set *Meter) *Meter {
 		*p = set
 	}
 	return *p
+}
+
+func addr4(a netip.Addr) uint32 {
+	b := a.As4()
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
 }

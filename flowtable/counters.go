@@ -102,8 +102,8 @@ func (a *slotAlloc) get() uint32 {
 
 func (a *slotAlloc) put(s uint32) { a.free = append(a.free, s) }
 
-// Usage is a URR's measurement summed over workers since its slot was
-// allocated (or since the last Reset by the reader that keeps the base).
+// Usage is a URR's measurement summed over workers since the URR was
+// created.
 type Usage struct {
 	ULPackets, ULBytes, DLPackets, DLBytes uint64
 	First, Last                            time.Duration // Table clock; 0 when no packet
@@ -111,11 +111,3 @@ type Usage struct {
 
 // TotalBytes is uplink plus downlink octets.
 func (u Usage) TotalBytes() uint64 { return u.ULBytes + u.DLBytes }
-
-func (u Usage) sub(b Usage) Usage {
-	u.ULPackets -= b.ULPackets
-	u.ULBytes -= b.ULBytes
-	u.DLPackets -= b.DLPackets
-	u.DLBytes -= b.DLBytes
-	return u
-}

@@ -22,9 +22,9 @@ func ue6Key(i Interface, hi uint64) key    { return key{kindUE6 | uint64(i), hi}
 // node is an immutable chain link; a chain is changed by publishing a new
 // head, never by writing into a node that readers may hold.
 type node struct {
-	k    key
-	e    *Entry
-	next *node
+	k     key
+	rules []*Rule // in precedence order; immutable
+	next  *node
 }
 
 type bucketArray struct {
@@ -76,25 +76,25 @@ func (a *bucketArray) slot(h uint64) *atomic.Pointer[node] {
 }
 
 // get is safe for concurrent use with one writer.
-func (m *hmap) get(k key) *Entry {
+func (m *hmap) get(k key) []*Rule {
 	a := m.arr.Load()
 	for n := a.slot(m.hash(k)).Load(); n != nil; n = n.next {
 		if n.k == k {
-			return n.e
+			return n.rules
 		}
 	}
 	return nil
 }
 
 // put inserts or replaces k. Writer only.
-func (m *hmap) put(k key, e *Entry) {
+func (m *hmap) put(k key, e []*Rule) {
 	a := m.arr.Load()
 	s := a.slot(m.hash(k))
 	head := s.Load()
 	if m.replace(s, head, k, e) {
 		return
 	}
-	s.Store(&node{k: k, e: e, next: head})
+	s.Store(&node{k: k, rules: e, next: head})
 	m.n++
 	if m.n > 2*len(a.buckets) {
 		m.grow(a)
@@ -103,10 +103,10 @@ func (m *hmap) put(k key, e *Entry) {
 
 // replace swaps the entry of an existing key by copying the chain prefix
 // up to it.
-func (m *hmap) replace(s *atomic.Pointer[node], head *node, k key, e *Entry) bool {
+func (m *hmap) replace(s *atomic.Pointer[node], head *node, k key, e []*Rule) bool {
 	for n := head; n != nil; n = n.next {
 		if n.k == k {
-			s.Store(copyPrefix(head, n, &node{k: k, e: e, next: n.next}))
+			s.Store(copyPrefix(head, n, &node{k: k, rules: e, next: n.next}))
 			return true
 		}
 	}
@@ -131,7 +131,7 @@ func copyPrefix(head, stop, tail *node) *node {
 	if head == stop {
 		return tail
 	}
-	return &node{k: head.k, e: head.e, next: copyPrefix(head.next, stop, tail)}
+	return &node{k: head.k, rules: head.rules, next: copyPrefix(head.next, stop, tail)}
 }
 
 // grow doubles the bucket array. It builds a new array from fresh nodes and
@@ -143,7 +143,7 @@ func (m *hmap) grow(old *bucketArray) {
 	for i := range old.buckets {
 		for n := old.buckets[i].Load(); n != nil; n = n.next {
 			s := a.slot(m.hash(n.k))
-			s.Store(&node{k: n.k, e: n.e, next: s.Load()})
+			s.Store(&node{k: n.k, rules: n.rules, next: s.Load()})
 		}
 	}
 	m.arr.Store(a)

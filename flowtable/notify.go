@@ -36,17 +36,23 @@ func (n *Notifier) Raise(pdrID uint16) {
 // Pending reports whether a notification is raised and not yet re-armed.
 func (n *Notifier) Pending() bool { return n.pending.Load() != 0 }
 
-// Rearm clears the notification so the next packet raises it again.
-func (n *Notifier) Rearm() { n.pending.Store(0) }
+// Rearm clears the notification so the next packet raises it again. It
+// does nothing on a nil Notifier.
+func (n *Notifier) Rearm() {
+	if n != nil {
+		n.pending.Store(0)
+	}
+}
 
 // Notifications delivers downlink data notifications to the control plane.
 func (t *Table) Notifications() <-chan Notification { return t.notes }
 
-// Notifier returns the session's notifier, or nil. Safe for concurrent use.
+// Notifier returns the session's notifier, or nil when no FAR of the
+// session buffers or notifies. Safe for concurrent use.
 func (t *Table) Notifier(seid uint64) *Notifier {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if st, ok := t.sessions[seid]; ok {
+	if st, ok := t.sessions[seid]; ok && st.extras != nil {
 		return st.notify
 	}
 	return nil

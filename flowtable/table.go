@@ -123,26 +123,33 @@ func (t *Table) Sessions() int {
 
 // sessionState is what the writer keeps per session. Writer only.
 type sessionState struct {
-	seid      uint64
-	keys      []key
+	seid     uint64
+	keys     []key
+	pdrSlots []idSlot
+	urrs     []idSlot
+	*extras  // nil for the common session with none of them
+}
+
+// extras are the parts of a session's state that most sessions lack.
+type extras struct {
 	wild      []*Rule
-	pdrSlots  []idSlot
-	urrs      []urrState
 	meters    []idMeter
 	notify    *Notifier
 	buffer    *Buffer // nil until a FAR of the session buffers
 	buffering bool    // some rule of the session buffers
 }
 
+// ext returns the extras, creating them.
+func (s *sessionState) ext() *extras {
+	if s.extras == nil {
+		s.extras = &extras{}
+	}
+	return s.extras
+}
+
 type idSlot struct {
 	id   uint32
 	slot uint32
-}
-
-type urrState struct {
-	id   uint32
-	slot uint32
-	base Usage // counters of the slot when the URR took it
 }
 
 type idMeter struct {
@@ -184,12 +191,12 @@ func (t *Table) Remove(seid uint64) (map[uint32]Usage, error) {
 	for _, k := range st.keys {
 		t.m.del(k)
 	}
-	if len(st.wild) > 0 {
+	if st.extras != nil && len(st.wild) > 0 {
 		t.setWildcards(st.wild, nil)
 	}
 	usage := make(map[uint32]Usage, len(st.urrs))
 	for _, u := range st.urrs {
-		usage[u.id] = t.urrUsage(u)
+		usage[u.id] = t.sumURR(u.slot)
 		t.urrSlots.put(u.slot)
 	}
 	for _, p := range st.pdrSlots {
@@ -218,14 +225,21 @@ func (t *Table) publish(s *Session, old *sessionState) error {
 				t.m.del(k)
 			}
 		}
-		if len(old.wild) > 0 || len(st.wild) > 0 {
-			t.setWildcards(old.wild, st.wild)
+		var ow, nw []*Rule
+		if old.extras != nil {
+			ow = old.wild
+		}
+		if st.extras != nil {
+			nw = st.wild
+		}
+		if len(ow) > 0 || len(nw) > 0 {
+			t.setWildcards(ow, nw)
 		}
 		t.freeUnused(old, st)
-		if old.buffer != nil && !st.buffering {
+		if old.extras != nil && old.buffer != nil && (st.extras == nil || !st.buffering) {
 			t.release(st.seid, old.buffer)
 		}
-	} else if len(st.wild) > 0 {
+	} else if st.extras != nil && len(st.wild) > 0 {
 		t.setWildcards(nil, st.wild)
 	}
 	t.sessions[s.LocalSEID] = st
@@ -240,7 +254,7 @@ func (t *Table) freeUnused(old, st *sessionState) {
 		}
 	}
 	for _, u := range old.urrs {
-		if !slices.ContainsFunc(st.urrs, func(q urrState) bool { return q.slot == u.slot }) {
+		if !slices.ContainsFunc(st.urrs, func(q idSlot) bool { return q.slot == u.slot }) {
 			t.urrSlots.put(u.slot)
 		}
 	}
@@ -307,15 +321,26 @@ func (t *Table) sumURR(slot uint32) Usage {
 	return u
 }
 
-func (t *Table) urrUsage(u urrState) Usage {
-	cur := t.sumURR(u.slot)
-	d := cur.sub(u.base)
-	if cur.Last <= u.base.Last {
-		d.First, d.Last = 0, 0
-	} else if cur.First <= u.base.Last {
-		d.First = 0 // started before the base; the first packet after it is unknown
+// resetSlots zeroes freshly allocated slots in every worker. A slot is
+// reused only after many others were freed (slotAlloc), so no worker still
+// counts into it for the rule that had it before.
+func (t *Table) resetSlots(pdr, urr []idSlot) {
+	for _, w := range t.workers {
+		for _, p := range pdr {
+			c := w.PDR(p.slot)
+			c.Packets.v.Store(0)
+			c.Bytes.v.Store(0)
+		}
+		for _, u := range urr {
+			c := w.URR(u.slot)
+			c.ULPackets.v.Store(0)
+			c.ULBytes.v.Store(0)
+			c.DLPackets.v.Store(0)
+			c.DLBytes.v.Store(0)
+			c.First.Store(0)
+			c.Last.Store(0)
+		}
 	}
-	return d
 }
 
 // URRUsage returns the usage a session's URR measured since it was created.
@@ -329,7 +354,7 @@ func (t *Table) URRUsage(seid uint64, urrID uint32) (Usage, error) {
 	}
 	for _, u := range st.urrs {
 		if u.id == urrID {
-			return t.urrUsage(u), nil
+			return t.sumURR(u.slot), nil
 		}
 	}
 	return Usage{}, &RuleError{KindURR, urrID, ErrMissingRule}
@@ -390,7 +415,7 @@ func (t *Table) MatchUE(i Interface, f *Flow) *Rule {
 	if i == Access {
 		ue = &f.Src
 	}
-	var e *Entry
+	var e []*Rule
 	if f.IPv6 {
 		e = t.m.get(ue6Key(i, be64(ue[:8])))
 	} else {
@@ -399,14 +424,12 @@ func (t *Table) MatchUE(i Interface, f *Flow) *Rule {
 	return t.best(e, i, f)
 }
 
-func (t *Table) best(e *Entry, i Interface, f *Flow) *Rule {
+func (t *Table) best(rules []*Rule, i Interface, f *Flow) *Rule {
 	var r *Rule
-	if e != nil {
-		for _, c := range e.rules {
-			if c.matches(f) {
-				r = c
-				break
-			}
+	for _, c := range rules {
+		if c.matches(f) {
+			r = c
+			break
 		}
 	}
 	if i >= NumInterfaces {
@@ -423,20 +446,13 @@ func (t *Table) best(e *Entry, i Interface, f *Flow) *Rule {
 	return r
 }
 
-// Entry is the immutable set of rules reachable through one lookup key, in
-// precedence order.
-type Entry struct {
-	rules []*Rule
-}
-
-// ueCheck constrains a rule to a UE address when the lookup key did not
-// (wildcard rules) or was coarser than the address (IPv6 /64 keys).
+// ueCheck constrains a rule to a UE IPv6 prefix when the lookup key did
+// not (wildcard rules) or was coarser than the prefix (/64 keys).
 type ueCheck struct {
-	on         bool
 	addr, mask [2]uint64
 }
 
-func addrs(p netip.Prefix) ueCheck {
-	a, m := prefixWords(p)
-	return ueCheck{true, a, m}
+func prefixCheck(p netip.Prefix) *ueCheck {
+	a, m := prefixWords(p.Masked())
+	return &ueCheck{a, m}
 }
