@@ -3,9 +3,10 @@ package gtpu
 import "encoding/binary"
 
 // Parsed is what Parse learns about a GTP-U message. Parse overwrites all of it.
-// When Parse rejects a message, the fields it had filled before the failing
-// check keep their values (Flags, Type and TEID once 8 octets were there;
-// UnknownExt on ReasonUnknownExtRequired) and HeaderLen and PayloadLen are 0.
+// When Parse rejects a message, HeaderLen and PayloadLen are 0 and only the
+// fields filled before the failing check hold values: Flags, Type and TEID once
+// 8 octets were there, UnknownExt on ReasonUnknownExtRequired, and possibly
+// others, which the caller should not rely on.
 type Parsed struct {
 	Type    uint8
 	TEID    uint32
