@@ -86,3 +86,10 @@ type Waiter interface {
 
 // MAC is an Ethernet address.
 type MAC [6]byte
+
+// FDPoller is implemented by ports whose queues have a file descriptor that
+// polls readable when frames arrive, so a worker serving several ports can
+// sleep on all of them at once.
+type FDPoller interface {
+	PollFD(q int) int
+}

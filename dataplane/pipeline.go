@@ -1,0 +1,360 @@
+package dataplane
+
+import (
+	"encoding/binary"
+
+	"github.com/sluice-net/sluice/flowtable"
+	"github.com/sluice-net/sluice/gtpu"
+)
+
+// handle runs one received frame through the pipeline: it ends queued for
+// transmission on some port or in the drop list.
+func (w *Worker) handle(in int, f *Frame) {
+	pkt := f.Data()
+	if len(pkt) < ethLen {
+		w.drop(f, DropNotIP)
+		return
+	}
+	et := binary.BigEndian.Uint16(pkt[12:14])
+	if et != etherIPv4 && et != etherIPv6 {
+		w.drop(f, DropNotIP)
+		return
+	}
+	if w.ports[in].Role.tunnel() {
+		w.fromTunnel(in, f, et)
+		return
+	}
+	ipLen, ok := parseIP(pkt[ethLen:], &w.flow)
+	if !ok {
+		w.drop(f, DropBadIP)
+		return
+	}
+	w.flow.QFI = 0
+	r := w.tbl.MatchUE(w.ports[in].Source, &w.flow)
+	if r == nil {
+		w.drop(f, DropNoPDR)
+		return
+	}
+	w.apply(in, f, r, ethLen, ipLen, false)
+}
+
+// fromTunnel handles a frame on an N3/N9 port: outer IP, UDP, GTP-U.
+func (w *Worker) fromTunnel(in int, f *Frame, et uint16) {
+	pkt := f.Data()
+	ip := pkt[ethLen:]
+	var l4, end int // offsets in ip of the UDP header and of the end of the packet
+	if et == etherIPv4 {
+		if len(ip) < ipv4Len || ip[0]>>4 != 4 {
+			w.drop(f, DropBadIP)
+			return
+		}
+		ihl := int(ip[0]&0x0f) * 4
+		tot := int(binary.BigEndian.Uint16(ip[2:4]))
+		if ihl < ipv4Len || tot < ihl+udpLen || tot > len(ip) {
+			w.drop(f, DropBadIP)
+			return
+		}
+		if binary.BigEndian.Uint16(ip[6:8])&0x3fff != 0 {
+			w.drop(f, DropFragment)
+			return
+		}
+		if ip[9] != protoUDP {
+			w.drop(f, DropNotGTPU)
+			return
+		}
+		l4, end = ihl, tot
+	} else {
+		if len(ip) < ipv6Len+udpLen || ip[0]>>4 != 6 {
+			w.drop(f, DropBadIP)
+			return
+		}
+		end = ipv6Len + int(binary.BigEndian.Uint16(ip[4:6]))
+		if end > len(ip) || end < ipv6Len+udpLen {
+			w.drop(f, DropBadIP)
+			return
+		}
+		if ip[6] != protoUDP {
+			w.drop(f, DropNotGTPU)
+			return
+		}
+		l4 = ipv6Len
+	}
+	udp := ip[l4:end]
+	if binary.BigEndian.Uint16(udp[2:4]) != gtpu.Port {
+		w.drop(f, DropNotGTPU)
+		return
+	}
+	ulen := int(binary.BigEndian.Uint16(udp[4:6]))
+	if ulen < udpLen || ulen > len(udp) {
+		w.drop(f, DropBadIP)
+		return
+	}
+	g := udp[udpLen:ulen]
+	p := &w.gtp
+	if r := gtpu.Parse(g, p); r != gtpu.ReasonNone {
+		w.drop(f, DropReason(r))
+		return
+	}
+	switch p.Type {
+	case gtpu.MsgGPDU:
+	case gtpu.MsgEchoRequest:
+		w.echoReply(in, f, et, l4, p.Seq)
+		return
+	case gtpu.MsgErrorIndication:
+		w.drop(f, DropErrorIndication)
+		return
+	case gtpu.MsgEndMarker:
+		w.drop(f, DropEndMarker)
+		return
+	default:
+		w.drop(f, DropGTPUType)
+		return
+	}
+	inner := ethLen + l4 + udpLen + p.HeaderLen
+	ipLen, ok := parseIP(pkt[inner:inner+p.PayloadLen], &w.flow)
+	if !ok {
+		w.drop(f, DropBadIP)
+		return
+	}
+	w.flow.QFI = 0
+	if p.HasPSC {
+		w.flow.QFI = p.PSC.QFI
+	}
+	r := w.tbl.MatchTEID(w.ports[in].Source, p.TEID, &w.flow)
+	if r == nil {
+		w.drop(f, DropNoPDR)
+		return
+	}
+	if !r.RemoveOuter && r.Encap == nil {
+		// Forward the tunnel packet as it is (no outer header rule).
+		w.apply(in, f, r, ethLen, end, true)
+		return
+	}
+	w.apply(in, f, r, inner, ipLen, true)
+}
+
+// apply carries out a matched rule on the IP packet at f.Data()[ipOff:]
+// of ipLen octets. tunneled says the frame arrived in GTP-U (and ipOff is
+// past the outer headers).
+func (w *Worker) apply(in int, f *Frame, r *flowtable.Rule, ipOff, ipLen int, tunneled bool) {
+	pc := w.ctr.PDR(r.PDRSlot)
+	pc.Packets.Add(1)
+	pc.Bytes.Add(uint64(ipLen))
+	act := r.Action
+	if act&flowtable.ActDrop != 0 {
+		if r.GateClosed {
+			w.drop(f, DropGate)
+		} else {
+			w.drop(f, DropFAR)
+		}
+		return
+	}
+	if act&flowtable.ActNotifyCP != 0 && r.Notify != nil {
+		r.Notify.Raise(r.PDRID)
+	}
+	if act&flowtable.ActBuffer != 0 && r.Buffer != nil {
+		if r.Buffer.Push(f.Data()[ipOff : ipOff+ipLen]) {
+			w.Buffered.Add(1)
+			w.drops[w.ndrop] = *f // not a drop: the buffer holds a copy
+			w.ndrop++
+		} else {
+			w.drop(f, DropBufferFull)
+		}
+		return
+	}
+	if act&flowtable.ActForward == 0 {
+		w.drop(f, DropFAR)
+		return
+	}
+	for _, m := range r.Meters {
+		if !m.Allow(w.now, ipLen) {
+			w.drop(f, DropMBR)
+			return
+		}
+	}
+	oi := w.egress[r.Dest]
+	if oi < 0 {
+		w.drop(f, DropNoEgress)
+		return
+	}
+	out := &w.ports[oi]
+
+	data := f.Data()
+	ip := data[ipOff : ipOff+ipLen]
+	v6 := ip[0]>>4 == 6
+	// The UPF routes the inner packet where it leaves or enters a tunnel;
+	// a tunnel-to-tunnel hop (N9) leaves it alone.
+	if tunneled && r.RemoveOuter && r.Encap == nil || !tunneled && r.Encap != nil {
+		if v6 {
+			if ip[7] <= 1 {
+				w.drop(f, DropTTL)
+				return
+			}
+			ip[7]--
+		} else {
+			if ip[8] <= 1 {
+				w.drop(f, DropTTL)
+				return
+			}
+			decTTL(ip)
+		}
+	}
+	var nh *[16]byte
+	et := uint16(etherIPv4)
+	if r.Encap != nil {
+		if !r.Encap.Peer.Is4() {
+			w.drop(f, DropUnsupported)
+			return
+		}
+		var psc *gtpu.PSC
+		if r.QFI != 0 {
+			w.psc = gtpu.PSC{QFI: r.QFI, RQI: r.RQI, PPI: r.PPI, HasPPI: r.HasPPI}
+			if r.Dest != flowtable.Access {
+				w.psc.PDUType = 1 // toward the core: UL PDU session information
+				w.psc.RQI, w.psc.HasPPI = false, false
+			}
+			psc = &w.psc
+		}
+		gl := gtpu.GPDUHeaderLen(psc)
+		hdr := ipv4Len + udpLen + gl
+		f.Off += ipOff
+		f.Len = ipLen
+		if !f.Prepend(hdr) {
+			w.drop(f, DropNoHeadroom)
+			return
+		}
+		b := f.Data()
+		putIPv4(b, out.addr4, r.Encap.Peer4, protoUDP, udpLen+gl+ipLen, w.flow.ToS)
+		putUDP(b[ipv4Len:], w.sourcePort(), r.Encap.Port, gl+ipLen)
+		gtpu.PutGPDUHeader(b[ipv4Len+udpLen:], r.Encap.TEID, ipLen, psc)
+		nh = &w.nhAddr
+		w.nhAddr = [16]byte{10: 0xff, 11: 0xff, 12: r.Encap.Peer4[0], 13: r.Encap.Peer4[1], 14: r.Encap.Peer4[2], 15: r.Encap.Peer4[3]}
+	} else {
+		f.Off += ipOff
+		f.Len = ipLen
+		if v6 {
+			et = etherIPv6
+		}
+		if tunneled && !r.RemoveOuter {
+			// The outer packet goes on as it is, to its own destination.
+			w.nhAddr = outerDst(ip)
+			nh = &w.nhAddr
+		} else {
+			nh = &w.flow.Dst
+		}
+	}
+	mac, ok := out.Neighbors.Lookup(nh)
+	if !ok {
+		w.drop(f, DropNoNeighbor)
+		return
+	}
+	if !f.Prepend(ethLen) {
+		w.drop(f, DropNoHeadroom)
+		return
+	}
+	putEth(f.Data(), mac, out.MAC, et)
+	for _, s := range r.URRSlots {
+		w.ctr.CountURR(s, r.Uplink, uint64(ipLen), w.now)
+	}
+	out.out[out.nout] = *f
+	out.nout++
+}
+
+func outerDst(ip []byte) [16]byte {
+	if ip[0]>>4 == 6 {
+		return [16]byte(ip[24:40])
+	}
+	return [16]byte{10: 0xff, 11: 0xff, 12: ip[16], 13: ip[17], 14: ip[18], 15: ip[19]}
+}
+
+// sourcePort picks the outer UDP source port from the inner flow so that
+// receivers spreading GTP-U over queues by UDP ports (RSS) keep each flow
+// on one queue and spread flows apart (TS 29.281 lets the sender choose).
+func (w *Worker) sourcePort() uint16 {
+	fl := &w.flow
+	h := binary.LittleEndian.Uint32(fl.Src[12:]) ^ binary.LittleEndian.Uint32(fl.Dst[12:]) ^
+		uint32(fl.SrcPort)<<16 ^ uint32(fl.DstPort) ^ uint32(fl.Proto)
+	h *= 0x9e3779b1
+	return 0xc000 | uint16(h>>18) // 49152-65535
+}
+
+// echoReply turns a GTP-U echo request into the response in place and
+// queues it back on the port it came from.
+func (w *Worker) echoReply(in int, f *Frame, et uint16, l4 int, seq uint16) {
+	if et != etherIPv4 || l4 != ipv4Len {
+		w.drop(f, DropUnsupported) // IPv6 or IPv4 options: not answered here
+		return
+	}
+	n := ethLen + ipv4Len + udpLen + gtpu.EchoResponseLen
+	if f.Off+n > len(f.Buf) {
+		w.drop(f, DropNoHeadroom)
+		return
+	}
+	f.Len = n
+	b := f.Data()
+	ip := b[ethLen:]
+	var src, dst [4]byte
+	copy(src[:], ip[16:20]) // reply from the address the request was sent to
+	copy(dst[:], ip[12:16])
+	udp := ip[ipv4Len:]
+	sport, dport := binary.BigEndian.Uint16(udp[2:4]), binary.BigEndian.Uint16(udp[0:2])
+	gtpu.PutEchoResponse(udp[udpLen:], seq, 0)
+	putUDP(udp, sport, dport, gtpu.EchoResponseLen)
+	putIPv4(ip, src, dst, protoUDP, udpLen+gtpu.EchoResponseLen, 0)
+	var peer MAC
+	copy(peer[:], b[6:12])
+	putEth(b, peer, w.ports[in].MAC, etherIPv4)
+	p := &w.ports[in]
+	p.out[p.nout] = *f
+	p.nout++
+}
+
+// parseIP checks the IP header at the start of b and fills the flow. It
+// returns the packet length from the header (trailing octets, such as
+// Ethernet padding, are not part of it).
+func parseIP(b []byte, fl *flowtable.Flow) (int, bool) {
+	if len(b) < 1 {
+		return 0, false
+	}
+	var l4 []byte
+	var n int
+	switch b[0] >> 4 {
+	case 4:
+		if len(b) < ipv4Len {
+			return 0, false
+		}
+		ihl := int(b[0]&0x0f) * 4
+		n = int(binary.BigEndian.Uint16(b[2:4]))
+		if ihl < ipv4Len || n < ihl || n > len(b) {
+			return 0, false
+		}
+		fl.SetIPv4([4]byte(b[12:16]), [4]byte(b[16:20]))
+		fl.Proto, fl.ToS = b[9], b[1]
+		if binary.BigEndian.Uint16(b[6:8])&0x1fff == 0 {
+			l4 = b[ihl:n]
+		}
+	case 6:
+		if len(b) < ipv6Len {
+			return 0, false
+		}
+		n = ipv6Len + int(binary.BigEndian.Uint16(b[4:6]))
+		if n > len(b) {
+			return 0, false
+		}
+		fl.Src, fl.Dst, fl.IPv6 = [16]byte(b[8:24]), [16]byte(b[24:40]), true
+		fl.Proto = b[6]
+		fl.ToS = b[0]<<4 | b[1]>>4
+		l4 = b[ipv6Len:n]
+	default:
+		return 0, false
+	}
+	fl.SrcPort, fl.DstPort = 0, 0
+	switch fl.Proto {
+	case protoTCP, protoUDP, protoSCTP:
+		if len(l4) >= 4 {
+			fl.SrcPort = binary.BigEndian.Uint16(l4[0:2])
+			fl.DstPort = binary.BigEndian.Uint16(l4[2:4])
+		}
+	}
+	return n, true
+}

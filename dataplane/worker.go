@@ -1,0 +1,309 @@
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"runtime"
+	"sync/atomic"
+
+	"github.com/sluice-net/sluice/flowtable"
+	"github.com/sluice-net/sluice/gtpu"
+)
+
+// Role is what a port is to the UPF.
+type Role uint8
+
+const (
+	// RoleN3 faces the RAN: GTP-U in and out.
+	RoleN3 Role = iota
+	// RoleN6 faces the data network: plain IP in and out.
+	RoleN6
+	// RoleN9 faces another UPF: GTP-U in and out.
+	RoleN9
+)
+
+func (r Role) String() string {
+	switch r {
+	case RoleN3:
+		return "n3"
+	case RoleN6:
+		return "n6"
+	case RoleN9:
+		return "n9"
+	}
+	return fmt.Sprintf("role(%d)", uint8(r))
+}
+
+// tunnel reports whether the port carries GTP-U.
+func (r Role) tunnel() bool { return r != RoleN6 }
+
+// PortConfig is one port queue a worker serves.
+type PortConfig struct {
+	Port  Port
+	Queue int
+	Role  Role
+	// Source is the PDR source interface of packets arriving here:
+	// Access for N3, Core for N6; N9 depends on the deployment.
+	Source flowtable.Interface
+	MAC    MAC
+	// Addr4 is Sluice's IPv4 address on the port: the GTP-U endpoint and the
+	// outer source address of encapsulated packets.
+	Addr4     netip.Addr
+	Neighbors *Neighbors
+}
+
+// WorkerConfig configures a worker.
+type WorkerConfig struct {
+	Table *flowtable.Table
+	Ports []PortConfig
+	// Egress maps a FAR's destination interface to an index in Ports, or
+	// -1 when no port serves it.
+	Egress [flowtable.NumInterfaces]int
+	// CPU pins the worker's thread when >= 0.
+	CPU int
+	// HandleReleases makes this worker re-inject the session buffers the
+	// control plane releases; exactly one worker should.
+	HandleReleases bool
+	// IdlePolls is the number of empty polls before the worker sleeps on
+	// its ports; 0 means the default.
+	IdlePolls int
+}
+
+// ErrConfig is wrapped by worker configuration errors.
+var ErrConfig = errors.New("invalid worker configuration")
+
+// Worker is one per-core packet loop. Its methods other than Stop and Stats
+// readers must be called from the goroutine that runs it.
+type Worker struct {
+	tbl       *flowtable.Table
+	ctr       *flowtable.WorkerCounters
+	ports     []portState
+	egress    [flowtable.NumInterfaces]int
+	cpu       int
+	releases  bool
+	idlePolls int
+
+	rx    [BurstSize]Frame
+	drops [BurstSize]Frame
+	ndrop int
+	flow  flowtable.Flow
+	gtp   gtpu.Parsed
+	psc   gtpu.PSC
+	now   int64
+	// nhAddr is scratch for the next hop of an encapsulated packet.
+	nhAddr [16]byte
+
+	stop atomic.Bool
+	// Busy and Idle count polls that found work and polls that did not.
+	Busy, Idle flowtable.Counter
+	// Buffered counts packets handed to session buffers.
+	Buffered flowtable.Counter
+}
+
+type portState struct {
+	PortConfig
+	addr4 [4]byte
+	out   [BurstSize]Frame
+	nout  int
+	Stats PortStats
+}
+
+// PortStats are a worker's counters for one port queue.
+type PortStats struct {
+	RxPackets, RxBytes, TxPackets, TxBytes flowtable.Counter
+}
+
+// NewWorker checks the configuration and registers the worker's counters
+// with the table.
+func NewWorker(c WorkerConfig) (*Worker, error) {
+	if c.Table == nil {
+		return nil, fmt.Errorf("%w: no flow table", ErrConfig)
+	}
+	if len(c.Ports) == 0 {
+		return nil, fmt.Errorf("%w: no ports", ErrConfig)
+	}
+	w := &Worker{tbl: c.Table, egress: c.Egress, cpu: c.CPU, releases: c.HandleReleases, idlePolls: c.IdlePolls}
+	if w.idlePolls <= 0 {
+		w.idlePolls = 256
+	}
+	for i, e := range c.Egress {
+		if e >= len(c.Ports) {
+			return nil, fmt.Errorf("%w: egress for %v is port %d of %d", ErrConfig, flowtable.Interface(i), e, len(c.Ports))
+		}
+	}
+	w.ports = make([]portState, len(c.Ports))
+	for i, p := range c.Ports {
+		if p.Port == nil || p.Neighbors == nil {
+			return nil, fmt.Errorf("%w: port %d lacks a port or neighbour table", ErrConfig, i)
+		}
+		if p.Queue < 0 || p.Queue >= p.Port.Queues() {
+			return nil, fmt.Errorf("%w: port %s has no queue %d", ErrConfig, p.Port.Name(), p.Queue)
+		}
+		st := &w.ports[i]
+		st.PortConfig = p
+		if p.Addr4.Is4() {
+			st.addr4 = p.Addr4.As4()
+		} else if p.Role.tunnel() {
+			return nil, fmt.Errorf("%w: tunnel port %s needs an IPv4 address", ErrConfig, p.Port.Name())
+		}
+	}
+	w.ctr = c.Table.NewWorker()
+	return w, nil
+}
+
+// Counters returns the worker's flow table counters (drops by reason and
+// per-rule counts).
+func (w *Worker) Counters() *flowtable.WorkerCounters { return w.ctr }
+
+// PortStats returns the worker's counters for its i-th port.
+func (w *Worker) PortStats(i int) *PortStats { return &w.ports[i].Stats }
+
+// Stop asks Run to return; safe from any goroutine.
+func (w *Worker) Stop() { w.stop.Store(true) }
+
+// Run polls the worker's ports until Stop. It locks its OS thread and pins
+// it when a CPU is configured.
+func (w *Worker) Run() error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if w.cpu >= 0 {
+		if err := pinThread(w.cpu); err != nil {
+			return fmt.Errorf("pin worker to CPU %d: %w", w.cpu, err)
+		}
+	}
+	empty := 0
+	for !w.stop.Load() {
+		if w.Poll() > 0 {
+			empty = 0
+			continue
+		}
+		if empty++; empty >= w.idlePolls {
+			w.sleep()
+			empty = 0
+		}
+	}
+	return nil
+}
+
+// Poll receives one burst from each port, processes and transmits it, and
+// returns the number of frames received. Run calls it in a loop; tests and
+// benchmarks call it directly.
+func (w *Worker) Poll() int {
+	w.now = w.tbl.Now()
+	total := 0
+	for i := range w.ports {
+		in := &w.ports[i]
+		n := in.Port.Receive(in.Queue, w.rx[:])
+		if n == 0 {
+			continue
+		}
+		total += n
+		for j := 0; j < n; j++ {
+			f := &w.rx[j]
+			in.Stats.RxPackets.Add(1)
+			in.Stats.RxBytes.Add(uint64(f.Len))
+			w.handle(i, f)
+		}
+		w.flush()
+	}
+	if w.releases && w.tbl.PendingReleases() {
+		total += w.reinject()
+	}
+	if total > 0 {
+		w.Busy.Add(1)
+	} else {
+		w.Idle.Add(1)
+	}
+	return total
+}
+
+// flush transmits what the burst produced and frees its drops.
+func (w *Worker) flush() {
+	for i := range w.ports {
+		p := &w.ports[i]
+		if p.nout == 0 {
+			continue
+		}
+		for j := 0; j < p.nout; j++ {
+			p.Stats.TxBytes.Add(uint64(p.out[j].Len))
+		}
+		sent := p.Port.Transmit(p.Queue, p.out[:p.nout])
+		p.Stats.TxPackets.Add(uint64(sent))
+		if lost := p.nout - sent; lost > 0 {
+			w.ctr.Drops[DropTxFull].Add(uint64(lost))
+		}
+		clear(p.out[:p.nout]) // drop references to frame memory
+		p.nout = 0
+	}
+	if w.ndrop > 0 {
+		// Frames of one burst come from one port, except re-injected
+		// ones, whose owner frees nothing; free each by its owner.
+		start := 0
+		for j := 1; j <= w.ndrop; j++ {
+			if j == w.ndrop || w.drops[j].Owner != w.drops[start].Owner {
+				w.drops[start].Owner.Free(w.drops[start:j])
+				start = j
+			}
+		}
+		clear(w.drops[:w.ndrop])
+		w.ndrop = 0
+	}
+}
+
+func (w *Worker) drop(f *Frame, r DropReason) {
+	w.ctr.Drops[r].Add(1)
+	w.drops[w.ndrop] = *f
+	w.ndrop++
+}
+
+// heapOwner owns frames built on the Go heap (re-injected buffers).
+type heapOwner struct{}
+
+func (heapOwner) Free([]Frame) {}
+
+// reinject runs released session buffers through the pipeline as if they
+// had arrived on the first port with their source interface. It allocates:
+// releasing a buffer is rare and off the forwarding path.
+func (w *Worker) reinject() int {
+	n := 0
+	for _, rel := range w.tbl.TakeReleased() {
+		in := -1
+		for i := range w.ports {
+			if w.ports[i].Source == rel.Source && !w.ports[i].Role.tunnel() {
+				in = i
+				break
+			}
+		}
+		for _, pkt := range rel.Pkts {
+			if in < 0 {
+				w.ctr.Drops[DropNoEgress].Add(1)
+				continue
+			}
+			buf := make([]byte, Headroom+ethLen+len(pkt)+64)
+			et := uint16(etherIPv4)
+			if len(pkt) > 0 && pkt[0]>>4 == 6 {
+				et = etherIPv6
+			}
+			putEth(buf[Headroom:], w.ports[in].MAC, MAC{}, et)
+			copy(buf[Headroom+ethLen:], pkt)
+			f := Frame{Buf: buf, Off: Headroom, Len: ethLen + len(pkt), Owner: heapOwner{}}
+			w.handle(in, &f)
+			n++
+			if w.ndrop == BurstSize || w.anyOutFull() {
+				w.flush()
+			}
+		}
+	}
+	w.flush()
+	return n
+}
+
+func (w *Worker) anyOutFull() bool {
+	for i := range w.ports {
+		if w.ports[i].nout == BurstSize {
+			return true
+		}
+	}
+	return false
+}
