@@ -1,0 +1,249 @@
+package afxdp
+
+import (
+	"sync/atomic"
+
+	"github.com/sluice-net/sluice/dataplane"
+)
+
+// kernelOps are the system calls a socket's fast path makes besides ring
+// accesses: the wakeups XDP_USE_NEED_WAKEUP asks for, and sleeping. The
+// Linux socket implements them; tests substitute a fake kernel.
+type kernelOps interface {
+	// kickTx asks the kernel to transmit what is on the tx ring and
+	// reports whether it stopped with work left (EAGAIN).
+	kickTx() (again bool)
+	// wakeRx asks the kernel to go on receiving into the fill ring.
+	wakeRx()
+	// wait sleeps until the rx ring may have entries or timeoutMS passes.
+	wait(timeoutMS int) error
+}
+
+// maxKicks bounds the kicks of one Transmit: in copy mode the kernel sends
+// at most a budget of frames (32 by default) per kick and says EAGAIN when
+// more are left.
+const maxKicks = 4
+
+// counters are a queue's fast-path counters. The worker serving the queue
+// is the only writer, once per burst; Stats reads them from any goroutine.
+type counters struct {
+	rxPackets atomic.Uint64
+	rxBytes   atomic.Uint64
+	txPackets atomic.Uint64
+	txBytes   atomic.Uint64
+	txCopied  atomic.Uint64
+	txDropped atomic.Uint64
+	invalid   atomic.Uint64
+}
+
+// xsk is the frame management of one XDP socket: its UMEM, its four rings
+// and a stack of free frames. Every UMEM frame is in exactly one place: on
+// the free stack, in the fill or rx ring (rxInKernel), held by a stage of
+// the pipeline (after receive, until transmit or free), or in the tx or
+// completion ring (txInKernel).
+//
+// All methods but stats are called by the worker that owns the queue; an
+// xsk is not safe for concurrent use.
+type xsk struct {
+	fill ring[uint64] // produced by Sluice: free frames for the kernel to fill
+	comp ring[uint64] // consumed by Sluice: transmitted frames coming back
+	rx   ring[desc]   // consumed by Sluice: received packets
+	tx   ring[desc]   // produced by Sluice: packets to send
+
+	umem      []byte
+	frameSize uint64 // power of two
+
+	free  []uint64 // stack of free frame addresses; len is the UMEM's frame count
+	nfree int
+
+	fillMax    uint32 // most frames lent to the kernel for receiving
+	rxInKernel uint32 // frames in the fill or rx ring
+	txInKernel uint32 // frames in the tx or completion ring
+
+	queue uint16               // the Port queue index, for Frame.Queue
+	owner dataplane.FrameOwner // the Port, for Frame.Owner
+	sys   kernelOps
+
+	c counters
+}
+
+// init sets up the frame management for a socket whose rings and UMEM are
+// set up, and lends the kernel its first frames for receiving. Half the
+// frames at most are lent for receiving, so that the other half is there
+// for transmitting copies.
+func (x *xsk) init(umem []byte, frameSize, numFrames int, fill, comp ring[uint64], rx, tx ring[desc],
+	queue uint16, owner dataplane.FrameOwner, sys kernelOps) {
+	x.fill, x.comp, x.rx, x.tx = fill, comp, rx, tx
+	x.umem = umem
+	x.frameSize = uint64(frameSize)
+	x.free = make([]uint64, numFrames)
+	x.fillMax = min(fill.size(), uint32(numFrames/2))
+	x.queue = queue
+	x.owner = owner
+	x.sys = sys
+	// Highest address at the bottom, so the fill ring gets the first
+	// frames of the UMEM.
+	for i := range x.free {
+		x.free[i] = uint64(numFrames-1-i) * x.frameSize
+	}
+	x.nfree = numFrames
+	x.refill()
+}
+
+// receive moves up to len(frames) received packets into frames, lends the
+// kernel free frames for more, and returns how many it moved.
+func (x *xsk) receive(frames []dataplane.Frame) int {
+	if x.txInKernel > 0 {
+		x.reap()
+	}
+	n := x.rx.available(uint32(len(frames)))
+	if n > 0 {
+		var bytes uint64
+		mask := x.frameSize - 1
+		for i := range n {
+			d := x.rx.consEntry(i)
+			base := d.addr &^ mask
+			f := &frames[i]
+			f.Buf = x.umem[base : base+x.frameSize : base+x.frameSize]
+			f.Off = int(d.addr & mask)
+			f.Len = int(d.len)
+			f.Handle = base
+			f.Queue = x.queue
+			f.Owner = x.owner
+			bytes += uint64(d.len)
+		}
+		x.rx.release(n)
+		x.rxInKernel -= n
+		x.c.rxPackets.Add(uint64(n))
+		x.c.rxBytes.Add(bytes)
+	}
+	if x.refill() > 0 || n == 0 {
+		// In zero-copy mode a driver that ran out of fill entries stops
+		// until told there are new ones.
+		if x.fill.needWakeup() {
+			x.sys.wakeRx()
+		}
+	}
+	return int(n)
+}
+
+// refill lends the kernel free frames for receiving, up to fillMax, and
+// returns how many it lent.
+func (x *xsk) refill() uint32 {
+	want := min(x.fillMax-x.rxInKernel, uint32(x.nfree))
+	if want == 0 {
+		return 0
+	}
+	k := x.fill.free(want)
+	for i := range k {
+		x.nfree--
+		*x.fill.prodEntry(i) = x.free[x.nfree]
+	}
+	if k > 0 {
+		x.fill.submit(k)
+		x.rxInKernel += k
+	}
+	return k
+}
+
+// reap takes transmitted frames back from the completion ring.
+func (x *xsk) reap() {
+	n := x.comp.available(x.comp.size())
+	if n == 0 {
+		return
+	}
+	mask := x.frameSize - 1
+	for i := range n {
+		x.push(*x.comp.consEntry(i) &^ mask)
+	}
+	x.comp.release(n)
+	x.txInKernel -= n
+}
+
+// push puts a frame on the free stack. A frame that is not one of this
+// UMEM's, or one too many (a double free), is counted and ignored.
+func (x *xsk) push(addr uint64) {
+	if addr&(x.frameSize-1) != 0 || addr >= uint64(len(x.umem)) || x.nfree == len(x.free) {
+		x.c.invalid.Add(1)
+		return
+	}
+	x.free[x.nfree] = addr
+	x.nfree++
+}
+
+// freeFrames takes frames of this queue back.
+func (x *xsk) freeFrames(frames []dataplane.Frame) {
+	for i := range frames {
+		x.push(frames[i].Handle)
+	}
+}
+
+// transmit queues frames on the tx ring, kicks the kernel if it asks for
+// it and returns how many it queued. It takes ownership of every frame:
+// frames of this queue are sent in place, frames of any other owner are
+// copied into free frames of this UMEM and given back to their owner, and
+// what cannot be sent (tx ring full, no free frame, invalid frame) is freed
+// and counted as dropped.
+func (x *xsk) transmit(frames []dataplane.Frame) int {
+	if x.txInKernel > 0 {
+		x.reap()
+	}
+	room := x.tx.free(uint32(min(len(frames), int(x.tx.size()))))
+	var sent, copied uint32
+	var bytes uint64
+	fs := x.frameSize
+	for i := range frames {
+		f := &frames[i]
+		var addr uint64
+		if f.Owner == x.owner && f.Queue == x.queue {
+			if sent == room {
+				x.push(f.Handle)
+				continue
+			}
+			if f.Handle&(fs-1) != 0 || f.Handle >= uint64(len(x.umem)) ||
+				f.Off < 0 || f.Len <= 0 || uint64(f.Off)+uint64(f.Len) > fs {
+				x.c.invalid.Add(1)
+				x.push(f.Handle)
+				continue
+			}
+			addr = f.Handle + uint64(f.Off)
+		} else {
+			if sent == room || x.nfree == 0 || f.Len <= 0 || f.Len > int(fs)-dataplane.Headroom {
+				f.Owner.Free(frames[i : i+1])
+				continue
+			}
+			x.nfree--
+			addr = x.free[x.nfree] + dataplane.Headroom
+			copy(x.umem[addr:addr+uint64(f.Len)], f.Data())
+			f.Owner.Free(frames[i : i+1])
+			copied++
+		}
+		d := x.tx.prodEntry(sent)
+		d.addr = addr
+		d.len = uint32(f.Len)
+		d.options = 0
+		sent++
+		bytes += uint64(f.Len)
+	}
+	if dropped := uint32(len(frames)) - sent; dropped > 0 {
+		x.c.txDropped.Add(uint64(dropped))
+	}
+	if sent == 0 {
+		return 0
+	}
+	x.tx.submit(sent)
+	x.txInKernel += sent
+	x.c.txPackets.Add(uint64(sent))
+	x.c.txBytes.Add(bytes)
+	if copied > 0 {
+		x.c.txCopied.Add(uint64(copied))
+	}
+	// In copy mode the kernel sends only when kicked and always asks to
+	// be; in zero-copy mode only when the driver has gone idle.
+	for range maxKicks {
+		if !x.tx.needWakeup() || !x.sys.kickTx() {
+			break
+		}
+	}
+	return int(sent)
+}
