@@ -8,9 +8,11 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 
 	"github.com/sluice-net/sluice/dataplane"
 )
@@ -37,7 +39,8 @@ type Port struct {
 	mode    XDPMode // as attached: native or generic
 	log     *slog.Logger
 
-	queues []*portQueue // set up by Open, read-only afterwards
+	queues     []*portQueue // set up by Open, read-only afterwards
+	noZeroCopy bool         // set by Open when the driver refused zero-copy
 
 	mu     sync.Mutex // guards closed against Stats, Steer and Unsteer
 	closed bool
@@ -171,15 +174,19 @@ func (p *Port) openQueue(cfg *Config, q uint16, id int) (_ *portQueue, err error
 		ringSize:  cfg.RingSize,
 		zeroCopy:  cfg.ZeroCopy != ZeroCopyDisabled,
 	}
-	s, err := openSocket(sc)
+	if p.noZeroCopy && cfg.ZeroCopy == ZeroCopyIfSupported {
+		sc.zeroCopy = false // another queue of the port found no support
+	}
+	s, err := p.openSocket(sc)
 	if err != nil && sc.zeroCopy {
 		if cfg.ZeroCopy == ZeroCopyRequired {
 			mem.unmap()
 			return nil, fmt.Errorf("%w: %w", ErrZeroCopy, err)
 		}
 		p.log.Info("afxdp: zero-copy not available, using copy mode", "interface", p.name, "queue", id, "err", err)
+		p.noZeroCopy = errors.Is(err, unix.EOPNOTSUPP)
 		sc.zeroCopy = false
-		s, err = openSocket(sc)
+		s, err = p.openSocket(sc)
 	}
 	if err != nil {
 		mem.unmap()
@@ -188,6 +195,30 @@ func (p *Port) openQueue(cfg *Config, q uint16, id int) (_ *portQueue, err error
 	pq := &portQueue{id: id, sock: s, umem: mem}
 	pq.init(mem.mem, cfg.FrameSize, cfg.NumFrames, s.fill, s.comp, s.rx, s.tx, q, p, s)
 	return pq, nil
+}
+
+// busyWait bounds how long Open waits for a queue that is bound to
+// another socket.
+const busyWait = 2 * time.Second
+
+// openSocket opens a socket, retrying for a while if the queue is busy: the
+// kernel releases the queue of a closed socket asynchronously, after an RCU
+// grace period (tens of milliseconds), so a port closed and reopened, or a
+// Sluice restarted, finds its queues busy for a moment.
+func (p *Port) openSocket(sc socketConfig) (*socket, error) {
+	deadline := time.Now().Add(busyWait)
+	logged := false
+	for {
+		s, err := openSocket(sc)
+		if err == nil || !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
+			return s, err
+		}
+		if !logged {
+			p.log.Info("afxdp: queue busy, waiting for it to be released", "interface", p.name, "queue", sc.queueID)
+			logged = true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // attach attaches the program with a BPF link, natively if it can.
@@ -304,6 +335,12 @@ func (p *Port) Free(frames []dataplane.Frame) {
 func (p *Port) Wait(q int, timeoutMS int) error {
 	return p.queues[q].sock.wait(timeoutMS)
 }
+
+// PollFD returns queue q's socket descriptor, readable (POLLIN) when the
+// queue has received frames, for a worker that sleeps on several queues at
+// once with poll or epoll. Polling it also drives copy-mode transmission.
+// The descriptor belongs to the port: it must not be closed or read.
+func (p *Port) PollFD(q int) int { return p.queues[q].sock.fd }
 
 // QueueStats are the counters of one queue.
 type QueueStats struct {

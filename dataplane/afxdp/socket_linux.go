@@ -53,16 +53,15 @@ type socket struct {
 
 // openSocket creates an XDP socket, registers the UMEM with it, maps its
 // rings and binds it. On error nothing is left open.
-func openSocket(c socketConfig) (s *socket, err error) {
+func openSocket(c socketConfig) (_ *socket, err error) {
 	fd, err := unix.Socket(unix.AF_XDP, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("creating XDP socket: %w", err)
 	}
-	s = &socket{fd: fd}
+	s := &socket{fd: fd}
 	defer func() {
 		if err != nil {
 			s.close()
-			s = nil
 		}
 	}()
 

@@ -88,7 +88,7 @@ func (k *fakeKernel) kickTx() bool {
 	return false
 }
 
-func (k *fakeKernel) wakeRx()            { k.wakes++ }
+func (k *fakeKernel) wakeRx()           { k.wakes++ }
 func (k *fakeKernel) wait(ms int) error { return nil }
 
 // fakeOwner is another port's memory.
