@@ -1,0 +1,474 @@
+package control
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/sluice-net/sluice/flowtable"
+	"github.com/wmnsk/go-pfcp/ie"
+	"github.com/wmnsk/go-pfcp/message"
+)
+
+// Usage reporting. The table counts each URR's traffic (cumulative since
+// the URR was created); control keeps, per URR, the cumulative values at
+// its last report, so each report covers the usage since the previous one
+// (TS 29.244 5.2.2). A report loop ticking every Options.ReportInterval
+// evaluates only the URRs that need it (the watch list: URRs with volume,
+// time, periodic, start/stop, quota holding or validity triggers, or a
+// duration measurement); the others report only when queried, removed or
+// deleted.
+//
+// Time is metered at the loop's granularity: a URR accrues the elapsed
+// time of a tick when a packet arrived during it, or when its previous
+// packet is within its Inactivity Detection Time (with none, time runs on
+// from the first packet). Time of First Packet is exact for the first
+// report of a URR and accurate to one tick afterwards.
+
+// Usage Report Trigger bits (TS 29.244 8.2.41), octet 5 in the low byte.
+const (
+	utPERIO = 1 << 0
+	utVOLTH = 1 << 1
+	utTIMTH = 1 << 2
+	utQUHTI = 1 << 3
+	utSTART = 1 << 4
+	utSTOPT = 1 << 5
+	utIMMER = 1 << 7
+	utVOLQU = 1 << 8
+	utTIMQU = 1 << 9
+	utTERMR = 1 << 11
+	utQUVTI = 1 << 19
+)
+
+// urrTrack is a URR's reporting state. Guarded by Server.mu.
+type urrTrack struct {
+	sess *session
+	id   uint32
+	seq  uint32 // UR-SEQN of the next report
+
+	mnop, quvti bool
+	validity    time.Duration
+
+	base  flowtable.Usage // cumulative usage at the last report
+	start int64           // table clock of the last report (or creation)
+	first int64           // first packet of the current period; 0: none yet
+	dur   time.Duration   // time metered since the last report
+
+	qbase  flowtable.Usage // cumulative usage when the quota was provisioned
+	qstart int64
+	qdur   time.Duration
+
+	lastTick  int64 // last accrual
+	lastPkt   int64 // Last of the usage at the last accrual
+	nextPerio int64
+	active    bool // traffic flowing (start/stop of traffic)
+	exhausted bool // volume or time quota used up: the PDRs are gated
+	held      bool // quota holding time reported; re-armed by traffic
+	vfired    bool // validity time reported
+
+	watchIdx int // index in Server.watch; -1 when not watched
+}
+
+// tracker returns a session's URR tracker by URR ID.
+func (sess *session) tracker(id uint32) *urrTrack {
+	for _, tr := range sess.urrs {
+		if tr.id == id {
+			return tr
+		}
+	}
+	return nil
+}
+
+// urr returns a URR of the session's spec.
+func (sess *session) urr(id uint32) *flowtable.URR {
+	for i := range sess.spec.URRs {
+		if sess.spec.URRs[i].ID == id {
+			return &sess.spec.URRs[i]
+		}
+	}
+	return nil
+}
+
+// trackerOf returns the tracker of an installed session's URR, or nil.
+// Caller holds s.mu.
+func (s *Server) trackerOf(seid uint64, id uint32) *urrTrack {
+	if sess := s.sessions[seid]; sess != nil {
+		return sess.tracker(id)
+	}
+	return nil
+}
+
+// commitURRs brings the trackers in line with a committed request: removed
+// URRs lose theirs, new URRs get one, re-provisioned quotas restart.
+// modify is false for an establishment, whose URRs all start from zero.
+// Caller holds s.mu.
+func (s *Server) commitURRs(sess *session, t *txn, now int64, modify bool) {
+	for _, id := range t.removed {
+		if tr := sess.tracker(id); tr != nil {
+			s.unwatch(tr)
+			sess.urrs = slices.DeleteFunc(sess.urrs, func(x *urrTrack) bool { return x == tr })
+		}
+	}
+	for _, c := range t.urrs {
+		tr := sess.tracker(c.id)
+		switch {
+		case tr == nil:
+			tr = &urrTrack{sess: sess, id: c.id, watchIdx: -1, start: now, lastTick: now, qstart: now}
+			sess.urrs = append(sess.urrs, tr)
+			if modify {
+				// A URR re-created under an ID the session used keeps
+				// its table counter: start from where it is.
+				if u, err := s.tbl.URRUsage(sess.seid, c.id); err == nil {
+					tr.base, tr.qbase, tr.lastPkt = u, u, int64(u.Last)
+				}
+			}
+		case c.quotaSet:
+			if u, err := s.tbl.URRUsage(sess.seid, c.id); err == nil {
+				tr.qbase = u
+			}
+			// effective() left the quota gate out of the installed rules.
+			tr.qstart, tr.qdur, tr.held, tr.vfired, tr.exhausted = now, 0, false, false, false
+		}
+		tr.mnop, tr.validity, tr.quvti = c.mnop, c.validity, c.quvti
+		s.rewatch(tr)
+	}
+}
+
+// rewatch adds a tracker to the watch list or removes it, per its URR.
+func (s *Server) rewatch(tr *urrTrack) {
+	u := tr.sess.urr(tr.id)
+	need := u != nil && (u.Method&flowtable.MeasureDuration != 0 || tr.quvti ||
+		u.Triggers&(flowtable.TriggerPeriodic|flowtable.TriggerVolumeThreshold|flowtable.TriggerVolumeQuota|
+			flowtable.TriggerTimeThreshold|flowtable.TriggerTimeQuota|flowtable.TriggerStartOfTraffic|
+			flowtable.TriggerStopOfTraffic|flowtable.TriggerQuotaHoldingTime) != 0)
+	switch {
+	case need && tr.watchIdx < 0:
+		tr.watchIdx = len(s.watch)
+		s.watch = append(s.watch, tr)
+	case !need:
+		s.unwatch(tr)
+	}
+	if u != nil && u.Triggers&flowtable.TriggerPeriodic != 0 && u.MeasurementPeriod > 0 && tr.nextPerio == 0 {
+		tr.nextPerio = tr.start + int64(u.MeasurementPeriod)
+	}
+}
+
+// unwatch removes a tracker from the watch list (swap with the last).
+func (s *Server) unwatch(tr *urrTrack) {
+	i := tr.watchIdx
+	if i < 0 {
+		return
+	}
+	last := len(s.watch) - 1
+	s.watch[i] = s.watch[last]
+	s.watch[i].watchIdx = i
+	s.watch[last] = nil
+	s.watch = s.watch[:last]
+	tr.watchIdx = -1
+}
+
+// accrue meters time and notes new packets up to now.
+func (tr *urrTrack) accrue(u *flowtable.URR, cur flowtable.Usage, now int64) (newPkts bool) {
+	last := int64(cur.Last)
+	newPkts = last > tr.lastPkt
+	if newPkts && tr.first == 0 {
+		if f := int64(cur.First); f > tr.base.Last.Nanoseconds() && f >= tr.start || tr.base.Last == 0 && f != 0 {
+			tr.first = f
+		} else {
+			tr.first = max(tr.lastTick, tr.start)
+		}
+	}
+	if u != nil && u.Method&flowtable.MeasureDuration != 0 && now > tr.lastTick {
+		on := newPkts || tr.lastPkt != 0 && (u.InactivityTime == 0 || now-tr.lastPkt <= int64(u.InactivityTime))
+		if on {
+			d := time.Duration(now - tr.lastTick)
+			if newPkts && tr.lastPkt == 0 && tr.first > tr.lastTick {
+				d = time.Duration(now - tr.first) // the very first packet
+			}
+			tr.dur += d
+			tr.qdur += d
+		}
+	}
+	tr.lastTick = now
+	if newPkts {
+		tr.lastPkt = last
+	}
+	return newPkts
+}
+
+// evaluate checks a watched URR's triggers and returns the Usage Report
+// Trigger bits that fire (0: none) and the usage read.
+func (s *Server) evaluate(tr *urrTrack, now int64) (uint32, flowtable.Usage) {
+	u := tr.sess.urr(tr.id)
+	if u == nil {
+		return 0, flowtable.Usage{}
+	}
+	cur, err := s.tbl.URRUsage(tr.sess.seid, tr.id)
+	if err != nil {
+		return 0, cur
+	}
+	newPkts := tr.accrue(u, cur, now)
+	var trig uint32
+	tg := u.Triggers
+	d := sub(cur, tr.base)
+	if tg&flowtable.TriggerVolumeThreshold != 0 && reached(d, u.VolumeThreshold) {
+		trig |= utVOLTH
+	}
+	if tg&flowtable.TriggerTimeThreshold != 0 && u.TimeThreshold > 0 && tr.dur >= u.TimeThreshold {
+		trig |= utTIMTH
+	}
+	if !tr.exhausted {
+		if tg&flowtable.TriggerVolumeQuota != 0 && reached(sub(cur, tr.qbase), u.VolumeQuota) {
+			trig |= utVOLQU
+			tr.exhausted = true
+		}
+		if tg&flowtable.TriggerTimeQuota != 0 && u.TimeQuota > 0 && tr.qdur >= u.TimeQuota {
+			trig |= utTIMQU
+			tr.exhausted = true
+		}
+	}
+	if tg&flowtable.TriggerPeriodic != 0 && u.MeasurementPeriod > 0 && tr.nextPerio != 0 && now >= tr.nextPerio {
+		trig |= utPERIO
+		for tr.nextPerio <= now {
+			tr.nextPerio += int64(u.MeasurementPeriod)
+		}
+	}
+	inact := int64(u.InactivityTime)
+	if inact == 0 {
+		inact = int64(DefaultInactivity)
+	}
+	switch {
+	case newPkts && !tr.active:
+		tr.active = true
+		if tg&flowtable.TriggerStartOfTraffic != 0 {
+			trig |= utSTART
+		}
+	case !newPkts && tr.active && now-tr.lastPkt > inact:
+		tr.active = false
+		if tg&flowtable.TriggerStopOfTraffic != 0 {
+			trig |= utSTOPT
+		}
+	}
+	if newPkts {
+		tr.held = false
+	} else if tg&flowtable.TriggerQuotaHoldingTime != 0 && u.QuotaHoldingTime > 0 && !tr.held &&
+		now-max(tr.lastPkt, tr.qstart) >= int64(u.QuotaHoldingTime) {
+		trig |= utQUHTI
+		tr.held = true
+	}
+	if tr.quvti && tr.validity > 0 && !tr.vfired && now-tr.qstart >= int64(tr.validity) {
+		trig |= utQUVTI
+		tr.vfired = true
+	}
+	return trig, cur
+}
+
+// reached reports whether a usage meets any volume limit that is set.
+func reached(d flowtable.Usage, v flowtable.Volume) bool {
+	return v.Total > 0 && d.TotalBytes() >= v.Total || v.Uplink > 0 && d.ULBytes >= v.Uplink ||
+		v.Downlink > 0 && d.DLBytes >= v.Downlink
+}
+
+func sub(a, b flowtable.Usage) flowtable.Usage {
+	a.ULPackets -= b.ULPackets
+	a.ULBytes -= b.ULBytes
+	a.DLPackets -= b.DLPackets
+	a.DLBytes -= b.DLBytes
+	return a
+}
+
+// usageReport builds a Usage Report IE of type typ (within a Modification
+// Response, Deletion Response or Report Request) covering the usage since
+// the URR's last report, and starts a new period. cur is the URR's
+// cumulative usage now.
+func (s *Server) usageReport(typ uint16, sess *session, tr *urrTrack, cur flowtable.Usage, now int64, trig uint32) *ie.IE {
+	u := sess.urr(tr.id)
+	tr.accrue(u, cur, now)
+	d := sub(cur, tr.base)
+	kids := make([]*ie.IE, 0, 9)
+	kids = append(kids, ie.NewURRID(tr.id), ie.NewURSEQN(tr.seq),
+		ie.New(ie.UsageReportTrigger, []byte{byte(trig), byte(trig >> 8), byte(trig >> 16)}),
+		timestampIE(ie.StartTime, s.wall(tr.start)), timestampIE(ie.EndTime, s.wall(now)))
+	if u == nil || u.Method&flowtable.MeasureVolume != 0 {
+		kids = append(kids, volumeIE(d, tr.mnop))
+	}
+	if u != nil && u.Method&flowtable.MeasureDuration != 0 {
+		kids = append(kids, ie.NewUint32IE(ie.DurationMeasurement, uint32(tr.dur/time.Second)))
+	}
+	if d.ULPackets+d.DLPackets > 0 && tr.first != 0 {
+		kids = append(kids, timestampIE(ie.TimeOfFirstPacket, s.wall(tr.first)),
+			timestampIE(ie.TimeOfLastPacket, s.wall(int64(cur.Last))))
+	}
+	tr.seq++
+	tr.base, tr.start, tr.first, tr.dur = cur, now, 0, 0
+	return group(typ, kids...)
+}
+
+// volumeIE encodes a Volume Measurement; packet counts when mnop.
+func volumeIE(d flowtable.Usage, mnop bool) *ie.IE {
+	b := make([]byte, 1, 49)
+	b[0] = 0x07 // TOVOL, ULVOL, DLVOL
+	put := func(v uint64) {
+		b = append(b, byte(v>>56), byte(v>>48), byte(v>>40), byte(v>>32), byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
+	}
+	put(d.TotalBytes())
+	put(d.ULBytes)
+	put(d.DLBytes)
+	if mnop {
+		b[0] |= 0x38 // TONOP, ULNOP, DLNOP
+		put(d.ULPackets + d.DLPackets)
+		put(d.ULPackets)
+		put(d.DLPackets)
+	}
+	return ie.New(ie.VolumeMeasurement, b)
+}
+
+// reportLoop evaluates the watched URRs every ReportInterval.
+func (s *Server) reportLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.o.ReportInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.closing:
+			return
+		case <-t.C:
+			s.evaluateAll()
+		}
+	}
+}
+
+// evaluateAll runs one pass over the watch list in batches, so that
+// requests are not held up for a whole pass at scale.
+func (s *Server) evaluateAll() {
+	const batch = 2048
+	for i := 0; ; i += batch {
+		s.mu.Lock()
+		if i >= len(s.watch) {
+			s.mu.Unlock()
+			return
+		}
+		now := s.tbl.Now()
+		type out struct {
+			sess    *session
+			reports []*ie.IE
+		}
+		var outs []out
+		var gate []*session
+		for _, tr := range s.watch[i:min(i+batch, len(s.watch))] {
+			wasExhausted := tr.exhausted
+			trig, cur := s.evaluate(tr, now)
+			if trig == 0 {
+				continue
+			}
+			if tr.exhausted && !wasExhausted {
+				gate = append(gate, tr.sess)
+			}
+			r := s.usageReport(ie.UsageReportWithinSessionReportRequest, tr.sess, tr, cur, now, trig)
+			if n := len(outs); n > 0 && outs[n-1].sess == tr.sess {
+				outs[n-1].reports = append(outs[n-1].reports, r)
+			} else {
+				outs = append(outs, out{tr.sess, []*ie.IE{r}})
+			}
+		}
+		for _, sess := range gate {
+			if err := s.tbl.Replace(s.effective(sess, &sess.spec, nil)); err != nil {
+				s.log.Error("gate session with exhausted quota", "seid", sess.seid, "err", err)
+			} else {
+				s.log.Info("quota exhausted: session traffic gated", "seid", sess.seid)
+			}
+		}
+		type send struct {
+			to   netip.AddrPort
+			seid uint64
+			cp   uint64
+			ies  []*ie.IE
+		}
+		sends := make([]send, len(outs))
+		for j, o := range outs {
+			ies := append([]*ie.IE{ie.New(ie.ReportType, []byte{0x02})}, o.reports...) // USAR
+			sends[j] = send{s.reportDest(o.sess), o.sess.seid, o.sess.cpSEID, ies}
+		}
+		s.mu.Unlock()
+		for _, x := range sends {
+			s.stats.usage.Add(uint64(len(x.ies) - 1))
+			s.sessionReport(x.to, x.seid, x.cp, x.ies)
+		}
+	}
+}
+
+// reportDest is where a session's Session Report Requests go: the CP
+// F-SEID's address when it differs from the association's, else the
+// association's address. Caller holds s.mu.
+func (s *Server) reportDest(sess *session) netip.AddrPort {
+	if sess.cpAddr.IsValid() && sess.cpAddr != sess.assoc.addr.Addr() {
+		return netip.AddrPortFrom(sess.cpAddr, DefaultPort)
+	}
+	return sess.assoc.addr
+}
+
+// sessionReport sends a Session Report Request and handles the answer.
+func (s *Server) sessionReport(to netip.AddrPort, seid, cpSEID uint64, ies []*ie.IE) {
+	s.request(to, message.MsgTypeSessionReportRequest, func(seq uint32) []byte {
+		return encode(message.MsgTypeSessionReportRequest, true, cpSEID, seq, ies)
+	}, func(r *response, err error) { s.reportDone(seid, r, err) })
+}
+
+// reportDone handles a Session Report Response. Context not found means
+// the SMF no longer knows the session: Sluice deletes it too.
+func (s *Server) reportDone(seid uint64, r *response, err error) {
+	if err != nil {
+		if !errors.Is(err, ErrClosed) {
+			s.log.Warn("session report not answered", "seid", seid, "err", err)
+		}
+		return
+	}
+	switch c := r.cause(); c {
+	case ie.CauseRequestAccepted:
+	case ie.CauseSessionContextNotFound:
+		s.mu.Lock()
+		if sess := s.sessions[seid]; sess != nil {
+			s.tbl.Remove(seid)
+			s.forget(sess)
+			s.log.Warn("SMF does not know the session: deleted", "seid", seid)
+		}
+		s.mu.Unlock()
+		return
+	default:
+		s.log.Warn("session report rejected", "seid", seid, "cause", c)
+		return
+	}
+	s.applyReportResponse(seid, r.ies)
+}
+
+// applyReportResponse applies what a Session Report Response may carry:
+// the DROBU flag and an Update BAR.
+func (s *Server) applyReportResponse(seid uint64, ies []*ie.IE) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sess := s.sessions[seid]
+	if sess == nil {
+		return
+	}
+	if x := find(ies, ie.PFCPSRRspFlags); x != nil && len(x.Payload) > 0 && x.Payload[0]&0x01 != 0 {
+		s.tbl.DropBuffered(seid)
+	}
+	x := find(ies, ie.UpdateBARWithinSessionReportResponse)
+	if x == nil {
+		return
+	}
+	next := sess.spec
+	next.BARs = slices.Clone(next.BARs)
+	t := &txn{s: s, spec: &next}
+	if err := t.updateBAR(x); err != nil {
+		s.log.Warn("Update BAR in session report response", "seid", seid, "err", err)
+		return
+	}
+	if err := s.tbl.Replace(s.effective(sess, &next, nil)); err != nil {
+		s.log.Warn("Update BAR in session report response", "seid", seid, "err", fmt.Errorf("replace session: %w", err))
+		return
+	}
+	sess.spec = next
+}

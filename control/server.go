@@ -1,0 +1,328 @@
+package control
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/sluice-net/sluice/flowtable"
+	"github.com/wmnsk/go-pfcp/ie"
+	"github.com/wmnsk/go-pfcp/message"
+)
+
+// Server is Sluice's PFCP (N4) endpoint: it answers an SMF's node and
+// session requests, programs the flow table, and sends heartbeats, usage
+// reports and downlink data reports. Its methods are safe for concurrent
+// use.
+//
+// Goroutines: one reader per N4 socket (requests are handled to completion
+// on it, so requests from one socket are executed in arrival order), one
+// heartbeat/association loop, one usage-report loop, one downlink-data
+// loop, and timers for retransmissions.
+type Server struct {
+	o     Options
+	log   *slog.Logger
+	tbl   *flowtable.Table
+	conns []*net.UDPConn // immutable after New
+
+	recovery uint32 // Recovery Time Stamp: seconds since 1900 at start
+	nodeIE   *ie.IE // Sluice's Node ID, immutable
+	features *ie.IE // UP Function Features, immutable
+	wallBase time.Time
+	tblBase  int64 // tbl.Now() at wallBase
+
+	mu       sync.Mutex // guards the fields below and everything they point to
+	assocs   map[string]*association
+	sessions map[uint64]*session
+	nextSEID uint64
+	alloc    *allocator
+	watch    []*urrTrack             // URRs the report loop evaluates
+	setups   map[netip.AddrPort]bool // UPF-initiated setups in flight
+
+	cache responseCache
+	tx    transactions
+	stats counters
+
+	closing   chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+}
+
+// New binds the N4 sockets and starts serving. Close stops it.
+func New(o Options) (*Server, error) {
+	if err := o.setDefaults(); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		o:        o,
+		log:      o.Logger,
+		tbl:      o.Table,
+		assocs:   make(map[string]*association),
+		sessions: make(map[uint64]*session),
+		nextSEID: 1,
+		alloc:    newAllocator(&o),
+		setups:   make(map[netip.AddrPort]bool),
+		closing:  make(chan struct{}),
+	}
+	now := time.Now()
+	s.wallBase, s.tblBase = now, s.tbl.Now()
+	s.recovery = ntpSeconds(now)
+	s.nodeIE = ie.NewNodeIDHeuristic(o.NodeID)
+	s.features = upFunctionFeatures()
+	s.cache.init(o.ResponseCacheTTL)
+	s.tx.init(rand.Uint32())
+	for _, a := range o.N4 {
+		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(a))
+		if err != nil {
+			s.closeConns()
+			return nil, fmt.Errorf("listen on N4 %v: %w", a, err)
+		}
+		s.conns = append(s.conns, c)
+	}
+	for _, c := range s.conns {
+		s.wg.Add(1)
+		go s.readLoop(c)
+	}
+	s.wg.Add(3)
+	go s.nodeLoop()
+	go s.reportLoop()
+	go s.dlDataLoop()
+	s.log.Info("PFCP server started", "n4", s.Addrs(), "node_id", o.NodeID)
+	return s, nil
+}
+
+// Addrs returns the bound N4 addresses.
+func (s *Server) Addrs() []netip.AddrPort {
+	out := make([]netip.AddrPort, len(s.conns))
+	for i, c := range s.conns {
+		out[i] = c.LocalAddr().(*net.UDPAddr).AddrPort()
+	}
+	return out
+}
+
+// Close stops the server: sockets are closed, goroutines end, pending
+// requests fail. Sessions stay installed in the table (the dataplane keeps
+// forwarding); the caller decides what to do with the table.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.closing)
+		s.closeConns()
+		s.tx.closeAll()
+	})
+	s.wg.Wait()
+	return nil
+}
+
+func (s *Server) closeConns() {
+	for _, c := range s.conns {
+		c.Close()
+	}
+}
+
+func (s *Server) closed() bool {
+	select {
+	case <-s.closing:
+		return true
+	default:
+		return false
+	}
+}
+
+// readLoop receives datagrams on one socket and handles them in order.
+func (s *Server) readLoop(c *net.UDPConn) {
+	defer s.wg.Done()
+	buf := make([]byte, 64<<10)
+	for {
+		n, from, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if s.closed() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.log.Warn("N4 receive failed", "err", err)
+			continue
+		}
+		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+		s.receive(from, buf[:n], func(b []byte) { s.sendOn(c, from, b) })
+	}
+}
+
+// receive handles one datagram from a peer. reply sends an answer back to
+// it. It is the N4 receive path that FuzzN4 drives.
+func (s *Server) receive(from netip.AddrPort, b []byte, reply func([]byte)) {
+	if !s.allowed(from.Addr()) {
+		s.stats.droppedPeer.Add(1)
+		return
+	}
+	for len(b) > 0 {
+		h, err := parseHeader(b)
+		if errors.Is(err, errVersion) {
+			s.stats.malformed.Add(1)
+			if isRequest(h.typ) && len(b) >= 8 {
+				off := 4
+				if b[0]&0x01 != 0 && len(b) >= headerLenSess {
+					off = 12
+				}
+				seq := uint32(b[off])<<16 | uint32(b[off+1])<<8 | uint32(b[off+2])
+				reply(encode(message.MsgTypeVersionNotSupportedResponse, false, 0, seq, nil))
+				s.stats.sent(message.MsgTypeVersionNotSupportedResponse, 0)
+			}
+			return
+		}
+		if err != nil {
+			s.stats.malformed.Add(1)
+			s.log.Debug("dropped malformed PFCP datagram", "peer", from, "err", err)
+			return
+		}
+		s.handle(from, h, b[:h.msgLen], reply)
+		if !h.fo {
+			return
+		}
+		b = b[h.msgLen:]
+	}
+}
+
+func (s *Server) allowed(a netip.Addr) bool {
+	for _, p := range s.o.AllowedPeers {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// handle processes one message.
+func (s *Server) handle(from netip.AddrPort, h header, msg []byte, reply func([]byte)) {
+	s.stats.received(h.typ)
+	if isSessionType(h.typ) != h.hasSEID {
+		s.stats.malformed.Add(1)
+		s.log.Debug("dropped PFCP message with a wrong S flag", "peer", from, "type", MessageTypeName(h.typ))
+		return
+	}
+	if isResponse(h.typ) {
+		s.tx.deliver(s, from, h, msg[h.hdrLen:])
+		return
+	}
+	if !isRequest(h.typ) {
+		s.stats.malformed.Add(1)
+		s.log.Debug("dropped PFCP message of unknown type", "peer", from, "type", h.typ)
+		return
+	}
+	if resp, ok := s.cache.lookup(from, h.seq); ok {
+		s.stats.duplicates.Add(1)
+		if resp != nil {
+			reply(resp)
+		}
+		return
+	}
+	ies, perr := parseIEs(msg[h.hdrLen:], 0)
+	r := s.dispatch(from, h, ies, perr)
+	if r.typ == 0 {
+		s.cache.store(from, h.seq, nil)
+		return
+	}
+	resp := encode(r.typ, isSessionType(r.typ), r.seid, h.seq, r.ies)
+	s.cache.store(from, h.seq, resp)
+	s.stats.sent(r.typ, r.cause)
+	reply(resp)
+}
+
+// answer is a handler's response: type 0 sends nothing.
+type answer struct {
+	typ   uint8
+	seid  uint64
+	cause uint8
+	ies   []*ie.IE
+}
+
+// dispatch runs the handler of a request. perr is the IE decoding error.
+func (s *Server) dispatch(from netip.AddrPort, h header, ies []*ie.IE, perr error) answer {
+	switch h.typ {
+	case message.MsgTypeHeartbeatRequest:
+		return s.handleHeartbeat(from, ies)
+	case message.MsgTypeAssociationSetupRequest:
+		return s.nodeAnswer(h.typ+1, perr, func() (uint8, []*ie.IE, error) { return s.handleAssociationSetup(from, ies) })
+	case message.MsgTypeAssociationUpdateRequest:
+		return s.nodeAnswer(h.typ+1, perr, func() (uint8, []*ie.IE, error) { return s.handleAssociationUpdate(from, ies) })
+	case message.MsgTypeAssociationReleaseRequest:
+		return s.nodeAnswer(h.typ+1, perr, func() (uint8, []*ie.IE, error) { return s.handleAssociationRelease(from, ies) })
+	case message.MsgTypePFDManagementRequest, message.MsgTypeSessionSetDeletionRequest:
+		// Not implemented: PFDM and SSET are not advertised.
+		ce := &causeError{Cause: ie.CauseServiceNotSupported, Err: ErrUnsupported}
+		out := ce.ies()
+		if h.typ == message.MsgTypeSessionSetDeletionRequest {
+			out = append([]*ie.IE{s.nodeIE}, out...)
+		}
+		return answer{typ: h.typ + 1, cause: ce.Cause, ies: out}
+	case message.MsgTypeSessionEstablishmentRequest:
+		return s.handleEstablishment(from, h, ies, perr)
+	case message.MsgTypeSessionModificationRequest:
+		return s.handleModification(from, h, ies, perr)
+	case message.MsgTypeSessionDeletionRequest:
+		return s.handleDeletion(from, h, ies, perr)
+	}
+	// Node Report and Session Report Requests go from the UP function to
+	// the CP function, never the other way.
+	s.stats.malformed.Add(1)
+	return answer{}
+}
+
+// nodeAnswer runs a node-level handler and wraps its result in a response
+// with Sluice's Node ID and the Cause.
+func (s *Server) nodeAnswer(typ uint8, perr error, f func() (uint8, []*ie.IE, error)) answer {
+	var extra []*ie.IE
+	err := perr
+	if err == nil {
+		var cause uint8
+		cause, extra, err = f()
+		if err == nil {
+			return answer{typ: typ, cause: cause, ies: append([]*ie.IE{s.nodeIE, ie.NewCause(cause)}, extra...)}
+		}
+	}
+	ce := asCause(err)
+	s.log.Info("rejected PFCP request", "type", MessageTypeName(typ-1), "cause", ce.Cause, "err", err)
+	return answer{typ: typ, cause: ce.Cause, ies: append(append([]*ie.IE{s.nodeIE}, ce.ies()...), extra...)}
+}
+
+// sendOn writes a datagram on a socket.
+func (s *Server) sendOn(c *net.UDPConn, to netip.AddrPort, b []byte) {
+	if _, err := c.WriteToUDPAddrPort(b, to); err != nil && !s.closed() {
+		s.log.Warn("N4 send failed", "peer", to, "err", err)
+	}
+}
+
+// send writes a datagram to a peer on the socket of its address family.
+func (s *Server) send(to netip.AddrPort, b []byte) {
+	if c := s.connFor(to.Addr()); c != nil {
+		s.sendOn(c, to, b)
+	}
+}
+
+func (s *Server) connFor(a netip.Addr) *net.UDPConn {
+	for _, c := range s.conns {
+		la := c.LocalAddr().(*net.UDPAddr).AddrPort().Addr()
+		if la.Is4() == a.Is4() || la.IsUnspecified() && la.Is6() {
+			return c
+		}
+	}
+	return nil
+}
+
+// ntpSeconds returns t as seconds since 1900-01-01 (the PFCP timestamp).
+func ntpSeconds(t time.Time) uint32 {
+	return uint32(t.Unix() + 2208988800)
+}
+
+// wall converts the table clock to wall time.
+func (s *Server) wall(tbl int64) time.Time {
+	return s.wallBase.Add(time.Duration(tbl - s.tblBase))
+}
+
+// timestampIE encodes a PFCP timestamp IE of type t.
+func timestampIE(t uint16, w time.Time) *ie.IE {
+	return ie.NewUint32IE(t, ntpSeconds(w))
+}

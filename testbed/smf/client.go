@@ -1,0 +1,357 @@
+// Package smf is a PFCP client playing the SMF (CP function) toward a UPF:
+// it associates, sends heartbeats, establishes, modifies and deletes
+// sessions, and answers the UPF's heartbeats, association setups and
+// session reports. Tests, the namespace testbed and benchmarks drive Sluice
+// with it. It is built on go-pfcp's message types, independent of Sluice's
+// own decoder.
+package smf
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/wmnsk/go-pfcp/ie"
+	"github.com/wmnsk/go-pfcp/message"
+)
+
+// Errors of Client requests.
+var (
+	ErrTimeout = errors.New("no answer from the UPF")
+	ErrClosed  = errors.New("client closed")
+	ErrCause   = errors.New("request rejected")
+)
+
+// CauseError is a response whose Cause is not Request accepted.
+type CauseError struct {
+	Type  string
+	Cause uint8
+}
+
+func (e *CauseError) Error() string { return fmt.Sprintf("%s: cause %d", e.Type, e.Cause) }
+func (e *CauseError) Unwrap() error { return ErrCause }
+
+// Options configure a Client.
+type Options struct {
+	// Local is the address to send from; a zero port picks a free one.
+	Local netip.AddrPort
+	// UPF is the UPF's N4 address.
+	UPF netip.AddrPort
+	// NodeID is the SMF's Node ID; empty: Local's address.
+	NodeID string
+	// Recovery is the SMF's start time (Recovery Time Stamp); zero: now.
+	Recovery time.Time
+	// T1 and N1 are the retransmission timer and count; defaults 1 s, 3.
+	T1 time.Duration
+	N1 int
+	// ReportCause chooses the Cause answering a Session Report Request;
+	// nil accepts every report.
+	ReportCause func(*message.SessionReportRequest) uint8
+	// Silent makes the client ignore the UPF's requests (to simulate a
+	// dead SMF).
+	Silent bool
+}
+
+// Client is an SMF-side PFCP endpoint. Safe for concurrent use: many
+// requests may be outstanding at once.
+type Client struct {
+	o       Options
+	conn    *net.UDPConn
+	nodeID  *ie.IE
+	rts     *ie.IE
+	seq     atomic.Uint32
+	cpSEID  atomic.Uint64
+	silent  atomic.Bool
+	reports chan *message.SessionReportRequest
+
+	mu      sync.Mutex
+	pending map[uint32]chan message.Message // guarded by mu
+
+	upSEIDs sync.Map // CP SEID -> UP SEID of established sessions
+
+	heartbeats atomic.Uint64 // Heartbeat Requests answered
+	setups     atomic.Uint64 // UPF-initiated Association Setups answered
+	wg         sync.WaitGroup
+	closed     chan struct{}
+}
+
+// New opens the client's socket and starts its receiver.
+func New(o Options) (*Client, error) {
+	if o.T1 <= 0 {
+		o.T1 = time.Second
+	}
+	if o.N1 <= 0 {
+		o.N1 = 3
+	}
+	if o.Recovery.IsZero() {
+		o.Recovery = time.Now()
+	}
+	conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(o.Local))
+	if err != nil {
+		return nil, fmt.Errorf("listen on %v: %w", o.Local, err)
+	}
+	if o.NodeID == "" {
+		o.NodeID = conn.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap().String()
+	}
+	c := &Client{
+		o:       o,
+		conn:    conn,
+		nodeID:  ie.NewNodeIDHeuristic(o.NodeID),
+		rts:     ie.NewRecoveryTimeStamp(o.Recovery),
+		reports: make(chan *message.SessionReportRequest, 1024),
+		pending: make(map[uint32]chan message.Message),
+		closed:  make(chan struct{}),
+	}
+	c.silent.Store(o.Silent)
+	c.seq.Store(uint32(time.Now().UnixNano()) & 0xffff)
+	c.wg.Add(1)
+	go c.readLoop()
+	return c, nil
+}
+
+// Addr returns the client's local address.
+func (c *Client) Addr() netip.AddrPort { return c.conn.LocalAddr().(*net.UDPAddr).AddrPort() }
+
+// NodeID returns the client's Node ID IE.
+func (c *Client) NodeID() *ie.IE { return c.nodeID }
+
+// SetSilent makes the client stop (true) or resume (false) answering the
+// UPF's requests.
+func (c *Client) SetSilent(v bool) { c.silent.Store(v) }
+
+// Reports delivers the Session Report Requests the UPF sent (already
+// answered). Reports beyond the channel's capacity are answered and dropped.
+func (c *Client) Reports() <-chan *message.SessionReportRequest { return c.reports }
+
+// HeartbeatsAnswered returns the number of the UPF's Heartbeat Requests
+// the client answered.
+func (c *Client) HeartbeatsAnswered() uint64 { return c.heartbeats.Load() }
+
+// SetupsAnswered returns the number of UPF-initiated Association Setup
+// Requests the client accepted.
+func (c *Client) SetupsAnswered() uint64 { return c.setups.Load() }
+
+// Close stops the client.
+func (c *Client) Close() error {
+	select {
+	case <-c.closed:
+	default:
+		close(c.closed)
+	}
+	err := c.conn.Close()
+	c.wg.Wait()
+	return err
+}
+
+func (c *Client) readLoop() {
+	defer c.wg.Done()
+	buf := make([]byte, 64<<10)
+	for {
+		n, from, err := c.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			select {
+			case <-c.closed:
+				return
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		b := append([]byte(nil), buf[:n]...)
+		m, err := message.Parse(b)
+		if err != nil {
+			continue
+		}
+		if c.handleRequest(from, m) {
+			continue
+		}
+		c.mu.Lock()
+		ch := c.pending[m.Sequence()]
+		delete(c.pending, m.Sequence())
+		c.mu.Unlock()
+		if ch != nil {
+			ch <- m
+		}
+	}
+}
+
+// handleRequest answers the UPF's requests; it reports false for responses.
+func (c *Client) handleRequest(from netip.AddrPort, m message.Message) bool {
+	var resp message.Message
+	switch r := m.(type) {
+	case *message.HeartbeatRequest:
+		if c.silent.Load() {
+			return true
+		}
+		c.heartbeats.Add(1)
+		resp = message.NewHeartbeatResponse(r.Sequence(), c.rts)
+	case *message.AssociationSetupRequest:
+		if c.silent.Load() {
+			return true
+		}
+		c.setups.Add(1)
+		resp = message.NewAssociationSetupResponse(r.Sequence(), c.nodeID, ie.NewCause(ie.CauseRequestAccepted), c.rts,
+			ie.NewCPFunctionFeatures(0))
+	case *message.SessionReportRequest:
+		if c.silent.Load() {
+			return true
+		}
+		cause := ie.CauseRequestAccepted
+		if c.o.ReportCause != nil {
+			cause = c.o.ReportCause(r)
+		}
+		resp = message.NewSessionReportResponse(0, 0, c.cpSEIDOf(r), r.Sequence(), 0, ie.NewCause(cause))
+		select {
+		case c.reports <- r:
+		default:
+		}
+	case *message.NodeReportRequest:
+		resp = message.NewNodeReportResponse(r.Sequence(), c.nodeID, ie.NewCause(ie.CauseRequestAccepted), nil)
+	default:
+		return false
+	}
+	b := make([]byte, resp.MarshalLen())
+	if err := resp.MarshalTo(b); err == nil {
+		c.conn.WriteToUDPAddrPort(b, from)
+	}
+	return true
+}
+
+// cpSEIDOf returns the SEID a Session Report Response carries: the UPF's
+// SEID of the session the report is about.
+func (c *Client) cpSEIDOf(r *message.SessionReportRequest) uint64 {
+	if up, ok := c.upSEIDs.Load(r.SEID()); ok {
+		return up.(uint64)
+	}
+	return 0
+}
+
+// Request sends a request, retransmitting it every T1 up to N1 times, and
+// returns the response. The request's sequence number is set here.
+func (c *Client) Request(ctx context.Context, m message.Message) (message.Message, error) {
+	seq := c.seq.Add(1) & 0xffffff
+	m.SetSequenceNumber(seq)
+	b := make([]byte, m.MarshalLen())
+	if err := m.MarshalTo(b); err != nil {
+		return nil, fmt.Errorf("marshal %s: %w", m.MessageTypeName(), err)
+	}
+	return c.RequestRaw(ctx, seq, b)
+}
+
+// RequestRaw sends an already encoded request whose sequence number is seq.
+func (c *Client) RequestRaw(ctx context.Context, seq uint32, b []byte) (message.Message, error) {
+	ch := make(chan message.Message, 1)
+	c.mu.Lock()
+	c.pending[seq] = ch
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.pending, seq)
+		c.mu.Unlock()
+	}()
+	t := time.NewTimer(c.o.T1)
+	defer t.Stop()
+	for try := 0; ; try++ {
+		if _, err := c.conn.WriteToUDPAddrPort(b, c.o.UPF); err != nil {
+			return nil, fmt.Errorf("send request: %w", err)
+		}
+		select {
+		case r := <-ch:
+			return r, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-c.closed:
+			return nil, ErrClosed
+		case <-t.C:
+			if try >= c.o.N1 {
+				return nil, ErrTimeout
+			}
+			t.Reset(c.o.T1)
+		}
+	}
+}
+
+// NextSeq reserves a sequence number for RequestRaw.
+func (c *Client) NextSeq() uint32 { return c.seq.Add(1) & 0xffffff }
+
+// Cause returns the Cause of a response, or 0 if it has none.
+func Cause(m message.Message) uint8 {
+	var x *ie.IE
+	switch r := m.(type) {
+	case *message.AssociationSetupResponse:
+		x = r.Cause
+	case *message.AssociationUpdateResponse:
+		x = r.Cause
+	case *message.AssociationReleaseResponse:
+		x = r.Cause
+	case *message.SessionEstablishmentResponse:
+		x = r.Cause
+	case *message.SessionModificationResponse:
+		x = r.Cause
+	case *message.SessionDeletionResponse:
+		x = r.Cause
+	case *message.PFDManagementResponse:
+		x = r.Cause
+	case *message.SessionSetDeletionResponse:
+		x = r.Cause
+	}
+	if x == nil {
+		return 0
+	}
+	v, _ := x.Cause()
+	return v
+}
+
+// accepted checks a response's type and cause.
+func accepted[T message.Message](m message.Message, err error) (T, error) {
+	var zero T
+	if err != nil {
+		return zero, err
+	}
+	r, ok := m.(T)
+	if !ok {
+		return zero, fmt.Errorf("unexpected answer %s", m.MessageTypeName())
+	}
+	if c := Cause(m); c != ie.CauseRequestAccepted {
+		return r, &CauseError{Type: m.MessageTypeName(), Cause: c}
+	}
+	return r, nil
+}
+
+// Associate sets up the association with the UPF.
+func (c *Client) Associate(ctx context.Context) (*message.AssociationSetupResponse, error) {
+	m, err := c.Request(ctx, message.NewAssociationSetupRequest(0, c.nodeID, c.rts, ie.NewCPFunctionFeatures(0)))
+	return accepted[*message.AssociationSetupResponse](m, err)
+}
+
+// Update sends an Association Update Request.
+func (c *Client) Update(ctx context.Context, ies ...*ie.IE) (*message.AssociationUpdateResponse, error) {
+	m, err := c.Request(ctx, message.NewAssociationUpdateRequest(0, append([]*ie.IE{c.nodeID}, ies...)...))
+	return accepted[*message.AssociationUpdateResponse](m, err)
+}
+
+// Release releases the association.
+func (c *Client) Release(ctx context.Context) (*message.AssociationReleaseResponse, error) {
+	m, err := c.Request(ctx, message.NewAssociationReleaseRequest(0, c.nodeID))
+	return accepted[*message.AssociationReleaseResponse](m, err)
+}
+
+// Heartbeat sends a Heartbeat Request.
+func (c *Client) Heartbeat(ctx context.Context) (*message.HeartbeatResponse, error) {
+	m, err := c.Request(ctx, message.NewHeartbeatRequest(0, c.rts, nil))
+	if err != nil {
+		return nil, err
+	}
+	r, ok := m.(*message.HeartbeatResponse)
+	if !ok {
+		return nil, fmt.Errorf("unexpected answer %s", m.MessageTypeName())
+	}
+	return r, nil
+}
