@@ -62,7 +62,11 @@ type portQueue struct {
 // queue, loads the steering program with its maps and attaches it to the
 // interface, in the calling thread's network namespace. If Open fails it
 // leaves nothing attached and nothing open.
-func Open(cfg Config) (_ *Port, err error) {
+func Open(cfg Config) (*Port, error) {
+	return open(cfg)
+}
+
+func open(cfg Config) (_ *Port, err error) {
 	cfg, err = cfg.withDefaults()
 	if err != nil {
 		return nil, err

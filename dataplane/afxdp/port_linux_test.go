@@ -397,6 +397,26 @@ func TestOpenFailsCleanly(t *testing.T) {
 	}
 }
 
+// TestPortGenericXDP attaches the program in generic mode, the fallback
+// for drivers without XDP support, and checks that steering still works.
+func TestPortGenericXDP(t *testing.T) {
+	n := newTestNet(t, 1)
+	p := n.openPort(t, Config{Role: RoleN3, N3Addrs: []netip.Addr{n.portAddr}, XDPMode: XDPModeGeneric, Logger: testLogger(t)})
+	if x := n.xdpAttached(t); x == nil || x.AttachMode != nl.XDP_ATTACHED_SKB || p.XDPMode() != XDPModeGeneric {
+		t.Fatalf("kernel shows attachment %+v, port says %v; want generic", x, p.XDPMode())
+	}
+	conn := n.peerUDP(t)
+	if _, err := conn.WriteToUDPAddrPort(gtpuMessage(t, 1, "generic"), netip.AddrPortFrom(n.portAddr, 2152)); err != nil {
+		t.Fatal(err)
+	}
+	if got := receiveN(t, p, 0, 1, 3*time.Second); len(got) != 1 {
+		t.Errorf("received %d packets in generic mode, want 1", len(got))
+	}
+	if !n.ping(t, 2*time.Second) {
+		t.Error("no ping reply in generic mode")
+	}
+}
+
 // TestReopen closes a port and opens it again at once, as a restart does:
 // the kernel releases the queues of closed sockets asynchronously.
 func TestReopen(t *testing.T) {

@@ -2,6 +2,7 @@ package afxdp
 
 import (
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -116,6 +117,9 @@ func TestRingConcurrent(t *testing.T) {
 		defer wg.Done()
 		for next := uint64(0); next < total && time.Now().Before(deadline); {
 			n := p.free(uint32(min(32, total-next)))
+			if n == 0 {
+				runtime.Gosched()
+			}
 			for i := range n {
 				*p.prodEntry(i) = desc{addr: next, len: uint32(next)}
 				next++
@@ -126,6 +130,9 @@ func TestRingConcurrent(t *testing.T) {
 	var want uint64
 	for want < total && time.Now().Before(deadline) {
 		n := c.available(32)
+		if n == 0 {
+			runtime.Gosched()
+		}
 		for i := range n {
 			d := *c.consEntry(i)
 			if d.addr != want || d.len != uint32(want) {

@@ -1,6 +1,7 @@
 package afxdp
 
 import (
+	"encoding/binary"
 	"net"
 	"net/netip"
 	"os"
@@ -303,7 +304,7 @@ func TestProgramLoads(t *testing.T) {
 func TestDestKey(t *testing.T) {
 	for _, tc := range []struct {
 		prefix string
-		want   []byte
+		want   []byte // prefix length as the first octet (little endian), then the address
 		v6     bool
 	}{
 		{"192.0.2.1/32", []byte{32, 0, 0, 0, 192, 0, 2, 1}, false},
@@ -315,7 +316,8 @@ func TestDestKey(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", tc.prefix, err)
 		}
-		want := tc.want
+		want := binary.NativeEndian.AppendUint32(nil, uint32(tc.want[0]))
+		want = append(want, tc.want[4:]...)
 		if string(key) != string(want) || v6 != tc.v6 {
 			t.Errorf("destKey(%s) = %v v6=%v, want %v v6=%v", tc.prefix, key, v6, want, tc.v6)
 		}

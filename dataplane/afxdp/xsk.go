@@ -200,10 +200,13 @@ func (x *xsk) transmit(frames []dataplane.Frame) int {
 				x.push(f.Handle)
 				continue
 			}
-			if f.Handle&(fs-1) != 0 || f.Handle >= uint64(len(x.umem)) ||
-				f.Off < 0 || f.Len <= 0 || uint64(f.Off)+uint64(f.Len) > fs {
+			if f.Off < 0 || f.Len <= 0 || uint64(f.Off)+uint64(f.Len) > fs {
 				x.c.invalid.Add(1)
 				x.push(f.Handle)
+				continue
+			}
+			if f.Handle&(fs-1) != 0 || f.Handle >= uint64(len(x.umem)) {
+				x.push(f.Handle) // counts it as invalid
 				continue
 			}
 			addr = f.Handle + uint64(f.Off)
