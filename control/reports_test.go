@@ -1,0 +1,287 @@
+package control
+
+import (
+	"testing"
+	"time"
+
+	"github.com/sluice-net/sluice/flowtable"
+	"github.com/sluice-net/sluice/testbed/smf"
+	"github.com/wmnsk/go-pfcp/ie"
+	"github.com/wmnsk/go-pfcp/message"
+)
+
+// nextReport waits for a Session Report Request.
+func nextReport(t *testing.T, c *smf.Client, within time.Duration) *message.SessionReportRequest {
+	t.Helper()
+	select {
+	case r := <-c.Reports():
+		return r
+	case <-time.After(within):
+		t.Fatalf("no session report within %v", within)
+		return nil
+	}
+}
+
+// noReport checks that no Session Report Request arrives for a while.
+func noReport(t *testing.T, c *smf.Client, d time.Duration) {
+	t.Helper()
+	select {
+	case r := <-c.Reports():
+		t.Fatalf("unexpected session report: %+v", r.UsageReport)
+	case <-time.After(d):
+	}
+}
+
+// triggerOf returns a usage report's trigger IE and volume.
+func triggerOf(t *testing.T, r *ie.IE) (*ie.IE, *ie.VolumeMeasurementFields, uint32) {
+	t.Helper()
+	kids, err := r.UsageReport()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var trig *ie.IE
+	var vol *ie.VolumeMeasurementFields
+	var seq uint32
+	for _, k := range kids {
+		switch k.Type {
+		case ie.UsageReportTrigger:
+			trig = k
+		case ie.VolumeMeasurement:
+			vol, _ = k.VolumeMeasurement()
+		case ie.URSEQN:
+			seq, _ = k.URSEQN()
+		}
+	}
+	if trig == nil || vol == nil {
+		t.Fatalf("usage report without trigger or volume")
+	}
+	return trig, vol, seq
+}
+
+type traffic struct {
+	tbl *flowtable.Table
+	w   *flowtable.WorkerCounters
+	ul  *flowtable.Rule
+}
+
+func newTraffic(t *testing.T, tbl *flowtable.Table, sess *smf.Session) *traffic {
+	t.Helper()
+	ul := tbl.MatchTEID(flowtable.Access, sess.ULTEID, ulFlow(sess.UE4))
+	if ul == nil || len(ul.URRSlots) == 0 {
+		t.Fatalf("no uplink rule with a URR for TEID %#x", sess.ULTEID)
+	}
+	return &traffic{tbl, tbl.NewWorker(), ul}
+}
+
+func (tr *traffic) send(n int, bytes uint64) {
+	for range n {
+		for _, s := range tr.ul.URRSlots {
+			tr.w.CountURR(s, true, bytes, tr.tbl.Now())
+		}
+	}
+}
+
+func TestVolumeThresholdReport(t *testing.T) {
+	s, tbl := newServer(t, nil)
+	c := associated(t, s)
+	sess, _, err := c.Establish(ctx(t), smf.SessionParams{URRs: []smf.URR{{ID: 7, VolumeThreshold: 1000}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := newTraffic(t, tbl, sess)
+	tr.send(9, 100)
+	noReport(t, c, 100*time.Millisecond)
+	tr.send(3, 100)
+	r := nextReport(t, c, 2*time.Second)
+	if r.SEID() != sess.CPSEID || r.ReportType == nil || !r.ReportType.HasUSAR() || len(r.UsageReport) != 1 {
+		t.Fatalf("report: seid %#x (want %#x), type %v, %d usage reports", r.SEID(), sess.CPSEID, r.ReportType, len(r.UsageReport))
+	}
+	trig, vol, seq := triggerOf(t, r.UsageReport[0])
+	if !trig.HasVOLTH() || vol.TotalVolume != 1200 || seq != 0 {
+		t.Fatalf("threshold report: trigger %x, volume %d, seq %d; want VOLTH, 1200, 0", trig.Payload, vol.TotalVolume, seq)
+	}
+	// The threshold counts again from the report.
+	tr.send(5, 100)
+	noReport(t, c, 100*time.Millisecond)
+	tr.send(5, 100)
+	r = nextReport(t, c, 2*time.Second)
+	trig, vol, seq = triggerOf(t, r.UsageReport[0])
+	if !trig.HasVOLTH() || vol.TotalVolume != 1000 || seq != 1 {
+		t.Fatalf("second threshold report: trigger %x, volume %d, seq %d; want VOLTH, 1000, 1", trig.Payload, vol.TotalVolume, seq)
+	}
+}
+
+// TestVolumeQuota: an exhausted quota is reported and gates the traffic; a
+// new quota opens the gate.
+func TestVolumeQuota(t *testing.T) {
+	s, tbl := newServer(t, nil)
+	c := associated(t, s)
+	sess, _, err := c.Establish(ctx(t), smf.SessionParams{GNB: gnb, GNBTEID: 1, URRs: []smf.URR{{ID: 2, VolumeQuota: 500}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	newTraffic(t, tbl, sess).send(6, 100)
+	r := nextReport(t, c, 2*time.Second)
+	if trig, vol, _ := triggerOf(t, r.UsageReport[0]); !trig.HasVOLQU() || vol.TotalVolume != 600 {
+		t.Fatalf("quota report: trigger %x volume %d; want VOLQU and 600", trig.Payload, vol.TotalVolume)
+	}
+	eventually(t, 2*time.Second, "gate on exhausted quota", func() bool {
+		r := tbl.MatchUE(flowtable.Core, dlFlow(sess.UE4))
+		return r != nil && r.GateClosed && r.Action == flowtable.ActDrop
+	})
+	if ul := tbl.MatchTEID(flowtable.Access, sess.ULTEID, ulFlow(sess.UE4)); !ul.GateClosed {
+		t.Fatalf("uplink not gated after the quota ran out")
+	}
+	if _, err := c.Modify(ctx(t), sess, ie.NewUpdateURR(ie.NewURRID(2), ie.NewVolumeQuota(0x01, 10000, 0, 0))); err != nil {
+		t.Fatalf("new quota: %v", err)
+	}
+	if r := tbl.MatchUE(flowtable.Core, dlFlow(sess.UE4)); r.GateClosed || r.Action != flowtable.ActForward {
+		t.Fatalf("downlink after a new quota: gate closed %v, action %v; want open and forwarding", r.GateClosed, r.Action)
+	}
+}
+
+// TestPeriodicAndTimeReports: periodic reports (the shortest period PFCP
+// can say is one second) and a time threshold.
+func TestPeriodicAndTimeReports(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for one-second timers")
+	}
+	s, tbl := newServer(t, nil)
+	c := associated(t, s)
+	sess, _, err := c.Establish(ctx(t), smf.SessionParams{URRs: []smf.URR{
+		{ID: 1, Period: time.Second},
+		{ID: 2, TimeThreshold: time.Second, Inactivity: 5 * time.Second},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := newTraffic(t, tbl, sess)
+	tr.send(1, 40)
+	got := map[uint32]*ie.IE{}
+	deadline := time.After(3 * time.Second)
+	for len(got) < 2 {
+		select {
+		case r := <-c.Reports():
+			for _, u := range r.UsageReport {
+				id, _ := u.URRID()
+				got[id] = u
+			}
+		case <-deadline:
+			t.Fatalf("reports within 3 s: %v, want URR 1 (periodic) and URR 2 (time threshold)", got)
+		}
+	}
+	if trig, vol, _ := triggerOf(t, got[1]); !trig.HasPERIO() || vol.TotalVolume != 40 {
+		t.Fatalf("periodic report: trigger %x volume %d", trig.Payload, vol.TotalVolume)
+	}
+	trig, _, _ := triggerOf(t, got[2])
+	if !trig.HasTIMTH() {
+		t.Fatalf("time threshold report: trigger %x", trig.Payload)
+	}
+	kids, _ := got[2].UsageReport()
+	for _, k := range kids {
+		if k.Type == ie.DurationMeasurement {
+			if d, _ := k.DurationMeasurement(); d < time.Second {
+				t.Fatalf("duration %v, want at least 1 s", d)
+			}
+		}
+	}
+}
+
+// TestStartOfTraffic: the first packet of a URR with START is reported.
+func TestStartOfTraffic(t *testing.T) {
+	s, tbl := newServer(t, nil)
+	c := associated(t, s)
+	sess, _, err := c.Establish(ctx(t), smf.SessionParams{URRs: []smf.URR{{ID: 4, StartStop: true, Inactivity: time.Second}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	noReport(t, c, 60*time.Millisecond)
+	newTraffic(t, tbl, sess).send(1, 64)
+	r := nextReport(t, c, 2*time.Second)
+	if trig, _, _ := triggerOf(t, r.UsageReport[0]); !trig.HasSTART() {
+		t.Fatalf("trigger %x, want START", trig.Payload)
+	}
+	if testing.Short() {
+		return
+	}
+	r = nextReport(t, c, 3*time.Second)
+	if trig, _, _ := triggerOf(t, r.UsageReport[0]); !trig.HasSTOPT() {
+		t.Fatalf("trigger %x, want STOPT after the inactivity time", trig.Payload)
+	}
+}
+
+// TestDownlinkData: a buffering and notifying FAR gets one Downlink Data
+// Report; the buffered packets are released in order when the FAR
+// forwards, or dropped on DROBU.
+func TestDownlinkData(t *testing.T) {
+	s, tbl := newServer(t, nil)
+	c := associated(t, s)
+	sess, _, err := c.Establish(ctx(t), smf.SessionParams{BufferDL: true, QFI: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	arrive := func(payload byte) {
+		r := tbl.MatchUE(flowtable.Core, dlFlow(sess.UE4))
+		if r == nil || r.Buffer == nil || r.Notify == nil {
+			t.Fatalf("downlink rule does not buffer and notify: %+v", r)
+		}
+		r.Buffer.Push([]byte{payload})
+		r.Notify.Raise(r.PDRID)
+	}
+	arrive(1)
+	arrive(2)
+	r := nextReport(t, c, 2*time.Second)
+	if !r.ReportType.HasDLDR() || r.DownlinkDataReport == nil {
+		t.Fatalf("report type %v: want a Downlink Data Report", r.ReportType)
+	}
+	if id, err := r.DownlinkDataReport.PDRID(); err != nil || id != smf.PDRDownlink {
+		t.Fatalf("downlink data report for PDR %d (%v), want %d", id, err, smf.PDRDownlink)
+	}
+	arrive(3)
+	noReport(t, c, 100*time.Millisecond) // one report until the SMF acts
+
+	if _, err := c.Modify(ctx(t), sess, smf.ForwardDL(gnb, 0x99)); err != nil {
+		t.Fatal(err)
+	}
+	rel := tbl.TakeReleased()
+	if len(rel) != 1 || len(rel[0].Pkts) != 3 || rel[0].Pkts[0][0] != 1 || rel[0].Pkts[2][0] != 3 {
+		t.Fatalf("released packets: %+v, want the three buffered, in order", rel)
+	}
+
+	// Idle again: buffer, then the SMF drops what was buffered.
+	if _, err := c.Modify(ctx(t), sess, smf.BufferDL()); err != nil {
+		t.Fatal(err)
+	}
+	arrive(4)
+	if r := nextReport(t, c, 2*time.Second); !r.ReportType.HasDLDR() {
+		t.Fatalf("no second downlink data report after the FAR changed")
+	}
+	arrive(5)
+	if n := tbl.BufferedPackets(sess.UPSEID); n != 2 {
+		t.Fatalf("buffered: %d, want 2", n)
+	}
+	if _, err := c.Modify(ctx(t), sess, smf.SMReqFlags(0x01)); err != nil {
+		t.Fatal(err)
+	}
+	if n := tbl.BufferedPackets(sess.UPSEID); n != 0 {
+		t.Fatalf("buffered after DROBU: %d, want 0", n)
+	}
+}
+
+// TestDLNotificationDelay: the BAR's delay holds the report back.
+func TestDLNotificationDelay(t *testing.T) {
+	s, tbl := newServer(t, nil)
+	c := associated(t, s)
+	sess, _, err := c.Establish(ctx(t), smf.SessionParams{BufferDL: true, DLNotifyDelay: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := tbl.MatchUE(flowtable.Core, dlFlow(sess.UE4))
+	r.Buffer.Push([]byte{1})
+	start := time.Now()
+	r.Notify.Raise(r.PDRID)
+	nextReport(t, c, 2*time.Second)
+	if d := time.Since(start); d < 300*time.Millisecond {
+		t.Fatalf("downlink data report after %v, want at least the 300 ms delay", d)
+	}
+}
