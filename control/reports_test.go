@@ -64,9 +64,13 @@ type traffic struct {
 	ul  *flowtable.Rule
 }
 
-func newTraffic(t *testing.T, tbl *flowtable.Table, sess *smf.Session) *traffic {
+func newTraffic(t *testing.T, tbl *flowtable.Table, sess *smf.Session, qfi ...uint8) *traffic {
 	t.Helper()
-	ul := tbl.MatchTEID(flowtable.Access, sess.ULTEID, ulFlow(sess.UE4))
+	f := ulFlow(sess.UE4)
+	if len(qfi) > 0 {
+		f.QFI = qfi[0]
+	}
+	ul := tbl.MatchTEID(flowtable.Access, sess.ULTEID, f)
 	if ul == nil || len(ul.URRSlots) == 0 {
 		t.Fatalf("no uplink rule with a URR for TEID %#x", sess.ULTEID)
 	}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluice-net/sluice/flowtable"
@@ -47,6 +48,10 @@ type Server struct {
 	cache responseCache
 	tx    transactions
 	stats counters
+
+	// sniff, when set, sees every datagram Sluice sends (tests capture
+	// them for an independent decoder).
+	sniff atomic.Pointer[func(from, to netip.AddrPort, b []byte)]
 
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -290,6 +295,9 @@ func (s *Server) nodeAnswer(typ uint8, perr error, f func() (uint8, []*ie.IE, er
 
 // sendOn writes a datagram on a socket.
 func (s *Server) sendOn(c *net.UDPConn, to netip.AddrPort, b []byte) {
+	if f := s.sniff.Load(); f != nil {
+		(*f)(c.LocalAddr().(*net.UDPAddr).AddrPort(), to, b)
+	}
 	if _, err := c.WriteToUDPAddrPort(b, to); err != nil && !s.closed() {
 		s.log.Warn("N4 send failed", "peer", to, "err", err)
 	}
