@@ -1,6 +1,7 @@
 package control
 
 import (
+	"maps"
 	"net/netip"
 	"testing"
 	"time"
@@ -114,9 +115,21 @@ func checkConsistent(t *testing.T, s *Server, tbl *flowtable.Table) {
 			t.Fatalf("session %#x belongs to no live association", sess.seid)
 		}
 	}
-	teids, ues := s.alloc.inUse()
-	if teids+ues != len(want) {
-		t.Fatalf("allocator holds %d TEIDs and %d UE addresses, the sessions use %d", teids, ues, len(want))
+	have := map[resource]bool{}
+	for v := range s.alloc.teid.used {
+		have[resource{resTEID, v}] = true
+	}
+	for _, p := range s.alloc.pools {
+		k := resUE4
+		if p.v6 {
+			k = resUE6
+		}
+		for v := range p.used {
+			have[resource{k, v}] = true
+		}
+	}
+	if !maps.Equal(have, want) {
+		t.Fatalf("allocator holds %v, the sessions use %v", have, want)
 	}
 }
 

@@ -265,3 +265,23 @@ func TestChooseID(t *testing.T) {
 		t.Fatalf("TEIDs of PDRs with CHOOSE ID 3: %v, want one shared TEID", teids)
 	}
 }
+
+// TestOtherPeerCannotTouchSessions: an allowed peer that is not the
+// session's SMF is refused with No established PFCP Association.
+func TestOtherPeerCannotTouchSessions(t *testing.T) {
+	s, tbl := newServer(t, nil)
+	owner := associated(t, s)
+	sess, _, err := owner.Establish(ctx(t), smf.SessionParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := newClient(t, s, func(o *smf.Options) { o.Local = netip.MustParseAddrPort("127.0.0.3:0") })
+	_, err = other.Delete(ctx(t), sess)
+	var ce *smf.CauseError
+	if !errors.As(err, &ce) || ce.Cause != ie.CauseNoEstablishedPFCPAssociation {
+		t.Fatalf("deletion by another peer: %v, want cause %d", err, ie.CauseNoEstablishedPFCPAssociation)
+	}
+	if tbl.Sessions() != 1 {
+		t.Fatal("the session is gone")
+	}
+}

@@ -122,6 +122,12 @@ func (s *Server) handleEstablishment(from netip.AddrPort, h header, ies []*ie.IE
 	return a
 }
 
+// controlledBy reports whether a peer may change the session: it must be
+// the association's peer or the session's CP F-SEID address.
+func (sess *session) controlledBy(a netip.Addr) bool {
+	return a == sess.assoc.addr.Addr() || a == sess.cpAddr
+}
+
 // cpAddrFor picks the CP F-SEID address of the association's family.
 func cpAddrFor(cp fseid, as *association) netip.Addr {
 	if as.addr.Addr().Is4() && cp.v4.IsValid() || !cp.v6.IsValid() {
@@ -413,6 +419,9 @@ func (s *Server) handleModification(from netip.AddrPort, h header, ies []*ie.IE,
 		return s.reject(a, fmt.Errorf("modify session %#x: %w", h.seid, ErrSessionNotFound), false)
 	}
 	a.seid = sess.cpSEID
+	if !sess.controlledBy(from.Addr()) {
+		return s.reject(a, fmt.Errorf("modify session %#x from %v: %w", h.seid, from, ErrNoAssociation), false)
+	}
 	if perr != nil {
 		return s.reject(a, perr, false)
 	}
@@ -501,9 +510,12 @@ func (s *Server) handleModification(from netip.AddrPort, h header, ies []*ie.IE,
 		return s.reject(a, fmt.Errorf("replace session: %w", err), false)
 	}
 
-	// Committed.
-	for _, r := range oldRes {
-		if _, still := slices.BinarySearchFunc(resourcesOf(&next), r, cmpResource); !still {
+	// Committed. Free what the old rules used and the new do not, and
+	// what this request allocated but replaced again (a PDR created with
+	// CHOOSE and updated in the same request).
+	newRes := resourcesOf(&next)
+	for _, r := range append(oldRes, t.taken...) {
+		if _, still := slices.BinarySearchFunc(newRes, r, cmpResource); !still {
 			s.alloc.free(r)
 		}
 	}
@@ -559,6 +571,9 @@ func (s *Server) handleDeletion(from netip.AddrPort, h header, ies []*ie.IE, per
 		return s.reject(a, fmt.Errorf("delete session %#x: %w", h.seid, ErrSessionNotFound), false)
 	}
 	a.seid = sess.cpSEID
+	if !sess.controlledBy(from.Addr()) {
+		return s.reject(a, fmt.Errorf("delete session %#x from %v: %w", h.seid, from, ErrNoAssociation), false)
+	}
 	usage, err := s.tbl.Remove(sess.seid)
 	if err != nil && !errors.Is(err, flowtable.ErrSessionNotFound) {
 		return s.reject(a, fmt.Errorf("remove session: %w", err), false)

@@ -270,3 +270,35 @@ func TestRejections(t *testing.T) {
 		t.Fatalf("cause counters: %v", st.Causes)
 	}
 }
+
+// TestChooseThenReplace: a PDR created with CHOOSE and given another F-TEID
+// by an Update PDR in the same request does not keep the allocated TEID.
+func TestChooseThenReplace(t *testing.T) {
+	s, _ := newServer(t, nil)
+	c := associated(t, s)
+	sess, _, err := c.Establish(ctx(t), smf.SessionParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Modify(ctx(t), sess,
+		ie.NewCreatePDR(ie.NewPDRID(5), ie.NewPrecedence(5), ie.NewPDI(ie.NewSourceInterface(0), ie.NewFTEID(0x05, 0, nil, nil, 0)), ie.NewFARID(smf.FARUplink)),
+		ie.NewUpdatePDR(ie.NewPDRID(5), ie.NewPDI(ie.NewSourceInterface(0), ie.NewFTEID(0x01, 0x7777, n3v4.AsSlice(), nil, 0))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	teids, _ := s.alloc.inUse()
+	s.mu.Unlock()
+	if teids != 2 { // the session's own and 0x7777
+		t.Fatalf("TEIDs held: %d, want 2", teids)
+	}
+	if _, err := c.Delete(ctx(t), sess); err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	teids, ues := s.alloc.inUse()
+	s.mu.Unlock()
+	if teids != 0 || ues != 0 {
+		t.Fatalf("after deletion: %d TEIDs, %d UE addresses held", teids, ues)
+	}
+}

@@ -55,6 +55,10 @@ type Options struct {
 	// Silent makes the client ignore the UPF's requests (to simulate a
 	// dead SMF).
 	Silent bool
+	// Untracked stops the client from remembering sessions (for scale
+	// runs that measure the UPF's memory); Session Report Responses then
+	// carry SEID 0.
+	Untracked bool
 }
 
 // Client is an SMF-side PFCP endpoint. Safe for concurrent use: many

@@ -291,7 +291,9 @@ func (c *Client) Establish(ctx context.Context, p SessionParams) (*Session, *mes
 			return nil, r, err
 		}
 	}
-	c.upSEIDs.Store(s.CPSEID, s.UPSEID)
+	if !c.o.Untracked {
+		c.upSEIDs.Store(s.CPSEID, s.UPSEID)
+	}
 	return s, r, nil
 }
 
