@@ -216,7 +216,7 @@ func TestDownlinkEncap(t *testing.T) {
 	if !outer.SrcIP.Equal(n3Addr.AsSlice()) || !outer.DstIP.Equal(gnb.AsSlice()) {
 		t.Errorf("outer %v -> %v, want %v -> %v", outer.SrcIP, outer.DstIP, n3Addr, gnb)
 	}
-	if !ipv4ChecksumOK(out[0][ethLen : ethLen+ipv4Len]) || int(outer.Length) != len(out[0])-ethLen {
+	if !ipv4ChecksumOK(out[0][ethLen:ethLen+ipv4Len]) || int(outer.Length) != len(out[0])-ethLen {
 		t.Errorf("outer IPv4 checksum or length wrong (length %d, frame %d)", outer.Length, len(out[0]))
 	}
 	if oudp.DstPort != 2152 || int(oudp.Length) != len(out[0])-ethLen-ipv4Len {
