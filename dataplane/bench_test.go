@@ -4,8 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
-	"runtime"
 	"net/netip"
+	"runtime"
 	"testing"
 
 	"github.com/sluice-net/sluice/flowtable"
@@ -15,15 +15,14 @@ import (
 // address) of each packet from a random sequence, so that lookups spread
 // over the whole session table as they would with real traffic.
 type genPort struct {
-	name    string
-	tmpl    []byte
-	keyOff  int // offset of the 4-octet key in the template
-	keys    []uint32
-	next    int
-	bufs    [][]byte
-	free    []int
-	sent    uint64
-	headOff int
+	name   string
+	tmpl   []byte
+	keyOff int // offset of the 4-octet key in the template
+	keys   []uint32
+	next   int
+	bufs   [][]byte
+	free   []int
+	sent   uint64
 }
 
 func newGenPort(name string, tmpl []byte, keyOff int, keys []uint32) *genPort {

@@ -1,0 +1,33 @@
+# Sluice: build, lint, test, benchmark.
+GO ?= go
+GOBIN := $(shell $(GO) env GOPATH)/bin
+
+.PHONY: all build deps lint test bench fuzz
+
+all: build
+
+build:
+	$(GO) build ./...
+
+deps:
+	@scripts/deps.sh
+
+lint: deps
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GOBIN)/staticcheck ./...
+
+# The test command of the README and of CI: lint, then every test with the
+# race detector (the packages share state between workers and the control
+# plane). Tests that need root (namespaces, XDP) skip with a reason without it.
+test: lint
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+# Benchmarks with their targets, printed as one table.
+bench:
+	@scripts/bench.sh
+
+# A short run of every fuzz target (each parser has one).
+fuzz:
+	@scripts/fuzz.sh 30s
