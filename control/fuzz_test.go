@@ -137,7 +137,9 @@ func checkConsistent(t *testing.T, s *Server, tbl *flowtable.Table) {
 // the server and the table stay consistent, and dropping the association
 // frees everything.
 func FuzzN4(f *testing.F) {
-	s, tbl := newServer(f, func(o *Options) { o.UEPools = []UEPool{{Prefix: netip.MustParsePrefix("10.45.0.0/24")}, {Prefix: pool6}} })
+	s, tbl := newServer(f, func(o *Options) {
+		o.UEPools = []UEPool{{Prefix: netip.MustParsePrefix("10.45.0.0/24")}, {Prefix: pool6}}
+	})
 	for _, b := range fuzzSeeds(f, s) {
 		f.Add(b)
 	}

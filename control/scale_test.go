@@ -41,6 +41,10 @@ func runSessions(tb testing.TB, c *smf.Client, n, window int, seids []uint64) ti
 	var wg sync.WaitGroup
 	var failed atomic.Pointer[error]
 	cx := context.Background()
+	tmpl, err := c.NewTemplate(scaleParams())
+	if err != nil {
+		tb.Fatal(err)
+	}
 	start := time.Now()
 	for range window {
 		wg.Add(1)
@@ -51,15 +55,13 @@ func runSessions(tb testing.TB, c *smf.Client, n, window int, seids []uint64) ti
 				if i >= n || failed.Load() != nil {
 					return
 				}
-				p := scaleParams()
-				p.CPSEID = uint64(i + 1)
-				sess, _, err := c.Establish(cx, p)
+				up, err := c.EstablishFast(cx, tmpl, uint64(i+1))
 				if err != nil {
 					err = fmt.Errorf("session %d: %w", i, err)
 					failed.Store(&err)
 					return
 				}
-				seids[i] = sess.UPSEID
+				seids[i] = up
 			}
 		}()
 	}
@@ -85,7 +87,7 @@ func deleteSessions(tb testing.TB, c *smf.Client, seids []uint64, window int) ti
 				if i >= len(seids) || failed.Load() != nil {
 					return
 				}
-				if _, err := c.Delete(context.Background(), &smf.Session{UPSEID: seids[i]}); err != nil {
+				if err := c.DeleteFast(context.Background(), seids[i]); err != nil {
 					err = fmt.Errorf("session %d: %w", i, err)
 					failed.Store(&err)
 					return

@@ -96,6 +96,7 @@ func (s *Server) handleEstablishment(from netip.AddrPort, h header, ies []*ie.IE
 	seid := s.newSEID()
 	sess := &session{seid: seid, assoc: as, cpSEID: cp.seid, cpAddr: cpAddrFor(cp, as)}
 	sess.spec = flowtable.Session{LocalSEID: seid, RemoteSEID: cp.seid}
+	sizeRules(&sess.spec, ies) // exact capacities: the spec lives as long as the session
 	t := &txn{s: s, spec: &sess.spec}
 	if err := t.apply(ies, false); err != nil {
 		t.rollback()
@@ -105,7 +106,6 @@ func (s *Server) handleEstablishment(from netip.AddrPort, h header, ies []*ie.IE
 		t.rollback()
 		return s.reject(a, err, true)
 	}
-	sess.spec.PDRs = slices.Clip(sess.spec.PDRs)
 	if err := s.tbl.Install(&sess.spec); err != nil {
 		t.rollback()
 		return s.reject(a, fmt.Errorf("install session: %w", err), true)
@@ -126,6 +126,37 @@ func (s *Server) handleEstablishment(from netip.AddrPort, h header, ies []*ie.IE
 // the association's peer or the session's CP F-SEID address.
 func (sess *session) controlledBy(a netip.Addr) bool {
 	return a == sess.assoc.addr.Addr() || a == sess.cpAddr
+}
+
+// sizeRules allocates the rule slices of a new session for the rules a
+// request creates.
+func sizeRules(spec *flowtable.Session, ies []*ie.IE) {
+	var n [5]int
+	for _, x := range ies {
+		switch x.Type {
+		case ie.CreatePDR:
+			n[0]++
+		case ie.CreateFAR:
+			n[1]++
+		case ie.CreateQER:
+			n[2]++
+		case ie.CreateURR:
+			n[3]++
+		case ie.CreateBAR:
+			n[4]++
+		}
+	}
+	spec.PDRs = make([]flowtable.PDR, 0, n[0])
+	spec.FARs = make([]flowtable.FAR, 0, n[1])
+	if n[2] > 0 {
+		spec.QERs = make([]flowtable.QER, 0, n[2])
+	}
+	if n[3] > 0 {
+		spec.URRs = make([]flowtable.URR, 0, n[3])
+	}
+	if n[4] > 0 {
+		spec.BARs = make([]flowtable.BAR, 0, n[4])
+	}
 }
 
 // cpAddrFor picks the CP F-SEID address of the association's family.
@@ -504,7 +535,6 @@ func (s *Server) handleModification(from netip.AddrPort, h header, ies []*ie.IE,
 			reports = append(reports, s.usageReport(ie.UsageReportWithinSessionModificationResponse, sess, &final, u, now, utTERMR))
 		}
 	}
-	next.PDRs = slices.Clip(next.PDRs)
 	if err := s.tbl.Replace(s.effective(sess, &next, t)); err != nil {
 		t.rollback()
 		return s.reject(a, fmt.Errorf("replace session: %w", err), false)

@@ -118,13 +118,6 @@ func (t *transactions) closeAll() {
 	}
 }
 
-// inFlight returns the number of outstanding requests.
-func (t *transactions) inFlight() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return len(t.pending)
-}
-
 // cause returns the Cause of a response, or 0 when absent or malformed.
 func (r *response) cause() uint8 {
 	if x := find(r.ies, ie.Cause); x != nil && len(x.Payload) > 0 {

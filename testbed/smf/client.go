@@ -74,7 +74,7 @@ type Client struct {
 	reports chan *message.SessionReportRequest
 
 	mu      sync.Mutex
-	pending map[uint32]chan message.Message // guarded by mu
+	pending map[uint32]chan []byte // guarded by mu
 
 	upSEIDs sync.Map // CP SEID -> UP SEID of established sessions
 
@@ -108,7 +108,7 @@ func New(o Options) (*Client, error) {
 		nodeID:  ie.NewNodeIDHeuristic(o.NodeID),
 		rts:     ie.NewRecoveryTimeStamp(o.Recovery),
 		reports: make(chan *message.SessionReportRequest, 1024),
-		pending: make(map[uint32]chan message.Message),
+		pending: make(map[uint32]chan []byte),
 		closed:  make(chan struct{}),
 	}
 	c.silent.Store(o.Silent)
@@ -168,25 +168,38 @@ func (c *Client) readLoop() {
 			}
 			continue
 		}
+		if n < 8 {
+			continue
+		}
 		b := append([]byte(nil), buf[:n]...)
-		m, err := message.Parse(b)
-		if err != nil {
+		switch b[1] {
+		case message.MsgTypeHeartbeatRequest, message.MsgTypeAssociationSetupRequest,
+			message.MsgTypeNodeReportRequest, message.MsgTypeSessionReportRequest:
+			if m, err := message.Parse(b); err == nil {
+				c.handleRequest(from, m)
+			}
 			continue
 		}
-		if c.handleRequest(from, m) {
+		off := 4
+		if b[0]&0x01 != 0 {
+			off = 12
+		}
+		if n < off+4 {
 			continue
 		}
+		seq := uint32(b[off])<<16 | uint32(b[off+1])<<8 | uint32(b[off+2])
 		c.mu.Lock()
-		ch := c.pending[m.Sequence()]
-		delete(c.pending, m.Sequence())
+		ch := c.pending[seq]
+		delete(c.pending, seq)
 		c.mu.Unlock()
 		if ch != nil {
-			ch <- m
+			ch <- b
 		}
 	}
 }
 
-// handleRequest answers the UPF's requests; it reports false for responses.
+// handleRequest answers the UPF's requests; it reports false for other
+// messages.
 func (c *Client) handleRequest(from netip.AddrPort, m message.Message) bool {
 	var resp message.Message
 	switch r := m.(type) {
@@ -240,18 +253,27 @@ func (c *Client) cpSEIDOf(r *message.SessionReportRequest) uint64 {
 // Request sends a request, retransmitting it every T1 up to N1 times, and
 // returns the response. The request's sequence number is set here.
 func (c *Client) Request(ctx context.Context, m message.Message) (message.Message, error) {
-	seq := c.seq.Add(1) & 0xffffff
+	seq := c.NextSeq()
 	m.SetSequenceNumber(seq)
 	b := make([]byte, m.MarshalLen())
 	if err := m.MarshalTo(b); err != nil {
 		return nil, fmt.Errorf("marshal %s: %w", m.MessageTypeName(), err)
 	}
-	return c.RequestRaw(ctx, seq, b)
+	r, err := c.RequestRaw(ctx, seq, b)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := message.Parse(r)
+	if err != nil {
+		return nil, fmt.Errorf("parse answer to %s: %w", m.MessageTypeName(), err)
+	}
+	return resp, nil
 }
 
-// RequestRaw sends an already encoded request whose sequence number is seq.
-func (c *Client) RequestRaw(ctx context.Context, seq uint32, b []byte) (message.Message, error) {
-	ch := make(chan message.Message, 1)
+// RequestRaw sends an already encoded request whose sequence number is seq
+// and returns the encoded response.
+func (c *Client) RequestRaw(ctx context.Context, seq uint32, b []byte) ([]byte, error) {
+	ch := make(chan []byte, 1)
 	c.mu.Lock()
 	c.pending[seq] = ch
 	c.mu.Unlock()
