@@ -285,3 +285,34 @@ func TestOtherPeerCannotTouchSessions(t *testing.T) {
 		t.Fatal("the session is gone")
 	}
 }
+
+// TestDualStackN4 serves N4 on IPv4 and IPv6 at once; Sluice's own requests
+// leave on the socket of the peer's family.
+func TestDualStackN4(t *testing.T) {
+	s, _ := newServer(t, func(o *Options) {
+		o.N4 = []netip.AddrPort{loop4, loop6}
+		o.HeartbeatInterval = 30 * time.Millisecond
+	})
+	var clients []*smf.Client
+	for _, upf := range s.Addrs() {
+		local := loop4
+		if upf.Addr().Is6() {
+			local = loop6
+		}
+		c, err := smf.New(smf.Options{Local: local, UPF: upf})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Associate(ctx(t)); err != nil {
+			t.Fatalf("associate over %v: %v", upf, err)
+		}
+		if _, _, err := c.Establish(ctx(t), smf.SessionParams{}); err != nil {
+			t.Fatalf("establish over %v: %v", upf, err)
+		}
+		clients = append(clients, c)
+	}
+	for _, c := range clients {
+		eventually(t, 5*time.Second, "heartbeats to "+c.Addr().String(), func() bool { return c.HeartbeatsAnswered() > 0 })
+	}
+}

@@ -1,6 +1,8 @@
 package control
 
 import (
+	"maps"
+	"slices"
 	"testing"
 	"time"
 
@@ -144,51 +146,61 @@ func TestVolumeQuota(t *testing.T) {
 	}
 }
 
-// TestPeriodicAndTimeReports: periodic reports (the shortest period PFCP
-// can say is one second) and a time threshold.
-func TestPeriodicAndTimeReports(t *testing.T) {
+// TestTimedReports: periodic reports, time threshold, time quota, quota
+// holding time and quota validity time (one second is the shortest time
+// PFCP can say).
+func TestTimedReports(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits for one-second timers")
 	}
 	s, tbl := newServer(t, nil)
 	c := associated(t, s)
-	sess, _, err := c.Establish(ctx(t), smf.SessionParams{URRs: []smf.URR{
+	sess, _, err := c.Establish(ctx(t), smf.SessionParams{GNB: gnb, GNBTEID: 1, URRs: []smf.URR{
 		{ID: 1, Period: time.Second},
 		{ID: 2, TimeThreshold: time.Second, Inactivity: 5 * time.Second},
+		{ID: 3, TimeQuota: time.Second, Inactivity: 5 * time.Second},
+		{ID: 4, VolumeQuota: 1 << 30, QuotaHolding: time.Second},
+		{ID: 5, VolumeQuota: 1 << 30, QuotaValidity: time.Second},
 	}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := newTraffic(t, tbl, sess)
-	tr.send(1, 40)
+	newTraffic(t, tbl, sess).send(1, 40)
 	got := map[uint32]*ie.IE{}
-	deadline := time.After(3 * time.Second)
-	for len(got) < 2 {
+	deadline := time.After(4 * time.Second)
+	for len(got) < 5 {
 		select {
 		case r := <-c.Reports():
 			for _, u := range r.UsageReport {
 				id, _ := u.URRID()
-				got[id] = u
+				if got[id] == nil {
+					got[id] = u
+				}
 			}
 		case <-deadline:
-			t.Fatalf("reports within 3 s: %v, want URR 1 (periodic) and URR 2 (time threshold)", got)
+			t.Fatalf("reports within 4 s for URRs %v, want 1 to 5", slices.Collect(maps.Keys(got)))
 		}
 	}
-	if trig, vol, _ := triggerOf(t, got[1]); !trig.HasPERIO() || vol.TotalVolume != 40 {
-		t.Fatalf("periodic report: trigger %x volume %d", trig.Payload, vol.TotalVolume)
-	}
-	trig, _, _ := triggerOf(t, got[2])
-	if !trig.HasTIMTH() {
-		t.Fatalf("time threshold report: trigger %x", trig.Payload)
+	for id, want := range map[uint32]func(*ie.IE) bool{
+		1: (*ie.IE).HasPERIO, 2: (*ie.IE).HasTIMTH, 3: (*ie.IE).HasTIMQU, 4: (*ie.IE).HasQUHTI, 5: (*ie.IE).HasQUVTI,
+	} {
+		trig, vol, _ := triggerOf(t, got[id])
+		if !want(trig) || vol.TotalVolume != 40 {
+			t.Errorf("URR %d: trigger %x volume %d", id, trig.Payload, vol.TotalVolume)
+		}
 	}
 	kids, _ := got[2].UsageReport()
 	for _, k := range kids {
 		if k.Type == ie.DurationMeasurement {
 			if d, _ := k.DurationMeasurement(); d < time.Second {
-				t.Fatalf("duration %v, want at least 1 s", d)
+				t.Errorf("duration %v, want at least 1 s", d)
 			}
 		}
 	}
+	// The time quota ran out: the session's traffic is gated.
+	eventually(t, time.Second, "gate on exhausted time quota", func() bool {
+		return tbl.MatchUE(flowtable.Core, dlFlow(sess.UE4)).GateClosed
+	})
 }
 
 // TestStartOfTraffic: the first packet of a URR with START is reported.

@@ -71,6 +71,8 @@ type URR struct {
 	TimeQuota       time.Duration
 	StartStop       bool
 	Inactivity      time.Duration
+	QuotaHolding    time.Duration
+	QuotaValidity   time.Duration
 	MNOP            bool // ask for packet counts
 }
 
@@ -126,10 +128,19 @@ func (u URR) IE() *ie.IE {
 	if u.Inactivity > 0 {
 		kids = append(kids, ie.NewInactivityDetectionTime(uint32(u.Inactivity/time.Second)))
 	}
+	if u.QuotaHolding > 0 {
+		o5 |= 0x08
+		kids = append(kids, ie.NewQuotaHoldingTime(u.QuotaHolding))
+	}
+	var o7 uint8
+	if u.QuotaValidity > 0 {
+		o6 |= 0x80
+		kids = append(kids, ie.NewQuotaValidityTime(u.QuotaValidity))
+	}
 	if u.MNOP {
 		kids = append(kids, ie.NewMeasurementInformation(0x10))
 	}
-	kids = append(kids[:2], append([]*ie.IE{ie.NewReportingTriggers(o5, o6, 0)}, kids[2:]...)...)
+	kids = append(kids[:2], append([]*ie.IE{ie.NewReportingTriggers(o5, o6, o7)}, kids[2:]...)...)
 	return ie.NewCreateURR(kids...)
 }
 
