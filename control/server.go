@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,7 +30,10 @@ type Server struct {
 	o     Options
 	log   *slog.Logger
 	tbl   *flowtable.Table
-	conns []*net.UDPConn // immutable after New
+	conns []*net.UDPConn   // immutable after New
+	local []netip.AddrPort // the conns' bound addresses, immutable after New
+	n4v4  netip.Addr       // addresses for the UP F-SEID, immutable after New
+	n4v6  netip.Addr
 
 	recovery uint32 // Recovery Time Stamp: seconds since 1900 at start
 	nodeIE   *ie.IE // Sluice's Node ID, immutable
@@ -90,6 +94,14 @@ func New(o Options) (*Server, error) {
 		s.conns = append(s.conns, c)
 	}
 	for _, c := range s.conns {
+		s.local = append(s.local, c.LocalAddr().(*net.UDPAddr).AddrPort())
+	}
+	s.n4v4, s.n4v6 = s.n4Addr(true), s.n4Addr(false)
+	if !s.n4v4.IsValid() && !s.n4v6.IsValid() {
+		s.closeConns()
+		return nil, fmt.Errorf("%w: no N4 address for the UP F-SEID: bind a specific address or use an IP Node ID", ErrOptions)
+	}
+	for _, c := range s.conns {
 		s.wg.Add(1)
 		go s.readLoop(c)
 	}
@@ -102,13 +114,7 @@ func New(o Options) (*Server, error) {
 }
 
 // Addrs returns the bound N4 addresses.
-func (s *Server) Addrs() []netip.AddrPort {
-	out := make([]netip.AddrPort, len(s.conns))
-	for i, c := range s.conns {
-		out[i] = c.LocalAddr().(*net.UDPAddr).AddrPort()
-	}
-	return out
-}
+func (s *Server) Addrs() []netip.AddrPort { return slices.Clone(s.local) }
 
 // Close stops the server: sockets are closed, goroutines end, pending
 // requests fail. Sessions stay installed in the table (the dataplane keeps
@@ -296,7 +302,7 @@ func (s *Server) nodeAnswer(typ uint8, perr error, f func() (uint8, []*ie.IE, er
 // sendOn writes a datagram on a socket.
 func (s *Server) sendOn(c *net.UDPConn, to netip.AddrPort, b []byte) {
 	if f := s.sniff.Load(); f != nil {
-		(*f)(c.LocalAddr().(*net.UDPAddr).AddrPort(), to, b)
+		(*f)(s.localOf(c), to, b)
 	}
 	if _, err := c.WriteToUDPAddrPort(b, to); err != nil && !s.closed() {
 		s.log.Warn("N4 send failed", "peer", to, "err", err)
@@ -311,13 +317,20 @@ func (s *Server) send(to netip.AddrPort, b []byte) {
 }
 
 func (s *Server) connFor(a netip.Addr) *net.UDPConn {
-	for _, c := range s.conns {
-		la := c.LocalAddr().(*net.UDPAddr).AddrPort().Addr()
+	for i, c := range s.conns {
+		la := s.local[i].Addr()
 		if la.Is4() == a.Is4() || la.IsUnspecified() && la.Is6() {
 			return c
 		}
 	}
 	return nil
+}
+
+func (s *Server) localOf(c *net.UDPConn) netip.AddrPort {
+	if i := slices.Index(s.conns, c); i >= 0 {
+		return s.local[i]
+	}
+	return netip.AddrPort{}
 }
 
 // ntpSeconds returns t as seconds since 1900-01-01 (the PFCP timestamp).

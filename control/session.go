@@ -183,13 +183,15 @@ func (s *Server) newSEID() uint64 {
 
 // upFSEID encodes Sluice's F-SEID with the N4 address of the peer's family.
 func (s *Server) upFSEID(seid uint64, peer netip.Addr) *ie.IE {
-	a := s.n4Addr(peer.Is4())
-	if !a.IsValid() {
-		a = s.n4Addr(!peer.Is4())
+	a := s.n4v4
+	if !peer.Is4() && s.n4v6.IsValid() || !a.IsValid() {
+		a = s.n4v6
 	}
 	b := make([]byte, 9, 25)
-	b[0] = 0x02
-	if a.Is6() {
+	switch {
+	case a.Is4():
+		b[0] = 0x02
+	case a.Is6():
 		b[0] = 0x01
 	}
 	for i := 0; i < 8; i++ {
@@ -202,7 +204,7 @@ func (s *Server) upFSEID(seid uint64, peer netip.Addr) *ie.IE {
 // n4Addr returns a concrete local N4 address of a family: a bound address,
 // or the Node ID when it is an address.
 func (s *Server) n4Addr(v4 bool) netip.Addr {
-	for _, c := range s.Addrs() {
+	for _, c := range s.local {
 		if a := c.Addr().Unmap(); a.Is4() == v4 && !a.IsUnspecified() {
 			return a
 		}
