@@ -122,7 +122,11 @@ func (w *Worker) fromTunnel(in int, f *Frame, et uint16) {
 	}
 	r := w.tbl.MatchTEID(w.ports[in].Source, p.TEID, &w.flow)
 	if r == nil {
-		w.drop(f, DropNoPDR)
+		w.ctr.Drops[DropNoPDR].Add(1)
+		if !w.errorIndication(in, f, et, l4, p.TEID) {
+			w.drops[w.ndrop] = *f
+			w.ndrop++
+		}
 		return
 	}
 	if !r.RemoveOuter && r.Encap == nil {
@@ -173,6 +177,9 @@ func (w *Worker) apply(in int, f *Frame, r *flowtable.Rule, ipOff, ipLen int, tu
 		}
 	}
 	oi := w.egress[r.Dest]
+	if r.Encap != nil && w.tunnelEgress[r.Dest] >= 0 {
+		oi = w.tunnelEgress[r.Dest]
+	}
 	if oi < 0 {
 		w.drop(f, DropNoEgress)
 		return
@@ -281,28 +288,62 @@ func (w *Worker) sourcePort() uint16 {
 // echoReply turns a GTP-U echo request into the response in place and
 // queues it back on the port it came from.
 func (w *Worker) echoReply(in int, f *Frame, et uint16, l4 int, seq uint16) {
+	if !w.canReply(f, et, l4, gtpu.EchoResponseLen) {
+		return
+	}
+	udp := f.Data()[ethLen+ipv4Len:]
+	sport := binary.BigEndian.Uint16(udp[0:2])
+	gtpu.PutEchoResponse(udp[udpLen:], seq, 0)
+	w.reply(in, f, gtpu.EchoResponseLen, sport)
+}
+
+// errorIndication answers a G-PDU for an unknown TEID with an Error
+// Indication (TS 29.281 7.3.1) to the sender's port 2152, at most one per
+// ErrorIndicationInterval per worker, and reports whether it did. The UDP
+// Port extension header carries the source port of the G-PDU.
+func (w *Worker) errorIndication(in int, f *Frame, et uint16, l4 int, teid uint32) bool {
+	if w.now < w.eiNext {
+		return false
+	}
+	p := &w.ports[in]
+	n := gtpu.ErrorIndicationLen(p.Addr4, true)
+	if !w.canReply(f, et, l4, n) {
+		return false
+	}
+	w.eiNext = w.now + w.eiInterval
+	udp := f.Data()[ethLen+ipv4Len:]
+	sport := binary.BigEndian.Uint16(udp[0:2])
+	gtpu.PutErrorIndicationPort(udp[udpLen:], teid, p.Addr4, 0, sport)
+	w.reply(in, f, n, gtpu.Port)
+	w.ErrorIndications.Add(1)
+	return true
+}
+
+// canReply checks that a reply of n GTP-U octets can be built in place;
+// when it cannot, it drops the frame.
+func (w *Worker) canReply(f *Frame, et uint16, l4, n int) bool {
 	if et != etherIPv4 || l4 != ipv4Len {
 		w.drop(f, DropUnsupported) // IPv6 or IPv4 options: not answered here
-		return
+		return false
 	}
-	n := ethLen + ipv4Len + udpLen + gtpu.EchoResponseLen
-	if f.Off+n > len(f.Buf) {
+	if f.Off+ethLen+ipv4Len+udpLen+n > len(f.Buf) {
 		w.drop(f, DropNoHeadroom)
-		return
+		return false
 	}
-	f.Len = n
+	return true
+}
+
+// reply turns the frame around: the GTP-U message of n octets is in place
+// after the UDP header; addresses are swapped and the reply goes back out
+// of the port it came in on, to UDP port dport.
+func (w *Worker) reply(in int, f *Frame, n int, dport uint16) {
+	f.Len = ethLen + ipv4Len + udpLen + n
 	b := f.Data()
 	ip := b[ethLen:]
-	var src, dst [4]byte
-	copy(src[:], ip[16:20]) // reply from the address the request was sent to
-	copy(dst[:], ip[12:16])
-	udp := ip[ipv4Len:]
-	sport, dport := binary.BigEndian.Uint16(udp[2:4]), binary.BigEndian.Uint16(udp[0:2])
-	gtpu.PutEchoResponse(udp[udpLen:], seq, 0)
-	putUDP(udp, sport, dport, gtpu.EchoResponseLen)
-	putIPv4(ip, src, dst, protoUDP, udpLen+gtpu.EchoResponseLen, 0)
-	var peer MAC
-	copy(peer[:], b[6:12])
+	src, dst := [4]byte(ip[16:20]), [4]byte(ip[12:16]) // reply from the address the message was sent to
+	putUDP(ip[ipv4Len:], gtpu.Port, dport, n)
+	putIPv4(ip, src, dst, protoUDP, udpLen+n, 0)
+	peer := MAC(b[6:12])
 	putEth(b, peer, w.ports[in].MAC, etherIPv4)
 	p := &w.ports[in]
 	p.out[p.nout] = *f

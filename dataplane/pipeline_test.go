@@ -301,8 +301,25 @@ func TestDropsByReason(t *testing.T) {
 	if gtpuDrops != 1 {
 		t.Errorf("GTP-U parser drops = %d, want 1 (version 2)", gtpuDrops)
 	}
-	if n := len(r.n6.Sent(0)) + len(r.n3.Sent(0)); n != 0 {
-		t.Errorf("%d dropped packets were sent", n)
+	if n := len(r.n6.Sent(0)); n != 0 {
+		t.Errorf("%d dropped packets were sent on N6", n)
+	}
+	// The unknown TEID is answered with an Error Indication to the gNB.
+	out := r.n3.Sent(0)
+	if len(out) != 1 {
+		t.Fatalf("N3 sent %d packets, want 1 error indication", len(out))
+	}
+	p := gopacket.NewPacket(out[0], layers.LayerTypeEthernet, gopacket.Default)
+	gtp, _ := p.Layer(layers.LayerTypeGTPv1U).(*layers.GTPv1U)
+	ip, _ := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+	if gtp == nil || gtp.MessageType != 26 || ip == nil || !ip.DstIP.Equal(gnb.AsSlice()) || !ip.SrcIP.Equal(n3Addr.AsSlice()) {
+		t.Fatalf("want an error indication from %v to %v, got %v", n3Addr, gnb, p)
+	}
+	if !bytes.Contains(gtp.Payload, []byte{16, 0, 0, 0xde, 0xad}) {
+		t.Errorf("error indication lacks TEID Data I 0xdead: %x", gtp.Payload)
+	}
+	if r.w.ErrorIndications.Load() != 1 {
+		t.Errorf("error indications counted %d", r.w.ErrorIndications.Load())
 	}
 	if r.n3.FreeFrames(0) != 64 || r.n6.FreeFrames(0) != 64 {
 		t.Errorf("dropped frames not returned: n3 %d n6 %d of 64", r.n3.FreeFrames(0), r.n6.FreeFrames(0))

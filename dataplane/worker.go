@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"runtime"
 	"sync/atomic"
+	"time"
 
 	"github.com/sluice-net/sluice/flowtable"
 	"github.com/sluice-net/sluice/gtpu"
@@ -60,6 +61,9 @@ type WorkerConfig struct {
 	// Egress maps a FAR's destination interface to an index in Ports, or
 	// -1 when no port serves it.
 	Egress [flowtable.NumInterfaces]int
+	// ErrorIndicationInterval is the least time between two Error
+	// Indications a worker sends for unknown TEIDs; 0 means 1 ms.
+	ErrorIndicationInterval time.Duration
 	// CPU pins the worker's thread when >= 0.
 	CPU int
 	// HandleReleases makes this worker re-inject the session buffers the
@@ -76,13 +80,16 @@ var ErrConfig = errors.New("invalid worker configuration")
 // Worker is one per-core packet loop. Its methods other than Stop and Stats
 // readers must be called from the goroutine that runs it.
 type Worker struct {
-	tbl       *flowtable.Table
-	ctr       *flowtable.WorkerCounters
-	ports     []portState
-	egress    [flowtable.NumInterfaces]int
-	cpu       int
-	releases  bool
-	idlePolls int
+	tbl          *flowtable.Table
+	ctr          *flowtable.WorkerCounters
+	ports        []portState
+	egress       [flowtable.NumInterfaces]int
+	tunnelEgress [flowtable.NumInterfaces]int
+	eiInterval   int64
+	eiNext       int64
+	cpu          int
+	releases     bool
+	idlePolls    int
 
 	rx    [BurstSize]Frame
 	drops [BurstSize]Frame
@@ -99,6 +106,8 @@ type Worker struct {
 	Busy, Idle flowtable.Counter
 	// Buffered counts packets handed to session buffers.
 	Buffered flowtable.Counter
+	// ErrorIndications counts Error Indications sent.
+	ErrorIndications flowtable.Counter
 }
 
 type portState struct {
@@ -123,12 +132,25 @@ func NewWorker(c WorkerConfig) (*Worker, error) {
 	if len(c.Ports) == 0 {
 		return nil, fmt.Errorf("%w: no ports", ErrConfig)
 	}
-	w := &Worker{tbl: c.Table, egress: c.Egress, cpu: c.CPU, releases: c.HandleReleases, idlePolls: c.IdlePolls}
+	w := &Worker{tbl: c.Table, egress: c.Egress, cpu: c.CPU, releases: c.HandleReleases,
+		idlePolls: c.IdlePolls, eiInterval: int64(c.ErrorIndicationInterval)}
+	if w.eiInterval <= 0 {
+		w.eiInterval = int64(time.Millisecond)
+	}
 	if w.idlePolls <= 0 {
 		w.idlePolls = 256
 	}
-	for i, e := range c.Egress {
-		if e >= len(c.Ports) {
+	// Encapsulated packets toward the core leave by the N9 port, if any.
+	for i := range w.tunnelEgress {
+		w.tunnelEgress[i] = -1
+	}
+	for i, p := range c.Ports {
+		if p.Role == RoleN9 && w.tunnelEgress[flowtable.Core] < 0 {
+			w.tunnelEgress[flowtable.Core] = i
+		}
+	}
+	for i := range c.Egress {
+		if e := c.Egress[i]; e >= len(c.Ports) {
 			return nil, fmt.Errorf("%w: egress for %v is port %d of %d", ErrConfig, flowtable.Interface(i), e, len(c.Ports))
 		}
 	}
