@@ -557,9 +557,11 @@ func (s *Server) handleModification(from netip.AddrPort, h header, ies []*ie.IE,
 		sess.cpSEID, sess.cpAddr = newCP.seid, cpAddrFor(*newCP, sess.assoc)
 	}
 	s.commitURRs(sess, t, now, true)
-	if t.barSet && sess.dlReport {
+	if t.barSet {
+		// The SMF acted on the session's buffering: the next downlink
+		// packet may be reported again.
 		sess.dlReport = false
-		if n := s.tbl.Notifier(sess.seid); n != nil {
+		if n := s.tbl.Notifier(sess.seid); n != nil && n.Pending() {
 			n.Rearm()
 		}
 	}

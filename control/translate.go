@@ -233,6 +233,9 @@ func (t *txn) updatePDR(g *ie.IE) error {
 	if err := t.pdrFields(&p, g); err != nil {
 		return err
 	}
+	if p.FARID != t.spec.PDRs[i].FARID {
+		t.barSet = true
+	}
 	t.spec.PDRs[i] = p
 	return nil
 }
@@ -561,10 +564,18 @@ func forwardingParams(g *ie.IE, far uint32, base *flowtable.ForwardingParams) (*
 		if err != nil {
 			return nil, err
 		}
-		if v&0x0f >= flowtable.NumInterfaces {
-			return nil, incorrect(ie.DestinationInterface, fmt.Sprintf("interface value %d", v&0x0f))
+		// Destination Interface values differ from Source Interface ones
+		// past CP-function: 4 is the LI function, 5 the 5G VN internal.
+		switch d := v & 0x0f; {
+		case d <= ie.DstInterfaceCPFunction:
+			fp.DestInterface = flowtable.Interface(d)
+		case d == ie.DstInterface5GVNInternal:
+			fp.DestInterface = flowtable.VNInternal
+		case d == ie.DstInterfaceLIFunction:
+			return nil, unsupported(flowtable.KindFAR, far, ie.DestinationInterface)
+		default:
+			return nil, incorrect(ie.DestinationInterface, fmt.Sprintf("interface value %d", d))
 		}
-		fp.DestInterface = flowtable.Interface(v & 0x0f)
 	}
 	for _, x := range g.ChildIEs {
 		switch x.Type {
