@@ -1,0 +1,296 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the upf configuration file.
+type Config struct {
+	LogLevel string `yaml:"log_level"`
+	// Metrics is the address of the Prometheus endpoint; empty: none.
+	Metrics    string      `yaml:"metrics"`
+	N4         N4Config    `yaml:"n4"`
+	Interfaces []Interface `yaml:"interfaces"`
+	UEPools    []string    `yaml:"ue_pools"`
+	TEIDs      TEIDs       `yaml:"teids"`
+	// Cores are the CPUs of the workers, one worker each. Worker i serves
+	// queue i of every interface.
+	Cores []int `yaml:"cores"`
+	// Sessions is the number of sessions the flow table is sized for.
+	Sessions int `yaml:"sessions"`
+	// XDPMode is "auto" (native, else generic), "native" or "generic".
+	XDPMode string `yaml:"xdp_mode"`
+	// HugePages backs packet memory with huge pages when available.
+	HugePages bool `yaml:"huge_pages"`
+}
+
+// N4Config configures PFCP.
+type N4Config struct {
+	Addresses         []string `yaml:"addresses"`
+	NodeID            string   `yaml:"node_id"`
+	AllowedPeers      []string `yaml:"allowed_peers"`
+	SMFs              []string `yaml:"smfs"`
+	HeartbeatInterval Duration `yaml:"heartbeat_interval"`
+	T1                Duration `yaml:"t1"`
+	N1                int      `yaml:"n1"`
+	PeerFailureGrace  Duration `yaml:"peer_failure_grace"`
+	ReportInterval    Duration `yaml:"report_interval"`
+}
+
+// Interface is one network interface Sluice serves.
+type Interface struct {
+	Device string `yaml:"device"`
+	// Role is n3 (toward the RAN), n6 (toward the data network) or n9.
+	Role string `yaml:"role"`
+	// Addresses are Sluice's GTP-U addresses on an n3/n9 interface.
+	Addresses []string `yaml:"addresses"`
+	// Queues is the number of queues to serve; 0: one per worker.
+	Queues int `yaml:"queues"`
+}
+
+// TEIDs is the range local TEIDs are allocated from.
+type TEIDs struct {
+	First uint32 `yaml:"first"`
+	Last  uint32 `yaml:"last"`
+}
+
+// Duration is a time.Duration written as "3s", "500ms".
+type Duration time.Duration
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (like 3s or 500ms)", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// parsed is the validated, typed form of a Config.
+type parsed struct {
+	cfg        Config
+	logLevel   slog.Level
+	n4         []netip.AddrPort
+	allowed    []netip.Prefix
+	smfs       []netip.AddrPort
+	pools      []netip.Prefix
+	ifaces     []parsedIface
+	n3v4, n9v4 netip.Addr
+	xdpMode    string
+}
+
+type parsedIface struct {
+	Interface
+	addrs []netip.Addr
+}
+
+// fieldError names the configuration field that is wrong.
+type fieldError struct {
+	field string
+	err   error
+}
+
+func (e *fieldError) Error() string { return e.field + ": " + e.err.Error() }
+func (e *fieldError) Unwrap() error { return e.err }
+
+func bad(field, format string, a ...any) error {
+	return &fieldError{field, fmt.Errorf(format, a...)}
+}
+
+// loadConfig reads and validates a configuration file.
+func loadConfig(path string) (*parsed, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return parseConfig(b)
+}
+
+func parseConfig(b []byte) (*parsed, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("parse config: %w", err)
+	}
+	return c.validate()
+}
+
+func (c Config) validate() (*parsed, error) {
+	p := &parsed{cfg: c}
+	if err := p.logLevel.UnmarshalText([]byte(or(c.LogLevel, "info"))); err != nil {
+		return nil, bad("log_level", "%q: want debug, info, warn or error", c.LogLevel)
+	}
+	if c.Metrics != "" {
+		if _, err := netip.ParseAddrPort(c.Metrics); err != nil && !strings.HasPrefix(c.Metrics, ":") {
+			return nil, bad("metrics", "%q: want host:port, like 127.0.0.1:9100", c.Metrics)
+		}
+	}
+	if len(c.N4.Addresses) == 0 {
+		return nil, bad("n4.addresses", "at least one address is needed, like 10.0.0.1:8805")
+	}
+	for i, a := range c.N4.Addresses {
+		ap, err := parseAddrPort(a, 8805)
+		if err != nil {
+			return nil, bad(fmt.Sprintf("n4.addresses[%d]", i), "%v", err)
+		}
+		p.n4 = append(p.n4, ap)
+	}
+	if c.N4.NodeID == "" {
+		return nil, bad("n4.node_id", "missing: an address or FQDN the SMF knows Sluice by")
+	}
+	if len(c.N4.AllowedPeers) == 0 {
+		return nil, bad("n4.allowed_peers", "empty: no SMF could associate; list their prefixes, like 10.0.0.0/24")
+	}
+	for i, s := range c.N4.AllowedPeers {
+		pf, err := parsePrefix(s)
+		if err != nil {
+			return nil, bad(fmt.Sprintf("n4.allowed_peers[%d]", i), "%v", err)
+		}
+		p.allowed = append(p.allowed, pf)
+	}
+	for i, s := range c.N4.SMFs {
+		ap, err := parseAddrPort(s, 8805)
+		if err != nil {
+			return nil, bad(fmt.Sprintf("n4.smfs[%d]", i), "%v", err)
+		}
+		p.smfs = append(p.smfs, ap)
+	}
+	if c.N4.N1 < 0 {
+		return nil, bad("n4.n1", "%d: must not be negative", c.N4.N1)
+	}
+	if len(c.Interfaces) == 0 {
+		return nil, bad("interfaces", "none: an n3 and an n6 interface are needed")
+	}
+	roles := map[string]int{}
+	for i, in := range c.Interfaces {
+		f := fmt.Sprintf("interfaces[%d]", i)
+		if in.Device == "" {
+			return nil, bad(f+".device", "missing")
+		}
+		switch in.Role {
+		case "n3", "n6", "n9":
+		default:
+			return nil, bad(f+".role", "%q: want n3, n6 or n9", in.Role)
+		}
+		roles[in.Role]++
+		pi := parsedIface{Interface: in}
+		for j, s := range in.Addresses {
+			a, err := netip.ParseAddr(s)
+			if err != nil {
+				return nil, bad(fmt.Sprintf("%s.addresses[%d]", f, j), "%q is not an IP address", s)
+			}
+			pi.addrs = append(pi.addrs, a)
+			if a.Is4() && in.Role == "n3" && !p.n3v4.IsValid() {
+				p.n3v4 = a
+			}
+			if a.Is4() && in.Role == "n9" && !p.n9v4.IsValid() {
+				p.n9v4 = a
+			}
+		}
+		if in.Role != "n6" && len(pi.addrs) == 0 {
+			return nil, bad(f+".addresses", "a %s interface needs Sluice's GTP-U address", in.Role)
+		}
+		if in.Role != "n6" && !hasIPv4(pi.addrs) {
+			return nil, bad(f+".addresses", "the dataplane encapsulates over IPv4: give an IPv4 address")
+		}
+		if in.Queues < 0 {
+			return nil, bad(f+".queues", "%d: must not be negative", in.Queues)
+		}
+		p.ifaces = append(p.ifaces, pi)
+	}
+	if roles["n3"] != 1 || roles["n6"] != 1 || roles["n9"] > 1 {
+		return nil, bad("interfaces", "want exactly one n3 and one n6 interface (and at most one n9); have %d n3, %d n6, %d n9", roles["n3"], roles["n6"], roles["n9"])
+	}
+	if len(c.UEPools) == 0 {
+		return nil, bad("ue_pools", "empty: the n6 interface steers only UE pool addresses to Sluice")
+	}
+	for i, s := range c.UEPools {
+		pf, err := parsePrefix(s)
+		if err != nil {
+			return nil, bad(fmt.Sprintf("ue_pools[%d]", i), "%v", err)
+		}
+		p.pools = append(p.pools, pf)
+	}
+	if c.TEIDs.First > c.TEIDs.Last && c.TEIDs.Last != 0 {
+		return nil, bad("teids", "first %d is after last %d", c.TEIDs.First, c.TEIDs.Last)
+	}
+	if len(c.Cores) == 0 {
+		return nil, bad("cores", "empty: list the CPUs that run workers, like [1]")
+	}
+	seen := map[int]bool{}
+	for i, cpu := range c.Cores {
+		if cpu < 0 {
+			return nil, bad(fmt.Sprintf("cores[%d]", i), "%d: not a CPU", cpu)
+		}
+		if seen[cpu] {
+			return nil, bad(fmt.Sprintf("cores[%d]", i), "CPU %d listed twice", cpu)
+		}
+		seen[cpu] = true
+	}
+	for i, in := range c.Interfaces {
+		if in.Queues != 0 && in.Queues < len(c.Cores) {
+			return nil, bad(fmt.Sprintf("interfaces[%d].queues", i), "%d queues cannot serve %d workers: each worker needs a queue of every interface", in.Queues, len(c.Cores))
+		}
+	}
+	if c.Sessions < 0 {
+		return nil, bad("sessions", "%d: must not be negative", c.Sessions)
+	}
+	switch c.XDPMode {
+	case "", "auto", "native", "generic":
+		p.xdpMode = or(c.XDPMode, "auto")
+	default:
+		return nil, bad("xdp_mode", "%q: want auto, native or generic", c.XDPMode)
+	}
+	return p, nil
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func hasIPv4(as []netip.Addr) bool {
+	for _, a := range as {
+		if a.Is4() {
+			return true
+		}
+	}
+	return false
+}
+
+func parseAddrPort(s string, defPort uint16) (netip.AddrPort, error) {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap, nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("%q: want an address with an optional port, like 10.0.0.1:8805 or [2001:db8::1]:8805", s)
+	}
+	return netip.AddrPortFrom(a, defPort), nil
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	pf, err := netip.ParsePrefix(s)
+	if err != nil {
+		if a, err2 := netip.ParseAddr(s); err2 == nil {
+			return netip.PrefixFrom(a, a.BitLen()), nil
+		}
+		return netip.Prefix{}, fmt.Errorf("%q: want a prefix like 10.45.0.0/16", s)
+	}
+	if pf != pf.Masked() {
+		return netip.Prefix{}, fmt.Errorf("%q has host bits set; did you mean %v?", s, pf.Masked())
+	}
+	return pf, nil
+}

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluice-net/sluice/dataplane"
+)
+
+// collector reads Sluice's counters when Prometheus scrapes: per-worker
+// counters are summed at read time, so the fast path writes nothing for
+// metrics.
+type collector struct{ u *upf }
+
+var (
+	descPackets = prometheus.NewDesc("sluice_port_packets_total", "Packets received or transmitted by the workers, by port and direction.", []string{"port", "direction"}, nil)
+	descBytes   = prometheus.NewDesc("sluice_port_bytes_total", "Octets received or transmitted by the workers, by port and direction.", []string{"port", "direction"}, nil)
+	descDrops   = prometheus.NewDesc("sluice_drops_total", "Packets the dataplane dropped, by reason.", []string{"reason"}, nil)
+	descPolls   = prometheus.NewDesc("sluice_worker_polls_total", "Worker polls that found work (busy) or none (idle).", []string{"worker", "state"}, nil)
+	descBuf     = prometheus.NewDesc("sluice_buffered_packets_total", "Downlink packets handed to session buffers.", nil, nil)
+	descEI      = prometheus.NewDesc("sluice_gtpu_error_indications_total", "GTP-U Error Indications sent for unknown TEIDs.", nil, nil)
+	descNeigh   = prometheus.NewDesc("sluice_neighbor_misses_total", "Next-hop lookups that found no link-layer address, by port.", []string{"port"}, nil)
+	descXSK     = prometheus.NewDesc("sluice_xsk_ring_drops_total", "Frames the kernel dropped at the XDP socket, by port, queue and cause.", []string{"port", "queue", "cause"}, nil)
+	descSess    = prometheus.NewDesc("sluice_sessions", "PFCP sessions installed.", nil, nil)
+	descAssoc   = prometheus.NewDesc("sluice_pfcp_associations", "PFCP associations.", nil, nil)
+	descPFCP    = prometheus.NewDesc("sluice_pfcp_messages_total", "PFCP messages by type and direction.", []string{"type", "direction"}, nil)
+	descCause   = prometheus.NewDesc("sluice_pfcp_responses_total", "PFCP responses Sluice sent, by type and cause.", []string{"type", "cause"}, nil)
+	descPFCPDrp = prometheus.NewDesc("sluice_pfcp_dropped_total", "PFCP datagrams dropped, by reason.", []string{"reason"}, nil)
+)
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descPackets, descBytes, descDrops, descPolls, descBuf, descEI, descNeigh, descXSK, descSess, descAssoc, descPFCP, descCause, descPFCPDrp} {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	u := c.u
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	var drops [dataplane.NumDropReasons]uint64
+	var buffered, ei uint64
+	for wi, w := range u.workers {
+		for r := range drops {
+			drops[r] += w.Counters().Drops[r].Load()
+		}
+		buffered += w.Buffered.Load()
+		ei += w.ErrorIndications.Load()
+		counter(descPolls, w.Busy.Load(), strconv.Itoa(wi), "busy")
+		counter(descPolls, w.Idle.Load(), strconv.Itoa(wi), "idle")
+	}
+	for r, v := range drops {
+		counter(descDrops, v, dataplane.DropReason(r).String())
+	}
+	counter(descBuf, buffered)
+	counter(descEI, ei)
+	for i, p := range u.ports {
+		var st [4]uint64
+		for _, w := range u.workers {
+			ps := w.PortStats(i)
+			st[0] += ps.RxPackets.Load()
+			st[1] += ps.RxBytes.Load()
+			st[2] += ps.TxPackets.Load()
+			st[3] += ps.TxBytes.Load()
+		}
+		name := p.Name()
+		counter(descPackets, st[0], name, "rx")
+		counter(descBytes, st[1], name, "rx")
+		counter(descPackets, st[2], name, "tx")
+		counter(descBytes, st[3], name, "tx")
+		counter(descNeigh, u.nbrs[i].Misses(), name)
+		for q := 0; q < p.Queues(); q++ {
+			s, err := p.Stats(q)
+			if err != nil {
+				continue
+			}
+			qs := strconv.Itoa(q)
+			counter(descXSK, s.RxDropped, name, qs, "rx_dropped")
+			counter(descXSK, s.RxRingFull, name, qs, "rx_ring_full")
+			counter(descXSK, s.RxFillRingEmptyDescs, name, qs, "fill_ring_empty")
+			counter(descXSK, s.RxInvalidDescs, name, qs, "rx_invalid")
+			counter(descXSK, s.TxInvalidDescs, name, qs, "tx_invalid")
+		}
+	}
+	if u.ctl == nil {
+		return
+	}
+	s := u.ctl.Stats()
+	ch <- prometheus.MustNewConstMetric(descSess, prometheus.GaugeValue, float64(s.Sessions))
+	ch <- prometheus.MustNewConstMetric(descAssoc, prometheus.GaugeValue, float64(s.Associations))
+	for t, v := range s.Received {
+		counter(descPFCP, v, t, "rx")
+	}
+	for t, v := range s.Sent {
+		counter(descPFCP, v, t, "tx")
+	}
+	for k, v := range s.Causes {
+		counter(descCause, v, k.Type, strconv.Itoa(int(k.Cause)))
+	}
+	counter(descPFCPDrp, s.DroppedUnknownPeer, "unknown_peer")
+	counter(descPFCPDrp, s.DroppedMalformed, "malformed")
+}

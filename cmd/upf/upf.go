@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sluice-net/sluice/control"
+	"github.com/sluice-net/sluice/dataplane"
+	"github.com/sluice-net/sluice/dataplane/afxdp"
+	"github.com/sluice-net/sluice/flowtable"
+)
+
+// upf is a running Sluice: ports, workers, the N4 server and metrics.
+type upf struct {
+	log     *slog.Logger
+	cfg     *parsed
+	tbl     *flowtable.Table
+	ports   []*afxdp.Port // in configuration order
+	nbrs    []*dataplane.Neighbors
+	workers []*dataplane.Worker
+	ctl     *control.Server
+	metrics *http.Server
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	errs   chan error // a worker or watcher that failed
+}
+
+// start brings Sluice up. On error, whatever was started is stopped again,
+// so nothing stays attached.
+func start(cfg *parsed, log *slog.Logger) (_ *upf, err error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	u := &upf{log: log, cfg: cfg, cancel: cancel, errs: make(chan error, 16)}
+	defer func() {
+		if err != nil {
+			u.stop()
+		}
+	}()
+	u.tbl = flowtable.New(flowtable.Options{Capacity: 2 * max(cfg.cfg.Sessions, 1024)})
+	nw := len(cfg.cfg.Cores)
+	mode := map[string]afxdp.XDPMode{"auto": afxdp.XDPModeAuto, "native": afxdp.XDPModeNative, "generic": afxdp.XDPModeGeneric}[cfg.xdpMode]
+	for i, in := range cfg.ifaces {
+		role := afxdp.RoleN3
+		if in.Role == "n6" {
+			role = afxdp.RoleN6
+		}
+		queues := make([]int, max(in.Queues, nw))
+		for q := range queues {
+			queues[q] = q
+		}
+		p, err := afxdp.Open(afxdp.Config{
+			Interface: in.Device, Queues: queues, Role: role, N3Addrs: in.addrs, UEPools: cfg.pools,
+			HugePages: cfg.cfg.HugePages, XDPMode: mode, Logger: log.With("port", in.Device),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("open interfaces[%d] (%s): %w", i, in.Device, err)
+		}
+		u.ports = append(u.ports, p)
+		log.Info("port up", "device", in.Device, "role", in.Role, "queues", p.Queues(), "xdp", p.XDPMode().String(), "zerocopy", p.ZeroCopy(0))
+		n := dataplane.NewNeighbors()
+		u.nbrs = append(u.nbrs, n)
+		u.wg.Add(1)
+		go func(dev string) {
+			defer u.wg.Done()
+			if err := dataplane.WatchNeighbors(ctx, dev, n, log); err != nil {
+				u.errs <- err
+			}
+		}(in.Device)
+	}
+
+	var egress [flowtable.NumInterfaces]int
+	for i := range egress {
+		egress[i] = -1
+	}
+	for i, in := range cfg.ifaces {
+		switch in.Role {
+		case "n3":
+			egress[flowtable.Access] = i
+		case "n6":
+			egress[flowtable.Core] = i
+			egress[flowtable.SGiLAN] = i
+		}
+	}
+	for w := 0; w < nw; w++ {
+		var pcs []dataplane.PortConfig
+		for i, in := range cfg.ifaces {
+			pc := dataplane.PortConfig{Port: u.ports[i], Queue: w, MAC: u.ports[i].MAC(), Neighbors: u.nbrs[i]}
+			switch in.Role {
+			case "n3":
+				pc.Role, pc.Source = dataplane.RoleN3, flowtable.Access
+			case "n6":
+				pc.Role, pc.Source = dataplane.RoleN6, flowtable.Core
+			case "n9":
+				pc.Role, pc.Source = dataplane.RoleN9, flowtable.Core
+			}
+			for _, a := range in.addrs {
+				if a.Is4() {
+					pc.Addr4 = a
+					break
+				}
+			}
+			pcs = append(pcs, pc)
+		}
+		wk, err := dataplane.NewWorker(dataplane.WorkerConfig{Table: u.tbl, Ports: pcs, Egress: egress,
+			CPU: cfg.cfg.Cores[w], HandleReleases: w == 0})
+		if err != nil {
+			return nil, fmt.Errorf("create worker %d: %w", w, err)
+		}
+		u.workers = append(u.workers, wk)
+	}
+	for i, wk := range u.workers {
+		u.wg.Add(1)
+		go func() {
+			defer u.wg.Done()
+			if err := wk.Run(); err != nil {
+				u.errs <- fmt.Errorf("worker %d: %w", i, err)
+			}
+		}()
+	}
+	log.Info("workers running", "count", nw, "cores", cfg.cfg.Cores)
+
+	c := cfg.cfg.N4
+	u.ctl, err = control.New(control.Options{
+		N4: cfg.n4, NodeID: c.NodeID, AllowedPeers: cfg.allowed, SMFs: cfg.smfs,
+		N3: control.GTPUAddrs{IPv4: cfg.n3v4}, N9: control.GTPUAddrs{IPv4: cfg.n9v4},
+		TEIDs: control.TEIDRange{First: cfg.cfg.TEIDs.First, Last: cfg.cfg.TEIDs.Last}, UEPools: uePools(cfg),
+		T1: time.Duration(c.T1), N1: c.N1, HeartbeatInterval: time.Duration(c.HeartbeatInterval),
+		PeerFailureGrace: time.Duration(c.PeerFailureGrace), ReportInterval: time.Duration(c.ReportInterval),
+		Logger: log.With("part", "n4"), Table: u.tbl,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start N4: %w", err)
+	}
+	log.Info("N4 up", "addresses", u.ctl.Addrs(), "node_id", c.NodeID)
+
+	if cfg.cfg.Metrics != "" {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(&collector{u: u}, collectors.NewGoCollector())
+		ln, err := net.Listen("tcp", cfg.cfg.Metrics)
+		if err != nil {
+			return nil, fmt.Errorf("listen for metrics on %s: %w", cfg.cfg.Metrics, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		u.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = u.metrics.Serve(ln) }()
+		log.Info("metrics up", "address", ln.Addr().String())
+	}
+	return u, nil
+}
+
+func uePools(cfg *parsed) []control.UEPool {
+	var ps []control.UEPool
+	for _, p := range cfg.pools {
+		ps = append(ps, control.UEPool{Prefix: p})
+	}
+	return ps
+}
+
+// stop shuts down in the reverse order of start: N4 first (no new rules),
+// then workers, then the ports (detaching XDP). Safe on a partial start.
+func (u *upf) stop() {
+	if u.metrics != nil {
+		_ = u.metrics.Close()
+	}
+	if u.ctl != nil {
+		_ = u.ctl.Close()
+	}
+	for _, w := range u.workers {
+		w.Stop()
+	}
+	u.cancel()
+	u.wg.Wait()
+	var errs []error
+	for _, p := range u.ports {
+		errs = append(errs, p.Close())
+	}
+	if err := errors.Join(errs...); err != nil {
+		u.log.Error("closing ports", "err", err)
+	}
+}
