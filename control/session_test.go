@@ -56,7 +56,7 @@ func TestLifecycle(t *testing.T) {
 	}
 	dl = tbl.MatchUE(flowtable.Core, dlFlow(sess.UE4))
 	if dl == nil || dl.Action != flowtable.ActForward || dl.Encap == nil || dl.Encap.TEID != 0x1234 ||
-		dl.Encap.Peer != gnb || dl.Dest != flowtable.Access || dl.QFI != 9 {
+		dl.Encap.Peer() != gnb || dl.Dest != flowtable.Access || dl.QFI != 9 {
 		t.Fatalf("downlink rule after modification: got %+v encap %+v, want forward into TEID 0x1234 at %v with QFI 9", dl, dl.Encap, gnb)
 	}
 

@@ -153,11 +153,12 @@ func (w *Worker) apply(in int, f *Frame, r *flowtable.Rule, ipOff, ipLen int, tu
 		}
 		return
 	}
-	if act&flowtable.ActNotifyCP != 0 && r.Notify != nil {
-		r.Notify.Raise(r.PDRID)
+	x := r.RuleExtras
+	if act&flowtable.ActNotifyCP != 0 && x != nil && x.Notify != nil {
+		x.Notify.Raise(r.PDRID)
 	}
-	if act&flowtable.ActBuffer != 0 && r.Buffer != nil {
-		if r.Buffer.Push(f.Data()[ipOff : ipOff+ipLen]) {
+	if act&flowtable.ActBuffer != 0 && x != nil && x.Buffer != nil {
+		if x.Buffer.Push(f.Data()[ipOff : ipOff+ipLen]) {
 			w.Buffered.Add(1)
 			w.drops[w.ndrop] = *f // not a drop: the buffer holds a copy
 			w.ndrop++
@@ -170,10 +171,12 @@ func (w *Worker) apply(in int, f *Frame, r *flowtable.Rule, ipOff, ipLen int, tu
 		w.drop(f, DropFAR)
 		return
 	}
-	for _, m := range r.Meters {
-		if !m.Allow(w.now, ipLen) {
-			w.drop(f, DropMBR)
-			return
+	if x != nil {
+		for _, m := range x.Meters {
+			if !m.Allow(w.now, ipLen) {
+				w.drop(f, DropMBR)
+				return
+			}
 		}
 	}
 	oi := w.egress[r.Dest]
@@ -209,7 +212,7 @@ func (w *Worker) apply(in int, f *Frame, r *flowtable.Rule, ipOff, ipLen int, tu
 	var nh *[16]byte
 	et := uint16(etherIPv4)
 	if r.Encap != nil {
-		if !r.Encap.Peer.Is4() {
+		if r.Encap.IPv6 {
 			w.drop(f, DropUnsupported)
 			return
 		}

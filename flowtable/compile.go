@@ -8,11 +8,12 @@ import (
 
 // Rule is a compiled PDR with everything its FAR, QERs and URRs say about
 // the packets it matches, resolved for one direction. Rules are immutable
-// once published; workers read them without locks.
+// once published; workers read them without locks. What every packet needs
+// is inline, so a match touches one rule's memory; what few rules have sits
+// behind RuleExtras.
 type Rule struct {
-	SEID       uint64
-	PDRID      uint16
-	Precedence uint32
+	SEID  uint64
+	PDRID uint16
 	// Uplink is true when the PDR's source interface is Access: the packet
 	// travels from the UE.
 	Uplink bool
@@ -22,34 +23,46 @@ type Rule struct {
 	// IPv4 address inline, an IPv6 prefix behind a pointer) and SDF filters
 	qfi   uint8
 	ue4on bool
-	ue4   uint32
-	ue6   *ueCheck
-	sdf   []sdfMatcher
 
 	// RemoveOuter: strip the GTP-U/UDP/IP outer header (decapsulate).
 	RemoveOuter bool
-	// Action is the FAR's apply action. When a QER gate for this
-	// direction is closed, Action is ActDrop and GateClosed is set.
-	Action     ApplyAction
+	// GateClosed is set when a QER gate for this direction is closed;
+	// Action is then ActDrop.
 	GateClosed bool
-	FARID      uint32
 	// Dest is the destination interface of forwarded packets.
 	Dest Interface
-	// Policy is the FAR's forwarding policy identifier, if any.
-	Policy string
-	// Encap is set when forwarded packets get a GTP-U outer header.
-	Encap *Encap
 	// QFI, RQI and PPI are marked in the PDU Session Container of
 	// encapsulated packets (from the QERs); QFI 0: no container.
 	QFI    uint8
 	RQI    bool
 	PPI    uint8
 	HasPPI bool
+	// Action is the FAR's apply action.
+	Action     ApplyAction
+	Precedence uint32
+	FARID      uint32
+	ue4        uint32
+	// PDRSlot indexes the worker counters of the PDR.
+	PDRSlot uint32
+	ue6     *ueCheck
+	sdf     []sdfMatcher
+	// Encap is set when forwarded packets get a GTP-U outer header.
+	Encap *Encap
+	encap Encap
+	// URRSlots index the worker counters of the rule's URRs.
+	URRSlots  []uint32
+	urrInline [2]uint32
+	// RuleExtras is nil for rules without a forwarding policy, meter,
+	// notification or buffer.
+	*RuleExtras
+}
+
+// RuleExtras are the parts of a rule that most rules lack.
+type RuleExtras struct {
+	// Policy is the FAR's forwarding policy identifier, if any.
+	Policy string
 	// Meters are the MBR token buckets of this direction's QERs.
 	Meters []*Meter
-	// PDRSlot and URRSlots index the worker counters.
-	PDRSlot  uint32
-	URRSlots []uint32
 	// Notify, when the FAR buffers or notifies, reports the first
 	// buffered packet to the control plane.
 	Notify *Notifier
@@ -57,12 +70,28 @@ type Rule struct {
 	Buffer *Buffer
 }
 
+func (r *Rule) extras() *RuleExtras {
+	if r.RuleExtras == nil {
+		r.RuleExtras = &RuleExtras{}
+	}
+	return r.RuleExtras
+}
+
 // Encap is a GTP-U tunnel endpoint for outer header creation.
 type Encap struct {
 	TEID  uint32
-	Peer  netip.Addr
-	Peer4 [4]byte // Peer as IPv4, when it is one
+	Peer4 [4]byte // the peer's address when IPv4
 	Port  uint16
+	IPv6  bool
+	Peer6 [16]byte // the peer's address when IPv6
+}
+
+// Peer returns the peer's address.
+func (e *Encap) Peer() netip.Addr {
+	if e.IPv6 {
+		return netip.AddrFrom16(e.Peer6)
+	}
+	return netip.AddrFrom4(e.Peer4)
 }
 
 func (r *Rule) matches(f *Flow) bool {
@@ -143,7 +172,6 @@ func (t *Table) compile(s *Session, old *sessionState) (*compiled, error) {
 
 	pdrIDs := make(map[uint16]bool, len(s.PDRs))
 	rules := make([]*Rule, 0, len(s.PDRs))
-	nurr := 0
 	for i := range s.PDRs {
 		p := &s.PDRs[i]
 		if pdrIDs[p.ID] {
@@ -154,7 +182,6 @@ func (t *Table) compile(s *Session, old *sessionState) (*compiled, error) {
 		if err != nil {
 			return nil, &RuleError{KindPDR, uint32(p.ID), err}
 		}
-		nurr += len(p.URRIDs)
 		rules = append(rules, r)
 	}
 
@@ -168,7 +195,7 @@ func (t *Table) compile(s *Session, old *sessionState) (*compiled, error) {
 		}
 		e, seen := c.entries[k]
 		if !seen {
-			if cur := t.m.get(k); len(cur) > 0 && cur[0].SEID != s.LocalSEID {
+			if cur := t.m.get(k); cur != nil && cur.first.SEID != s.LocalSEID {
 				return nil, &RuleError{KindPDR, uint32(r.PDRID), ErrKeyConflict}
 			}
 			st.keys = append(st.keys, k)
@@ -203,14 +230,17 @@ func (t *Table) compile(s *Session, old *sessionState) (*compiled, error) {
 		return nil, err
 	}
 	t.resetSlots(fresh[:nfresh], fresh[nfresh:])
-	// One backing array holds every rule's URR slots.
-	slots := make([]uint32, 0, nurr)
+	// A rule's URR slots live in the rule when they fit.
 	for i, r := range rules {
-		start := len(slots)
-		for _, id := range s.PDRs[i].URRIDs {
-			slots = append(slots, st.urrs[slices.IndexFunc(st.urrs, func(u idSlot) bool { return u.id == id })].slot)
+		ids := s.PDRs[i].URRIDs
+		if len(ids) <= len(r.urrInline) {
+			r.URRSlots = r.urrInline[:0:len(ids)]
+		} else {
+			r.URRSlots = make([]uint32, 0, len(ids))
 		}
-		r.URRSlots = slots[start:len(slots):len(slots)]
+		for _, id := range ids {
+			r.URRSlots = append(r.URRSlots, st.urrs[slices.IndexFunc(st.urrs, func(u idSlot) bool { return u.id == id })].slot)
+		}
 	}
 	return c, nil
 }
@@ -320,16 +350,20 @@ func (t *Table) compilePDR(seid uint64, p *PDR, fars map[uint32]*FAR, qers map[u
 	r.Action = far.Apply
 	if fp := far.Forwarding; fp != nil && far.Apply&ActForward != 0 {
 		r.Dest = fp.DestInterface
-		r.Policy = fp.ForwardingPolicy
+		if fp.ForwardingPolicy != "" {
+			r.extras().Policy = fp.ForwardingPolicy
+		}
 		if o := fp.OuterHeaderCreation; o != nil {
-			e := &Encap{TEID: o.TEID, Peer: o.Peer.Unmap(), Port: o.Port}
-			if e.Port == 0 {
-				e.Port = 2152
+			r.encap = Encap{TEID: o.TEID, Port: o.Port}
+			if r.encap.Port == 0 {
+				r.encap.Port = 2152
 			}
-			if e.Peer.Is4() {
-				e.Peer4 = e.Peer.As4()
+			if p := o.Peer.Unmap(); p.Is4() {
+				r.encap.Peer4 = p.As4()
+			} else {
+				r.encap.IPv6, r.encap.Peer6 = true, p.As16()
 			}
-			r.Encap = e
+			r.Encap = &r.encap
 		}
 	}
 	if far.Apply&(ActBuffer|ActNotifyCP) != 0 {
@@ -337,7 +371,7 @@ func (t *Table) compilePDR(seid uint64, p *PDR, fars map[uint32]*FAR, qers map[u
 		if x.notify == nil {
 			x.notify = &Notifier{SEID: seid, ch: t.notes}
 		}
-		r.Notify = x.notify
+		r.extras().Notify = x.notify
 		limit := DefaultBufferPackets
 		if far.BARID != 0 {
 			bar, ok := bars[far.BARID]
@@ -354,7 +388,7 @@ func (t *Table) compilePDR(seid uint64, p *PDR, fars map[uint32]*FAR, qers map[u
 			}
 			x.buffer.setLimit(limit)
 			x.buffering = true
-			r.Buffer = x.buffer
+			r.extras().Buffer = x.buffer
 		}
 	}
 
@@ -371,7 +405,8 @@ func (t *Table) compilePDR(seid uint64, p *PDR, fars map[uint32]*FAR, qers map[u
 			r.GateClosed = true
 		}
 		if mbr != 0 {
-			r.Meters = append(r.Meters, meterFor(st, old, id, r.Uplink, mbr))
+			e := r.extras()
+			e.Meters = append(e.Meters, meterFor(st, old, id, r.Uplink, mbr))
 		}
 		if q.QFI != 0 && r.QFI == 0 {
 			r.QFI, r.RQI, r.PPI, r.HasPPI = q.QFI, q.RQI, q.PPI, q.HasPPI

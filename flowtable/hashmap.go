@@ -22,9 +22,20 @@ func ue6Key(i Interface, hi uint64) key    { return key{kindUE6 | uint64(i), hi}
 // node is an immutable chain link; a chain is changed by publishing a new
 // head, never by writing into a node that readers may hold.
 type node struct {
-	k     key
-	rules []*Rule // in precedence order; immutable
+	k key
+	// first and rest are the key's rules in precedence order: most keys
+	// have one rule, reached without another pointer hop.
+	first *Rule
+	rest  []*Rule
 	next  *node
+}
+
+func newNode(k key, rules []*Rule, next *node) *node {
+	n := &node{k: k, first: rules[0], next: next}
+	if len(rules) > 1 {
+		n.rest = rules[1:]
+	}
+	return n
 }
 
 type bucketArray struct {
@@ -76,11 +87,11 @@ func (a *bucketArray) slot(h uint64) *atomic.Pointer[node] {
 }
 
 // get is safe for concurrent use with one writer.
-func (m *hmap) get(k key) []*Rule {
+func (m *hmap) get(k key) *node {
 	a := m.arr.Load()
 	for n := a.slot(m.hash(k)).Load(); n != nil; n = n.next {
 		if n.k == k {
-			return n.rules
+			return n
 		}
 	}
 	return nil
@@ -94,7 +105,7 @@ func (m *hmap) put(k key, e []*Rule) {
 	if m.replace(s, head, k, e) {
 		return
 	}
-	s.Store(&node{k: k, rules: e, next: head})
+	s.Store(newNode(k, e, head))
 	m.n++
 	if m.n > 2*len(a.buckets) {
 		m.grow(a)
@@ -106,7 +117,7 @@ func (m *hmap) put(k key, e []*Rule) {
 func (m *hmap) replace(s *atomic.Pointer[node], head *node, k key, e []*Rule) bool {
 	for n := head; n != nil; n = n.next {
 		if n.k == k {
-			s.Store(copyPrefix(head, n, &node{k: k, rules: e, next: n.next}))
+			s.Store(copyPrefix(head, n, newNode(k, e, n.next)))
 			return true
 		}
 	}
@@ -131,7 +142,7 @@ func copyPrefix(head, stop, tail *node) *node {
 	if head == stop {
 		return tail
 	}
-	return &node{k: head.k, rules: head.rules, next: copyPrefix(head.next, stop, tail)}
+	return &node{k: head.k, first: head.first, rest: head.rest, next: copyPrefix(head.next, stop, tail)}
 }
 
 // grow doubles the bucket array. It builds a new array from fresh nodes and
@@ -143,7 +154,7 @@ func (m *hmap) grow(old *bucketArray) {
 	for i := range old.buckets {
 		for n := old.buckets[i].Load(); n != nil; n = n.next {
 			s := a.slot(m.hash(n.k))
-			s.Store(&node{k: n.k, rules: n.rules, next: s.Load()})
+			s.Store(&node{k: n.k, first: n.first, rest: n.rest, next: s.Load()})
 		}
 	}
 	m.arr.Store(a)

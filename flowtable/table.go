@@ -415,7 +415,7 @@ func (t *Table) MatchUE(i Interface, f *Flow) *Rule {
 	if i == Access {
 		ue = &f.Src
 	}
-	var e []*Rule
+	var e *node
 	if f.IPv6 {
 		e = t.m.get(ue6Key(i, be64(ue[:8])))
 	} else {
@@ -424,12 +424,18 @@ func (t *Table) MatchUE(i Interface, f *Flow) *Rule {
 	return t.best(e, i, f)
 }
 
-func (t *Table) best(rules []*Rule, i Interface, f *Flow) *Rule {
+func (t *Table) best(n *node, i Interface, f *Flow) *Rule {
 	var r *Rule
-	for _, c := range rules {
-		if c.matches(f) {
-			r = c
-			break
+	if n != nil {
+		if n.first.matches(f) {
+			r = n.first
+		} else {
+			for _, c := range n.rest {
+				if c.matches(f) {
+					r = c
+					break
+				}
+			}
 		}
 	}
 	if i >= NumInterfaces {
