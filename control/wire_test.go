@@ -125,7 +125,18 @@ func TestWireDecodedByTshark(t *testing.T) {
 	})
 	var capt capture
 	capt.attach(s)
-	eventually(t, 5*time.Second, "UPF-initiated association and heartbeats", func() bool { return c0.HeartbeatsAnswered() >= 1 })
+	// The first setup may have gone out before the capture started: drop
+	// the association and set it up again.
+	eventually(t, 5*time.Second, "UPF-initiated association", func() bool { return c0.SetupsAnswered() >= 1 && len(s.Associations()) == 1 })
+	s.mu.Lock()
+	for _, a := range s.assocs {
+		s.dropAssociation(a)
+	}
+	s.mu.Unlock()
+	s.setupPeers()
+	eventually(t, 5*time.Second, "UPF-initiated association and heartbeats", func() bool {
+		return c0.SetupsAnswered() >= 2 && c0.HeartbeatsAnswered() >= 1
+	})
 
 	c := associated(t, s)
 	cx := ctx(t)
