@@ -1,10 +1,11 @@
 package dataplane
 
 import (
-	"encoding/binary"
 	"net/netip"
 	"sync"
 	"sync/atomic"
+
+	"github.com/sluice-net/sluice/flowtable"
 )
 
 // Neighbors maps next-hop IP addresses to link-layer addresses for one
@@ -27,7 +28,7 @@ type Neighbors struct {
 }
 
 type neighborSet struct {
-	hosts      map[[16]byte]MAC
+	hosts      map[flowtable.Addr]MAC
 	gw         MAC
 	hasGateway bool
 }
@@ -35,18 +36,18 @@ type neighborSet struct {
 // NewNeighbors returns an empty neighbour table.
 func NewNeighbors() *Neighbors {
 	n := &Neighbors{}
-	n.cur.Store(&neighborSet{hosts: map[[16]byte]MAC{}})
+	n.cur.Store(&neighborSet{hosts: map[flowtable.Addr]MAC{}})
 	return n
 }
 
 // Set adds or changes the link-layer address of an on-link host.
 func (n *Neighbors) Set(ip netip.Addr, mac MAC) {
-	n.update(func(s *neighborSet) { s.hosts[ip.Unmap().As16()] = mac })
+	n.update(func(s *neighborSet) { s.hosts[flowtable.AddrOf(ip)] = mac })
 }
 
 // Delete forgets an on-link host.
 func (n *Neighbors) Delete(ip netip.Addr) {
-	n.update(func(s *neighborSet) { delete(s.hosts, ip.Unmap().As16()) })
+	n.update(func(s *neighborSet) { delete(s.hosts, flowtable.AddrOf(ip)) })
 }
 
 // SetGateway sets the link-layer address used for destinations without a
@@ -59,7 +60,7 @@ func (n *Neighbors) update(f func(*neighborSet)) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	old := n.cur.Load()
-	s := &neighborSet{hosts: make(map[[16]byte]MAC, len(old.hosts)+1), gw: old.gw, hasGateway: old.hasGateway}
+	s := &neighborSet{hosts: make(map[flowtable.Addr]MAC, len(old.hosts)+1), gw: old.gw, hasGateway: old.hasGateway}
 	for k, v := range old.hosts {
 		s.hosts[k] = v
 	}
@@ -67,10 +68,9 @@ func (n *Neighbors) update(f func(*neighborSet)) {
 	n.cur.Store(s)
 }
 
-// Lookup returns the link-layer address for a destination given as a
-// 16-octet (IPv4-mapped for IPv4) address. A miss is recorded for the
-// resolver (see TakeMiss).
-func (n *Neighbors) Lookup(dst *[16]byte) (MAC, bool) {
+// Lookup returns the link-layer address for a destination. A miss is
+// recorded for the resolver (see TakeMiss).
+func (n *Neighbors) Lookup(dst *flowtable.Addr) (MAC, bool) {
 	s := n.cur.Load()
 	if m, ok := s.hosts[*dst]; ok {
 		return m, true
@@ -80,8 +80,8 @@ func (n *Neighbors) Lookup(dst *[16]byte) (MAC, bool) {
 	}
 	n.missCount.Add(1)
 	if n.missFlag.Load() == 0 && n.missFlag.CompareAndSwap(0, 1) {
-		n.missHi.Store(binary.BigEndian.Uint64(dst[:8]))
-		n.missLo.Store(binary.BigEndian.Uint64(dst[8:]))
+		n.missHi.Store(dst[0])
+		n.missLo.Store(dst[1])
 		n.missFlag.Store(2)
 	}
 	return MAC{}, false
@@ -93,11 +93,9 @@ func (n *Neighbors) TakeMiss() (netip.Addr, bool) {
 	if n.missFlag.Load() != 2 {
 		return netip.Addr{}, false
 	}
-	var b [16]byte
-	binary.BigEndian.PutUint64(b[:8], n.missHi.Load())
-	binary.BigEndian.PutUint64(b[8:], n.missLo.Load())
+	a := flowtable.Addr{n.missHi.Load(), n.missLo.Load()}
 	n.missFlag.Store(0)
-	return netip.AddrFrom16(b).Unmap(), true
+	return a.Netip(), true
 }
 
 // Misses returns how many lookups found no entry.

@@ -209,7 +209,7 @@ func (w *Worker) apply(in int, f *Frame, r *flowtable.Rule, ipOff, ipLen int, tu
 			decTTL(ip)
 		}
 	}
-	var nh *[16]byte
+	var nh *flowtable.Addr
 	et := uint16(etherIPv4)
 	if r.Encap != nil {
 		if r.Encap.IPv6 {
@@ -237,8 +237,8 @@ func (w *Worker) apply(in int, f *Frame, r *flowtable.Rule, ipOff, ipLen int, tu
 		putIPv4(b, out.addr4, r.Encap.Peer4, protoUDP, udpLen+gl+ipLen, w.flow.ToS)
 		putUDP(b[ipv4Len:], w.sourcePort(), r.Encap.Port, gl+ipLen)
 		gtpu.PutGPDUHeader(b[ipv4Len+udpLen:], r.Encap.TEID, ipLen, psc)
+		w.nhAddr = flowtable.Addr4(r.Encap.Peer4)
 		nh = &w.nhAddr
-		w.nhAddr = [16]byte{10: 0xff, 11: 0xff, 12: r.Encap.Peer4[0], 13: r.Encap.Peer4[1], 14: r.Encap.Peer4[2], 15: r.Encap.Peer4[3]}
 	} else {
 		f.Off += ipOff
 		f.Len = ipLen
@@ -270,11 +270,11 @@ func (w *Worker) apply(in int, f *Frame, r *flowtable.Rule, ipOff, ipLen int, tu
 	out.nout++
 }
 
-func outerDst(ip []byte) [16]byte {
+func outerDst(ip []byte) flowtable.Addr {
 	if ip[0]>>4 == 6 {
-		return [16]byte(ip[24:40])
+		return flowtable.Addr16((*[16]byte)(ip[24:40]))
 	}
-	return [16]byte{10: 0xff, 11: 0xff, 12: ip[16], 13: ip[17], 14: ip[18], 15: ip[19]}
+	return flowtable.Addr4([4]byte(ip[16:20]))
 }
 
 // sourcePort picks the outer UDP source port from the inner flow so that
@@ -282,7 +282,7 @@ func outerDst(ip []byte) [16]byte {
 // on one queue and spread flows apart (TS 29.281 lets the sender choose).
 func (w *Worker) sourcePort() uint16 {
 	fl := &w.flow
-	h := binary.LittleEndian.Uint32(fl.Src[12:]) ^ binary.LittleEndian.Uint32(fl.Dst[12:]) ^
+	h := uint32(fl.Src[1]) ^ uint32(fl.Dst[1]) ^ uint32(fl.Src[0]>>32) ^ uint32(fl.Dst[0]) ^
 		uint32(fl.SrcPort)<<16 ^ uint32(fl.DstPort) ^ uint32(fl.Proto)
 	h *= 0x9e3779b1
 	return 0xc000 | uint16(h>>18) // 49152-65535
@@ -385,7 +385,7 @@ func parseIP(b []byte, fl *flowtable.Flow) (int, bool) {
 		if n > len(b) {
 			return 0, false
 		}
-		fl.Src, fl.Dst, fl.IPv6 = [16]byte(b[8:24]), [16]byte(b[24:40]), true
+		fl.Src, fl.Dst, fl.IPv6 = flowtable.Addr16((*[16]byte)(b[8:24])), flowtable.Addr16((*[16]byte)(b[24:40])), true
 		fl.Proto = b[6]
 		fl.ToS = b[0]<<4 | b[1]>>4
 		l4 = b[ipv6Len:n]

@@ -99,7 +99,7 @@ type Worker struct {
 	psc   gtpu.PSC
 	now   int64
 	// nhAddr is scratch for the next hop of an encapsulated packet.
-	nhAddr [16]byte
+	nhAddr flowtable.Addr
 
 	stop atomic.Bool
 	// Busy and Idle count polls that found work and polls that did not.

@@ -103,7 +103,7 @@ func (r *Rule) matches(f *Flow) bool {
 		if r.Uplink {
 			ue = &f.Src
 		}
-		if r.ue4on && (f.IPv6 || uint32(ue[12])<<24|uint32(ue[13])<<16|uint32(ue[14])<<8|uint32(ue[15]) != r.ue4) {
+		if r.ue4on && (f.IPv6 || ue.V4() != r.ue4) {
 			return false
 		}
 		if r.ue6 != nil && (!f.IPv6 || !addrMatch(ue, &r.ue6.addr, &r.ue6.mask)) {

@@ -179,11 +179,11 @@ func parsePorts(s string) ([]portRange, error) {
 }
 
 // Flow is the part of a packet that PDR matching looks at, extracted once
-// per packet by the dataplane. Addresses are kept as 16-octet arrays
-// (IPv4 in the last four, as IPv4-mapped IPv6) so matching needs no
-// allocation and no branching on family.
+// per packet by the dataplane. Addresses are two big-endian 64-bit words of
+// an IPv6 address (IPv4 as IPv4-mapped, ::ffff:a.b.c.d), so matching is a
+// few word operations with no branching on family.
 type Flow struct {
-	Src, Dst         [16]byte
+	Src, Dst         Addr
 	SrcPort, DstPort uint16
 	Proto            uint8
 	IPv6             bool
@@ -191,10 +191,41 @@ type Flow struct {
 	QFI              uint8 // from the PDU Session Container; 0 when absent
 }
 
+// Addr is an IP address as two big-endian words of its IPv6 form.
+type Addr [2]uint64
+
+const v4Mapped = 0xffff << 32
+
+// Addr4 returns the address of an IPv4 address given as octets.
+func Addr4(b [4]byte) Addr {
+	return Addr{0, v4Mapped | uint64(b[0])<<24 | uint64(b[1])<<16 | uint64(b[2])<<8 | uint64(b[3])}
+}
+
+// Addr16 returns the address of a 16-octet IPv6 address.
+func Addr16(b *[16]byte) Addr { return Addr{be64(b[:8]), be64(b[8:])} }
+
+// AddrOf converts a netip.Addr.
+func AddrOf(a netip.Addr) Addr {
+	b := a.As16()
+	return Addr16(&b)
+}
+
+// V4 returns the low 32 bits: the IPv4 address of an IPv4-mapped address.
+func (a Addr) V4() uint32 { return uint32(a[1]) }
+
+// Netip converts the address to a netip.Addr (IPv4-mapped unmapped).
+func (a Addr) Netip() netip.Addr {
+	var b [16]byte
+	for i := 0; i < 8; i++ {
+		b[i] = byte(a[0] >> (56 - 8*i))
+		b[8+i] = byte(a[1] >> (56 - 8*i))
+	}
+	return netip.AddrFrom16(b).Unmap()
+}
+
 // SetIPv4 fills the addresses of an IPv4 flow.
 func (f *Flow) SetIPv4(src, dst [4]byte) {
-	f.Src = [16]byte{10: 0xff, 11: 0xff, 12: src[0], 13: src[1], 14: src[2], 15: src[3]}
-	f.Dst = [16]byte{10: 0xff, 11: 0xff, 12: dst[0], 13: dst[1], 14: dst[2], 15: dst[3]}
+	f.Src, f.Dst = Addr4(src), Addr4(dst)
 	f.IPv6 = false
 }
 
@@ -295,8 +326,8 @@ func be64(b []byte) uint64 {
 		uint64(b[4])<<24 | uint64(b[5])<<16 | uint64(b[6])<<8 | uint64(b[7])
 }
 
-func addrMatch(a *[16]byte, want, mask *[2]uint64) bool {
-	return (be64(a[:8])&mask[0]) == want[0] && (be64(a[8:])&mask[1]) == want[1]
+func addrMatch(a *Addr, want, mask *[2]uint64) bool {
+	return a[0]&mask[0] == want[0] && a[1]&mask[1] == want[1]
 }
 
 func portMatch(p uint16, rs []portRange) bool {

@@ -50,7 +50,7 @@ func flow4(src, dst string, proto uint8, sp, dp uint16) *Flow {
 }
 
 func flow6(src, dst string, proto uint8, sp, dp uint16) *Flow {
-	return &Flow{Src: netip.MustParseAddr(src).As16(), Dst: netip.MustParseAddr(dst).As16(), Proto: proto, SrcPort: sp, DstPort: dp, IPv6: true}
+	return &Flow{Src: AddrOf(netip.MustParseAddr(src)), Dst: AddrOf(netip.MustParseAddr(dst)), Proto: proto, SrcPort: sp, DstPort: dp, IPv6: true}
 }
 
 // TS 29.244: a flow description is written for the downlink (from the remote

@@ -328,17 +328,17 @@ func (t *Table) resetSlots(pdr, urr []idSlot) {
 	for _, w := range t.workers {
 		for _, p := range pdr {
 			c := w.PDR(p.slot)
-			c.Packets.v.Store(0)
-			c.Bytes.v.Store(0)
+			c.Packets.reset()
+			c.Bytes.reset()
 		}
 		for _, u := range urr {
 			c := w.URR(u.slot)
-			c.ULPackets.v.Store(0)
-			c.ULBytes.v.Store(0)
-			c.DLPackets.v.Store(0)
-			c.DLBytes.v.Store(0)
-			c.First.Store(0)
-			c.Last.Store(0)
+			c.ULPackets.reset()
+			c.ULBytes.reset()
+			c.DLPackets.reset()
+			c.DLBytes.reset()
+			c.First.reset()
+			c.Last.reset()
 		}
 	}
 }
@@ -417,9 +417,9 @@ func (t *Table) MatchUE(i Interface, f *Flow) *Rule {
 	}
 	var e *node
 	if f.IPv6 {
-		e = t.m.get(ue6Key(i, be64(ue[:8])))
+		e = t.m.get(ue6Key(i, ue[0]))
 	} else {
-		e = t.m.get(ue4Key(i, uint32(ue[12])<<24|uint32(ue[13])<<16|uint32(ue[14])<<8|uint32(ue[15])))
+		e = t.m.get(ue4Key(i, ue.V4()))
 	}
 	return t.best(e, i, f)
 }
