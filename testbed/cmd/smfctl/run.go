@@ -1,0 +1,405 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sluice-net/sluice/testbed/smf"
+	"github.com/wmnsk/go-pfcp/ie"
+	"github.com/wmnsk/go-pfcp/message"
+)
+
+// runConfig configures the run command.
+type runConfig struct {
+	plan
+	sessions    int
+	inflight    int
+	keepGoing   bool
+	hold        holdFlag
+	modifyAfter time.Duration
+	modify      string
+	cleanup     time.Duration
+
+	actions []string // parsed modify
+}
+
+// holdFlag is a duration or "until-signal" (negative).
+type holdFlag time.Duration
+
+func (h *holdFlag) String() string {
+	if *h < 0 {
+		return "until-signal"
+	}
+	return time.Duration(*h).String()
+}
+
+func (h *holdFlag) Set(s string) error {
+	if s == "until-signal" {
+		*h = -1
+		return nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return fmt.Errorf("want a duration or until-signal")
+	}
+	*h = holdFlag(d)
+	return nil
+}
+
+func (rc *runConfig) register(fs *flag.FlagSet) {
+	rc.plan.register(fs, true)
+	rc.hold = -1
+	fs.IntVar(&rc.sessions, "sessions", 1, "number of sessions")
+	fs.IntVar(&rc.inflight, "inflight", 64, "requests in flight at most")
+	fs.BoolVar(&rc.keepGoing, "keep-going", false, "keep the sessions established when some fail (else delete them all and exit)")
+	fs.Var(&rc.hold, "hold", "how long to keep the sessions: a `duration`, or until-signal (SIGINT, SIGTERM)")
+	fs.DurationVar(&rc.modifyAfter, "modify-after", 0, "when to modify the sessions, from the end of establishment")
+	fs.StringVar(&rc.modify, "modify", "", "modification of every session: comma-separated actions among dl-forward, dl-drop, dl-buffer, drobu, gate-close, gate-open, query")
+	fs.DurationVar(&rc.cleanup, "cleanup-timeout", time.Minute, "bound on deleting the sessions and releasing the association")
+}
+
+func (rc *runConfig) check() error {
+	if rc.sessions < 1 {
+		return usageErr("--sessions %d: want at least 1", rc.sessions)
+	}
+	if rc.inflight < 1 {
+		return usageErr("--inflight %d: want at least 1", rc.inflight)
+	}
+	if err := rc.plan.check(rc.sessions); err != nil {
+		return err
+	}
+	acts, err := parseActions(rc.modify, rc.hasQER(), rc.urr)
+	if err != nil {
+		return usageErr("--modify: %v", err)
+	}
+	rc.actions = acts
+	if len(acts) > 0 && rc.hold >= 0 && rc.modifyAfter >= time.Duration(rc.hold) {
+		return usageErr("--modify-after %v is not before the end of --hold %v", rc.modifyAfter, time.Duration(rc.hold))
+	}
+	if rc.cleanup <= 0 {
+		return usageErr("--cleanup-timeout %v: want a positive duration", rc.cleanup)
+	}
+	return nil
+}
+
+// registry maps CP SEIDs to the run's sessions, for printing reports.
+// Safe for concurrent use.
+type registry struct {
+	mu   sync.Mutex
+	recs map[uint64]*record // guarded by mu
+}
+
+func (g *registry) ref(cpSEID uint64) sessionRef {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if r := g.recs[cpSEID]; r != nil {
+		return r.ref()
+	}
+	return sessionRef{CPSEID: cpSEID}
+}
+
+// printReports prints the Session Report Requests the client receives
+// until stop is closed, then those already received.
+func printReports(c *smf.Client, reg *registry, p *printer, stop <-chan struct{}) {
+	for {
+		select {
+		case r := <-c.Reports():
+			printReport(r, reg.ref(r.SEID()), p)
+		case <-stop:
+			for {
+				select {
+				case r := <-c.Reports():
+					printReport(r, reg.ref(r.SEID()), p)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+func printReport(r *message.SessionReportRequest, ref sessionRef, p *printer) {
+	printUsage(p, "report", ref, r.UsageReport)
+	if r.DownlinkDataReport != nil {
+		d, err := decodeDLData(r.DownlinkDataReport)
+		if err != nil {
+			p.failure("report", -1, ref, err, rejection{})
+		} else {
+			p.dlData(ref, d)
+		}
+	}
+	if len(r.UsageReport) == 0 && r.DownlinkDataReport == nil {
+		p.report(ref, reportTypes(r.ReportType))
+	}
+}
+
+// printUsage prints the usage reports of a modification or deletion
+// response.
+func printUsage(p *printer, source string, ref sessionRef, reports []*ie.IE) {
+	for _, x := range reports {
+		if u, err := decodeUsage(x); err != nil {
+			p.failure(source, -1, ref, err, rejection{})
+		} else {
+			p.usage(source, ref, u)
+		}
+	}
+}
+
+// errFailed is returned when some requests failed (each was printed).
+var errFailed = errors.New("requests failed")
+
+// run associates, establishes rc.sessions sessions, prints them, holds them
+// (printing reports, modifying them once if asked) until ctx is done or
+// the hold time is over, then deletes them and releases the association.
+// Deletion and release run on their own deadline even when ctx is done.
+func run(ctx context.Context, g *globals, rc *runConfig, p *printer) error {
+	c, err := g.client(time.Now())
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := associate(ctx, c, g, p); err != nil {
+		return err
+	}
+
+	reg := &registry{recs: make(map[uint64]*record, rc.sessions)}
+	start := time.Now()
+	recs, failed, err := establishAll(ctx, c, rc, p)
+	for _, r := range recs {
+		reg.recs[r.CPSEID] = r
+	}
+	p.sessions(recs)
+	p.summary("establish", len(recs), failed, time.Since(start))
+	stop, printed := make(chan struct{}), make(chan struct{})
+	go func() {
+		printReports(c, reg, p, stop)
+		close(printed)
+	}()
+
+	if err == nil && failed > 0 && !rc.keepGoing {
+		err = fmt.Errorf("%d of %d establishments: %w", failed, rc.sessions, errFailed)
+	}
+	if err == nil {
+		failed += hold(ctx, c, rc, recs, p)
+	}
+
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rc.cleanup)
+	defer cancel()
+	failed += deleteAll(cctx, c, rc.inflight, recs, p)
+	if _, rerr := c.Release(cctx); rerr != nil {
+		p.failure("release", -1, sessionRef{}, rerr, rejectionOf(rerr, nil))
+		failed++
+	} else {
+		p.released(g.nodeID())
+	}
+	close(stop)
+	<-printed
+	if err == nil && failed > 0 {
+		err = fmt.Errorf("%d %w", failed, errFailed)
+	}
+	return err
+}
+
+// associate sets up the association and prints it.
+func associate(ctx context.Context, c *smf.Client, g *globals, p *printer) error {
+	r, err := c.Associate(ctx)
+	if err != nil {
+		p.failure("associate", -1, sessionRef{}, err, rejectionOf(err, r))
+		return fmt.Errorf("associate with %v: %w", g.upfAddr, errFailed)
+	}
+	e := associatedEvent{UPF: g.upfAddr.String(), Local: c.Addr().String(), NodeID: g.nodeID(), Recovery: g.recoveryAt}
+	if r.NodeID != nil {
+		e.UPFNodeID, _ = r.NodeID.NodeID()
+	}
+	if r.RecoveryTimeStamp != nil {
+		e.UPFRecovery, _ = r.RecoveryTimeStamp.RecoveryTimeStamp()
+	}
+	p.associated(e)
+	return nil
+}
+
+// establishAll establishes the sessions, rc.inflight at a time, and
+// returns those established in index order and the number that failed.
+// Without rc.keepGoing it stops at the first failure; it always stops
+// when the UPF does not answer or ctx is done (then it returns ctx's
+// error).
+func establishAll(ctx context.Context, c *smf.Client, rc *runConfig, p *printer) ([]*record, int, error) {
+	ectx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	all := make([]*record, rc.sessions)
+	var failed int
+	var mu sync.Mutex // guards failed
+	sem := make(chan struct{}, rc.inflight)
+	var wg sync.WaitGroup
+loop:
+	for i := range rc.sessions {
+		select {
+		case sem <- struct{}{}:
+		case <-ectx.Done():
+			break loop
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			sp, rec := rc.params(i)
+			s, resp, err := c.Establish(ectx, sp)
+			if err != nil {
+				if ectx.Err() != nil {
+					return // stopped by another failure or by ctx: not this session's fault
+				}
+				p.failure("establish", i, sessionRef{}, err, rejectionOf(err, resp))
+				mu.Lock()
+				failed++
+				mu.Unlock()
+				if !rc.keepGoing || errors.Is(err, smf.ErrTimeout) {
+					cancel()
+				}
+				return
+			}
+			rec.Session = s
+			all[i] = rec
+		})
+	}
+	wg.Wait()
+	var recs []*record
+	for _, r := range all {
+		if r != nil {
+			recs = append(recs, r)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return recs, failed, fmt.Errorf("establish sessions: %w", err)
+	}
+	if len(recs)+failed < rc.sessions {
+		// Abandoned requests the UPF did execute leave sessions smfctl
+		// does not know; the release deletes them.
+		return recs, failed, fmt.Errorf("establish sessions: %d of %d abandoned after a failure: %w",
+			rc.sessions-len(recs)-failed, rc.sessions, errFailed)
+	}
+	return recs, failed, nil
+}
+
+// hold waits for the end of the hold time or ctx, modifying the sessions
+// on the way if asked. It returns the number of failed requests.
+func hold(ctx context.Context, c *smf.Client, rc *runConfig, recs []*record, p *printer) int {
+	var end, mod <-chan time.Time
+	if rc.hold >= 0 {
+		t := time.NewTimer(time.Duration(rc.hold))
+		defer t.Stop()
+		end = t.C
+	}
+	if len(rc.actions) > 0 {
+		t := time.NewTimer(rc.modifyAfter)
+		defer t.Stop()
+		mod = t.C
+	}
+	failed := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return failed
+		case <-end:
+			return failed
+		case <-mod:
+			mod = nil
+			failed += modifyAll(ctx, c, rc.inflight, rc.actions, recs, p)
+		}
+	}
+}
+
+// forEach runs f on each record, n at a time, until ctx is done or f asks
+// to stop; it returns the number of records f succeeded on and the number
+// of the others.
+func forEach(ctx context.Context, n int, recs []*record, f func(context.Context, *record) (ok, stop bool)) (ok, failed int) {
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var mu sync.Mutex // guards ok
+	sem := make(chan struct{}, n)
+	var wg sync.WaitGroup
+loop:
+	for _, r := range recs {
+		select {
+		case sem <- struct{}{}:
+		case <-fctx.Done():
+			break loop
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			good, stop := f(fctx, r)
+			if good {
+				mu.Lock()
+				ok++
+				mu.Unlock()
+			}
+			if stop {
+				cancel()
+			}
+		})
+	}
+	wg.Wait()
+	return ok, len(recs) - ok // the ones not attempted failed too
+}
+
+// modifyAll applies the actions to every session and returns the number
+// of failures.
+func modifyAll(ctx context.Context, c *smf.Client, n int, acts []string, recs []*record, p *printer) int {
+	start := time.Now()
+	ok, failed := forEach(ctx, n, recs, func(ctx context.Context, r *record) (bool, bool) {
+		return modifyOne(ctx, c, r.Session, r.ref(), acts, r.gnb, r.dlTEID, p)
+	})
+	p.summary("modify "+strings.Join(acts, ","), ok, failed, time.Since(start))
+	return failed
+}
+
+// modifyOne modifies a session and prints the outcome; it reports success,
+// and whether to stop (the UPF does not answer or ctx is done).
+func modifyOne(ctx context.Context, c *smf.Client, s *smf.Session, ref sessionRef, acts []string, gnb netip.Addr, dlTEID uint32, p *printer) (ok, stop bool) {
+	ies, err := actionIEs(acts, gnb, dlTEID)
+	if err != nil {
+		p.failure("modify", -1, ref, err, rejection{})
+		return false, false
+	}
+	resp, err := c.Modify(ctx, s, ies...)
+	if err != nil {
+		if ctx.Err() == nil {
+			p.failure("modify", -1, ref, err, rejectionOf(err, resp))
+		}
+		return false, ctx.Err() != nil || errors.Is(err, smf.ErrTimeout)
+	}
+	printUsage(p, "modification", ref, resp.UsageReport)
+	p.modified(ref, acts)
+	return true, false
+}
+
+// deleteAll deletes the sessions, printing their final usage reports, and
+// returns the number of failures. It stops when the UPF does not answer:
+// the release that follows deletes what is left.
+func deleteAll(ctx context.Context, c *smf.Client, n int, recs []*record, p *printer) int {
+	if len(recs) == 0 {
+		return 0
+	}
+	start := time.Now()
+	ok, failed := forEach(ctx, n, recs, func(ctx context.Context, r *record) (bool, bool) {
+		return deleteOne(ctx, c, r.Session, r.ref(), p)
+	})
+	p.summary("delete", ok, failed, time.Since(start))
+	return failed
+}
+
+func deleteOne(ctx context.Context, c *smf.Client, s *smf.Session, ref sessionRef, p *printer) (ok, stop bool) {
+	resp, err := c.Delete(ctx, s)
+	if err != nil {
+		if ctx.Err() == nil {
+			p.failure("delete", -1, ref, err, rejectionOf(err, resp))
+		}
+		return false, ctx.Err() != nil || errors.Is(err, smf.ErrTimeout)
+	}
+	printUsage(p, "deletion", ref, resp.UsageReport)
+	p.deleted(ref)
+	return true, false
+}
