@@ -7,7 +7,9 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"strconv"
 	"sync"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -444,7 +446,8 @@ func (t *Topology) addNeighbor(at, of *Endpoint) error {
 
 // SetThreadedNAPI switches an endpoint's NAPI processing to kernel threads
 // (named napi/IF-ID) or back to softirq context. Switching on enables GRO
-// first, since a veth end has NAPI only with GRO or an XDP program.
+// first, since a veth end has NAPI only with GRO or an XDP program. See
+// PinNAPI.
 func (t *Topology) SetThreadedNAPI(e *Endpoint, on bool) error {
 	v := "0"
 	if on {
@@ -453,11 +456,27 @@ func (t *Topology) SetThreadedNAPI(e *Endpoint, on bool) error {
 			return err
 		}
 	}
-	// sysfs shows the devices of the namespace that mounted it; `ip netns
-	// exec` mounts the right one.
-	cmd := t.Exec(e.NS, "sh", "-c", fmt.Sprintf("echo %s > /sys/class/net/%s/threaded", v, e.Name))
+	return t.writeSysfs(e, "threaded", v)
+}
+
+// SetNAPIDefer sets an endpoint's napi_defer_hard_irqs and
+// gro_flush_timeout: how many empty polls NAPI makes, and how long it waits,
+// before it goes back to being woken per packet batch. Batching wake-ups
+// this way keeps a busy receiver from being woken for every burst.
+func (t *Topology) SetNAPIDefer(e *Endpoint, deferHardIRQs int, groFlushTimeout time.Duration) error {
+	if err := t.writeSysfs(e, "napi_defer_hard_irqs", strconv.Itoa(deferHardIRQs)); err != nil {
+		return err
+	}
+	return t.writeSysfs(e, "gro_flush_timeout", strconv.FormatInt(groFlushTimeout.Nanoseconds(), 10))
+}
+
+// writeSysfs writes /sys/class/net/IF/file of an endpoint. sysfs shows the
+// devices of the namespace that mounted it; `ip netns exec` mounts the
+// right one.
+func (t *Topology) writeSysfs(e *Endpoint, file, value string) error {
+	cmd := t.Exec(e.NS, "sh", "-c", fmt.Sprintf("echo %s > /sys/class/net/%s/%s", value, e.Name, file))
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("setting threaded NAPI on %s in %s: %w: %s", e.Name, t.NSName(e.NS), err, out)
+		return fmt.Errorf("setting %s of %s in %s to %s: %w: %s", file, e.Name, t.NSName(e.NS), value, err, out)
 	}
 	return nil
 }

@@ -7,8 +7,10 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 var prefixSeq atomic.Int32
@@ -238,5 +240,54 @@ func TestRemove(t *testing.T) {
 	}
 	if err := Remove(Options{Prefix: tp.Prefix}); err != nil {
 		t.Errorf("Remove of nothing: %v", err)
+	}
+}
+
+func TestPinNAPI(t *testing.T) {
+	tp := up(t, Options{Queues: 2, ThreadedNAPI: true})
+	ns, err := tp.NAPIs(&tp.UPFN3)
+	if err != nil {
+		t.Fatalf("NAPIs: %v", err)
+	}
+	if len(ns) != 2 {
+		t.Fatalf("upf's %s has NAPI instances %+v, want one per queue", N3If, ns)
+	}
+	for _, n := range ns {
+		if n.PID == 0 {
+			t.Errorf("NAPI %d has no thread although threaded", n.ID)
+		}
+	}
+	if err := tp.PinNAPI(&tp.UPFN3, 0, 10); err != nil {
+		t.Fatalf("PinNAPI: %v", err)
+	}
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(ns[0].PID, &set); err != nil {
+		t.Fatal(err)
+	}
+	if set.Count() != 1 || !set.IsSet(0) {
+		t.Errorf("NAPI thread %d may run on %d CPUs, want CPU 0 only", ns[0].PID, set.Count())
+	}
+	attr, err := unix.SchedGetAttr(ns[0].PID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if attr.Policy != unix.SCHED_FIFO || attr.Priority != 10 {
+		t.Errorf("NAPI thread policy %d priority %d, want SCHED_FIFO 10", attr.Policy, attr.Priority)
+	}
+
+	plain := up(t, Options{})
+	if err := plain.PinNAPI(&plain.UPFN3, 0, 0); !errors.Is(err, ErrNoNAPIThreads) {
+		t.Errorf("PinNAPI without threaded NAPI: %v, want ErrNoNAPIThreads", err)
+	}
+}
+
+func TestSetNAPIDefer(t *testing.T) {
+	tp := up(t, Options{})
+	if err := tp.SetNAPIDefer(&tp.DNN6, 2, 200*time.Microsecond); err != nil {
+		t.Fatalf("SetNAPIDefer: %v", err)
+	}
+	out, err := tp.Exec(DN, "cat", "/sys/class/net/"+N6If+"/napi_defer_hard_irqs", "/sys/class/net/"+N6If+"/gro_flush_timeout").CombinedOutput()
+	if err != nil || string(out) != "2\n200000\n" {
+		t.Errorf("napi_defer_hard_irqs and gro_flush_timeout read %q (%v), want 2 and 200000", out, err)
 	}
 }
