@@ -7,9 +7,44 @@ import (
 	"github.com/sluice-net/sluice/gtpu"
 )
 
-// handle runs one received frame through the pipeline: it ends queued for
-// transmission on some port or in the drop list.
-func (w *Worker) handle(in int, f *Frame) {
+// pending is what classification learned about a frame that waits for its
+// rule: where its IP packet lies and, for a tunnel frame, what forwarding
+// it as it is or answering it with an error indication needs.
+type pending struct {
+	frame    int32 // index in the burst
+	ipOff    int32 // offset in the frame data of the (inner) IP packet
+	ipLen    int32
+	end      int32 // tunnel frames: length of the outer IP packet
+	teid     uint32
+	l4       uint8 // tunnel frames: offset of the UDP header in the outer IP packet
+	tunneled bool
+	outer6   bool // tunnel frames: the outer header is IPv6
+}
+
+// burst runs frames received on port in through the pipeline in stages:
+// classify every frame (parse it, answer or drop what is not user traffic,
+// queue a lookup for the rest), match the lookups as one batch, then apply
+// each rule. Staging lets the table's memory loads for different packets
+// overlap. Every frame ends queued for transmission or in the drop list.
+func (w *Worker) burst(in int, frames []Frame) {
+	b := &w.batch
+	b.Reset()
+	tunnel := w.ports[in].Role.tunnel()
+	for j := range frames {
+		w.classify(in, tunnel, int32(j), &frames[j])
+	}
+	if b.Len() == 0 {
+		return
+	}
+	w.tbl.MatchBatch(b, w.ctr)
+	for k := 0; k < b.Len(); k++ {
+		w.finish(in, frames, k)
+	}
+}
+
+// classify parses frame j of the burst and either queues its lookup or
+// disposes of it.
+func (w *Worker) classify(in int, tunnel bool, j int32, f *Frame) {
 	pkt := f.Data()
 	if len(pkt) < ethLen {
 		w.drop(f, DropNotIP)
@@ -20,26 +55,24 @@ func (w *Worker) handle(in int, f *Frame) {
 		w.drop(f, DropNotIP)
 		return
 	}
-	if w.ports[in].Role.tunnel() {
-		w.fromTunnel(in, f, et)
+	if tunnel {
+		w.fromTunnel(in, j, f, et)
 		return
 	}
-	ipLen, ok := parseIP(pkt[ethLen:], &w.flow)
+	fl := w.batch.Next()
+	ipLen, ok := parseIP(pkt[ethLen:], fl)
 	if !ok {
 		w.drop(f, DropBadIP)
 		return
 	}
-	w.flow.QFI = 0
-	r := w.tbl.MatchUE(w.ports[in].Source, &w.flow)
-	if r == nil {
-		w.drop(f, DropNoPDR)
-		return
-	}
-	w.apply(in, f, r, ethLen, ipLen, false)
+	fl.QFI = 0
+	pd := &w.pend[w.batch.AddUE(w.ports[in].Source)]
+	pd.frame, pd.ipOff, pd.ipLen, pd.end = j, ethLen, int32(ipLen), 0
+	pd.tunneled = false
 }
 
-// fromTunnel handles a frame on an N3/N9 port: outer IP, UDP, GTP-U.
-func (w *Worker) fromTunnel(in int, f *Frame, et uint16) {
+// fromTunnel classifies a frame on an N3/N9 port: outer IP, UDP, GTP-U.
+func (w *Worker) fromTunnel(in int, j int32, f *Frame, et uint16) {
 	pkt := f.Data()
 	ip := pkt[ethLen:]
 	var l4, end int // offsets in ip of the UDP header and of the end of the packet
@@ -111,36 +144,57 @@ func (w *Worker) fromTunnel(in int, f *Frame, et uint16) {
 		return
 	}
 	inner := ethLen + l4 + udpLen + p.HeaderLen
-	ipLen, ok := parseIP(pkt[inner:inner+p.PayloadLen], &w.flow)
+	fl := w.batch.Next()
+	ipLen, ok := parseIP(pkt[inner:inner+p.PayloadLen], fl)
 	if !ok {
 		w.drop(f, DropBadIP)
 		return
 	}
-	w.flow.QFI = 0
+	fl.QFI = 0
 	if p.HasPSC {
-		w.flow.QFI = p.PSC.QFI
+		fl.QFI = p.PSC.QFI
 	}
-	r := w.tbl.MatchTEID(w.ports[in].Source, p.TEID, &w.flow)
+	// Field by field: a composite literal is built on the stack in narrow
+	// stores and copied in wide loads that cannot be forwarded from them.
+	pd := &w.pend[w.batch.AddTEID(w.ports[in].Source, p.TEID)]
+	pd.frame, pd.ipOff, pd.ipLen, pd.end = j, int32(inner), int32(ipLen), int32(end)
+	pd.teid, pd.l4, pd.tunneled, pd.outer6 = p.TEID, uint8(l4), true, et == etherIPv6
+}
+
+// finish carries out the rule that lookup k matched, or handles the miss.
+func (w *Worker) finish(in int, frames []Frame, k int) {
+	pd := &w.pend[k]
+	f := &frames[pd.frame]
+	r := w.batch.Rule(k)
 	if r == nil {
+		if !pd.tunneled {
+			w.drop(f, DropNoPDR)
+			return
+		}
 		w.ctr.Drops[DropNoPDR].Add(1)
-		if !w.errorIndication(in, f, et, l4, p.TEID) {
+		et := uint16(etherIPv4)
+		if pd.outer6 {
+			et = etherIPv6
+		}
+		if !w.errorIndication(in, f, et, int(pd.l4), pd.teid) {
 			w.drops[w.ndrop] = *f
 			w.ndrop++
 		}
 		return
 	}
-	if !r.RemoveOuter && r.Encap == nil {
+	fl := w.batch.Flow(k)
+	if pd.tunneled && !r.RemoveOuter && r.Encap == nil {
 		// Forward the tunnel packet as it is (no outer header rule).
-		w.apply(in, f, r, ethLen, end, true)
+		w.apply(f, fl, r, ethLen, int(pd.end), true)
 		return
 	}
-	w.apply(in, f, r, inner, ipLen, true)
+	w.apply(f, fl, r, int(pd.ipOff), int(pd.ipLen), pd.tunneled)
 }
 
 // apply carries out a matched rule on the IP packet at f.Data()[ipOff:]
-// of ipLen octets. tunneled says the frame arrived in GTP-U (and ipOff is
-// past the outer headers).
-func (w *Worker) apply(in int, f *Frame, r *flowtable.Rule, ipOff, ipLen int, tunneled bool) {
+// of ipLen octets whose flow is fl. tunneled says the frame arrived in
+// GTP-U (and ipOff is past the outer headers).
+func (w *Worker) apply(f *Frame, fl *flowtable.Flow, r *flowtable.Rule, ipOff, ipLen int, tunneled bool) {
 	pc := w.ctr.PDR(r.PDRSlot)
 	pc.Packets.Add(1)
 	pc.Bytes.Add(uint64(ipLen))
@@ -234,8 +288,8 @@ func (w *Worker) apply(in int, f *Frame, r *flowtable.Rule, ipOff, ipLen int, tu
 			return
 		}
 		b := f.Data()
-		putIPv4(b, out.addr4, r.Encap.Peer4, protoUDP, udpLen+gl+ipLen, w.flow.ToS)
-		putUDP(b[ipv4Len:], w.sourcePort(), r.Encap.Port, gl+ipLen)
+		putIPv4(b, out.addr4, r.Encap.Peer4, protoUDP, udpLen+gl+ipLen, fl.ToS)
+		putUDP(b[ipv4Len:], sourcePort(fl), r.Encap.Port, gl+ipLen)
 		gtpu.PutGPDUHeader(b[ipv4Len+udpLen:], r.Encap.TEID, ipLen, psc)
 		w.nhAddr = flowtable.Addr4(r.Encap.Peer4)
 		nh = &w.nhAddr
@@ -250,7 +304,7 @@ func (w *Worker) apply(in int, f *Frame, r *flowtable.Rule, ipOff, ipLen int, tu
 			w.nhAddr = outerDst(ip)
 			nh = &w.nhAddr
 		} else {
-			nh = &w.flow.Dst
+			nh = &fl.Dst
 		}
 	}
 	mac, ok := out.Neighbors.Lookup(nh)
@@ -280,8 +334,7 @@ func outerDst(ip []byte) flowtable.Addr {
 // sourcePort picks the outer UDP source port from the inner flow so that
 // receivers spreading GTP-U over queues by UDP ports (RSS) keep each flow
 // on one queue and spread flows apart (TS 29.281 lets the sender choose).
-func (w *Worker) sourcePort() uint16 {
-	fl := &w.flow
+func sourcePort(fl *flowtable.Flow) uint16 {
 	h := uint32(fl.Src[1]) ^ uint32(fl.Dst[1]) ^ uint32(fl.Src[0]>>32) ^ uint32(fl.Dst[0]) ^
 		uint32(fl.SrcPort)<<16 ^ uint32(fl.DstPort) ^ uint32(fl.Proto)
 	h *= 0x9e3779b1

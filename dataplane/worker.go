@@ -74,6 +74,9 @@ type WorkerConfig struct {
 	IdlePolls int
 }
 
+// A burst is matched as one flowtable.Batch.
+var _ = [flowtable.BatchSize - BurstSize]struct{}{}
+
 // ErrConfig is wrapped by worker configuration errors.
 var ErrConfig = errors.New("invalid worker configuration")
 
@@ -94,7 +97,8 @@ type Worker struct {
 	rx    [BurstSize]Frame
 	drops [BurstSize]Frame
 	ndrop int
-	flow  flowtable.Flow
+	batch flowtable.Batch
+	pend  [BurstSize]pending // by lookup index in batch
 	gtp   gtpu.Parsed
 	psc   gtpu.PSC
 	now   int64
@@ -221,12 +225,13 @@ func (w *Worker) Poll() int {
 			continue
 		}
 		total += n
-		for j := 0; j < n; j++ {
-			f := &w.rx[j]
-			in.Stats.RxPackets.Add(1)
-			in.Stats.RxBytes.Add(uint64(f.Len))
-			w.handle(i, f)
+		var octets uint64
+		for j := range w.rx[:n] {
+			octets += uint64(w.rx[j].Len)
 		}
+		in.Stats.RxPackets.Add(uint64(n))
+		in.Stats.RxBytes.Add(octets)
+		w.burst(i, w.rx[:n])
 		w.flush()
 	}
 	if w.releases && w.tbl.PendingReleases() {
@@ -297,11 +302,12 @@ func (w *Worker) reinject() int {
 				break
 			}
 		}
+		if in < 0 {
+			w.ctr.Drops[DropNoEgress].Add(uint64(len(rel.Pkts)))
+			continue
+		}
+		m := 0
 		for _, pkt := range rel.Pkts {
-			if in < 0 {
-				w.ctr.Drops[DropNoEgress].Add(1)
-				continue
-			}
 			buf := make([]byte, Headroom+ethLen+len(pkt)+64)
 			et := uint16(etherIPv4)
 			if len(pkt) > 0 && pkt[0]>>4 == 6 {
@@ -309,23 +315,18 @@ func (w *Worker) reinject() int {
 			}
 			putEth(buf[Headroom:], w.ports[in].MAC, MAC{}, et)
 			copy(buf[Headroom+ethLen:], pkt)
-			f := Frame{Buf: buf, Off: Headroom, Len: ethLen + len(pkt), Owner: heapOwner{}}
-			w.handle(in, &f)
-			n++
-			if w.ndrop == BurstSize || w.anyOutFull() {
+			w.rx[m] = Frame{Buf: buf, Off: Headroom, Len: ethLen + len(pkt), Owner: heapOwner{}}
+			if m++; m == BurstSize {
+				w.burst(in, w.rx[:m])
 				w.flush()
+				m = 0
 			}
+			n++
+		}
+		if m > 0 {
+			w.burst(in, w.rx[:m])
+			w.flush()
 		}
 	}
-	w.flush()
 	return n
-}
-
-func (w *Worker) anyOutFull() bool {
-	for i := range w.ports {
-		if w.ports[i].nout == BurstSize {
-			return true
-		}
-	}
-	return false
 }

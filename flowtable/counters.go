@@ -104,6 +104,18 @@ func (w *WorkerCounters) CountURR(slot uint32, uplink bool, n uint64, now int64)
 	u.Last.Set(now)
 }
 
+// touch reads the counters a packet matching r will update, to bring them
+// into the cache ahead of the update. Owning worker only.
+//
+//go:norace
+func (w *WorkerCounters) touch(r *Rule) uint64 {
+	v := w.PDR(r.PDRSlot).Packets.v
+	for _, s := range r.URRSlots {
+		v += w.URR(s).ULPackets.v
+	}
+	return v
+}
+
 // slotAlloc hands out counter slots. Freed slots are reused first in, first
 // out, so a slot rests as long as possible before a new rule takes it and a
 // worker still finishing a burst with the old rule adds to a slot nobody

@@ -425,6 +425,16 @@ func (t *Table) MatchUE(i Interface, f *Flow) *Rule {
 }
 
 func (t *Table) best(n *node, i Interface, f *Flow) *Rule {
+	if i >= NumInterfaces {
+		return t.bestOf(n, nil, i, f)
+	}
+	return t.bestOf(n, t.wild.Load(), i, f)
+}
+
+// bestOf picks the rule of the best precedence that matches f among the
+// keyed rules of n and the wildcards of interface i (none when wild is
+// nil or i is out of range).
+func (t *Table) bestOf(n *node, wild *wildcards, i Interface, f *Flow) *Rule {
 	var r *Rule
 	if n != nil {
 		if n.first.matches(f) {
@@ -438,10 +448,10 @@ func (t *Table) best(n *node, i Interface, f *Flow) *Rule {
 			}
 		}
 	}
-	if i >= NumInterfaces {
+	if wild == nil || i >= NumInterfaces {
 		return r
 	}
-	for _, c := range t.wild.Load()[i] {
+	for _, c := range wild[i] {
 		if r != nil && c.Precedence >= r.Precedence {
 			break
 		}
