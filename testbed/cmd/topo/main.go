@@ -7,6 +7,9 @@
 //	topo [flags] exec NS -- CMD [ARG...] run CMD in namespace NS (ue, gnb, upf or dn)
 //	topo [flags] kernel-forwarding on|off
 //	                                     make the upf namespace a plain IPv4 router, or not
+//	topo [flags] pin-napi NS IF CPU [PRIO]
+//	                                     pin the NAPI threads of IF in NS (see -threaded) to CPU,
+//	                                     SCHED_FIFO at PRIO if given
 //
 // The topology outlives the command: run `topo down` to remove it.
 package main
@@ -20,6 +23,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"slices"
+	"strconv"
 	"syscall"
 
 	"github.com/sluice-net/sluice/testbed/topo"
@@ -36,7 +40,7 @@ func main() {
 	fs.BoolVar(&o.StaticNeighbors, "static-neigh", false, "install permanent neighbour entries on N3 and N6 (up)")
 	fs.BoolVar(&o.ThreadedNAPI, "threaded", false, "threaded NAPI (and GRO) on the N3 and N6 veth ends (up)")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: topo [flags] up|down|show|exec NS -- CMD [ARG...]|kernel-forwarding on|off\n")
+		fmt.Fprintf(fs.Output(), "usage: topo [flags] up|down|show|exec NS -- CMD [ARG...]|kernel-forwarding on|off|pin-napi NS IF CPU [PRIO]\n")
 		fs.PrintDefaults()
 	}
 	fs.Parse(os.Args[1:])
@@ -89,10 +93,42 @@ func main() {
 		} else {
 			fatal(t.DisableKernelForwarding())
 		}
+	case "pin-napi":
+		if len(args) != 4 && len(args) != 5 {
+			fs.Usage()
+			os.Exit(2)
+		}
+		t, err := topo.Open(o)
+		if err != nil {
+			fatal(err)
+		}
+		e := endpoint(t, args[1], args[2])
+		cpu, err := strconv.Atoi(args[3])
+		if err != nil {
+			fatal(fmt.Errorf("CPU: %w", err))
+		}
+		prio := 0
+		if len(args) == 5 {
+			if prio, err = strconv.Atoi(args[4]); err != nil {
+				fatal(fmt.Errorf("priority: %w", err))
+			}
+		}
+		fatal(t.PinNAPI(e, cpu, prio))
 	default:
 		fs.Usage()
 		os.Exit(2)
 	}
+}
+
+// endpoint returns the veth end named name in namespace role ns.
+func endpoint(t *topo.Topology, ns, name string) *topo.Endpoint {
+	for _, e := range []*topo.Endpoint{&t.GNBN3, &t.UPFN3, &t.UPFN6, &t.DNN6} {
+		if e.NS == ns && e.Name == name {
+			return e
+		}
+	}
+	fatal(fmt.Errorf("no interface %s in %s", name, ns))
+	return nil
 }
 
 // up creates the topology. A SIGINT or SIGTERM while it does so removes it
