@@ -4,11 +4,10 @@
 // Ordinary generators cannot load Sluice on the testbed's small machines (a
 // Go UDP sender manages about 0.2 Mpps on one vCPU). The Generator here is
 // an XDP program run by the kernel in live-frames test mode (BPF_PROG_RUN
-// with BPF_F_TEST_XDP_LIVE_FRAMES, the technique of xdp-tools'
-// xdp-trafficgen): the kernel loops over page-pool frames, the program
-// writes the next packet of the stream into each and returns XDP_TX, and
-// the kernel transmits it from the named veth end into its peer, several
-// million packets per second on one CPU. The program is built with
+// with BPF_F_TEST_XDP_LIVE_FRAMES): the kernel loops over page-pool frames,
+// the program writes the next packet of the stream into each and returns
+// XDP_TX, and the kernel transmits it from the named veth end into its peer,
+// several million packets per second on one CPU. The program is built with
 // cilium/ebpf's asm package, so no C compiler is involved.
 //
 // A stream (Spec) cycles through many sessions: GTP-U uplink G-PDUs from the
@@ -25,12 +24,12 @@
 // and the peer's NAPI runs on the sending CPU too unless it is threaded
 // (topo's ThreadedNAPI and PinNAPI move it). Left alone, generator, Sluice's
 // XDP steering and a sink all run on the generator's CPU and the generator
-// slows to what the chain takes; for figures, thread and pin the NAPI of
-// the unit under test onto its own CPU and give the sink's NAPI threads
-// real-time priority, as MACHINE.md describes. Measured on the 2-vCPU
-// machines, one sending thread offers 19-20 Mpps of 64-octet packets into a
-// veth whose peer drops them with XDP, and pacing holds rates within a few
-// per cent (the kernel's ~20 ms of set-up per run counts as run time).
+// slows to what the chain takes; for figures, thread and pin the NAPI of the
+// unit under test onto its own CPU and give the sink's NAPI threads real-
+// time priority. Measured on the 2-vCPU machines, one sending thread offers
+// 19-20 Mpps of 64-octet packets into a veth whose peer drops them with XDP,
+// and pacing holds rates within a few per cent (the kernel's ~20 ms of set-
+// up per run counts as run time).
 //
 // A Sink is an XDP program on the receiving veth end that counts matching
 // packets in per-CPU counters and drops them, passing everything else (ARP
