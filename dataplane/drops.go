@@ -34,7 +34,7 @@ const (
 
 // dropNames are the labels of the pipeline's own reasons, from DropNotIP on.
 var dropNames = [...]string{
-	"not_ip", "bad_ip", "not_gtpu", "fragment", "gtpu_message_type", "no_pdr", "far_drop",
+	"not_ip", "bad_ip", "not_gtpu", "fragment", "gtpu_unhandled_type", "no_pdr", "far_drop",
 	"gate_closed", "mbr_exceeded", "buffer_full", "ttl_exceeded", "no_neighbor", "no_headroom",
 	"no_egress", "unsupported", "tx_full", "error_indication", "end_marker",
 }

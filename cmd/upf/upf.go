@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -50,16 +51,18 @@ func start(cfg *parsed, log *slog.Logger) (_ *upf, err error) {
 	nw := len(cfg.cfg.Cores)
 	mode := map[string]afxdp.XDPMode{"auto": afxdp.XDPModeAuto, "native": afxdp.XDPModeNative, "generic": afxdp.XDPModeGeneric}[cfg.xdpMode]
 	for i, in := range cfg.ifaces {
-		role := afxdp.RoleN3
+		// An n3 or n9 port steers GTP-U to its addresses, an n6 port the
+		// UE pools.
+		role, addrs, pools := afxdp.RoleN3, in.addrs, []netip.Prefix(nil)
 		if in.Role == "n6" {
-			role = afxdp.RoleN6
+			role, addrs, pools = afxdp.RoleN6, nil, cfg.pools
 		}
 		queues := make([]int, max(in.Queues, nw))
 		for q := range queues {
 			queues[q] = q
 		}
 		p, err := afxdp.Open(afxdp.Config{
-			Interface: in.Device, Queues: queues, Role: role, N3Addrs: in.addrs, UEPools: cfg.pools,
+			Interface: in.Device, Queues: queues, Role: role, N3Addrs: addrs, UEPools: pools,
 			HugePages: cfg.cfg.HugePages, XDPMode: mode, Logger: log.With("port", in.Device),
 		})
 		if err != nil {

@@ -1,0 +1,357 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/sluice-net/sluice/testbed/gnb"
+	"github.com/sluice-net/sluice/testbed/smf"
+	"github.com/sluice-net/sluice/testbed/topo"
+)
+
+// Addresses of the testbed (from testbed/topo).
+var (
+	UPFN3   = topo.UPFN3Addr.Addr()
+	GNBN3   = topo.GNBN3Addr.Addr()
+	UPFN6   = topo.UPFN6Addr.Addr()
+	DNAddr  = topo.DNN6Addr.Addr()
+	N4      = netip.AddrPortFrom(UPFN3, 8805)
+	Metrics = netip.AddrPortFrom(UPFN3, 9100)
+)
+
+// Options configure a Bed.
+type Options struct {
+	// Prefix names the namespaces; tests use a unique one.
+	Prefix string
+	// UPF is the path of a built upf binary; empty builds one.
+	UPF string
+	// Log receives the harness's progress lines; nil discards them.
+	Log io.Writer
+}
+
+// Bed is a running testbed with Sluice in it.
+type Bed struct {
+	Topo *topo.Topology
+	SMF  *smf.Client
+	GNB  *gnb.GNB
+
+	opts    Options
+	dir     string
+	upf     *exec.Cmd
+	upfLog  *lockedBuffer
+	upfDone chan struct{} // closed when the upf process has exited
+	upfErr  error         // its exit error, once upfDone is closed
+	closers []func()
+}
+
+// Up brings up the topology and Sluice and associates the SMF. On error
+// everything is torn down again.
+func Up(ctx context.Context, o Options) (_ *Bed, err error) {
+	if os.Geteuid() != 0 {
+		return nil, errors.New("the testbed needs root: it creates network namespaces and attaches XDP programs")
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	b := &Bed{opts: o, upfLog: &lockedBuffer{}}
+	defer func() {
+		if err != nil {
+			b.Close()
+		}
+	}()
+	b.dir, err = os.MkdirTemp("", "sluice-bed-")
+	if err != nil {
+		return nil, err
+	}
+	b.closers = append(b.closers, func() { os.RemoveAll(b.dir) })
+	if o.UPF == "" {
+		o.UPF = filepath.Join(b.dir, "upf")
+		b.logf("building upf")
+		if err := Build(ctx, o.UPF); err != nil {
+			return nil, err
+		}
+		b.opts.UPF = o.UPF
+	}
+
+	_ = topo.Remove(topo.Options{Prefix: o.Prefix}) // leftovers of an earlier run that was killed
+	b.logf("creating namespaces %s-{ue,gnb,upf,dn}", o.Prefix)
+	b.Topo, err = topo.Up(topo.Options{Prefix: o.Prefix})
+	if err != nil {
+		return nil, fmt.Errorf("bring up the topology: %w", err)
+	}
+	b.closers = append(b.closers, func() { _ = b.Topo.Down() })
+	// AF_XDP takes frames before the kernel resolves partial checksums, so
+	// the veth ends that send into Sluice must send complete ones, as a
+	// NIC's receive path delivers them.
+	for _, e := range []struct{ ns, dev string }{{topo.GNB, topo.N3If}, {topo.DN, topo.N6If}} {
+		if out, err := b.Topo.Exec(e.ns, "ethtool", "-K", e.dev, "tx", "off").CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("turn off checksum offload on %s in %s: %v: %s", e.dev, e.ns, err, out)
+		}
+	}
+
+	cfg := filepath.Join(b.dir, "upf.yaml")
+	if err := os.WriteFile(cfg, []byte(upfConfig()), 0o644); err != nil {
+		return nil, err
+	}
+	b.logf("starting upf in %s", b.Topo.NSName(topo.UPF))
+	b.upf = b.Topo.Exec(topo.UPF, o.UPF, "--config", cfg)
+	b.upf.Stdout, b.upf.Stderr = b.upfLog, b.upfLog
+	if err := b.upf.Start(); err != nil {
+		return nil, fmt.Errorf("start upf: %w", err)
+	}
+	b.upfDone = make(chan struct{})
+	go func() { b.upfErr = b.upf.Wait(); close(b.upfDone) }()
+	b.closers = append(b.closers, b.stopUPF)
+
+	if err := b.Topo.Do(topo.GNB, func() error {
+		var err error
+		b.SMF, err = smf.New(smf.Options{Local: netip.AddrPortFrom(GNBN3, 0), UPF: N4, T1: 500 * time.Millisecond, N1: 2})
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("open the SMF's N4 socket: %w", err)
+	}
+	b.closers = append(b.closers, func() { _ = b.SMF.Close() })
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := b.SMF.Associate(actx)
+		cancel()
+		if err == nil {
+			break
+		}
+		select {
+		case <-b.upfDone:
+			return nil, fmt.Errorf("upf exited (%v):\n%s", b.upfErr, b.upfLog.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("associate with the upf: %w\nupf log:\n%s", err, b.upfLog.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	b.logf("PFCP association set up with %v", N4)
+
+	b.GNB, err = gnb.Start(gnb.Config{UENamespace: b.Topo.NSPath(topo.UE), GNBNamespace: b.Topo.NSPath(topo.GNB)})
+	if err != nil {
+		return nil, fmt.Errorf("start the gNB: %w", err)
+	}
+	b.closers = append(b.closers, func() { _ = b.GNB.Close() })
+	return b, nil
+}
+
+// upfConfig is the upf configuration for the testbed: one worker on the
+// last CPU, so a generator or the kernel can have the others.
+func upfConfig() string {
+	cpu := runtime.NumCPU() - 1
+	return fmt.Sprintf(`log_level: info
+metrics: %v
+n4:
+  addresses: ["%v"]
+  node_id: %v
+  allowed_peers: ["%v"]
+  heartbeat_interval: 5s
+  t1: 1s
+  n1: 3
+  report_interval: 200ms
+interfaces:
+  - {device: %s, role: n3, addresses: [%v]}
+  - {device: %s, role: n6}
+ue_pools: [%v]
+teids: {first: 256, last: 65535}
+cores: [%d]
+sessions: 1024
+`, Metrics, N4, UPFN3, topo.GNBN3Addr.Masked(), topo.N3If, UPFN3, topo.N6If, topo.DefaultUEPool, cpu)
+}
+
+// Build compiles the upf binary to path.
+func Build(ctx context.Context, path string) error {
+	root, err := moduleRoot()
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", path, "./cmd/upf")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("build upf: %v\n%s", err, out)
+	}
+	return nil
+}
+
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("find the module: %w", err)
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", errors.New("not inside the Sluice module")
+	}
+	return filepath.Dir(mod), nil
+}
+
+// Session is an established session with its gNB side.
+type Session struct {
+	*smf.Session
+	DLTEID uint32
+}
+
+// Establish creates a session over PFCP (the UPF chooses the UE address and
+// the uplink TEID), gives the downlink tunnel to the UPF and the session to
+// the gNB emulator.
+func (b *Bed) Establish(ctx context.Context, p smf.SessionParams) (*Session, error) {
+	p.GNB = GNBN3
+	if p.GNBTEID == 0 {
+		p.GNBTEID = gnb.FirstDLTEID + uint32(len(b.GNB.Sessions()))
+	}
+	if p.QFI == 0 {
+		p.QFI = gnb.DefaultQFI
+	}
+	s, _, err := b.SMF.Establish(ctx, p)
+	if err != nil {
+		return nil, fmt.Errorf("establish: %w", err)
+	}
+	if _, err := b.GNB.AddSession(gnb.Session{UE: s.UE4, ULTEID: s.ULTEID, DLTEID: p.GNBTEID, QFI: p.QFI}); err != nil {
+		return nil, fmt.Errorf("add the session to the gNB: %w", err)
+	}
+	return &Session{Session: s, DLTEID: p.GNBTEID}, nil
+}
+
+// Delete deletes a session over PFCP and from the gNB, returning the
+// deletion response's usage reports.
+func (b *Bed) Delete(ctx context.Context, s *Session) ([]Usage, error) {
+	_ = b.GNB.RemoveSession(s.UE4)
+	r, err := b.SMF.Delete(ctx, s.Session)
+	if err != nil {
+		return nil, err
+	}
+	return ParseUsage(r.UsageReport)
+}
+
+// Run runs a command in a namespace and returns its combined output.
+func (b *Bed) Run(ctx context.Context, ns string, name string, args ...string) (string, error) {
+	cmd := b.Topo.Exec(ns, name, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return out.String(), err
+	case <-ctx.Done():
+		_ = cmd.Process.Kill()
+		<-done
+		return out.String(), ctx.Err()
+	}
+}
+
+// Metrics scrapes the upf's Prometheus endpoint (from the gnb namespace)
+// and returns the samples by their full name with labels, as printed.
+func (b *Bed) Metrics() (map[string]float64, error) {
+	var body []byte
+	err := b.Topo.Do(topo.GNB, func() error {
+		c, err := net.DialTimeout("tcp", Metrics.String(), 2*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(c, "GET /metrics HTTP/1.0\r\nHost: upf\r\n\r\n"); err != nil {
+			return err
+		}
+		body, err = io.ReadAll(c)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("scrape metrics: %w", err)
+	}
+	m := map[string]float64{}
+	sc := bufio.NewScanner(bytes.NewReader(body))
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' || !strings.HasPrefix(line, "sluice_") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+			m[line[:i]] = v
+		}
+	}
+	return m, nil
+}
+
+// UPFLog returns what the upf printed so far.
+func (b *Bed) UPFLog() string { return b.upfLog.String() }
+
+// stopUPF stops the upf with SIGTERM and waits for it, killing it after a
+// grace period.
+func (b *Bed) stopUPF() { _ = b.StopUPF() }
+
+// StopUPF stops the upf with SIGTERM, killing it if it has not exited after
+// 10 s, and returns its exit error (nil on a clean exit).
+func (b *Bed) StopUPF() error {
+	if b.upf == nil || b.upf.Process == nil {
+		return errors.New("upf not started")
+	}
+	select {
+	case <-b.upfDone:
+		return b.upfErr
+	default:
+	}
+	_ = b.upf.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-b.upfDone:
+		return b.upfErr
+	case <-time.After(10 * time.Second):
+		_ = b.upf.Process.Kill()
+		<-b.upfDone
+		return errors.New("upf did not stop within 10 s of SIGTERM")
+	}
+}
+
+// Close tears everything down in reverse order. It is safe after a failed
+// or partial Up.
+func (b *Bed) Close() {
+	for i := len(b.closers) - 1; i >= 0; i-- {
+		b.closers[i]()
+	}
+	b.closers = nil
+}
+
+func (b *Bed) logf(format string, a ...any) {
+	fmt.Fprintf(b.opts.Log, "== "+format+"\n", a...)
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
