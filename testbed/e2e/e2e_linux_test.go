@@ -3,10 +3,15 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wmnsk/go-pfcp/ie"
 
 	"github.com/sluice-net/sluice/testbed/smf"
 )
@@ -85,4 +90,205 @@ func TestPingBothWays(t *testing.T) {
 	if got < 4 {
 		t.Fatalf("DN -> UE ping: %d of 5 replies\n%s", got, out)
 	}
+}
+
+// TestSluice runs the operator-visible behaviour of issue-level acceptance
+// on one testbed: traffic both ways with content checked, gate, MBR, usage,
+// deletion, unknown TEIDs, and what the wire looks like to tshark.
+func TestSluice(t *testing.T) {
+	b := bed(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	s, err := b.Establish(ctx, smf.SessionParams{URRs: []smf.URR{{ID: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, out, _ := b.Ping(ctx, UE, s.UE4, DNAddr, 10); got < 5 {
+		t.Fatalf("warm-up ping UE -> DN: %d of 10\n%s", got, out)
+	}
+
+	t.Run("TCPContent", func(t *testing.T) {
+		for _, d := range []struct {
+			name     string
+			from, to string
+			src, dst netip.Addr
+		}{{"UE to DN", UE, DN, s.UE4, DNAddr}, {"DN to UE", DN, UE, DNAddr, s.UE4}} {
+			r, err := b.TCPTransfer(ctx, d.from, d.src, d.to, d.dst, 8<<20)
+			if err != nil {
+				t.Fatalf("%s: %v", d.name, err)
+			}
+			if !r.OK() {
+				t.Errorf("%s: 8 MiB arrived with SHA-256 %x, sent %x", d.name, r.GotHash[:8], r.SentHash[:8])
+			}
+			t.Logf("%s: 8 MiB in %v (%.0f Mbit/s), content intact", d.name, r.Elapsed.Round(time.Millisecond), r.Mbps())
+		}
+	})
+
+	t.Run("Captures", func(t *testing.T) {
+		dir := t.TempDir()
+		n3, err := b.StartCapture(GNB, "n3", dir)
+		if err != nil {
+			t.Skipf("no capture: %v", err)
+		}
+		n6, err := b.StartCapture(DN, "n6", dir)
+		if err != nil {
+			n3.Stop()
+			t.Skipf("no capture: %v", err)
+		}
+		got, _, _ := b.Ping(ctx, UE, s.UE4, DNAddr, 8)
+		time.Sleep(300 * time.Millisecond)
+		n3.Stop()
+		n6.Stop()
+		if got < 6 {
+			t.Fatalf("ping during capture: %d of 8", got)
+		}
+		for _, f := range []string{n3.Path, n6.Path} {
+			if bad, err := Tshark(ctx, f, "-Y", "_ws.malformed || _ws.expert.severity >= error"); err != nil || strings.TrimSpace(bad) != "" {
+				t.Errorf("%s: malformed or erroneous packets (%v):\n%s", filepath.Base(f), err, bad)
+			}
+		}
+		out, err := Tshark(ctx, n3.Path, "-Y", "gtp.message == 255 && icmp", "-T", "fields", "-e", "ip.src", "-e", "gtp.teid", "-e", "gtp.ext_hdr.pdu_ses_con.qos_flow_id", "-e", "gtp.ext_hdr.pdu_ses_con.pdu_type")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ul, dl int
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			f := strings.Split(l, "\t")
+			if len(f) < 4 {
+				continue
+			}
+			switch {
+			case strings.HasPrefix(f[0], GNBN3.String()) && f[1] == fmt.Sprintf("0x%08x", s.ULTEID) && f[2] == "9" && f[3] == "1":
+				ul++
+			case strings.HasPrefix(f[0], UPFN3.String()) && f[1] == fmt.Sprintf("0x%08x", s.DLTEID) && f[2] == "9" && f[3] == "0":
+				dl++
+			default:
+				t.Errorf("unexpected N3 G-PDU: %q", l)
+			}
+		}
+		if ul < 5 || dl < 5 {
+			t.Errorf("N3 capture: %d uplink G-PDUs with TEID %#x QFI 9, %d downlink with TEID %#x QFI 9 and a DL container; want >= 5 each\n%s", ul, s.ULTEID, dl, s.DLTEID, out)
+		}
+		out, err = Tshark(ctx, n6.Path, "-Y", "icmp && !gtp", "-T", "fields", "-e", "ip.src", "-e", "ip.dst", "-e", "icmp.type")
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := strings.Count(out, s.UE4.String()+"\t"+DNAddr.String()+"\t8")
+		rep := strings.Count(out, DNAddr.String()+"\t"+s.UE4.String()+"\t0")
+		if req < 5 || rep < 5 {
+			t.Errorf("N6 capture: %d plain echo requests UE->DN and %d replies, want >= 5 each\n%s", req, rep, out)
+		}
+	})
+
+	t.Run("UnknownTEID", func(t *testing.T) {
+		before, _ := b.Metrics()
+		eiBefore := b.GNB.Stats().ErrorIndications
+		var sent int
+		err := b.Topo.Do(GNB, func() error {
+			c, err := net.DialUDP("udp", &net.UDPAddr{IP: GNBN3.AsSlice()}, net.UDPAddrFromAddrPort(netip.AddrPortFrom(UPFN3, 2152)))
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			// A G-PDU for TEID 0xdeadbeef carrying a bare IPv4 header.
+			gpdu := []byte{0x30, 0xff, 0, 20, 0xde, 0xad, 0xbe, 0xef,
+				0x45, 0, 0, 20, 0, 0, 0, 0, 64, 17, 0, 0, 10, 45, 0, 99, 10, 106, 0, 2}
+			for i := 0; i < 10; i++ {
+				if _, err := c.Write(gpdu); err == nil {
+					sent++
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(500 * time.Millisecond)
+		after, err := b.Metrics()
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := `sluice_drops_total{reason="no_pdr"}`
+		if d := after[k] - before[k]; d != float64(sent) {
+			t.Errorf("%s rose by %v for %d G-PDUs with an unknown TEID", k, d, sent)
+		}
+		if ei := b.GNB.Stats().ErrorIndications - eiBefore; ei == 0 {
+			t.Error("the gNB received no Error Indication for the unknown TEID")
+		}
+	})
+
+	t.Run("UsageMatchesBytes", func(t *testing.T) {
+		u, err := b.Establish(ctx, smf.SessionParams{URRs: []smf.URR{{ID: 7}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := b.UDPFlood(ctx, UE, u.UE4, DN, DNAddr, 472, 2e6, 0, 200)
+		if err != nil {
+			t.Fatal(err)
+		}
+		us, err := b.Delete(ctx, u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(us) != 1 || us[0].URRID != 7 {
+			t.Fatalf("deletion reports %+v, want one for URR 7", us)
+		}
+		if r.Received != r.Sent {
+			t.Logf("%d of %d datagrams arrived", r.Received, r.Sent)
+		}
+		if us[0].Uplink != uint64(r.ReceivedBytes) || us[0].Downlink != 0 {
+			t.Errorf("URR 7 reported %d uplink / %d downlink octets; %d IP octets arrived at the DN (%d sent)", us[0].Uplink, us[0].Downlink, r.ReceivedBytes, r.SentBytes)
+		}
+	})
+
+	t.Run("MBR", func(t *testing.T) {
+		const mbrKbps = 20_000
+		m, err := b.Establish(ctx, smf.SessionParams{MBRUL: mbrKbps, MBRDL: mbrKbps})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Delete(ctx, m)
+		r, err := b.UDPFlood(ctx, UE, m.UE4, DN, DNAddr, 1000, 60e6, 3*time.Second, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := r.ReceivedMbps()
+		t.Logf("offered %.1f Mbit/s, received %.1f Mbit/s with an MBR of %d kbit/s", float64(r.SentBytes)*8/r.Duration.Seconds()/1e6, got, mbrKbps)
+		if got < 0.9*mbrKbps/1000 || got > 1.1*mbrKbps/1000 {
+			t.Errorf("MBR %d kbit/s let %.1f Mbit/s through; want within 10%%", mbrKbps, got)
+		}
+	})
+
+	t.Run("GateClosed", func(t *testing.T) {
+		if _, err := b.SMF.Modify(ctx, s.Session, ie.NewUpdateQER(ie.NewQERID(smf.QERSession), ie.NewGateStatus(1, 1))); err != nil {
+			t.Fatal(err)
+		}
+		if got, _, _ := b.Ping(ctx, UE, s.UE4, DNAddr, 3); got != 0 {
+			t.Errorf("%d of 3 pings passed a closed gate", got)
+		}
+		if _, err := b.SMF.Modify(ctx, s.Session, ie.NewUpdateQER(ie.NewQERID(smf.QERSession), ie.NewGateStatus(0, 0))); err != nil {
+			t.Fatal(err)
+		}
+		if got, _, _ := b.Ping(ctx, UE, s.UE4, DNAddr, 3); got < 2 {
+			t.Errorf("%d of 3 pings passed the reopened gate", got)
+		}
+	})
+
+	t.Run("DeletionStopsTraffic", func(t *testing.T) {
+		ue := s.UE4
+		if _, err := b.SMF.Delete(ctx, s.Session); err != nil {
+			t.Fatal(err)
+		}
+		if got, _, _ := b.Ping(ctx, DN, DNAddr, ue, 3); got != 0 {
+			t.Errorf("%d of 3 pings DN -> UE passed after the session was deleted", got)
+		}
+		r, err := b.UDPFlood(ctx, UE, ue, DN, DNAddr, 100, 1e6, 0, 20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Received != 0 {
+			t.Errorf("%d of %d uplink datagrams arrived after the session was deleted", r.Received, r.Sent)
+		}
+	})
 }
