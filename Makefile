@@ -2,7 +2,7 @@
 GO ?= go
 GOBIN := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: all build deps lint test bench fuzz
+.PHONY: all build deps lint test bench fuzz demo
 
 all: build
 
@@ -23,6 +23,11 @@ lint: deps
 # plane). Tests that need root (namespaces, XDP) skip with a reason without it.
 test: lint
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+# Sluice's main job on a namespace testbed (needs root): upf up, sessions
+# over PFCP, ping and iperf3 through it both ways, figures and counters.
+demo: deps
+	$(GO) run ./testbed/cmd/demo
 
 # Benchmarks with their targets, printed as one table.
 bench:
