@@ -386,6 +386,9 @@ func (w *Worker) canReply(f *Frame, et uint16, l4, n int) bool {
 		w.drop(f, DropNoHeadroom)
 		return false
 	}
+	// The reply may be longer than the message it answers (an echo
+	// response carries a Recovery IE the request lacks): make room first.
+	f.Len = ethLen + ipv4Len + udpLen + n
 	return true
 }
 

@@ -170,14 +170,17 @@ func uePools(cfg *parsed) []control.UEPool {
 	return ps
 }
 
-// stop shuts down in the reverse order of start: N4 first (no new rules),
-// then workers, then the ports (detaching XDP). Safe on a partial start.
+// stop shuts down in the reverse order of start: N4 first (the SMFs are
+// asked to release their associations, for up to 3 s; no new rules), then
+// workers, then the ports (detaching XDP). Safe on a partial start.
 func (u *upf) stop() {
 	if u.metrics != nil {
 		_ = u.metrics.Close()
 	}
 	if u.ctl != nil {
-		_ = u.ctl.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		_ = u.ctl.Shutdown(ctx)
+		cancel()
 	}
 	for _, w := range u.workers {
 		w.Stop()

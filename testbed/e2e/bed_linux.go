@@ -52,6 +52,7 @@ type Bed struct {
 
 	opts    Options
 	dir     string
+	cfg     string // the upf configuration file
 	upf     *exec.Cmd
 	upfLog  *lockedBuffer
 	upfDone chan struct{} // closed when the upf process has exited
@@ -104,20 +105,10 @@ func Up(ctx context.Context, o Options) (_ *Bed, err error) {
 		}
 	}
 
-	cfg := filepath.Join(b.dir, "upf.yaml")
-	if err := os.WriteFile(cfg, []byte(upfConfig()), 0o644); err != nil {
+	b.cfg = filepath.Join(b.dir, "upf.yaml")
+	if err := os.WriteFile(b.cfg, []byte(upfConfig()), 0o644); err != nil {
 		return nil, err
 	}
-	b.logf("starting upf in %s", b.Topo.NSName(topo.UPF))
-	b.upf = b.Topo.Exec(topo.UPF, o.UPF, "--config", cfg)
-	b.upf.Stdout, b.upf.Stderr = b.upfLog, b.upfLog
-	if err := b.upf.Start(); err != nil {
-		return nil, fmt.Errorf("start upf: %w", err)
-	}
-	b.upfDone = make(chan struct{})
-	go func() { b.upfErr = b.upf.Wait(); close(b.upfDone) }()
-	b.closers = append(b.closers, b.stopUPF)
-
 	if err := b.Topo.Do(topo.GNB, func() error {
 		var err error
 		b.SMF, err = smf.New(smf.Options{Local: netip.AddrPortFrom(GNBN3, 0), UPF: N4, T1: 500 * time.Millisecond, N1: 2})
@@ -126,6 +117,32 @@ func Up(ctx context.Context, o Options) (_ *Bed, err error) {
 		return nil, fmt.Errorf("open the SMF's N4 socket: %w", err)
 	}
 	b.closers = append(b.closers, func() { _ = b.SMF.Close() })
+	b.closers = append(b.closers, b.stopUPF)
+	if err := b.StartUPF(ctx); err != nil {
+		return nil, err
+	}
+
+	b.GNB, err = gnb.Start(gnb.Config{UENamespace: b.Topo.NSPath(topo.UE), GNBNamespace: b.Topo.NSPath(topo.GNB)})
+	if err != nil {
+		return nil, fmt.Errorf("start the gNB: %w", err)
+	}
+	b.closers = append(b.closers, func() { _ = b.GNB.Close() })
+	return b, nil
+}
+
+// StartUPF starts the upf binary in the upf namespace and associates the
+// SMF with it.
+func (b *Bed) StartUPF(ctx context.Context) error {
+	b.logf("starting upf in %s", b.Topo.NSName(topo.UPF))
+	b.upf = b.Topo.Exec(topo.UPF, b.opts.UPF, "--config", b.cfg)
+	b.upf.Stdout, b.upf.Stderr = b.upfLog, b.upfLog
+	if err := b.upf.Start(); err != nil {
+		return fmt.Errorf("start upf: %w", err)
+	}
+	done := make(chan struct{})
+	b.upfDone = done
+	cmd := b.upf
+	go func() { b.upfErr = cmd.Wait(); close(done) }()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -135,23 +152,17 @@ func Up(ctx context.Context, o Options) (_ *Bed, err error) {
 			break
 		}
 		select {
-		case <-b.upfDone:
-			return nil, fmt.Errorf("upf exited (%v):\n%s", b.upfErr, b.upfLog.String())
+		case <-done:
+			return fmt.Errorf("upf exited (%v):\n%s", b.upfErr, b.upfLog.String())
 		default:
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("associate with the upf: %w\nupf log:\n%s", err, b.upfLog.String())
+			return fmt.Errorf("associate with the upf: %w\nupf log:\n%s", err, b.upfLog.String())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	b.logf("PFCP association set up with %v", N4)
-
-	b.GNB, err = gnb.Start(gnb.Config{UENamespace: b.Topo.NSPath(topo.UE), GNBNamespace: b.Topo.NSPath(topo.GNB)})
-	if err != nil {
-		return nil, fmt.Errorf("start the gNB: %w", err)
-	}
-	b.closers = append(b.closers, func() { _ = b.GNB.Close() })
-	return b, nil
+	return nil
 }
 
 // upfConfig is the upf configuration for the testbed: one worker on the
@@ -310,6 +321,7 @@ func (b *Bed) StopUPF() error {
 	if b.upf == nil || b.upf.Process == nil {
 		return errors.New("upf not started")
 	}
+	defer func() { b.upf = nil }()
 	select {
 	case <-b.upfDone:
 		return b.upfErr

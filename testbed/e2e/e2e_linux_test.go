@@ -292,3 +292,38 @@ func TestSluice(t *testing.T) {
 		}
 	})
 }
+
+// TestRestart stops upf with SIGTERM (it asks the SMF to release the
+// association and detaches XDP), starts it again on the same interfaces,
+// and checks traffic flows again; the dataplane answers GTP-U echo.
+func TestRestart(t *testing.T) {
+	b := bed(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := b.GNB.Echo(2 * time.Second); err != nil {
+		m, _ := b.Metrics()
+		t.Errorf("GTP-U echo to Sluice's N3 address: %v\nmetrics: %v\ngNB: %+v", err, m, b.GNB.Stats())
+	}
+	if err := b.StopUPF(); err != nil {
+		t.Fatalf("upf did not exit cleanly on SIGTERM: %v", err)
+	}
+	if n := b.SMF.ReleasesAsked(); n != 1 {
+		t.Errorf("upf asked the SMF to release the association %d times on SIGTERM, want 1", n)
+	}
+	for _, dev := range []string{"n3"} {
+		out, _ := b.Run(ctx, UPF, "ip", "link", "show", dev)
+		if strings.Contains(out, "xdp") {
+			t.Errorf("XDP still attached to %s after upf stopped:\n%s", dev, out)
+		}
+	}
+	if err := b.StartUPF(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s, err := b.Establish(ctx, smf.SessionParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, out, _ := b.Ping(ctx, UE, s.UE4, DNAddr, 10); got < 5 {
+		t.Fatalf("after restart, ping UE -> DN: %d of 10\n%s", got, out)
+	}
+}

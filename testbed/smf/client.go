@@ -78,10 +78,11 @@ type Client struct {
 
 	upSEIDs sync.Map // CP SEID -> UP SEID of established sessions
 
-	heartbeats atomic.Uint64 // Heartbeat Requests answered
-	setups     atomic.Uint64 // UPF-initiated Association Setups answered
-	wg         sync.WaitGroup
-	closed     chan struct{}
+	heartbeats   atomic.Uint64 // Heartbeat Requests answered
+	setups       atomic.Uint64 // UPF-initiated Association Setups answered
+	releaseAsked atomic.Uint64 // Association Update Requests with SARR answered
+	wg           sync.WaitGroup
+	closed       chan struct{}
 }
 
 // New opens the client's socket and starts its receiver.
@@ -140,6 +141,10 @@ func (c *Client) HeartbeatsAnswered() uint64 { return c.heartbeats.Load() }
 // Requests the client accepted.
 func (c *Client) SetupsAnswered() uint64 { return c.setups.Load() }
 
+// ReleasesAsked returns how many times the UPF asked the SMF to release the
+// association (Association Update Request with SARR).
+func (c *Client) ReleasesAsked() uint64 { return c.releaseAsked.Load() }
+
 // Close stops the client.
 func (c *Client) Close() error {
 	select {
@@ -174,7 +179,7 @@ func (c *Client) readLoop() {
 		b := append([]byte(nil), buf[:n]...)
 		switch b[1] {
 		case message.MsgTypeHeartbeatRequest, message.MsgTypeAssociationSetupRequest,
-			message.MsgTypeNodeReportRequest, message.MsgTypeSessionReportRequest:
+			message.MsgTypeNodeReportRequest, message.MsgTypeSessionReportRequest, message.MsgTypeAssociationUpdateRequest:
 			if m, err := message.Parse(b); err == nil {
 				c.handleRequest(from, m)
 			}
@@ -231,6 +236,21 @@ func (c *Client) handleRequest(from netip.AddrPort, m message.Message) bool {
 		}
 	case *message.NodeReportRequest:
 		resp = message.NewNodeReportResponse(r.Sequence(), c.nodeID, ie.NewCause(ie.CauseRequestAccepted), nil)
+	case *message.AssociationUpdateRequest:
+		if c.silent.Load() {
+			return true
+		}
+		resp = message.NewAssociationUpdateResponse(r.Sequence(), c.nodeID, ie.NewCause(ie.CauseRequestAccepted))
+		// The UPF asks to be released (SARR): release the association, as
+		// an SMF does, once the answer is on its way.
+		if rr := r.PFCPAssociationReleaseRequest; rr != nil && len(rr.Payload) > 0 && rr.Payload[0]&1 != 0 {
+			c.releaseAsked.Add(1)
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				_, _ = c.Release(ctx)
+			}()
+		}
 	default:
 		return false
 	}
