@@ -183,7 +183,7 @@ func (w *Worker) finish(in int, frames []Frame, k int) {
 		return
 	}
 	fl := w.batch.Flow(k)
-	if pd.tunneled && !r.RemoveOuter && r.Encap == nil {
+	if pd.tunneled && !r.RemoveOuter && r.Tunnel() == nil {
 		// Forward the tunnel packet as it is (no outer header rule).
 		w.apply(f, fl, r, ethLen, int(pd.end), true)
 		return
@@ -195,9 +195,9 @@ func (w *Worker) finish(in int, frames []Frame, k int) {
 // of ipLen octets whose flow is fl. tunneled says the frame arrived in
 // GTP-U (and ipOff is past the outer headers).
 func (w *Worker) apply(f *Frame, fl *flowtable.Flow, r *flowtable.Rule, ipOff, ipLen int, tunneled bool) {
-	pc := w.ctr.PDR(r.PDRSlot)
-	pc.Packets.Add(1)
-	pc.Bytes.Add(uint64(ipLen))
+	// Everything read here up to the extras is in the rule's first cache
+	// line (Tunnel, Extras).
+	w.ctr.CountPDR(r, uint64(ipLen))
 	act := r.Action
 	if act&flowtable.ActDrop != 0 {
 		if r.GateClosed {
@@ -207,7 +207,7 @@ func (w *Worker) apply(f *Frame, fl *flowtable.Flow, r *flowtable.Rule, ipOff, i
 		}
 		return
 	}
-	x := r.RuleExtras
+	x := r.Extras()
 	if act&flowtable.ActNotifyCP != 0 && x != nil && x.Notify != nil {
 		x.Notify.Raise(r.PDRID)
 	}
@@ -233,8 +233,9 @@ func (w *Worker) apply(f *Frame, fl *flowtable.Flow, r *flowtable.Rule, ipOff, i
 			}
 		}
 	}
+	tun := r.Tunnel()
 	oi := w.egress[r.Dest]
-	if r.Encap != nil && w.tunnelEgress[r.Dest] >= 0 {
+	if tun != nil && w.tunnelEgress[r.Dest] >= 0 {
 		oi = w.tunnelEgress[r.Dest]
 	}
 	if oi < 0 {
@@ -248,7 +249,7 @@ func (w *Worker) apply(f *Frame, fl *flowtable.Flow, r *flowtable.Rule, ipOff, i
 	v6 := ip[0]>>4 == 6
 	// The UPF routes the inner packet where it leaves or enters a tunnel;
 	// a tunnel-to-tunnel hop (N9) leaves it alone.
-	if tunneled && r.RemoveOuter && r.Encap == nil || !tunneled && r.Encap != nil {
+	if tunneled && r.RemoveOuter && tun == nil || !tunneled && tun != nil {
 		if v6 {
 			if ip[7] <= 1 {
 				w.drop(f, DropTTL)
@@ -265,8 +266,8 @@ func (w *Worker) apply(f *Frame, fl *flowtable.Flow, r *flowtable.Rule, ipOff, i
 	}
 	var nh *flowtable.Addr
 	et := uint16(etherIPv4)
-	if r.Encap != nil {
-		if r.Encap.IPv6 {
+	if tun != nil {
+		if tun.IPv6 {
 			w.drop(f, DropUnsupported)
 			return
 		}
@@ -288,10 +289,10 @@ func (w *Worker) apply(f *Frame, fl *flowtable.Flow, r *flowtable.Rule, ipOff, i
 			return
 		}
 		b := f.Data()
-		putIPv4(b, out.addr4, r.Encap.Peer4, protoUDP, udpLen+gl+ipLen, fl.ToS)
-		putUDP(b[ipv4Len:], sourcePort(fl), r.Encap.Port, gl+ipLen)
-		gtpu.PutGPDUHeader(b[ipv4Len+udpLen:], r.Encap.TEID, ipLen, psc)
-		w.nhAddr = flowtable.Addr4(r.Encap.Peer4)
+		putIPv4(b, out.addr4, tun.Peer4, protoUDP, udpLen+gl+ipLen, fl.ToS)
+		putUDP(b[ipv4Len:], sourcePort(fl), tun.Port, gl+ipLen)
+		gtpu.PutGPDUHeader(b[ipv4Len+udpLen:], tun.TEID, ipLen, psc)
+		w.nhAddr = flowtable.Addr4(tun.Peer4)
 		nh = &w.nhAddr
 	} else {
 		f.Off += ipOff
@@ -317,9 +318,7 @@ func (w *Worker) apply(f *Frame, fl *flowtable.Flow, r *flowtable.Rule, ipOff, i
 		return
 	}
 	putEth(f.Data(), mac, out.MAC, et)
-	for _, s := range r.URRSlots {
-		w.ctr.CountURR(s, r.Uplink, uint64(ipLen), w.now)
-	}
+	w.ctr.CountURRs(r, uint64(ipLen), w.now)
 	out.out[out.nout] = *f
 	out.nout++
 }

@@ -112,6 +112,8 @@ type Worker struct {
 	Buffered flowtable.Counter
 	// ErrorIndications counts Error Indications sent.
 	ErrorIndications flowtable.Counter
+	// EndMarkers counts End Markers sent.
+	EndMarkers flowtable.Counter
 }
 
 type portState struct {
@@ -236,6 +238,9 @@ func (w *Worker) Poll() int {
 	}
 	if w.releases && w.tbl.PendingReleases() {
 		total += w.reinject()
+	}
+	if w.releases && w.tbl.PendingEndMarkers() {
+		w.sendEndMarkers()
 	}
 	if total > 0 {
 		w.Busy.Add(1)

@@ -17,7 +17,7 @@ type Batch struct {
 	keys  [BatchSize]key
 	flows [BatchSize]Flow
 	rules [BatchSize]*Rule
-	heads [BatchSize]*node
+	hash  [BatchSize]uint64
 	// sink keeps the loads that only warm the caches from being
 	// optimised away.
 	sink uint64
@@ -46,16 +46,7 @@ func (b *Batch) AddTEID(i Interface, teid uint32) int {
 // i by the UE address of the flow filled in through Next (see MatchUE). It
 // returns the lookup's index.
 func (b *Batch) AddUE(i Interface) int {
-	f := &b.flows[b.n]
-	ue := &f.Dst
-	if i == Access {
-		ue = &f.Src
-	}
-	if f.IPv6 {
-		b.keys[b.n] = ue6Key(i, ue[0])
-	} else {
-		b.keys[b.n] = ue4Key(i, ue.V4())
-	}
+	b.keys[b.n] = ueKey(i, &b.flows[b.n])
 	b.n++
 	return b.n - 1
 }
@@ -74,36 +65,39 @@ func (b *Batch) Rule(j int) *Rule { return b.rules[j] }
 func (t *Table) MatchBatch(b *Batch, c *WorkerCounters) {
 	n := b.n
 	keys := b.keys[:n]
-	heads := b.heads[:n]
+	hashes := b.hash[:n]
+	rules := b.rules[:n]
 	a := t.m.arr.Load()
 	// Each loop issues one independent load per packet, so the CPU
-	// overlaps the misses of the whole burst.
-	for j := range keys {
-		heads[j] = a.slot(t.m.hash(keys[j])).Load()
-	}
+	// overlaps the misses of the whole burst: the buckets, then the
+	// candidate rules, then the counters.
 	var sink uint64
-	for _, h := range heads {
-		if h != nil {
-			sink += h.k.a
-		}
+	for j := range keys {
+		h := t.m.hash(keys[j])
+		hashes[j] = h
+		sink += uint64(a.bucket(h).tags[0].Load())
 	}
-	rules := b.rules[:n]
-	for j, h := range heads {
-		for h != nil && h.k != keys[j] {
-			h = h.next
-		}
-		rules[j] = nil
-		heads[j] = h
-		if h != nil {
-			r := h.first
-			sink += uint64(r.Action) + uint64(len(r.URRSlots))
+	for j, h := range hashes {
+		r := a.bucket(h).candidate(tagOf(h))
+		rules[j] = r
+		if r != nil {
+			sink += uint64(r.ka)
 		}
 	}
 	wild := t.wild.Load()
-	for j, h := range heads {
-		i := Interface(keys[j].a)
-		if h != nil || i < NumInterfaces && len(wild[i]) > 0 {
-			rules[j] = t.bestOf(h, wild, i, &b.flows[j])
+	for j, r := range rules {
+		k := keys[j]
+		if r == nil || !r.is(k) {
+			r = a.bucket(hashes[j]).find(tagOf(hashes[j]), k)
+		}
+		i := Interface(k.a)
+		if r != nil && r.flags&flagMatch == 0 && (i >= NumInterfaces || len(wild[i]) == 0) {
+			continue // the common case: one rule, no conditions, no wildcards
+		}
+		if i >= NumInterfaces {
+			rules[j] = bestOf(r, nil, i, &b.flows[j])
+		} else {
+			rules[j] = bestOf(r, wild, i, &b.flows[j])
 		}
 	}
 	if c != nil {

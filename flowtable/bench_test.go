@@ -95,3 +95,34 @@ func BenchmarkMatch(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkMatchBatch matches bursts of 32 random sessions among n, as a
+// worker does, with the counter lines it will update.
+func BenchmarkMatchBatch(b *testing.B) {
+	for _, n := range benchSizes {
+		tb := fill(b, n)
+		w := tb.NewWorker()
+		const nf = 1 << 16
+		teids := make([]uint32, nf)
+		ues := make([][4]byte, nf)
+		for i := range teids {
+			j := rand.IntN(n)
+			teids[i] = uint32(j + 1)
+			ues[i] = ueAddr(j).As4()
+		}
+		var bt Batch
+		b.Run(fmt.Sprintf("uplink/sessions=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			p := 0
+			for i := 0; i < b.N; i += 32 {
+				bt.Reset()
+				for k := 0; k < 32; k++ {
+					bt.Next().SetIPv4(ues[p], [4]byte{198, 51, 100, 1})
+					bt.AddTEID(Access, teids[p])
+					p = (p + 1) & (nf - 1)
+				}
+				tb.MatchBatch(&bt, w)
+			}
+		})
+	}
+}

@@ -8,22 +8,26 @@ import (
 
 // Rule is a compiled PDR with everything its FAR, QERs and URRs say about
 // the packets it matches, resolved for one direction. Rules are immutable
-// once published; workers read them without locks. What every packet needs
-// is inline, so a match touches one rule's memory; what few rules have sits
-// behind RuleExtras.
+// once published; workers read them without locks.
+//
+// The first 64 octets hold all that the fast path reads for a common rule
+// (its key, match conditions, action, tunnel and counter slots), and rules
+// are allocated in a size class that starts every object on a cache line
+// (TestRuleLayout), so matching and applying a rule reads one line. What
+// few rules have sits behind flags in that line.
 type Rule struct {
-	SEID  uint64
-	PDRID uint16
+	kb   uint64 // lookup key: TEID, IPv4 address or upper half of an IPv6 address
+	next *Rule  // the next rule of the same key, in precedence order
+	ka   uint32 // lookup key: kind and interface
+	ue4  uint32 // the UE IPv4 address checked when ue4on
+	// PDRSlot indexes the worker counters of the PDR.
+	PDRSlot uint32
+	urr0    uint32 // URRSlots[0], when nurr > 0
+	// Action is the FAR's apply action.
+	Action ApplyAction
 	// Uplink is true when the PDR's source interface is Access: the packet
 	// travels from the UE.
 	Uplink bool
-	source Interface
-
-	// match conditions beyond the lookup key: QFI, the UE address (an
-	// IPv4 address inline, an IPv6 prefix behind a pointer) and SDF filters
-	qfi   uint8
-	ue4on bool
-
 	// RemoveOuter: strip the GTP-U/UDP/IP outer header (decapsulate).
 	RemoveOuter bool
 	// GateClosed is set when a QER gate for this direction is closed;
@@ -34,27 +38,79 @@ type Rule struct {
 	// QFI, RQI and PPI are marked in the PDU Session Container of
 	// encapsulated packets (from the QERs); QFI 0: no container.
 	QFI    uint8
-	RQI    bool
 	PPI    uint8
+	RQI    bool
 	HasPPI bool
-	// Action is the FAR's apply action.
-	Action     ApplyAction
+	// match conditions beyond the lookup key: QFI, the UE address (an
+	// IPv4 address inline, an IPv6 prefix behind a pointer) and SDF filters
+	qfi   uint8
+	ue4on bool
+	flags ruleFlags
+	nurr  uint8 // len(URRSlots), saturated at 255
+	encap Encap // hot up to Peer6, which only IPv6 tunnels read
+
+	// Encap is set when forwarded packets get a GTP-U outer header; it
+	// points into the rule (see Tunnel).
+	Encap      *Encap
+	SEID       uint64
 	Precedence uint32
 	FARID      uint32
-	ue4        uint32
-	// PDRSlot indexes the worker counters of the PDR.
-	PDRSlot uint32
-	ue6     *ueCheck
-	sdf     []sdfMatcher
-	// Encap is set when forwarded packets get a GTP-U outer header.
-	Encap *Encap
-	encap Encap
+	PDRID      uint16
+	source     Interface
+	ue6        *ueCheck
+	sdf        []sdfMatcher
 	// URRSlots index the worker counters of the rule's URRs.
 	URRSlots  []uint32
 	urrInline [2]uint32
 	// RuleExtras is nil for rules without a forwarding policy, meter,
 	// notification or buffer.
 	*RuleExtras
+}
+
+// ruleFlags say, in the rule's first cache line, which of its other parts
+// the fast path needs.
+type ruleFlags uint8
+
+const (
+	flagMatch  ruleFlags = 1 << iota // match conditions: QFI, UE address or SDF filters
+	flagEncap                        // Encap is set
+	flagExtras                       // RuleExtras is set
+)
+
+// Tunnel returns the tunnel of outer header creation, or nil: Encap, read
+// from the rule's first cache line.
+func (r *Rule) Tunnel() *Encap {
+	if r.flags&flagEncap != 0 {
+		return &r.encap
+	}
+	return nil
+}
+
+// Extras returns RuleExtras without reading beyond the rule's first cache
+// line when there are none.
+func (r *Rule) Extras() *RuleExtras {
+	if r.flags&flagExtras != 0 {
+		return r.RuleExtras
+	}
+	return nil
+}
+
+// finish sets what compile derives from the other fields.
+func (r *Rule) finish() {
+	r.flags = 0
+	if r.qfi != 0 || r.ue4on || r.ue6 != nil || r.sdf != nil {
+		r.flags |= flagMatch
+	}
+	if r.Encap != nil {
+		r.flags |= flagEncap
+	}
+	if r.RuleExtras != nil {
+		r.flags |= flagExtras
+	}
+	r.nurr = uint8(min(len(r.URRSlots), 255))
+	if len(r.URRSlots) > 0 {
+		r.urr0 = r.URRSlots[0]
+	}
 }
 
 // RuleExtras are the parts of a rule that most rules lack.
@@ -95,6 +151,10 @@ func (e *Encap) Peer() netip.Addr {
 }
 
 func (r *Rule) matches(f *Flow) bool {
+	return r.flags&flagMatch == 0 || r.matchConditions(f)
+}
+
+func (r *Rule) matchConditions(f *Flow) bool {
 	if r.qfi != 0 && r.qfi != f.QFI {
 		return false
 	}
@@ -195,7 +255,7 @@ func (t *Table) compile(s *Session, old *sessionState) (*compiled, error) {
 		}
 		e, seen := c.entries[k]
 		if !seen {
-			if cur := t.m.get(k); cur != nil && cur.first.SEID != s.LocalSEID {
+			if cur := t.m.get(k); cur != nil && cur.SEID != s.LocalSEID {
 				return nil, &RuleError{KindPDR, uint32(r.PDRID), ErrKeyConflict}
 			}
 			st.keys = append(st.keys, k)
@@ -206,30 +266,48 @@ func (t *Table) compile(s *Session, old *sessionState) (*compiled, error) {
 		sortRules(e)
 	}
 
-	// Everything checked: take slots, reusing those of rule IDs the old
-	// session had so counters carry over, and zero the new ones.
-	var fresh []idSlot
+	// Everything checked: take counters. Rule and URR IDs the old session
+	// had keep theirs, so counts carry over; the rest are laid out so
+	// that a rule's PDR counter and the URR half it counts into share a
+	// line.
+	st.urrs = make([]urrSlots, len(s.URRs))
+	for i, u := range s.URRs {
+		st.urrs[i] = urrSlots{id: u.ID, half: [2]uint32{noSlot, noSlot}}
+		reuseURR(old, &st.urrs[i])
+	}
+	urrOf := func(id uint32) *urrSlots {
+		return &st.urrs[slices.IndexFunc(st.urrs, func(u urrSlots) bool { return u.id == id })]
+	}
+	t.cells.begin()
 	st.pdrSlots = make([]idSlot, len(rules))
 	for i, r := range rules {
-		if !reuseSlot(old, uint32(r.PDRID), &r.PDRSlot) {
-			r.PDRSlot = t.pdrSlots.get()
-			fresh = append(fresh, idSlot{slot: r.PDRSlot})
+		var half, pdr *uint32
+		if ids := s.PDRs[i].URRIDs; len(ids) > 0 {
+			if h := &urrOf(ids[0]).half[dirOf(r.Uplink)]; *h == noSlot {
+				half = h
+			}
 		}
+		if !reuseSlot(old, uint32(r.PDRID), &r.PDRSlot) {
+			pdr = &r.PDRSlot
+		}
+		t.cells.place(half, pdr)
 		st.pdrSlots[i] = idSlot{uint32(r.PDRID), r.PDRSlot}
 	}
-	nfresh := len(fresh)
-	st.urrs = make([]idSlot, len(s.URRs))
-	for i, u := range s.URRs {
-		st.urrs[i] = idSlot{id: u.ID}
-		if !reuseURR(old, &st.urrs[i]) {
-			st.urrs[i].slot = t.urrSlots.get()
-			fresh = append(fresh, st.urrs[i])
+	for i, r := range rules {
+		for _, id := range s.PDRs[i].URRIDs {
+			if h := &urrOf(id).half[dirOf(r.Uplink)]; *h == noSlot {
+				t.cells.place(h, nil)
+			}
 		}
 	}
-	if err := t.ensureSlots(); err != nil {
+	if err := t.ensureChunks(); err != nil {
+		for _, l := range t.cells.fresh {
+			t.cells.live[l] = 0
+			t.cells.free = append(t.cells.free, l)
+		}
 		return nil, err
 	}
-	t.resetSlots(fresh[:nfresh], fresh[nfresh:])
+	t.resetLines(t.cells.fresh)
 	// A rule's URR slots live in the rule when they fit.
 	for i, r := range rules {
 		ids := s.PDRs[i].URRIDs
@@ -239,8 +317,9 @@ func (t *Table) compile(s *Session, old *sessionState) (*compiled, error) {
 			r.URRSlots = make([]uint32, 0, len(ids))
 		}
 		for _, id := range ids {
-			r.URRSlots = append(r.URRSlots, st.urrs[slices.IndexFunc(st.urrs, func(u idSlot) bool { return u.id == id })].slot)
+			r.URRSlots = append(r.URRSlots, urrOf(id).half[dirOf(r.Uplink)])
 		}
+		r.finish()
 	}
 	return c, nil
 }
@@ -258,17 +337,16 @@ func reuseSlot(old *sessionState, id uint32, slot *uint32) bool {
 	return false
 }
 
-func reuseURR(old *sessionState, u *idSlot) bool {
+func reuseURR(old *sessionState, u *urrSlots) {
 	if old == nil {
-		return false
+		return
 	}
 	for _, o := range old.urrs {
 		if o.id == u.id {
 			*u = o
-			return true
+			return
 		}
 	}
-	return false
 }
 
 func checkFAR(f *FAR) error {

@@ -1,6 +1,7 @@
 package flowtable
 
 import (
+	"fmt"
 	"sync/atomic"
 	"time"
 )
@@ -43,105 +44,224 @@ func (s *Stamp) get() int64 { return s.v }
 // Load returns the stamp; safe from any goroutine.
 func (s *Stamp) Load() int64 { return atomic.LoadInt64(&s.v) }
 
-func (s *Stamp) reset() { atomic.StoreInt64(&s.v, 0) }
-
-// PDRCount counts the packets and octets a PDR matched on one worker.
+// PDRCount counts the packets and octets a PDR matched on one worker. It
+// fills one 16-octet cell.
 type PDRCount struct{ Packets, Bytes Counter }
 
-// URRCount is a URR's measurement on one worker.
+// URRCount is a URR's measurement of one direction on one worker, two
+// cells. A URR has one for each direction in which a rule of its session
+// counts it; its usage is their sum.
 type URRCount struct {
-	ULPackets, ULBytes, DLPackets, DLBytes Counter
+	Packets, Bytes Counter
 	// First and Last are the times (Table clock, ns) of the first and the
 	// latest packet counted; 0 when none.
 	First, Last Stamp
 }
 
+// Counter memory is cells of 16 octets, four to a cache line. A slot is a
+// cell index. The Table lays out each session's new counters so that a
+// rule's PDR counter and the URR half it counts into share a line: a
+// packet updates one line of counters.
 const (
-	chunkBits = 12
-	chunkSize = 1 << chunkBits
-	maxChunks = 1 << 11 // 8 Mi slots of each kind
+	lineCells     = 4
+	chunkLineBits = 15 // 2 MiB of lines per chunk
+	chunkLines    = 1 << chunkLineBits
+	maxChunks     = 1 << 10 // 32 Mi lines
 	// MaxDropReasons bounds the drop reason indices a worker may count.
 	MaxDropReasons = 64
 )
 
-type pdrChunk [chunkSize]PDRCount
-type urrChunk [chunkSize]URRCount
+type counterLine [lineCells]PDRCount
+type counterChunk [chunkLines]counterLine
 
 // WorkerCounters are one worker's counters. The worker is their only writer;
-// Table and metrics readers sum them across workers. Chunks of slots are
+// Table and metrics readers sum them across workers. Chunks of lines are
 // allocated by the Table writer before it publishes a rule that uses them,
 // so the fast path never allocates.
 type WorkerCounters struct {
-	pdr [maxChunks]atomic.Pointer[pdrChunk]
-	urr [maxChunks]atomic.Pointer[urrChunk]
+	chunks [maxChunks]atomic.Pointer[counterChunk]
 	// Drops counts dropped packets by a reason index the dataplane defines.
 	Drops [MaxDropReasons]Counter
 }
 
+func (w *WorkerCounters) line(l uint32) *counterLine {
+	return &w.chunks[l>>chunkLineBits].Load()[l&(chunkLines-1)]
+}
+
 // PDR returns the counter of a PDR slot. Owning worker only.
 func (w *WorkerCounters) PDR(slot uint32) *PDRCount {
-	return &w.pdr[slot>>chunkBits].Load()[slot&(chunkSize-1)]
+	return &w.line(slot / lineCells)[slot%lineCells]
 }
 
-// URR returns the counter of a URR slot. Owning worker only.
+// URR returns the counter of a URR slot (one direction of a URR). Owning
+// worker only.
 func (w *WorkerCounters) URR(slot uint32) *URRCount {
-	return &w.urr[slot>>chunkBits].Load()[slot&(chunkSize-1)]
+	return urrCount(w.PDR(slot))
 }
 
-// CountURR adds one packet of n octets at time now to the URR slot.
+// CountURR adds one packet of n octets at time now to the URR slot, which
+// counts the direction uplink says (the slot's, as Rule.URRSlots gives it).
 func (w *WorkerCounters) CountURR(slot uint32, uplink bool, n uint64, now int64) {
 	u := w.URR(slot)
-	if uplink {
-		u.ULPackets.Add(1)
-		u.ULBytes.Add(n)
-	} else {
-		u.DLPackets.Add(1)
-		u.DLBytes.Add(n)
-	}
+	u.Packets.Add(1)
+	u.Bytes.Add(n)
 	if u.First.get() == 0 {
 		u.First.Set(now)
 	}
 	u.Last.Set(now)
 }
 
-// touch reads the counters a packet matching r will update, to bring them
-// into the cache ahead of the update. Owning worker only.
+// touch reads the counter line a packet matching r will update (and more
+// when its URRs lie elsewhere), to bring it into the cache ahead of the
+// update. Owning worker only.
 //
 //go:norace
 func (w *WorkerCounters) touch(r *Rule) uint64 {
 	v := w.PDR(r.PDRSlot).Packets.v
-	for _, s := range r.URRSlots {
-		v += w.URR(s).ULPackets.v
+	if r.nurr > 1 || r.nurr == 1 && r.urr0/lineCells != r.PDRSlot/lineCells {
+		for _, s := range r.URRSlots {
+			v += w.PDR(s).Packets.v
+		}
 	}
 	return v
 }
 
-// slotAlloc hands out counter slots. Freed slots are reused first in, first
-// out, so a slot rests as long as possible before a new rule takes it and a
-// worker still finishing a burst with the old rule adds to a slot nobody
-// reads. Writer only.
-type slotAlloc struct {
-	next uint32
-	free []uint32 // FIFO: take from the front
-	head int
+// CountPDR counts a packet of n octets that matched r. Owning worker only.
+func (w *WorkerCounters) CountPDR(r *Rule, n uint64) {
+	c := w.PDR(r.PDRSlot)
+	c.Packets.Add(1)
+	c.Bytes.Add(n)
 }
 
-func (a *slotAlloc) get() uint32 {
-	if a.head < len(a.free) && len(a.free)-a.head > 1024 {
-		s := a.free[a.head]
+// CountURRs counts a packet of n octets at time now in each URR of r.
+// Owning worker only.
+func (w *WorkerCounters) CountURRs(r *Rule, n uint64, now int64) {
+	switch {
+	case r.nurr == 1:
+		w.CountURR(r.urr0, r.Uplink, n, now)
+	case r.nurr > 1:
+		for _, s := range r.URRSlots {
+			w.CountURR(s, r.Uplink, n, now)
+		}
+	}
+}
+
+// noSlot marks a URR direction without a counter.
+const noSlot = ^uint32(0)
+
+// cellAlloc hands out counter cells by the line. Freed lines are reused
+// first in, first out, so a line rests as long as possible before a new
+// session takes it and a worker still finishing a burst with an old rule
+// adds to a line nobody reads. A line is freed when its last live cell
+// is; its other cells are not handed out again before. Writer only.
+type cellAlloc struct {
+	next uint32   // lines handed out so far
+	free []uint32 // FIFO of free lines: take from the front
+	head int
+	live []uint8 // live cells by line
+	// open is the line being filled for the session being compiled and
+	// used its cells taken; fresh lists the lines it opened.
+	open, used uint32
+	fresh      []uint32
+}
+
+// quarantine is how many freed lines wait before one is reused.
+const quarantine = 1024
+
+func (a *cellAlloc) newLine() uint32 {
+	var l uint32
+	if len(a.free)-a.head > quarantine {
+		l = a.free[a.head]
 		a.head++
 		if a.head > len(a.free)/2 {
 			a.free = append(a.free[:0], a.free[a.head:]...)
 			a.head = 0
 		}
-		return s
+	} else {
+		l = a.next
+		a.next++
+		a.live = append(a.live, 0)
 	}
-	s := a.next
-	a.next++
-	return s
+	a.fresh = append(a.fresh, l)
+	a.open, a.used = l, 0
+	return l
 }
 
-func (a *slotAlloc) put(s uint32) { a.free = append(a.free, s) }
+// begin starts placing one session's new counters: they never share a
+// line with another session's.
+func (a *cellAlloc) begin() {
+	a.fresh = a.fresh[:0]
+	a.used = lineCells
+}
+
+// place takes cells for a URR half (when half is not nil) and a PDR
+// counter (when pdr is not nil) in one line, the half on an even cell.
+func (a *cellAlloc) place(half, pdr *uint32) {
+	n := uint32(0)
+	start := a.used
+	if half != nil {
+		n += 2
+		start = (start + 1) &^ 1
+	}
+	if pdr != nil {
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	if start+n > lineCells {
+		a.newLine()
+		start = 0
+	}
+	c := a.open*lineCells + start
+	if half != nil {
+		*half = c
+		c += 2
+	}
+	if pdr != nil {
+		*pdr = c
+	}
+	a.live[a.open] += uint8(n)
+	a.used = start + n
+}
+
+// release frees n cells from cell c on.
+func (a *cellAlloc) release(c uint32, n uint8) {
+	l := c / lineCells
+	if a.live[l] -= n; a.live[l] == 0 {
+		a.free = append(a.free, l)
+	}
+}
+
+// ensureChunks makes sure every worker has the chunks that hold the lines
+// handed out so far. Caller holds t.mu.
+func (t *Table) ensureChunks() error {
+	need := int(t.cells.next+chunkLines-1) >> chunkLineBits
+	if need > maxChunks {
+		return fmt.Errorf("allocate counters: %d lines exceed the limit of %d", t.cells.next, maxChunks*chunkLines)
+	}
+	for ; t.chunks < need; t.chunks++ {
+		for _, w := range t.workers {
+			w.chunks[t.chunks].Store(newChunk())
+		}
+	}
+	return nil
+}
+
+// resetLines zeroes the given lines in every worker. A line is reused only
+// after many others were freed (cellAlloc), so no worker still counts into
+// it for the rule that had it before.
+func (t *Table) resetLines(lines []uint32) {
+	for _, w := range t.workers {
+		for _, l := range lines {
+			c := w.line(l)
+			for i := range c {
+				c[i].Packets.reset()
+				c[i].Bytes.reset()
+			}
+		}
+	}
+}
 
 // Usage is a URR's measurement summed over workers since the URR was
 // created.

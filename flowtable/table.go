@@ -66,15 +66,16 @@ type Table struct {
 
 	mu       sync.Mutex // serialises writers; guards the fields below
 	sessions map[uint64]*sessionState
-	pdrSlots slotAlloc
-	urrSlots slotAlloc
+	cells    cellAlloc
 	workers  []*WorkerCounters
-	chunks   int // chunks allocated per worker, for both kinds
+	chunks   int // counter chunks allocated per worker
 
 	notes     chan Notification
 	relMu     sync.Mutex // guards released
 	released  []Released
 	releasedN atomic.Int32 // len(released), read by workers without relMu
+
+	endMarkers endMarkers
 }
 
 // wildcards are the PDRs without a lookup key, by source interface, sorted
@@ -107,8 +108,7 @@ func (t *Table) NewWorker() *WorkerCounters {
 	defer t.mu.Unlock()
 	w := &WorkerCounters{}
 	for i := 0; i < t.chunks; i++ {
-		w.pdr[i].Store(new(pdrChunk))
-		w.urr[i].Store(new(urrChunk))
+		w.chunks[i].Store(newChunk())
 	}
 	t.workers = append(t.workers, w)
 	return w
@@ -126,7 +126,7 @@ type sessionState struct {
 	seid     uint64
 	keys     []key
 	pdrSlots []idSlot
-	urrs     []idSlot
+	urrs     []urrSlots
 	*extras  // nil for the common session with none of them
 }
 
@@ -150,6 +150,20 @@ func (s *sessionState) ext() *extras {
 type idSlot struct {
 	id   uint32
 	slot uint32
+}
+
+// urrSlots are a URR's counter slots by direction (uplink first), noSlot
+// where no rule counts it.
+type urrSlots struct {
+	id   uint32
+	half [2]uint32
+}
+
+func dirOf(uplink bool) int {
+	if uplink {
+		return 0
+	}
+	return 1
 }
 
 type idMeter struct {
@@ -196,11 +210,11 @@ func (t *Table) Remove(seid uint64) (map[uint32]Usage, error) {
 	}
 	usage := make(map[uint32]Usage, len(st.urrs))
 	for _, u := range st.urrs {
-		usage[u.id] = t.sumURR(u.slot)
-		t.urrSlots.put(u.slot)
+		usage[u.id] = t.sumURR(u)
+		t.releaseURR(u)
 	}
 	for _, p := range st.pdrSlots {
-		t.pdrSlots.put(p.slot)
+		t.cells.release(p.slot, 1)
 	}
 	delete(t.sessions, seid)
 	return usage, nil
@@ -246,16 +260,26 @@ func (t *Table) publish(s *Session, old *sessionState) error {
 	return nil
 }
 
-// freeUnused returns the slots of rules that old had and st does not.
+// freeUnused releases the counters of rules that old had and st does not.
 func (t *Table) freeUnused(old, st *sessionState) {
 	for _, p := range old.pdrSlots {
 		if !slices.ContainsFunc(st.pdrSlots, func(q idSlot) bool { return q.slot == p.slot }) {
-			t.pdrSlots.put(p.slot)
+			t.cells.release(p.slot, 1)
 		}
 	}
 	for _, u := range old.urrs {
-		if !slices.ContainsFunc(st.urrs, func(q idSlot) bool { return q.slot == u.slot }) {
-			t.urrSlots.put(u.slot)
+		for _, s := range u.half {
+			if s != noSlot && !slices.ContainsFunc(st.urrs, func(q urrSlots) bool { return q.half[0] == s || q.half[1] == s }) {
+				t.cells.release(s, 2)
+			}
+		}
+	}
+}
+
+func (t *Table) releaseURR(u urrSlots) {
+	for _, s := range u.half {
+		if s != noSlot {
+			t.cells.release(s, 2)
 		}
 	}
 }
@@ -287,60 +311,30 @@ func sortRules(rs []*Rule) {
 	})
 }
 
-// ensureSlots makes sure every worker has the chunks that hold the slots
-// handed out so far. Caller holds t.mu.
-func (t *Table) ensureSlots() error {
-	need := int(max(t.pdrSlots.next, t.urrSlots.next)+chunkSize-1) >> chunkBits
-	if need > maxChunks {
-		return fmt.Errorf("allocate counters: %d slots exceed the limit of %d", max(t.pdrSlots.next, t.urrSlots.next), maxChunks*chunkSize)
-	}
-	for ; t.chunks < need; t.chunks++ {
-		for _, w := range t.workers {
-			w.pdr[t.chunks].Store(new(pdrChunk))
-			w.urr[t.chunks].Store(new(urrChunk))
-		}
-	}
-	return nil
-}
-
-func (t *Table) sumURR(slot uint32) Usage {
-	var u Usage
+func (t *Table) sumURR(u urrSlots) Usage {
+	var sum Usage
 	var first, last int64
 	for _, w := range t.workers {
-		c := w.URR(slot)
-		u.ULPackets += c.ULPackets.Load()
-		u.ULBytes += c.ULBytes.Load()
-		u.DLPackets += c.DLPackets.Load()
-		u.DLBytes += c.DLBytes.Load()
-		if f := c.First.Load(); f != 0 && (first == 0 || f < first) {
-			first = f
-		}
-		last = max(last, c.Last.Load())
-	}
-	u.First, u.Last = time.Duration(first), time.Duration(last)
-	return u
-}
-
-// resetSlots zeroes freshly allocated slots in every worker. A slot is
-// reused only after many others were freed (slotAlloc), so no worker still
-// counts into it for the rule that had it before.
-func (t *Table) resetSlots(pdr, urr []idSlot) {
-	for _, w := range t.workers {
-		for _, p := range pdr {
-			c := w.PDR(p.slot)
-			c.Packets.reset()
-			c.Bytes.reset()
-		}
-		for _, u := range urr {
-			c := w.URR(u.slot)
-			c.ULPackets.reset()
-			c.ULBytes.reset()
-			c.DLPackets.reset()
-			c.DLBytes.reset()
-			c.First.reset()
-			c.Last.reset()
+		for d, s := range u.half {
+			if s == noSlot {
+				continue
+			}
+			c := w.URR(s)
+			if d == 0 {
+				sum.ULPackets += c.Packets.Load()
+				sum.ULBytes += c.Bytes.Load()
+			} else {
+				sum.DLPackets += c.Packets.Load()
+				sum.DLBytes += c.Bytes.Load()
+			}
+			if f := c.First.Load(); f != 0 && (first == 0 || f < first) {
+				first = f
+			}
+			last = max(last, c.Last.Load())
 		}
 	}
+	sum.First, sum.Last = time.Duration(first), time.Duration(last)
+	return sum
 }
 
 // URRUsage returns the usage a session's URR measured since it was created.
@@ -354,7 +348,7 @@ func (t *Table) URRUsage(seid uint64, urrID uint32) (Usage, error) {
 	}
 	for _, u := range st.urrs {
 		if u.id == urrID {
-			return t.sumURR(u.slot), nil
+			return t.sumURR(u), nil
 		}
 	}
 	return Usage{}, &RuleError{KindURR, urrID, ErrMissingRule}
@@ -411,42 +405,36 @@ func (t *Table) MatchTEID(i Interface, teid uint32, f *Flow) *Rule {
 // keyed by its UE address: the destination for downlink (Core) interfaces,
 // the source for Access. Safe for concurrent use.
 func (t *Table) MatchUE(i Interface, f *Flow) *Rule {
+	return t.best(t.m.get(ueKey(i, f)), i, f)
+}
+
+// ueKey is the lookup key of an unencapsulated packet (see MatchUE).
+func ueKey(i Interface, f *Flow) key {
 	ue := &f.Dst
 	if i == Access {
 		ue = &f.Src
 	}
-	var e *node
 	if f.IPv6 {
-		e = t.m.get(ue6Key(i, ue[0]))
-	} else {
-		e = t.m.get(ue4Key(i, ue.V4()))
+		return ue6Key(i, ue[0])
 	}
-	return t.best(e, i, f)
+	return ue4Key(i, ue.V4())
 }
 
-func (t *Table) best(n *node, i Interface, f *Flow) *Rule {
-	if i >= NumInterfaces {
-		return t.bestOf(n, nil, i, f)
+func (t *Table) best(first *Rule, i Interface, f *Flow) *Rule {
+	var wild *wildcards
+	if i < NumInterfaces {
+		wild = t.wild.Load()
 	}
-	return t.bestOf(n, t.wild.Load(), i, f)
+	return bestOf(first, wild, i, f)
 }
 
-// bestOf picks the rule of the best precedence that matches f among the
-// keyed rules of n and the wildcards of interface i (none when wild is
-// nil or i is out of range).
-func (t *Table) bestOf(n *node, wild *wildcards, i Interface, f *Flow) *Rule {
-	var r *Rule
-	if n != nil {
-		if n.first.matches(f) {
-			r = n.first
-		} else {
-			for _, c := range n.rest {
-				if c.matches(f) {
-					r = c
-					break
-				}
-			}
-		}
+// bestOf picks the rule of the best precedence that matches f among a
+// key's rules, from first on, and the wildcards of interface i (none when
+// wild is nil).
+func bestOf(first *Rule, wild *wildcards, i Interface, f *Flow) *Rule {
+	r := first
+	for r != nil && !r.matches(f) {
+		r = r.next
 	}
 	if wild == nil || i >= NumInterfaces {
 		return r
