@@ -27,11 +27,11 @@ func TestAssociationSetupAnswer(t *testing.T) {
 		t.Fatalf("Node ID %q, want 127.0.0.1", id)
 	}
 	f := r.UPFunctionFeatures
-	if !f.HasFTUP() || !f.HasUEIP() || !f.HasBUCP() || !f.HasDDND() || !f.HasMNOP() || !f.HasVTIME() {
-		t.Fatalf("UP Function Features %x: want FTUP, UEIP, BUCP, DDND, MNOP, VTIME", f.Payload)
+	if !f.HasFTUP() || !f.HasUEIP() || !f.HasBUCP() || !f.HasDDND() || !f.HasMNOP() || !f.HasVTIME() || !f.HasEMPU() {
+		t.Fatalf("UP Function Features %x: want FTUP, UEIP, BUCP, DDND, MNOP, VTIME, EMPU", f.Payload)
 	}
-	if f.HasEMPU() || f.HasPDIU() || f.HasPFDM() {
-		t.Fatalf("UP Function Features %x claim EMPU, PDIU or PFDM, which Sluice does not implement", f.Payload)
+	if f.HasPDIU() || f.HasPFDM() {
+		t.Fatalf("UP Function Features %x claim PDIU or PFDM, which Sluice does not implement", f.Payload)
 	}
 	if _, err := c.Update(ctx(t)); err != nil {
 		t.Fatalf("Association Update: %v", err)

@@ -551,6 +551,9 @@ func (s *Server) handleModification(from netip.AddrPort, h header, ies []*ie.IE,
 			s.alloc.free(r)
 		}
 	}
+	for _, m := range t.endMarkers {
+		s.tbl.SendEndMarker(m)
+	}
 	sess.spec = next
 	sess.chids = pruneChooseIDs(t.chids, &next)
 	if newCP != nil {

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -46,6 +47,8 @@ type txn struct {
 	urrs    []urrConfig // URRs created or updated, applied on commit
 	removed []uint32    // URRs removed
 	barSet  bool        // FAR/BAR changed: the DL data notification re-arms
+	// endMarkers are sent into old tunnels once the change is committed.
+	endMarkers []flowtable.EndMarker
 }
 
 // urrConfig is what Sluice keeps of a URR beyond flowtable.URR.
@@ -522,6 +525,17 @@ func (t *txn) updateFAR(g *ie.IE) error {
 			if f.Forwarding, err = forwardingParams(x, id, base); err != nil {
 				return err
 			}
+			if x.Type == ie.UpdateForwardingParameters && sendEndMarker(x) {
+				// SNDEM: the old tunnel gets an End Marker once the new
+				// rules are in place (TS 29.244 5.2.2.4).
+				if base == nil || base.OuterHeaderCreation == nil {
+					return ruleFailure(flowtable.KindFAR, id, errors.New("end marker asked for a FAR that had no tunnel"))
+				}
+				o := base.OuterHeaderCreation
+				if n := f.Forwarding.OuterHeaderCreation; n == nil || n.TEID != o.TEID || n.Peer != o.Peer {
+					t.endMarkers = append(t.endMarkers, flowtable.EndMarker{TEID: o.TEID, Peer: o.Peer, Port: o.Port, Dest: base.DestInterface})
+				}
+			}
 		case ie.UpdateDuplicatingParameters, ie.DuplicatingParameters:
 			base := f.Duplicate
 			if x.Type == ie.DuplicatingParameters {
@@ -601,12 +615,19 @@ func forwardingParams(g *ie.IE, far uint32, base *flowtable.ForwardingParams) (*
 			}
 			fp.ForwardingPolicy = string(p[1 : 1+int(p[0])])
 		case ie.PFCPSMReqFlags:
-			if len(x.Payload) > 0 && x.Payload[0]&0x02 != 0 { // SNDEM
-				return nil, ruleFailure(flowtable.KindFAR, far, fmt.Errorf("sending end markers: %w", ErrUnsupported))
+			if len(x.Payload) > 0 && x.Payload[0]&0x02 != 0 && base == nil { // SNDEM
+				return nil, incorrect(x.Type, "SNDEM outside Update Forwarding Parameters")
 			}
 		}
 	}
 	return fp, nil
+}
+
+// sendEndMarker reports whether Update Forwarding Parameters carry the
+// PFCPSMReq-Flags IE with SNDEM set.
+func sendEndMarker(g *ie.IE) bool {
+	x := find(g.ChildIEs, ie.PFCPSMReqFlags)
+	return x != nil && len(x.Payload) > 0 && x.Payload[0]&0x02 != 0
 }
 
 // ---- QER ----
