@@ -13,6 +13,7 @@ import (
 
 	"github.com/wmnsk/go-pfcp/ie"
 
+	"github.com/sluice-net/sluice/testbed/gnb"
 	"github.com/sluice-net/sluice/testbed/smf"
 )
 
@@ -289,6 +290,46 @@ func TestSluice(t *testing.T) {
 		}
 		if r.Received != 0 {
 			t.Errorf("%d of %d uplink datagrams arrived after the session was deleted", r.Received, r.Sent)
+		}
+	})
+
+	t.Run("HandoverEndMarker", func(t *testing.T) {
+		// The gNB moves a session to a new downlink TEID; the SMF tells
+		// Sluice with SNDEM, and Sluice ends the old tunnel with an End
+		// Marker. (Its own session: the gNB emulator re-adds the UE's
+		// address, which upsets the UE side's routes for that address.)
+		s, err := b.Establish(ctx, smf.SessionParams{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _, _ := b.Ping(ctx, DN, DNAddr, s.UE4, 3); got < 2 {
+			t.Fatalf("DN -> UE before the handover: %d of 3", got)
+		}
+		before := b.GNB.Stats().EndMarkers
+		const newTEID = 0x20000
+		if err := b.GNB.RemoveSession(s.UE4); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.GNB.AddSession(gnb.Session{UE: s.UE4, ULTEID: s.ULTEID, DLTEID: newTEID, QFI: 9}); err != nil {
+			t.Fatal(err)
+		}
+		fp := ie.NewUpdateForwardingParameters(ie.NewDestinationInterface(ie.DstInterfaceAccess),
+			ie.NewOuterHeaderCreation(0x0100, newTEID, GNBN3.String(), "", 0, 0, 0), ie.NewPFCPSMReqFlags(0x02))
+		if _, err := b.SMF.Modify(ctx, s.Session, ie.NewUpdateFAR(ie.NewFARID(smf.FARDownlink), ie.NewApplyAction(0x02), fp)); err != nil {
+			t.Fatal(err)
+		}
+		if got, out, _ := b.Ping(ctx, DN, DNAddr, s.UE4, 5); got < 4 {
+			m, _ := b.Metrics()
+			drops := map[string]float64{}
+			for k, v := range m {
+				if strings.HasPrefix(k, "sluice_drops_total") && v > 0 {
+					drops[k] = v
+				}
+			}
+			t.Errorf("DN -> UE after the handover: %d of 5\n%s\ngNB: %+v\ndrops: %v", got, out, b.GNB.Stats(), drops)
+		}
+		if n := b.GNB.Stats().EndMarkers - before; n != 1 {
+			t.Errorf("the gNB received %d End Markers for the old tunnel, want 1", n)
 		}
 	})
 }
