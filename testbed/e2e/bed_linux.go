@@ -42,6 +42,9 @@ type Options struct {
 	UPF string
 	// Log receives the harness's progress lines; nil discards them.
 	Log io.Writer
+	// Workers is the number of upf workers, and of queues on N3 and N6;
+	// default 1 (on the last CPU).
+	Workers int
 }
 
 // Bed is a running testbed with Sluice in it.
@@ -91,7 +94,11 @@ func Up(ctx context.Context, o Options) (_ *Bed, err error) {
 
 	_ = topo.Remove(topo.Options{Prefix: o.Prefix}) // leftovers of an earlier run that was killed
 	b.logf("creating namespaces %s-{ue,gnb,upf,dn}", o.Prefix)
-	b.Topo, err = topo.Up(topo.Options{Prefix: o.Prefix})
+	if o.Workers <= 0 {
+		o.Workers = 1
+	}
+	b.opts.Workers = o.Workers
+	b.Topo, err = topo.Up(topo.Options{Prefix: o.Prefix, Queues: o.Workers})
 	if err != nil {
 		return nil, fmt.Errorf("bring up the topology: %w", err)
 	}
@@ -106,7 +113,7 @@ func Up(ctx context.Context, o Options) (_ *Bed, err error) {
 	}
 
 	b.cfg = filepath.Join(b.dir, "upf.yaml")
-	if err := os.WriteFile(b.cfg, []byte(upfConfig()), 0o644); err != nil {
+	if err := os.WriteFile(b.cfg, []byte(upfConfig(o.Workers)), 0o644); err != nil {
 		return nil, err
 	}
 	if err := b.Topo.Do(topo.GNB, func() error {
@@ -165,10 +172,13 @@ func (b *Bed) StartUPF(ctx context.Context) error {
 	return nil
 }
 
-// upfConfig is the upf configuration for the testbed: one worker on the
-// last CPU, so a generator or the kernel can have the others.
-func upfConfig() string {
-	cpu := runtime.NumCPU() - 1
+// upfConfig is the upf configuration for the testbed: workers on the last
+// CPUs, so a generator or the kernel can have the others.
+func upfConfig(workers int) string {
+	var cores []string
+	for i := 0; i < workers; i++ {
+		cores = append(cores, strconv.Itoa((runtime.NumCPU()-1-i+runtime.NumCPU())%runtime.NumCPU()))
+	}
 	return fmt.Sprintf(`log_level: info
 metrics: %v
 n4:
@@ -184,9 +194,9 @@ interfaces:
   - {device: %s, role: n6}
 ue_pools: [%v]
 teids: {first: 256, last: 65535}
-cores: [%d]
+cores: [%s]
 sessions: 1024
-`, Metrics, N4, UPFN3, topo.GNBN3Addr.Masked(), topo.N3If, UPFN3, topo.N6If, topo.DefaultUEPool, cpu)
+`, Metrics, N4, UPFN3, topo.GNBN3Addr.Masked(), topo.N3If, UPFN3, topo.N6If, topo.DefaultUEPool, strings.Join(cores, ", "))
 }
 
 // Build compiles the upf binary to path.

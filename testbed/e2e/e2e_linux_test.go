@@ -19,7 +19,9 @@ import (
 
 // bed brings up a testbed for one test and tears it down after, printing
 // the upf's log when the test failed.
-func bed(t *testing.T) *Bed {
+func bed(t *testing.T) *Bed { return bedWith(t, 1) }
+
+func bedWith(t *testing.T, workers int) *Bed {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: creates network namespaces, starts upf with AF_XDP")
@@ -30,7 +32,7 @@ func bed(t *testing.T) *Bed {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var log strings.Builder
-	b, err := Up(ctx, Options{Prefix: fmt.Sprintf("e2e%d", os.Getpid()%100000), UPF: upfBinary(t), Log: &log})
+	b, err := Up(ctx, Options{Prefix: fmt.Sprintf("e2e%d", os.Getpid()%100000), UPF: upfBinary(t), Log: &log, Workers: workers})
 	if err != nil {
 		t.Fatalf("testbed: %v\n%s", err, log.String())
 	}
@@ -366,5 +368,34 @@ func TestRestart(t *testing.T) {
 	}
 	if got, out, _ := b.Ping(ctx, UE, s.UE4, DNAddr, 10); got < 5 {
 		t.Fatalf("after restart, ping UE -> DN: %d of 10\n%s", got, out)
+	}
+}
+
+// TestTwoWorkers runs upf with two workers, each owning one queue of N3 and
+// of N6, and checks every UE reaches the DN and back.
+func TestTwoWorkers(t *testing.T) {
+	b := bedWith(t, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for i := 0; i < 4; i++ {
+		s, err := b.Establish(ctx, smf.SessionParams{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, out, _ := b.Ping(ctx, UE, s.UE4, DNAddr, 5); got < 3 {
+			t.Errorf("UE %v -> DN with two workers: %d of 5\n%s", s.UE4, got, out)
+		}
+		if got, out, _ := b.Ping(ctx, DN, DNAddr, s.UE4, 3); got < 2 {
+			t.Errorf("DN -> UE %v with two workers: %d of 3\n%s", s.UE4, got, out)
+		}
+	}
+	m, err := b.Metrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"0", "1"} {
+		if _, ok := m[`sluice_worker_polls_total{state="idle",worker="`+w+`"}`]; !ok {
+			t.Errorf("no worker %s in the metrics", w)
+		}
 	}
 }
