@@ -84,43 +84,46 @@ func (s *Server) setupAssociation(nid nodeID, from netip.AddrPort, ts uint32, up
 	return a
 }
 
+// peerAssociation decodes a message's mandatory Node ID and returns the
+// association it names. On success it returns with s.mu held; verb names
+// the procedure in the error.
+func (s *Server) peerAssociation(ies []*ie.IE, verb string) (*association, nodeID, error) {
+	x := find(ies, ie.NodeID)
+	if x == nil {
+		return nil, nodeID{}, missing(ie.NodeID)
+	}
+	nid, err := decodeNodeID(x)
+	if err != nil {
+		return nil, nodeID{}, err
+	}
+	s.mu.Lock()
+	a := s.assocs[nid.key]
+	if a == nil {
+		s.mu.Unlock()
+		return nil, nid, fmt.Errorf("%s association with %s: %w", verb, nid.key, ErrNoAssociation)
+	}
+	return a, nid, nil
+}
+
 // handleAssociationUpdate accepts an Association Update from an associated
 // peer. Nothing in it changes what Sluice does: CP function features are
 // informational, and a release preparation is followed by a Release.
 func (s *Server) handleAssociationUpdate(from netip.AddrPort, ies []*ie.IE) (uint8, []*ie.IE, error) {
-	x := find(ies, ie.NodeID)
-	if x == nil {
-		return 0, nil, missing(ie.NodeID)
-	}
-	nid, err := decodeNodeID(x)
-	if err != nil {
+	if _, _, err := s.peerAssociation(ies, "update"); err != nil {
 		return 0, nil, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.assocs[nid.key] == nil {
-		return 0, nil, fmt.Errorf("update association with %s: %w", nid.key, ErrNoAssociation)
-	}
+	s.mu.Unlock()
 	return ie.CauseRequestAccepted, nil, nil
 }
 
 // handleAssociationRelease releases an association and deletes its
 // sessions.
 func (s *Server) handleAssociationRelease(from netip.AddrPort, ies []*ie.IE) (uint8, []*ie.IE, error) {
-	x := find(ies, ie.NodeID)
-	if x == nil {
-		return 0, nil, missing(ie.NodeID)
-	}
-	nid, err := decodeNodeID(x)
+	a, nid, err := s.peerAssociation(ies, "release")
 	if err != nil {
 		return 0, nil, err
 	}
-	s.mu.Lock()
 	defer s.mu.Unlock()
-	a := s.assocs[nid.key]
-	if a == nil {
-		return 0, nil, fmt.Errorf("release association with %s: %w", nid.key, ErrNoAssociation)
-	}
 	n := s.dropAssociation(a)
 	s.log.Info("PFCP association released", "peer", nid.key, "addr", from, "sessions_deleted", n)
 	return ie.CauseRequestAccepted, nil, nil
