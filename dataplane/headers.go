@@ -47,20 +47,31 @@ func decTTL(ip []byte) {
 	binary.BigEndian.PutUint16(ip[10:12], ^uint16(sum))
 }
 
-// putIPv4 writes a 20-octet IPv4 header carrying payloadLen octets of proto.
+// putIPv4 writes a 20-octet IPv4 header carrying payloadLen octets of
+// proto. It builds the header in five 32-bit words and sums those for the
+// checksum rather than reading back what it wrote.
 func putIPv4(b []byte, src, dst [4]byte, proto uint8, payloadLen int, tos uint8) {
 	_ = b[19]
-	b[0] = 0x45
-	b[1] = tos
-	binary.BigEndian.PutUint16(b[2:], uint16(ipv4Len+payloadLen))
-	b[4], b[5] = 0, 0 // ID: DF is set, so no fragment ever needs one
-	b[6], b[7] = 0x40, 0
-	b[8] = defaultTTL
-	b[9] = proto
-	b[10], b[11] = 0, 0
-	copy(b[12:16], src[:])
-	copy(b[16:20], dst[:])
-	binary.BigEndian.PutUint16(b[10:], checksum(b[:ipv4Len], 0))
+	w0 := 0x45<<24 | uint32(tos)<<16 | uint32(uint16(ipv4Len+payloadLen))
+	const w1 = 0x4000 // ID 0: DF is set, so no fragment ever needs one
+	w2 := uint32(defaultTTL)<<24 | uint32(proto)<<16
+	s, d := binary.BigEndian.Uint32(src[:]), binary.BigEndian.Uint32(dst[:])
+	w2 |= uint32(^fold(uint64(w0) + w1 + uint64(w2) + uint64(s) + uint64(d)))
+	binary.BigEndian.PutUint32(b[0:], w0)
+	binary.BigEndian.PutUint32(b[4:], w1)
+	binary.BigEndian.PutUint32(b[8:], w2)
+	binary.BigEndian.PutUint32(b[12:], s)
+	binary.BigEndian.PutUint32(b[16:], d)
+}
+
+// fold reduces a sum of 16- or 32-bit big-endian words to their 16-bit
+// one's complement sum.
+func fold(sum uint64) uint16 {
+	sum = sum>>32 + sum&0xffffffff
+	sum = sum>>16 + sum&0xffff
+	sum = sum>>16 + sum&0xffff
+	sum = sum>>16 + sum&0xffff
+	return uint16(sum)
 }
 
 // putUDP writes a UDP header. The checksum is left 0 (none), as IPv4

@@ -71,7 +71,10 @@ func (n *Neighbors) update(f func(*neighborSet)) {
 // Lookup returns the link-layer address for a destination. A miss is
 // recorded for the resolver (see TakeMiss).
 func (n *Neighbors) Lookup(dst *flowtable.Addr) (MAC, bool) {
-	s := n.cur.Load()
+	return n.lookupIn(n.cur.Load(), dst)
+}
+
+func (n *Neighbors) lookupIn(s *neighborSet, dst *flowtable.Addr) (MAC, bool) {
 	if m, ok := s.hosts[*dst]; ok {
 		return m, true
 	}
@@ -85,6 +88,29 @@ func (n *Neighbors) Lookup(dst *flowtable.Addr) (MAC, bool) {
 		n.missFlag.Store(2)
 	}
 	return MAC{}, false
+}
+
+// neighborCache remembers a worker's last next hop on a port, valid while
+// the port's neighbour set is the one it was found in. Most packets of a
+// burst go to one gNB or one gateway, so this spares them the map.
+type neighborCache struct {
+	set  *neighborSet
+	addr flowtable.Addr
+	mac  MAC
+}
+
+// neighbor looks up a next hop for the port's worker through its cache.
+func (p *portState) neighbor(dst *flowtable.Addr) (MAC, bool) {
+	s := p.Neighbors.cur.Load()
+	c := &p.nb
+	if c.set == s && c.addr == *dst {
+		return c.mac, true
+	}
+	mac, ok := p.Neighbors.lookupIn(s, dst)
+	if ok {
+		c.set, c.addr, c.mac = s, *dst, mac
+	}
+	return mac, ok
 }
 
 // TakeMiss returns an address a worker found no entry for, if any, and

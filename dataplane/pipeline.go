@@ -194,46 +194,25 @@ func (w *Worker) finish(in int, frames []Frame, k int) {
 // apply carries out a matched rule on the IP packet at f.Data()[ipOff:]
 // of ipLen octets whose flow is fl. tunneled says the frame arrived in
 // GTP-U (and ipOff is past the outer headers).
+//
+// f itself is not changed: the frame queued for transmission is a copy
+// with the new bounds. (Copying a Frame right after storing to its fields
+// would read the stores back in wider loads than they were made with,
+// which the CPU cannot forward from its store buffer: a stall per packet.)
 func (w *Worker) apply(f *Frame, fl *flowtable.Flow, r *flowtable.Rule, ipOff, ipLen int, tunneled bool) {
-	// Everything read here up to the extras is in the rule's first cache
-	// line (Tunnel, Extras).
+	// Everything read here, on the common path, is in the rule's first
+	// cache line (Tunnel, Extras).
 	w.ctr.CountPDR(r, uint64(ipLen))
-	act := r.Action
-	if act&flowtable.ActDrop != 0 {
-		if r.GateClosed {
-			w.drop(f, DropGate)
-		} else {
-			w.drop(f, DropFAR)
-		}
-		return
-	}
-	x := r.Extras()
-	if act&flowtable.ActNotifyCP != 0 && x != nil && x.Notify != nil {
-		x.Notify.Raise(r.PDRID)
-	}
-	if act&flowtable.ActBuffer != 0 && x != nil && x.Buffer != nil {
-		if x.Buffer.Push(f.Data()[ipOff : ipOff+ipLen]) {
-			w.Buffered.Add(1)
-			w.drops[w.ndrop] = *f // not a drop: the buffer holds a copy
-			w.ndrop++
-		} else {
-			w.drop(f, DropBufferFull)
-		}
-		return
-	}
-	if act&flowtable.ActForward == 0 {
-		w.drop(f, DropFAR)
-		return
-	}
-	if x != nil {
-		for _, m := range x.Meters {
-			if !m.Allow(w.now, ipLen) {
-				w.drop(f, DropMBR)
-				return
-			}
+	if r.Action != flowtable.ActForward || r.Extras() != nil {
+		if !w.applyActions(f, r, ipOff, ipLen) {
+			return
 		}
 	}
 	tun := r.Tunnel()
+	if int(r.Dest) >= len(w.egress) {
+		w.drop(f, DropNoEgress)
+		return
+	}
 	oi := w.egress[r.Dest]
 	if tun != nil && w.tunnelEgress[r.Dest] >= 0 {
 		oi = w.tunnelEgress[r.Dest]
@@ -244,8 +223,9 @@ func (w *Worker) apply(f *Frame, fl *flowtable.Flow, r *flowtable.Rule, ipOff, i
 	}
 	out := &w.ports[oi]
 
-	data := f.Data()
-	ip := data[ipOff : ipOff+ipLen]
+	start := f.Off + ipOff // the packet's bounds in f.Buf
+	end := start + ipLen
+	ip := f.Buf[start:end]
 	v6 := ip[0]>>4 == 6
 	// The UPF routes the inner packet where it leaves or enters a tunnel;
 	// a tunnel-to-tunnel hop (N9) leaves it alone.
@@ -281,22 +261,18 @@ func (w *Worker) apply(f *Frame, fl *flowtable.Flow, r *flowtable.Rule, ipOff, i
 			psc = &w.psc
 		}
 		gl := gtpu.GPDUHeaderLen(psc)
-		hdr := ipv4Len + udpLen + gl
-		f.Off += ipOff
-		f.Len = ipLen
-		if !f.Prepend(hdr) {
+		if start < ipv4Len+udpLen+gl {
 			w.drop(f, DropNoHeadroom)
 			return
 		}
-		b := f.Data()
+		start -= ipv4Len + udpLen + gl
+		b := f.Buf[start:end]
 		putIPv4(b, out.addr4, tun.Peer4, protoUDP, udpLen+gl+ipLen, fl.ToS)
 		putUDP(b[ipv4Len:], sourcePort(fl), tun.Port, gl+ipLen)
 		gtpu.PutGPDUHeader(b[ipv4Len+udpLen:], tun.TEID, ipLen, psc)
-		w.nhAddr = flowtable.Addr4(tun.Peer4)
+		w.nhAddr.Set4(tun.Peer4)
 		nh = &w.nhAddr
 	} else {
-		f.Off += ipOff
-		f.Len = ipLen
 		if v6 {
 			et = etherIPv6
 		}
@@ -308,19 +284,64 @@ func (w *Worker) apply(f *Frame, fl *flowtable.Flow, r *flowtable.Rule, ipOff, i
 			nh = &fl.Dst
 		}
 	}
-	mac, ok := out.Neighbors.Lookup(nh)
+	mac, ok := out.neighbor(nh)
 	if !ok {
 		w.drop(f, DropNoNeighbor)
 		return
 	}
-	if !f.Prepend(ethLen) {
+	if start < ethLen {
 		w.drop(f, DropNoHeadroom)
 		return
 	}
-	putEth(f.Data(), mac, out.MAC, et)
+	start -= ethLen
+	putEth(f.Buf[start:end], mac, out.MAC, et)
 	w.ctr.CountURRs(r, uint64(ipLen), w.now)
-	out.out[out.nout] = *f
+	o := &out.out[out.nout]
+	*o = *f
+	o.Off, o.Len = start, end-start
 	out.nout++
+}
+
+// applyActions carries out what a rule does besides forwarding (drop,
+// notify, buffer, meter) and reports whether the packet is to be
+// forwarded.
+func (w *Worker) applyActions(f *Frame, r *flowtable.Rule, ipOff, ipLen int) bool {
+	act := r.Action
+	if act&flowtable.ActDrop != 0 {
+		if r.GateClosed {
+			w.drop(f, DropGate)
+		} else {
+			w.drop(f, DropFAR)
+		}
+		return false
+	}
+	x := r.Extras()
+	if act&flowtable.ActNotifyCP != 0 && x != nil && x.Notify != nil {
+		x.Notify.Raise(r.PDRID)
+	}
+	if act&flowtable.ActBuffer != 0 && x != nil && x.Buffer != nil {
+		if x.Buffer.Push(f.Data()[ipOff : ipOff+ipLen]) {
+			w.Buffered.Add(1)
+			w.drops[w.ndrop] = *f // not a drop: the buffer holds a copy
+			w.ndrop++
+		} else {
+			w.drop(f, DropBufferFull)
+		}
+		return false
+	}
+	if act&flowtable.ActForward == 0 {
+		w.drop(f, DropFAR)
+		return false
+	}
+	if x != nil {
+		for _, m := range x.Meters {
+			if !m.Allow(w.now, ipLen) {
+				w.drop(f, DropMBR)
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func outerDst(ip []byte) flowtable.Addr {
@@ -440,7 +461,9 @@ func parseIP(b []byte, fl *flowtable.Flow) (int, bool) {
 		if n > len(b) {
 			return 0, false
 		}
-		fl.Src, fl.Dst, fl.IPv6 = flowtable.Addr16((*[16]byte)(b[8:24])), flowtable.Addr16((*[16]byte)(b[24:40])), true
+		fl.Src.Set16((*[16]byte)(b[8:24]))
+		fl.Dst.Set16((*[16]byte)(b[24:40]))
+		fl.IPv6 = true
 		fl.Proto = b[6]
 		fl.ToS = b[0]<<4 | b[1]>>4
 		l4 = b[ipv6Len:n]

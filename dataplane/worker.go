@@ -118,6 +118,7 @@ type Worker struct {
 
 type portState struct {
 	PortConfig
+	nb    neighborCache // owned by the worker
 	addr4 [4]byte
 	out   [BurstSize]Frame
 	nout  int

@@ -223,9 +223,26 @@ func (a Addr) Netip() netip.Addr {
 	return netip.AddrFrom16(b).Unmap()
 }
 
+// Set4 sets a to the IPv4 address given as octets.
+//
+// The setters store word by word: an Addr value built and then copied
+// goes through a stack temporary whose narrow stores the copy's wide loads
+// cannot forward from, a stall on the fast path.
+func (a *Addr) Set4(b [4]byte) {
+	a[0] = 0
+	a[1] = v4Mapped | uint64(b[0])<<24 | uint64(b[1])<<16 | uint64(b[2])<<8 | uint64(b[3])
+}
+
+// Set16 sets a to the IPv6 address given as 16 octets.
+func (a *Addr) Set16(b *[16]byte) {
+	a[0] = be64(b[:8])
+	a[1] = be64(b[8:])
+}
+
 // SetIPv4 fills the addresses of an IPv4 flow.
 func (f *Flow) SetIPv4(src, dst [4]byte) {
-	f.Src, f.Dst = Addr4(src), Addr4(dst)
+	f.Src.Set4(src)
+	f.Dst.Set4(dst)
 	f.IPv6 = false
 }
 

@@ -417,7 +417,8 @@ func ueKey(i Interface, f *Flow) key {
 	if f.IPv6 {
 		return ue6Key(i, ue[0])
 	}
-	return ue4Key(i, ue.V4())
+	return ue4Key(i, uint32(ue[1])) // not ue.V4(): no copy of the address just written
+
 }
 
 func (t *Table) best(first *Rule, i Interface, f *Flow) *Rule {
