@@ -48,7 +48,11 @@ func (g *genPort) Receive(q int, frames []Frame) int {
 		if g.next++; g.next == len(g.keys) {
 			g.next = 0
 		}
-		frames[n] = Frame{Buf: b, Off: Headroom, Len: len(g.tmpl), Handle: uint64(i), Owner: g}
+		// Field by field: a Frame literal is built on the stack and
+		// copied in wide loads that cannot be forwarded from its narrow
+		// stores, a stall that would be charged to the pipeline.
+		f := &frames[n]
+		f.Buf, f.Off, f.Len, f.Handle, f.Queue, f.Owner = b, Headroom, len(g.tmpl), uint64(i), 0, g
 	}
 	return n
 }

@@ -418,7 +418,6 @@ func ueKey(i Interface, f *Flow) key {
 		return ue6Key(i, ue[0])
 	}
 	return ue4Key(i, uint32(ue[1])) // not ue.V4(): no copy of the address just written
-
 }
 
 func (t *Table) best(first *Rule, i Interface, f *Flow) *Rule {
