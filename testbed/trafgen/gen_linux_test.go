@@ -146,7 +146,9 @@ func TestGeneratorLimits(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("paced at 100 kpps: %v", rep)
-		if pps := rep.Offered.PPS(); pps < 80000 || pps > 120000 {
+		// Pacing must hold the rate down; the run's fixed set-up time and a
+		// busy machine only ever make it lower, so the floor is loose.
+		if pps := rep.Offered.PPS(); pps < 50000 || pps > 110000 {
 			t.Errorf("paced at 100000 pps, offered %.0f pps", pps)
 		}
 	})

@@ -442,9 +442,14 @@ func TestUPFGone(t *testing.T) {
 			errs = append(errs, e)
 		}
 	}
-	if code != 1 || len(errs) != 2 || errs[0].Op != "delete" || errs[1].Op != "release" ||
-		!strings.Contains(errs[0].Error, "no answer") {
-		t.Fatalf("exit status %d, errors %+v; want 1 and a timed-out deletion and release:\n%s", code, errs, l)
+	// Deletions run concurrently, so one or several may time out before
+	// cleanup notices the UPF is gone; then the release times out.
+	ok := code == 1 && len(errs) >= 2 && errs[len(errs)-1].Op == "release"
+	for _, e := range errs[:max(len(errs)-1, 0)] {
+		ok = ok && e.Op == "delete" && strings.Contains(e.Error, "no answer")
+	}
+	if !ok {
+		t.Fatalf("exit status %d, errors %+v; want 1, timed-out deletions and a timed-out release:\n%s", code, errs, l)
 	}
 	if d := time.Since(begin); d > 3*time.Second {
 		t.Errorf("cleanup took %v against a silent UPF, want about 2 × T1 × (N1+1)", d)
