@@ -36,3 +36,10 @@ bench:
 # A short run of every fuzz target (each parser has one).
 fuzz:
 	@scripts/fuzz.sh 30s
+
+# Sluice against plain kernel IPv4 forwarding on the namespace testbed
+# (issue 4; needs root, about 13 minutes; BENCHFLAGS=-quick for about 2):
+# tables on stdout, JSON and an SVG plot in out/bench/.
+.PHONY: bench-e2e
+bench-e2e:
+	$(GO) run ./testbed/cmd/benchrun $(BENCHFLAGS)

@@ -1,0 +1,123 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// testLog passes progress lines to the test log.
+type testLog struct{ t *testing.T }
+
+func (l testLog) Write(p []byte) (int, error) {
+	l.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// The runner, in a tiny quick mode, measures both systems both ways and
+// writes JSON with the fields an operator reads, and a plot.
+func TestRunQuick(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates network namespaces, attaches XDP programs and runs upf")
+	}
+	if testing.Short() {
+		t.Skip("runs the benchmark for about 20 s")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	start := time.Now()
+	res, err := Run(ctx, Options{
+		Prefix: fmt.Sprintf("slbt%d", os.Getpid()%100000),
+		// Empty: build upf from the working tree.
+		UPF:      os.Getenv("SLUICE_BENCH_UPF"),
+		Sizes:    []int{64},
+		Sessions: []int{100},
+		Duration: time.Second, Repeats: 1, Warmup: 200 * time.Millisecond, IdleWindow: time.Second,
+		// Another process busy on the CPU under test would only mark
+		// the run disturbed; do not wait for it here.
+		QuietWait: -1,
+		Log:       testLog{t},
+	})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	t.Logf("ran in %v", time.Since(start).Round(time.Millisecond))
+	for _, e := range res.Errors {
+		t.Errorf("run error: %s", e)
+	}
+
+	var js, svg bytes.Buffer
+	if err := res.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	if err := res.WriteSVG(&svg); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(svg.Bytes(), []byte("<circle")) {
+		t.Errorf("plot has no data points:\n%s", svg.String())
+	}
+
+	// Read the JSON back as an operator's script would.
+	var doc struct {
+		Cases []map[string]json.RawMessage `json:"cases"`
+		Idle  []struct {
+			Sessions   int      `json:"sessions"`
+			CPUPercent *float64 `json:"cpu_percent"`
+		} `json:"idle"`
+		Host struct {
+			LoadStart *[3]float64 `json:"load_average_start"`
+		} `json:"host"`
+	}
+	if err := json.Unmarshal(js.Bytes(), &doc); err != nil {
+		t.Fatalf("results JSON: %v\n%s", err, js.String())
+	}
+	if len(doc.Cases) != 2 {
+		t.Fatalf("%d cases in the JSON, want 2 (uplink and downlink)", len(doc.Cases))
+	}
+	for _, c := range doc.Cases {
+		for _, f := range []string{"direction", "size", "sessions", "ratio", "kernel", "sluice"} {
+			if _, ok := c[f]; !ok {
+				t.Errorf("case without %q: %s", f, mustJSON(c))
+			}
+		}
+		for _, sys := range []string{"kernel", "sluice"} {
+			var p struct {
+				Offered   *float64 `json:"offered_pps"`
+				Delivered *float64 `json:"delivered_pps"`
+				Runs      []struct {
+					CPU map[string]float64 `json:"cpu"`
+				} `json:"runs"`
+			}
+			if err := json.Unmarshal(c[sys], &p); err != nil {
+				t.Fatalf("%s point: %v", sys, err)
+			}
+			switch {
+			case p.Offered == nil || p.Delivered == nil || len(p.Runs) == 0:
+				t.Errorf("%s %s: point without offered_pps, delivered_pps or runs: %s", c["direction"], sys, c[sys])
+			case *p.Delivered <= 0 || *p.Offered <= 0:
+				t.Errorf("%s %s: offered %v pps, delivered %v pps; want both above 0", c["direction"], sys, *p.Offered, *p.Delivered)
+			case p.Runs[0].CPU["dut_cpu_busy"] <= 0:
+				t.Errorf("%s %s: the CPU under test was not busy: %v", c["direction"], sys, p.Runs[0].CPU)
+			}
+		}
+	}
+	if len(doc.Idle) != 1 || doc.Idle[0].CPUPercent == nil || doc.Idle[0].Sessions != 100 {
+		t.Errorf("idle figures %+v, want one for 100 sessions with cpu_percent", doc.Idle)
+	}
+	if doc.Host.LoadStart == nil {
+		t.Error("no load average in the JSON")
+	}
+	var table bytes.Buffer
+	_ = res.WriteTable(&table)
+	t.Logf("\n%s", table.String())
+}
+
+func mustJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}

@@ -1,0 +1,240 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/xml"
+	"errors"
+	"io"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wmnsk/go-pfcp/ie"
+	"github.com/wmnsk/go-pfcp/message"
+
+	"github.com/sluice-net/sluice/testbed/smf"
+	"github.com/sluice-net/sluice/testbed/topo"
+)
+
+func TestMedian(t *testing.T) {
+	for _, c := range []struct {
+		in   []float64
+		want float64
+	}{
+		{nil, 0},
+		{[]float64{3}, 3},
+		{[]float64{5, 1, 3}, 3},
+		{[]float64{4, 1, 3, 2}, 2.5},
+	} {
+		if got := median(c.in); got != c.want {
+			t.Errorf("median(%v) = %v, want %v", c.in, got, c.want)
+		}
+	}
+}
+
+// Disturbed runs are kept but left out of the medians, unless every run
+// was disturbed.
+func TestPointSummary(t *testing.T) {
+	p := &Point{Runs: []Trial{
+		{OfferedPPS: 3e6, DeliveredPPS: 1e6},
+		{OfferedPPS: 9e6, DeliveredPPS: 0.5e6, Disturbed: true},
+		{OfferedPPS: 3.2e6, DeliveredPPS: 1.2e6},
+	}}
+	p.summarize(64)
+	if p.DeliveredPPS != 1.1e6 || p.OfferedPPS != 3.1e6 {
+		t.Errorf("medians offered %v, delivered %v; want 3.1e6 and 1.1e6 from the undisturbed runs", p.OfferedPPS, p.DeliveredPPS)
+	}
+	if p.DeliveredMin != 1e6 || p.DeliveredMax != 1.2e6 {
+		t.Errorf("delivered range %v to %v, want 1e6 to 1.2e6", p.DeliveredMin, p.DeliveredMax)
+	}
+	if want := 1.1e6 * 64 * 8; p.DeliveredBitRate != want {
+		t.Errorf("delivered bit rate %v, want %v", p.DeliveredBitRate, want)
+	}
+	all := &Point{Runs: []Trial{{DeliveredPPS: 2, Disturbed: true}, {DeliveredPPS: 4, Disturbed: true}}}
+	all.summarize(64)
+	if all.DeliveredPPS != 3 {
+		t.Errorf("all runs disturbed: median %v, want 3 over all of them", all.DeliveredPPS)
+	}
+}
+
+func TestCaseRatio(t *testing.T) {
+	c := &Case{Direction: Uplink, Size: 64, Sessions: 100}
+	c.setPoint(Sluice, &Point{DeliveredPPS: 1.5e6, Runs: []Trial{{}}})
+	if c.Ratio != 0 {
+		t.Errorf("ratio %v without a kernel figure, want 0", c.Ratio)
+	}
+	c.setPoint(Kernel, &Point{DeliveredPPS: 1e6, Runs: []Trial{{}}})
+	if c.Ratio != 1.5 {
+		t.Errorf("ratio %v, want 1.5", c.Ratio)
+	}
+}
+
+func TestOptions(t *testing.T) {
+	o, err := Options{}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o.Sizes) != 2 || len(o.Sessions) != 2 || o.Duration != 15*time.Second || o.Repeats != 3 || o.GenCPU != 0 || o.DUTCPU != 1 {
+		t.Errorf("defaults %+v: want issue 4's cases, 15 s x 3, CPUs 0 and 1", o)
+	}
+	if d := Estimate(Options{}); d < 10*time.Minute || d > 20*time.Minute {
+		t.Errorf("full run estimated at %v, want 10 to 20 minutes", d)
+	}
+	for _, bad := range []Options{
+		{Sizes: []int{20}},
+		{Sizes: []int{1500}},
+		{Sessions: []int{0}},
+		{Sessions: []int{1 << 20}},
+		{GenCPU: 1, DUTCPU: 1},
+		{Directions: []Direction{"sideways"}},
+		{Systems: []System{"dpdk"}},
+		{Repeats: -1},
+	} {
+		if _, err := bad.withDefaults(); !errors.Is(err, ErrOptions) {
+			t.Errorf("%+v: error %v, want ErrOptions", bad, err)
+		}
+	}
+	if d, err := ParseDirections("uplink, downlink"); err != nil || len(d) != 2 {
+		t.Errorf("ParseDirections: %v, %v", d, err)
+	}
+	if _, err := ParseSystems("kernel,vpp"); !errors.Is(err, ErrOptions) {
+		t.Errorf("ParseSystems(kernel,vpp): %v, want ErrOptions", err)
+	}
+}
+
+func sampleResults() *Results {
+	r := &Results{Config: Config{Repeats: 3, Duration: 15}}
+	for _, n := range []int{100, 100000} {
+		for _, d := range DefaultDirections {
+			for _, s := range DefaultSizes {
+				c := &Case{Direction: d, Size: s, Sessions: n}
+				c.setPoint(Kernel, &Point{OfferedPPS: 3e6, DeliveredPPS: 2e6, Runs: []Trial{{}}})
+				c.setPoint(Sluice, &Point{OfferedPPS: 3e6, DeliveredPPS: 0.7e6, Runs: []Trial{{}}})
+				r.Cases = append(r.Cases, c)
+			}
+		}
+	}
+	r.Idle = []Idle{{Sessions: 100, Window: 10, CPUPercent: 1.2, Target: TargetIdlePercent}}
+	return r
+}
+
+func TestWriteTable(t *testing.T) {
+	var b bytes.Buffer
+	if err := sampleResults().WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{"uplink", "downlink", "1400 B", "100000", "2.000", "0.700", "0.35", "1.20 % of one core", "in 0 of 8 cases"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// The plot is well-formed XML with a line per system and session count
+// in each direction's panel.
+func TestWriteSVG(t *testing.T) {
+	var b bytes.Buffer
+	if err := sampleResults().WriteSVG(&b); err != nil {
+		t.Fatal(err)
+	}
+	dec := xml.NewDecoder(&b)
+	lines := 0
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("plot is not well-formed XML: %v", err)
+		}
+		if se, ok := tok.(xml.StartElement); ok && se.Name.Local == "polyline" {
+			lines++
+		}
+	}
+	if lines != 8 {
+		t.Errorf("plot has %d lines, want 8 (2 directions x 2 systems x 2 session counts)", lines)
+	}
+}
+
+// The establishment template carries each session's own SEID, TEIDs and
+// UE address, as go-pfcp decodes them.
+func TestEstTemplate(t *testing.T) {
+	c, err := smf.New(smf.Options{Local: netip.MustParseAddrPort("127.0.0.1:0"), UPF: netip.MustParseAddrPort("127.0.0.1:8805")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pl := sessionPlan{
+		N3: netip.MustParseAddr("10.103.0.2"), GNB: netip.MustParseAddr("10.103.0.1"),
+		ULTEID: 0x100000, DLTEID: 0x200000, QFI: 9, UE: func(i int) netip.Addr { return topo.UEAddr(UEPool, i) },
+	}
+	tmpl, err := newEstTemplate(c, pl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const i = 70000
+	m, err := message.Parse(tmpl.request(pl, i, 0x123456))
+	if err != nil {
+		t.Fatalf("parsing the request of session %d: %v", i, err)
+	}
+	req, ok := m.(*message.SessionEstablishmentRequest)
+	if !ok {
+		t.Fatalf("request is a %s", m.MessageTypeName())
+	}
+	if req.Sequence() != 0x123456 {
+		t.Errorf("sequence %#x, want 0x123456", req.Sequence())
+	}
+	f, err := req.CPFSEID.FSEID()
+	if err != nil || f.SEID != i+1 {
+		t.Errorf("CP F-SEID %+v (%v), want SEID %d", f, err, i+1)
+	}
+	wantUE := topo.UEAddr(UEPool, i)
+	var ues []netip.Addr
+	var teid uint32
+	for _, pdr := range req.CreatePDR {
+		pdi, err := pdr.PDI()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range pdi {
+			switch x.Type {
+			case ie.FTEID:
+				ft, err := x.FTEID()
+				if err != nil {
+					t.Fatal(err)
+				}
+				teid = ft.TEID
+			case ie.UEIPAddress:
+				u, err := x.UEIPAddress()
+				if err != nil {
+					t.Fatal(err)
+				}
+				a, _ := netip.AddrFromSlice(u.IPv4Address.To4())
+				ues = append(ues, a)
+			}
+		}
+	}
+	if teid != pl.ULTEID+i {
+		t.Errorf("uplink TEID %#x, want %#x", teid, pl.ULTEID+i)
+	}
+	if len(ues) != 2 || ues[0] != wantUE || ues[1] != wantUE {
+		t.Errorf("UE addresses %v, want %v in both PDRs", ues, wantUE)
+	}
+	var dl uint32
+	for _, far := range req.CreateFAR {
+		fp, err := far.ForwardingParameters()
+		if err != nil {
+			continue
+		}
+		for _, x := range fp {
+			if ohc, err := x.OuterHeaderCreation(); err == nil {
+				dl = ohc.TEID
+			}
+		}
+	}
+	if dl != pl.DLTEID+i {
+		t.Errorf("downlink TEID %#x, want %#x", dl, pl.DLTEID+i)
+	}
+}

@@ -1,0 +1,58 @@
+// Package bench measures Sluice against the kernel's own IPv4 forwarding on
+// one namespace topology, as issue 4 asks: for each packet size, direction
+// and session count it offers the traffic generator's maximum rate to each
+// system in turn and reports what was offered and what arrived, Sluice's
+// delivered rate as a ratio of the kernel's, and the CPU Sluice uses when it
+// has sessions but no traffic.
+//
+// The two systems under test, one after the other on the same links:
+//
+//   - Kernel: the upf namespace as a plain IPv4 router
+//     (topo.EnableKernelForwarding). The gNB side offers plain IP uplink on
+//     N3 (trafgen.PlainUplinkSpec), the data network plain downlink on N6;
+//     no GTP-U anywhere. This is the reference.
+//   - Sluice: the real upf binary in the upf namespace with kernel
+//     forwarding off, sessions established over PFCP from the gnb
+//     namespace with deterministic identifiers (session i has uplink TEID
+//     ULTEIDBase+i and UE address i of the pool, the ones the generator
+//     cycles through), GTP-U uplink offered on N3 and plain downlink on N6.
+//     upf is stopped between phases, which detaches its XDP programs; the
+//     runner checks that they are gone.
+//
+// XDP sinks count the delivered packets on the far side (dn's N6 for
+// uplink, gnb's N3 for downlink).
+//
+// Where the work runs, on the 2-vCPU machines (see the repository's
+// machine notes): the generator, the sinks and this process on GenCPU; the
+// unit under test on DUTCPU. Every veth end has threaded NAPI. The upf
+// namespace's ends (the kernel router's forwarding, Sluice's XDP steering
+// and AF_XDP receive copy) are pinned to DUTCPU; the far ends (the sinks)
+// are pinned to GenCPU with real-time priority and deferred re-arming
+// (napi_defer_hard_irqs, gro_flush_timeout), so that a transmitter on
+// DUTCPU fills their ring without waking them for every burst. The upf
+// process runs entirely on DUTCPU (its worker with `cores: [DUTCPU]`, its
+// other threads under taskset).
+//
+// AF_XDP transmission on veth is copy mode: the worker's sendto builds an
+// skb and runs veth_xmit on DUTCPU, which only queues the skb on the
+// peer's ring and schedules the peer's NAPI. Without threaded NAPI on the
+// peer that scheduling raises the receive softirq on the sending CPU, and
+// the sink's receive work (and the freeing of the skb, whose destructor
+// posts the frame to the socket's completion ring) would be charged to
+// DUTCPU. With the sink ends' NAPI threaded and pinned to GenCPU, the
+// receive and the completion run there; what remains on DUTCPU is the
+// copy into the skb and the completion ring's spin lock, shared with the
+// sink's CPU. Each run records per-CPU and per-thread CPU time (Trial.CPU)
+// so that a reader can check where the work landed.
+//
+// The machines are shared: another process busy on DUTCPU takes CPU time
+// from the unit under test (under the ordinary scheduler, half of it).
+// Before each run the runner waits for DUTCPU to be quiet; a run during
+// which DUTCPU spent more than Options.MaxForeign on work that the unit
+// under test does not account for is marked disturbed, kept in the
+// results, left out of the medians and repeated.
+//
+// Everything here needs root. Runs are bounded by the context and by each
+// point's duration; the topology, the upf process and the XDP programs
+// are removed on every exit path.
+package bench

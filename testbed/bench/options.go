@@ -1,0 +1,254 @@
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/sluice-net/sluice/testbed/trafgen"
+)
+
+// ErrOptions reports options that cannot describe a benchmark.
+var ErrOptions = errors.New("invalid benchmark options")
+
+// System is a forwarder under test.
+type System string
+
+const (
+	Kernel System = "kernel" // plain kernel IPv4 forwarding, the reference
+	Sluice System = "sluice" // the upf binary
+)
+
+// Direction is the direction of the offered traffic.
+type Direction string
+
+const (
+	Uplink   Direction = "uplink"   // gNB (N3) to data network (N6)
+	Downlink Direction = "downlink" // data network (N6) to gNB (N3)
+)
+
+// Defaults of Options.
+const (
+	DefaultDuration     = 15 * time.Second
+	DefaultRepeats      = 3
+	DefaultWarmup       = time.Second
+	DefaultIdleWindow   = 10 * time.Second
+	DefaultSinkPriority = 50
+	DefaultSinkDefer    = 100
+	DefaultSinkFlush    = 50 * time.Microsecond
+	DefaultULTEIDBase   = 0x100000
+	DefaultDLTEIDBase   = 0x200000
+	DefaultQFI          = 9
+	DefaultMaxForeign   = 0.05
+	DefaultQuietWait    = 30 * time.Second
+)
+
+// DefaultSizes, DefaultSessions, DefaultDirections and DefaultSystems are
+// the cases of issue 4.
+var (
+	DefaultSizes      = []int{64, 1400}
+	DefaultSessions   = []int{100, 100000}
+	DefaultDirections = []Direction{Uplink, Downlink}
+	DefaultSystems    = []System{Kernel, Sluice}
+)
+
+// UEPool is the topology's UE pool: a /14, since the default /16 holds
+// fewer than 100,000 UEs. It overlaps neither N3 nor N6.
+var UEPool = netip.MustParsePrefix("10.48.0.0/14")
+
+// Options configure Run. The zero value runs the full benchmark of issue 4.
+type Options struct {
+	// Prefix names the namespaces (Prefix-gnb, ...). Default "slb" and the
+	// process ID, so that concurrent runs do not meet.
+	Prefix string
+	// UPF is a built upf binary; empty builds one from the module
+	// (UPFRev selects what).
+	UPF string
+	// UPFRev, if set, builds upf from that git revision of the module
+	// (exported to a temporary directory) instead of the working tree.
+	UPFRev string
+
+	// The cases: every combination of size (the user's IP packet length,
+	// octets), direction and session count, for every system.
+	Sizes      []int
+	Sessions   []int
+	Directions []Direction
+	Systems    []System
+
+	// Duration is the length of one measured run, Repeats the number of
+	// runs per point (the point reports their medians), Warmup an
+	// unmeasured run before them. Rate paces the generator (packets per
+	// second); 0 offers as much as it can (saturation).
+	Duration time.Duration
+	Repeats  int
+	Warmup   time.Duration
+	Rate     float64
+	// IdleWindow is how long upf's idle CPU use is sampled in each Sluice
+	// phase, with the sessions established and no traffic. Negative skips
+	// it.
+	IdleWindow time.Duration
+
+	// MaxForeign is how much of DUTCPU (in CPUs) work that the unit under
+	// test does not account for (another process, a build) may take during
+	// a run before the run counts as disturbed: it is kept but left out of
+	// the medians and repeated. Before each run the runner waits up to QuietWait for
+	// DUTCPU to be that quiet (negative: it does not wait). Defaults 0.05
+	// and 30 s.
+	MaxForeign float64
+	QuietWait  time.Duration
+
+	// GenCPU runs the generator, the sinks and this process; DUTCPU the
+	// unit under test (the upf namespace's NAPI threads and upf). Defaults
+	// 0 and 1.
+	GenCPU, DUTCPU int
+	// DUTPriority, if positive, makes the upf namespace's NAPI threads
+	// SCHED_FIFO at that priority; by default they share DUTCPU with upf's
+	// worker under the ordinary scheduler.
+	DUTPriority int
+	// SinkPriority is the SCHED_FIFO priority of the sinks' NAPI threads;
+	// SinkDefer and SinkFlush their napi_defer_hard_irqs and
+	// gro_flush_timeout. Defaults 50, 100 and 50 µs.
+	SinkPriority int
+	SinkDefer    int
+	SinkFlush    time.Duration
+
+	// ULTEIDBase and DLTEIDBase are the uplink (Sluice's) and downlink
+	// (gNB's) TEIDs of session 0; session i uses base+i. QFI marks the
+	// sessions' QoS flow and the generated uplink. Defaults 0x100000,
+	// 0x200000 and 9.
+	ULTEIDBase, DLTEIDBase uint32
+	QFI                    uint8
+
+	// Log receives progress lines; nil discards them.
+	Log io.Writer
+}
+
+func (o Options) withDefaults() (Options, error) {
+	if o.Prefix == "" {
+		o.Prefix = fmt.Sprintf("slb%d", os.Getpid())
+	}
+	if o.Sizes == nil {
+		o.Sizes = DefaultSizes
+	}
+	if o.Sessions == nil {
+		o.Sessions = DefaultSessions
+	}
+	if o.Directions == nil {
+		o.Directions = DefaultDirections
+	}
+	if o.Systems == nil {
+		o.Systems = DefaultSystems
+	}
+	if o.Duration == 0 {
+		o.Duration = DefaultDuration
+	}
+	if o.Repeats == 0 {
+		o.Repeats = DefaultRepeats
+	}
+	if o.Warmup == 0 {
+		o.Warmup = DefaultWarmup
+	}
+	if o.IdleWindow == 0 {
+		o.IdleWindow = DefaultIdleWindow
+	}
+	if o.MaxForeign == 0 {
+		o.MaxForeign = DefaultMaxForeign
+	}
+	if o.QuietWait == 0 {
+		o.QuietWait = DefaultQuietWait
+	}
+	if o.GenCPU == 0 && o.DUTCPU == 0 {
+		o.DUTCPU = 1
+	}
+	if o.SinkPriority == 0 {
+		o.SinkPriority = DefaultSinkPriority
+	}
+	if o.SinkDefer == 0 {
+		o.SinkDefer = DefaultSinkDefer
+	}
+	if o.SinkFlush == 0 {
+		o.SinkFlush = DefaultSinkFlush
+	}
+	if o.ULTEIDBase == 0 {
+		o.ULTEIDBase = DefaultULTEIDBase
+	}
+	if o.DLTEIDBase == 0 {
+		o.DLTEIDBase = DefaultDLTEIDBase
+	}
+	if o.QFI == 0 {
+		o.QFI = DefaultQFI
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	o.Sizes, o.Sessions = sortedUnique(o.Sizes), sortedUnique(o.Sessions)
+	switch {
+	case len(o.Sizes) == 0 || len(o.Sessions) == 0 || len(o.Directions) == 0 || len(o.Systems) == 0:
+		return o, fmt.Errorf("%w: no cases: sizes %v, sessions %v, directions %v, systems %v", ErrOptions, o.Sizes, o.Sessions, o.Directions, o.Systems)
+	case o.Sizes[0] < trafgen.MinSize || o.Sizes[len(o.Sizes)-1] > maxSize:
+		return o, fmt.Errorf("%w: sizes %v: want %d to %d octets", ErrOptions, o.Sizes, trafgen.MinSize, maxSize)
+	case o.Sessions[0] < 1 || o.Sessions[len(o.Sessions)-1] > maxSessions:
+		return o, fmt.Errorf("%w: sessions %v: want 1 to %d", ErrOptions, o.Sessions, maxSessions)
+	case o.Duration < 0 || o.Warmup < 0 || o.Repeats < 1 || o.Rate < 0 || o.MaxForeign < 0:
+		return o, fmt.Errorf("%w: duration %v, warm-up %v, %d repeats, rate %v, foreign share %v, quiet wait %v",
+			ErrOptions, o.Duration, o.Warmup, o.Repeats, o.Rate, o.MaxForeign, o.QuietWait)
+	case o.GenCPU < 0 || o.DUTCPU < 0 || o.GenCPU == o.DUTCPU:
+		return o, fmt.Errorf("%w: generator CPU %d and unit-under-test CPU %d: want two different CPUs", ErrOptions, o.GenCPU, o.DUTCPU)
+	case o.DUTPriority < 0 || o.DUTPriority > 99 || o.SinkPriority < 1 || o.SinkPriority > 99:
+		return o, fmt.Errorf("%w: priorities %d and %d: want 1 to 99", ErrOptions, o.DUTPriority, o.SinkPriority)
+	case uint64(o.ULTEIDBase)+maxSessions > 1<<32 || uint64(o.DLTEIDBase)+maxSessions > 1<<32:
+		return o, fmt.Errorf("%w: TEID bases %#x and %#x leave too few TEIDs", ErrOptions, o.ULTEIDBase, o.DLTEIDBase)
+	case o.QFI > 63:
+		return o, fmt.Errorf("%w: QFI %d", ErrOptions, o.QFI)
+	}
+	for _, d := range o.Directions {
+		if d != Uplink && d != Downlink {
+			return o, fmt.Errorf("%w: direction %q: want %s or %s", ErrOptions, d, Uplink, Downlink)
+		}
+	}
+	for _, s := range o.Systems {
+		if s != Kernel && s != Sluice {
+			return o, fmt.Errorf("%w: system %q: want %s or %s", ErrOptions, s, Kernel, Sluice)
+		}
+	}
+	return o, nil
+}
+
+// maxSize bounds Options.Sizes: a larger packet in GTP-U (44 octets of
+// outer IPv4, UDP and G-PDU header with a PDU Session Container) would not
+// fit the 1500-octet N3 MTU.
+const maxSize = 1500 - 44
+
+// maxSessions bounds Options.Sessions: the UE pool holds a little more.
+const maxSessions = 250000
+
+func sortedUnique(v []int) []int {
+	v = slices.Clone(v)
+	slices.Sort(v)
+	return slices.Compact(v)
+}
+
+// Estimate returns roughly how long Run takes with o (without building
+// upf), for choosing a time bound.
+func Estimate(o Options) time.Duration {
+	o, err := o.withDefaults()
+	if err != nil {
+		return 0
+	}
+	points := len(o.Sizes) * len(o.Directions)
+	per := o.Warmup + time.Duration(o.Repeats)*(o.Duration+1500*time.Millisecond) + time.Second
+	var d time.Duration
+	for _, n := range o.Sessions {
+		for _, s := range o.Systems {
+			d += time.Duration(points)*per + 5*time.Second
+			if s == Sluice {
+				d += max(o.IdleWindow, 0) + 5*time.Second + time.Duration(n)*100*time.Microsecond
+			}
+		}
+	}
+	return d
+}

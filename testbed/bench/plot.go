@@ -1,0 +1,173 @@
+package bench
+
+import (
+	"bufio"
+	"fmt"
+	"html"
+	"io"
+	"math"
+	"slices"
+)
+
+// Plot geometry, in SVG user units.
+const (
+	plotPanelW = 440
+	plotPanelH = 300
+	plotLeft   = 64 // room for the y labels
+	plotTop    = 56 // room for the title
+	plotGap    = 40 // between panels
+	plotBottom = 96 // room for the x labels and the legend
+)
+
+var systemColors = map[System]string{Kernel: "#4477aa", Sluice: "#dd5544"}
+
+// sessionDashes tells session counts apart, in the order of the sorted
+// counts.
+var sessionDashes = []string{"", "6 4", "2 3", "10 3 2 3"}
+
+// WriteSVG draws the delivered rate by packet size: one panel per
+// direction, one line per system and session count, with a shared y axis.
+func (r *Results) WriteSVG(w io.Writer) error {
+	var dirs []Direction
+	var sizes, sessions []int
+	top := 0.0
+	for _, c := range r.Cases {
+		if !slices.Contains(dirs, c.Direction) {
+			dirs = append(dirs, c.Direction)
+		}
+		sizes, sessions = append(sizes, c.Size), append(sessions, c.Sessions)
+		for _, p := range []*Point{c.Kernel, c.Sluice} {
+			if p != nil {
+				top = max(top, p.DeliveredPPS/1e6)
+			}
+		}
+	}
+	sizes, sessions = sortedUnique(sizes), sortedUnique(sessions)
+	if len(dirs) == 0 {
+		dirs = []Direction{Uplink}
+	}
+	step := niceStep(top)
+	ymax := step * math.Max(1, math.Ceil(top/step))
+
+	width := plotLeft + len(dirs)*(plotPanelW+plotGap)
+	height := plotTop + plotPanelH + plotBottom
+	b := bufio.NewWriter(w)
+	fmt.Fprintf(b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", width, height, width, height)
+	fmt.Fprintf(b, `<rect width="%d" height="%d" fill="white"/>`+"\n", width, height)
+	title := fmt.Sprintf("Delivered rate by packet size: Sluice and kernel IPv4 forwarding (median of %d × %.0f s", r.Config.Repeats, r.Config.Duration)
+	if r.Config.Rate > 0 {
+		title += fmt.Sprintf(", offered %.2f Mpps)", r.Config.Rate/1e6)
+	} else {
+		title += ", at saturation)"
+	}
+	fmt.Fprintf(b, `<text x="%d" y="24" font-size="15" font-weight="bold">%s</text>`+"\n", plotLeft, esc(title))
+
+	xOf := func(i int) float64 {
+		if len(sizes) == 1 {
+			return plotPanelW / 2
+		}
+		return 40 + float64(i)*(plotPanelW-80)/float64(len(sizes)-1)
+	}
+	yOf := func(v float64) float64 { return plotPanelH - v/ymax*plotPanelH }
+
+	for d, dir := range dirs {
+		ox := plotLeft + d*(plotPanelW+plotGap)
+		fmt.Fprintf(b, `<g transform="translate(%d,%d)">`+"\n", ox, plotTop)
+		fmt.Fprintf(b, `<text x="%d" y="-8" font-weight="bold">%s</text>`+"\n", plotPanelW/2-30, esc(string(dir)))
+		for v := 0.0; v <= ymax+step/2; v += step {
+			y := yOf(v)
+			fmt.Fprintf(b, `<line x1="0" x2="%d" y1="%.1f" y2="%.1f" stroke="#ddd"/>`+"\n", plotPanelW, y, y)
+			if d == 0 {
+				fmt.Fprintf(b, `<text x="-8" y="%.1f" text-anchor="end" dominant-baseline="middle">%s</text>`+"\n", y, trimFloat(v))
+			}
+		}
+		fmt.Fprintf(b, `<rect width="%d" height="%d" fill="none" stroke="#333"/>`+"\n", plotPanelW, plotPanelH)
+		for i, s := range sizes {
+			fmt.Fprintf(b, `<text x="%.1f" y="%d" text-anchor="middle">%d B</text>`+"\n", xOf(i), plotPanelH+18, s)
+		}
+		fmt.Fprintf(b, `<text x="%d" y="%d" text-anchor="middle">user IP packet size</text>`+"\n", plotPanelW/2, plotPanelH+36)
+		if d == 0 {
+			fmt.Fprintf(b, `<text transform="translate(-46,%d) rotate(-90)" text-anchor="middle">delivered Mpps</text>`+"\n", plotPanelH/2)
+		}
+		for _, sys := range []System{Kernel, Sluice} {
+			for si, n := range sessions {
+				var pts [][2]float64
+				for i, size := range sizes {
+					for _, c := range r.Cases {
+						if c.Direction != dir || c.Size != size || c.Sessions != n {
+							continue
+						}
+						if p := c.point(sys); p != nil && len(p.Runs) > 0 {
+							pts = append(pts, [2]float64{xOf(i), yOf(p.DeliveredPPS / 1e6)})
+						}
+					}
+				}
+				if len(pts) == 0 {
+					continue
+				}
+				dash := ""
+				if dd := sessionDashes[si%len(sessionDashes)]; dd != "" {
+					dash = fmt.Sprintf(` stroke-dasharray="%s"`, dd)
+				}
+				fmt.Fprintf(b, `<polyline fill="none" stroke="%s" stroke-width="2"%s points="`, systemColors[sys], dash)
+				for _, p := range pts {
+					fmt.Fprintf(b, "%.1f,%.1f ", p[0], p[1])
+				}
+				fmt.Fprintln(b, `"/>`)
+				for _, p := range pts {
+					fmt.Fprintf(b, `<circle cx="%.1f" cy="%.1f" r="3.5" fill="%s"/>`+"\n", p[0], p[1], systemColors[sys])
+				}
+			}
+		}
+		fmt.Fprintln(b, `</g>`)
+	}
+
+	// Legend: one entry per system and session count.
+	lx, ly := plotLeft, plotTop+plotPanelH+58
+	for _, sys := range []System{Kernel, Sluice} {
+		for si, n := range sessions {
+			dash := ""
+			if dd := sessionDashes[si%len(sessionDashes)]; dd != "" {
+				dash = fmt.Sprintf(` stroke-dasharray="%s"`, dd)
+			}
+			fmt.Fprintf(b, `<line x1="%d" x2="%d" y1="%d" y2="%d" stroke="%s" stroke-width="2"%s/>`+"\n", lx, lx+28, ly, ly, systemColors[sys], dash)
+			label := fmt.Sprintf("%s, %d sessions", map[System]string{Kernel: "kernel forwarding", Sluice: "Sluice"}[sys], n)
+			fmt.Fprintf(b, `<text x="%d" y="%d" dominant-baseline="middle">%s</text>`+"\n", lx+34, ly, esc(label))
+			lx += 230
+			if lx+230 > width {
+				lx, ly = plotLeft, ly+18
+			}
+		}
+	}
+	fmt.Fprintln(b, `</svg>`)
+	return b.Flush()
+}
+
+// niceStep returns a grid step of 1, 2 or 5 times a power of ten that
+// cuts [0, top] into about five intervals.
+func niceStep(top float64) float64 {
+	if top <= 0 || math.IsNaN(top) || math.IsInf(top, 0) {
+		return 0.2
+	}
+	raw := top / 5
+	p := math.Pow(10, math.Floor(math.Log10(raw)))
+	for _, m := range []float64{1, 2, 5, 10} {
+		if m*p >= raw {
+			return m * p
+		}
+	}
+	return 10 * p
+}
+
+func trimFloat(v float64) string {
+	s := fmt.Sprintf("%.3f", v)
+	for s[len(s)-1] == '0' {
+		s = s[:len(s)-1]
+	}
+	if s[len(s)-1] == '.' {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+func esc(s string) string { return html.EscapeString(s) }

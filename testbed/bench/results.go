@@ -1,0 +1,366 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Targets of issue 4.
+const (
+	// TargetRatio: Sluice delivers at least the kernel's forwarding rate.
+	TargetRatio = 1.0
+	// TargetIdlePercent: Sluice uses less than this share of one core with
+	// sessions and no traffic.
+	TargetIdlePercent = 5.0
+)
+
+// Results is what Run measured; its JSON form is the runner's output
+// file. Rates are packets per second, CPU figures fractions of one CPU
+// unless named percent.
+type Results struct {
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	Host     Host      `json:"host"`
+	Config   Config    `json:"config"`
+	Cases    []*Case   `json:"cases"`
+	Idle     []Idle    `json:"idle"`
+	// Errors are failures that cost a point or a phase but not the run.
+	Errors []string `json:"errors,omitempty"`
+}
+
+// Host describes the machine and what ran on it.
+type Host struct {
+	CPUs      int        `json:"cpus"`
+	Kernel    string     `json:"kernel"`
+	Go        string     `json:"go"`
+	Revision  string     `json:"revision"` // git revision of the module, "+dirty" if changed
+	UPF       string     `json:"upf"`      // where the upf binary came from
+	LoadStart [3]float64 `json:"load_average_start"`
+	LoadEnd   [3]float64 `json:"load_average_end"`
+}
+
+// Config records the options of the run.
+type Config struct {
+	Prefix       string      `json:"prefix"`
+	Sizes        []int       `json:"sizes"`
+	Sessions     []int       `json:"sessions"`
+	Directions   []Direction `json:"directions"`
+	Systems      []System    `json:"systems"`
+	Duration     float64     `json:"duration_s"`
+	Repeats      int         `json:"repeats"`
+	Warmup       float64     `json:"warmup_s"`
+	Rate         float64     `json:"rate_pps"` // 0: saturation
+	MaxForeign   float64     `json:"max_foreign_cpu"`
+	QuietWait    float64     `json:"quiet_wait_s"`
+	IdleWindow   float64     `json:"idle_window_s"`
+	GenCPU       int         `json:"gen_cpu"`
+	DUTCPU       int         `json:"dut_cpu"`
+	DUTPriority  int         `json:"dut_napi_priority"`
+	SinkPriority int         `json:"sink_napi_priority"`
+	SinkDefer    int         `json:"sink_napi_defer_hard_irqs"`
+	SinkFlush    float64     `json:"sink_gro_flush_timeout_us"`
+	ULTEIDBase   uint32      `json:"ul_teid_base"`
+	DLTEIDBase   uint32      `json:"dl_teid_base"`
+	QFI          uint8       `json:"qfi"`
+	UEPool       string      `json:"ue_pool"`
+}
+
+func configOf(o Options) Config {
+	return Config{
+		Prefix: o.Prefix, Sizes: o.Sizes, Sessions: o.Sessions, Directions: o.Directions, Systems: o.Systems,
+		Duration: o.Duration.Seconds(), Repeats: o.Repeats, Warmup: o.Warmup.Seconds(), Rate: o.Rate,
+		MaxForeign: o.MaxForeign, QuietWait: o.QuietWait.Seconds(),
+		IdleWindow: max(o.IdleWindow, 0).Seconds(), GenCPU: o.GenCPU, DUTCPU: o.DUTCPU, DUTPriority: o.DUTPriority,
+		SinkPriority: o.SinkPriority, SinkDefer: o.SinkDefer, SinkFlush: float64(o.SinkFlush) / float64(time.Microsecond),
+		ULTEIDBase: o.ULTEIDBase, DLTEIDBase: o.DLTEIDBase, QFI: o.QFI, UEPool: UEPool.String(),
+	}
+}
+
+// Case is one combination of direction, packet size and session count,
+// measured on each system.
+type Case struct {
+	Direction Direction `json:"direction"`
+	Size      int       `json:"size"` // the user's IP packet, octets
+	Sessions  int       `json:"sessions"`
+	Kernel    *Point    `json:"kernel,omitempty"`
+	Sluice    *Point    `json:"sluice,omitempty"`
+	// Ratio is Sluice's delivered rate over the kernel's; 0 unless both
+	// were measured.
+	Ratio float64 `json:"ratio"`
+}
+
+func (c *Case) String() string {
+	return fmt.Sprintf("%s %d B %d sessions", c.Direction, c.Size, c.Sessions)
+}
+
+// point returns the case's point of a system.
+func (c *Case) point(s System) *Point {
+	if s == Kernel {
+		return c.Kernel
+	}
+	return c.Sluice
+}
+
+func (c *Case) setPoint(s System, p *Point) {
+	if s == Kernel {
+		c.Kernel = p
+	} else {
+		c.Sluice = p
+	}
+	c.Ratio = 0
+	if c.Kernel != nil && c.Sluice != nil && c.Kernel.DeliveredPPS > 0 {
+		c.Ratio = c.Sluice.DeliveredPPS / c.Kernel.DeliveredPPS
+	}
+}
+
+// Point is one system's figures for a case: medians over its runs.
+type Point struct {
+	FrameLen     int     `json:"frame_len"` // offered Ethernet frame, octets
+	OfferedPPS   float64 `json:"offered_pps"`
+	DeliveredPPS float64 `json:"delivered_pps"`
+	// DeliveredMin and DeliveredMax are the extremes over the runs.
+	DeliveredMin float64 `json:"delivered_min_pps"`
+	DeliveredMax float64 `json:"delivered_max_pps"`
+	// DeliveredBitRate is the median delivered rate in bits per second of
+	// the user's IP packets.
+	DeliveredBitRate float64 `json:"delivered_ip_bps"`
+	// Runs are all measured runs; the medians are over those not
+	// Disturbed, unless all were.
+	Runs      []Trial `json:"runs"`
+	Disturbed int     `json:"disturbed_runs"`
+	Error     string  `json:"error,omitempty"`
+}
+
+// summarize fills p's medians from its runs.
+func (p *Point) summarize(size int) {
+	var off, del []float64
+	for _, r := range p.counted() {
+		off, del = append(off, r.OfferedPPS), append(del, r.DeliveredPPS)
+	}
+	p.OfferedPPS, p.DeliveredPPS = median(off), median(del)
+	if len(del) > 0 {
+		p.DeliveredMin, p.DeliveredMax = slices.Min(del), slices.Max(del)
+	}
+	p.DeliveredBitRate = p.DeliveredPPS * float64(size) * 8
+}
+
+// counted returns the runs the medians are over: the undisturbed ones,
+// or all if every run was disturbed.
+func (p *Point) counted() []Trial {
+	var out []Trial
+	for _, r := range p.Runs {
+		if !r.Disturbed {
+			out = append(out, r)
+		}
+	}
+	if len(out) == 0 {
+		return p.Runs
+	}
+	return out
+}
+
+// Trial is one measured run of a point.
+type Trial struct {
+	Offered      uint64  `json:"offered"`   // packets the generator sent
+	Delivered    uint64  `json:"delivered"` // packets the sink counted
+	Elapsed      float64 `json:"elapsed_s"`
+	OfferedPPS   float64 `json:"offered_pps"`
+	DeliveredPPS float64 `json:"delivered_pps"`
+	CPU          CPUUse  `json:"cpu"`
+	// Counters are the changes of upf's non-zero Prometheus counters over
+	// the run (Sluice only): port packets, drops by reason, XDP socket
+	// ring drops, worker polls.
+	Counters map[string]float64 `json:"sluice_counters,omitempty"`
+	// LinkDrops are the veth ends' drop counters that changed, by
+	// "namespace/interface counter".
+	LinkDrops map[string]uint64 `json:"link_drops,omitempty"`
+	// Foreign is the CPU time of other threads seen on DUTCPU, by command
+	// name (those above 0.01 CPU). Disturbed says that DUTCPU was busy
+	// with more than Options.MaxForeign of work that the unit under test
+	// does not account for (CPUUse.DUTOther).
+	Foreign   map[string]float64 `json:"dut_foreign_threads,omitempty"`
+	Disturbed bool               `json:"disturbed"`
+}
+
+// CPUUse says where CPU time went during a run, in CPUs (1 = one CPU for
+// the whole run).
+type CPUUse struct {
+	GenBusy    float64 `json:"gen_cpu_busy"`    // the generator's CPU, all causes
+	DUTBusy    float64 `json:"dut_cpu_busy"`    // the unit under test's CPU, all causes
+	DUTSoftirq float64 `json:"dut_cpu_softirq"` // of which softirq context (not NAPI threads)
+	DUTNAPI    float64 `json:"dut_napi"`        // the upf namespace's NAPI threads
+	UPF        float64 `json:"upf"`             // the upf process
+	SinkNAPI   float64 `json:"sink_napi"`       // the far ends' NAPI threads (the sinks)
+	// DUTOther is DUTCPU's busy time that neither the NAPI threads nor upf
+	// account for: interrupts and wake-ups charged to the idle task,
+	// kernel workers, other processes. DUTForeign is the part of it that
+	// other threads account for (Trial.Foreign names them).
+	DUTOther   float64 `json:"dut_cpu_other"`
+	DUTForeign float64 `json:"dut_cpu_foreign"`
+}
+
+// Idle is upf's CPU use with sessions and no traffic.
+type Idle struct {
+	Sessions   int     `json:"sessions"`
+	Window     float64 `json:"window_s"`
+	CPUPercent float64 `json:"cpu_percent"` // of one core
+	Target     float64 `json:"target_percent"`
+}
+
+// WriteJSON writes r as indented JSON.
+func (r *Results) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// WriteTable writes r as text tables: rates per case, then CPU use, then
+// idle CPU and the targets.
+func (r *Results) WriteTable(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "direction\tsize\tsessions\tkernel offered\tkernel delivered\tsluice offered\tsluice delivered\tratio\t")
+	for _, c := range r.Cases {
+		fmt.Fprintf(tw, "%s\t%d B\t%d\t%s\t%s\t%s\t%s\t%s\t\n", c.Direction, c.Size, c.Sessions,
+			mpps(c.Kernel, false), mpps(c.Kernel, true), mpps(c.Sluice, false), mpps(c.Sluice, true), ratio(c))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "\nMpps, medians; ratio = Sluice delivered / kernel delivered (target >= 1).")
+
+	fmt.Fprintln(w, "\nCPU during the runs (medians, in CPUs): generator CPU busy; unit-under-test CPU busy = NAPI + upf + other,")
+	fmt.Fprintln(w, "of which foreign: other processes' threads seen there; runs with too much other work are repeated and not counted")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "direction\tsize\tsessions\tsystem\tgen busy\tsink napi\tdut busy\tdut napi\tupf\tdut other\tforeign\truns\t")
+	for _, c := range r.Cases {
+		for _, s := range []System{Kernel, Sluice} {
+			p := c.point(s)
+			if p == nil || len(p.Runs) == 0 {
+				continue
+			}
+			u := medianCPU(p.counted())
+			fmt.Fprintf(tw, "%s\t%d B\t%d\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%d/%d\t\n", c.Direction, c.Size, c.Sessions, s,
+				u.GenBusy, u.SinkNAPI, u.DUTBusy, u.DUTNAPI, u.UPF, u.DUTOther, u.DUTForeign, len(p.Runs)-p.Disturbed, len(p.Runs))
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+
+	if len(r.Idle) > 0 {
+		fmt.Fprintln(w)
+	}
+	for _, i := range r.Idle {
+		verdict := "meets"
+		if i.CPUPercent >= i.Target {
+			verdict = "misses"
+		}
+		fmt.Fprintf(w, "idle upf with %d sessions: %.2f %% of one core over %.0f s (%s the < %.0f %% target)\n",
+			i.Sessions, i.CPUPercent, i.Window, verdict, i.Target)
+	}
+	met, measured := 0, 0
+	for _, c := range r.Cases {
+		if c.Kernel != nil && c.Sluice != nil {
+			measured++
+			if c.Ratio >= TargetRatio {
+				met++
+			}
+		}
+	}
+	if measured > 0 {
+		fmt.Fprintf(w, "Sluice delivers at least the kernel's rate in %d of %d cases.\n", met, measured)
+	}
+	fmt.Fprintf(w, "load average: %.2f %.2f %.2f at the start, %.2f %.2f %.2f at the end\n",
+		r.Host.LoadStart[0], r.Host.LoadStart[1], r.Host.LoadStart[2], r.Host.LoadEnd[0], r.Host.LoadEnd[1], r.Host.LoadEnd[2])
+	for _, e := range r.Errors {
+		fmt.Fprintln(w, "error:", e)
+	}
+	return nil
+}
+
+func mpps(p *Point, delivered bool) string {
+	switch {
+	case p == nil:
+		return "-"
+	case len(p.Runs) == 0:
+		return "failed"
+	case delivered:
+		return fmt.Sprintf("%.3f", p.DeliveredPPS/1e6)
+	}
+	return fmt.Sprintf("%.3f", p.OfferedPPS/1e6)
+}
+
+func ratio(c *Case) string {
+	if c.Kernel == nil || c.Sluice == nil || c.Kernel.DeliveredPPS == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", c.Ratio)
+}
+
+// medianCPU returns the field-wise median CPU use of runs.
+func medianCPU(runs []Trial) CPUUse {
+	f := func(get func(CPUUse) float64) float64 {
+		v := make([]float64, len(runs))
+		for i, r := range runs {
+			v[i] = get(r.CPU)
+		}
+		return median(v)
+	}
+	return CPUUse{
+		GenBusy:    f(func(u CPUUse) float64 { return u.GenBusy }),
+		DUTBusy:    f(func(u CPUUse) float64 { return u.DUTBusy }),
+		DUTSoftirq: f(func(u CPUUse) float64 { return u.DUTSoftirq }),
+		DUTNAPI:    f(func(u CPUUse) float64 { return u.DUTNAPI }),
+		UPF:        f(func(u CPUUse) float64 { return u.UPF }),
+		SinkNAPI:   f(func(u CPUUse) float64 { return u.SinkNAPI }),
+		DUTOther:   f(func(u CPUUse) float64 { return u.DUTOther }),
+		DUTForeign: f(func(u CPUUse) float64 { return u.DUTForeign }),
+	}
+}
+
+// median returns the median of v (the mean of the middle two for an even
+// count), 0 for none.
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	v = slices.Clone(v)
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+// ParseDirections parses a comma-separated list of directions.
+func ParseDirections(s string) ([]Direction, error) {
+	var out []Direction
+	for _, f := range strings.Split(s, ",") {
+		switch d := Direction(strings.TrimSpace(f)); d {
+		case Uplink, Downlink:
+			out = append(out, d)
+		default:
+			return nil, fmt.Errorf("%w: direction %q: want %s or %s", ErrOptions, f, Uplink, Downlink)
+		}
+	}
+	return out, nil
+}
+
+// ParseSystems parses a comma-separated list of systems.
+func ParseSystems(s string) ([]System, error) {
+	var out []System
+	for _, f := range strings.Split(s, ",") {
+		switch y := System(strings.TrimSpace(f)); y {
+		case Kernel, Sluice:
+			out = append(out, y)
+		default:
+			return nil, fmt.Errorf("%w: system %q: want %s or %s", ErrOptions, f, Kernel, Sluice)
+		}
+	}
+	return out, nil
+}

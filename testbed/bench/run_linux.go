@@ -1,0 +1,501 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/sluice-net/sluice/testbed/topo"
+	"github.com/sluice-net/sluice/testbed/trafgen"
+)
+
+// establishInflight is how many establishment requests are outstanding at
+// once in a Sluice phase.
+const establishInflight = 256
+
+// Run runs the benchmark o describes. Each session count gets a kernel
+// phase and a Sluice phase (in the order of o.Systems); each phase
+// measures every direction and size. A point or phase that fails is
+// recorded in Results.Errors (and the point's Error) and the run goes on;
+// Run returns an error, with the results so far, only for what stops the
+// whole run: bad options, no topology, no upf binary, or ctx ending.
+func Run(ctx context.Context, o Options) (*Results, error) {
+	o, err := o.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if os.Geteuid() != 0 {
+		return nil, errors.New("the benchmark needs root: it creates network namespaces and attaches XDP programs")
+	}
+	if n := runtime.NumCPU(); o.GenCPU >= n || o.DUTCPU >= n {
+		return nil, fmt.Errorf("%w: CPUs %d and %d on a machine with %d", ErrOptions, o.GenCPU, o.DUTCPU, n)
+	}
+	res := &Results{
+		Started: time.Now(),
+		Host:    Host{CPUs: runtime.NumCPU(), Kernel: kernelRelease(), Go: runtime.Version(), LoadStart: loadAverage()},
+		Config:  configOf(o),
+	}
+	defer func() { res.Finished, res.Host.LoadEnd = time.Now(), loadAverage() }()
+	for _, n := range o.Sessions {
+		for _, d := range o.Directions {
+			for _, s := range o.Sizes {
+				res.Cases = append(res.Cases, &Case{Direction: d, Size: s, Sessions: n})
+			}
+		}
+	}
+	r := &runner{o: o, res: res}
+	if r.dir, err = os.MkdirTemp("", "sluice-bench-"); err != nil {
+		return res, err
+	}
+	defer os.RemoveAll(r.dir)
+	if root, err := moduleRoot(); err == nil {
+		res.Host.Revision = revision(root)
+	}
+	if r.needsUPF() {
+		r.upf, res.Host.UPF = o.UPF, o.UPF
+		if r.upf == "" {
+			r.logf("building upf")
+			if r.upf, res.Host.UPF, err = buildUPF(ctx, r.dir, o.UPFRev); err != nil {
+				return res, err
+			}
+		}
+	}
+
+	r.logf("creating namespaces %s-{ue,gnb,upf,dn}", o.Prefix)
+	r.tp, err = topo.Up(topo.Options{Prefix: o.Prefix, UEPool: UEPool, StaticNeighbors: true, ThreadedNAPI: true})
+	if err != nil {
+		return res, fmt.Errorf("bringing up the topology: %w", err)
+	}
+	defer func() {
+		if err := r.tp.Down(); err != nil {
+			r.fail("removing the topology: %v", err)
+		}
+	}()
+	// AF_XDP takes frames before the kernel completes partial checksums,
+	// so the ends that send into Sluice (PFCP and ARP from the kernel; the
+	// generator writes full checksums) must send complete ones.
+	for _, e := range []topo.Endpoint{r.tp.GNBN3, r.tp.DNN6} {
+		if out, err := r.tp.Exec(e.NS, "ethtool", "-K", e.Name, "tx", "off").CombinedOutput(); err != nil {
+			return res, fmt.Errorf("turning off checksum offload on %s in %s: %v: %s", e.Name, e.NS, err, out)
+		}
+	}
+	restore, err := pinProcess(o.GenCPU)
+	if err != nil {
+		return res, err
+	}
+	defer restore()
+
+	for _, n := range o.Sessions {
+		for _, s := range o.Systems {
+			if err := ctx.Err(); err != nil {
+				return res, err
+			}
+			var err error
+			if s == Kernel {
+				err = r.kernelPhase(ctx, n)
+			} else {
+				err = r.sluicePhase(ctx, n)
+			}
+			if err != nil {
+				r.fail("%s phase with %d sessions: %v", s, n, err)
+			}
+		}
+	}
+	return res, ctx.Err()
+}
+
+// runner is the state of one Run; it is used by one goroutine.
+type runner struct {
+	o   Options
+	res *Results
+	dir string // temporary files
+	upf string // the upf binary
+	tp  *topo.Topology
+}
+
+func (r *runner) needsUPF() bool {
+	for _, s := range r.o.Systems {
+		if s == Sluice {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *runner) logf(format string, a ...any) {
+	fmt.Fprintf(r.o.Log, "== "+format+"\n", a...)
+}
+
+// fail records a failure that does not stop the run.
+func (r *runner) fail(format string, a ...any) {
+	msg := fmt.Sprintf(format, a...)
+	r.res.Errors = append(r.res.Errors, msg)
+	r.logf("error: %s", msg)
+}
+
+func (r *runner) caseOf(d Direction, size, sessions int) *Case {
+	for _, c := range r.res.Cases {
+		if c.Direction == d && c.Size == size && c.Sessions == sessions {
+			return c
+		}
+	}
+	panic(fmt.Sprintf("bench: no case %s %d %d", d, size, sessions))
+}
+
+// kernelPhase measures the upf namespace as a plain IPv4 router.
+func (r *runner) kernelPhase(ctx context.Context, n int) (err error) {
+	r.logf("kernel forwarding, %d sessions", n)
+	if err := r.tp.EnableKernelForwarding(); err != nil {
+		return err
+	}
+	defer func() {
+		if derr := r.tp.DisableKernelForwarding(); derr != nil {
+			err = errors.Join(err, derr)
+		}
+	}()
+	for _, d := range r.o.Directions {
+		if err := r.direction(ctx, Kernel, d, n, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sluicePhase starts upf, establishes n sessions, measures its idle CPU
+// use and then every point, and stops it.
+func (r *runner) sluicePhase(ctx context.Context, n int) (err error) {
+	r.logf("Sluice, %d sessions", n)
+	if fwd, err := r.tp.IPForwarding(); err != nil || fwd {
+		return fmt.Errorf("kernel forwarding in the upf namespace is on (%v): it must be off while Sluice runs", err)
+	}
+	cfg := filepath.Join(r.dir, fmt.Sprintf("upf-%d.yaml", n))
+	if err := os.WriteFile(cfg, []byte(upfConfig(r.o.DUTCPU, n)), 0o644); err != nil {
+		return err
+	}
+	u, err := startUPF(r.tp, r.upf, cfg, r.o.DUTCPU)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if serr := u.stop(); serr != nil {
+			err = errors.Join(err, fmt.Errorf("%w\n%s", serr, u.log.tail(20)))
+		}
+		if xerr := detachLeftoverXDP(r.tp); xerr != nil {
+			err = errors.Join(err, xerr)
+		}
+	}()
+	c, err := associate(ctx, r.tp, u)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	start := time.Now()
+	plan := sessionPlan{
+		N3: topo.UPFN3Addr.Addr(), GNB: topo.GNBN3Addr.Addr(),
+		ULTEID: r.o.ULTEIDBase, DLTEID: r.o.DLTEIDBase, QFI: r.o.QFI, UE: r.tp.UEAddr,
+	}
+	if err := establishAll(ctx, c, plan, n, establishInflight); err != nil {
+		return fmt.Errorf("%w\n%s", err, u.log.tail(10))
+	}
+	el := time.Since(start)
+	r.logf("established %d sessions in %v (%.0f/s)", n, el.Round(time.Millisecond), float64(n)/el.Seconds())
+	m, err := scrape(r.tp)
+	if err != nil {
+		return err
+	}
+	if got := m["sluice_sessions"]; got != float64(n) {
+		return fmt.Errorf("upf reports %v sessions, want %d", got, n)
+	}
+
+	if r.o.IdleWindow > 0 {
+		// Let the establishment's garbage be collected first.
+		if err := sleepCtx(ctx, 2*time.Second); err != nil {
+			return err
+		}
+		s0 := takeSample(u.pid())
+		if err := sleepCtx(ctx, r.o.IdleWindow); err != nil {
+			return err
+		}
+		s1 := takeSample(u.pid())
+		idle := Idle{Sessions: n, Window: s1.at.Sub(s0.at).Seconds(), CPUPercent: 100 * tasksUse(s0, s1, u.pid()), Target: TargetIdlePercent}
+		r.res.Idle = append(r.res.Idle, idle)
+		r.logf("idle upf with %d sessions: %.2f %% of one core over %.1f s", n, idle.CPUPercent, idle.Window)
+	}
+
+	for _, d := range r.o.Directions {
+		if err := r.direction(ctx, Sluice, d, n, u); err != nil {
+			return err
+		}
+		if u.exited() {
+			return fmt.Errorf("upf exited (%v):\n%s", u.err, u.log.tail(20))
+		}
+	}
+	return nil
+}
+
+// direction measures every size of one direction on one system; u is
+// the running upf, nil for the kernel.
+func (r *runner) direction(ctx context.Context, s System, d Direction, n int, u *upfProc) error {
+	sink, err := trafgen.NewSink(r.sinkConfig(s, d))
+	if err != nil {
+		return err
+	}
+	defer sink.Close()
+	for _, size := range r.o.Sizes {
+		c := r.caseOf(d, size, n)
+		p, err := r.point(ctx, s, d, size, n, sink, u)
+		if err != nil {
+			p.Error = err.Error()
+			r.fail("%s, %v: %v", s, c, err)
+		}
+		c.setPoint(s, p)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *runner) spec(s System, d Direction, size, n int) trafgen.Spec {
+	switch {
+	case d == Uplink && s == Kernel:
+		return trafgen.PlainUplinkSpec(r.tp, n, size)
+	case d == Uplink:
+		return trafgen.UplinkSpec(r.tp, n, size, r.o.ULTEIDBase, r.o.QFI)
+	}
+	return trafgen.DownlinkSpec(r.tp, n, size)
+}
+
+func (r *runner) sinkConfig(s System, d Direction) trafgen.SinkConfig {
+	switch {
+	case d == Uplink:
+		return trafgen.UplinkSink(r.tp)
+	case s == Kernel:
+		return trafgen.PlainDownlinkSink(r.tp)
+	}
+	return trafgen.DownlinkSink(r.tp)
+}
+
+// placement is the NAPI threads of a measurement.
+type placement struct {
+	dut  []int // the upf namespace's ends, on DUTCPU
+	sink []int // the far ends, on GenCPU
+}
+
+// place pins the NAPI threads where the package documentation says and
+// returns them. It runs before every point: attaching or detaching XDP
+// programs may give an end new NAPI instances.
+func (r *runner) place() (placement, error) {
+	var pl placement
+	for _, e := range []*topo.Endpoint{&r.tp.UPFN3, &r.tp.UPFN6, &r.tp.GNBN3, &r.tp.DNN6} {
+		cpu, prio, pids := r.o.DUTCPU, r.o.DUTPriority, &pl.dut
+		if e.NS != topo.UPF {
+			cpu, prio, pids = r.o.GenCPU, r.o.SinkPriority, &pl.sink
+			if err := r.tp.SetNAPIDefer(e, r.o.SinkDefer, r.o.SinkFlush); err != nil {
+				return pl, err
+			}
+		}
+		if err := r.tp.PinNAPI(e, cpu, prio); err != nil {
+			return pl, err
+		}
+		ns, err := r.tp.NAPIs(e)
+		if err != nil {
+			return pl, err
+		}
+		for _, x := range ns {
+			if x.PID != 0 {
+				*pids = append(*pids, x.PID)
+			}
+		}
+	}
+	return pl, nil
+}
+
+// point measures one case on one system: a warm-up run, then the
+// repeats. u is the running upf, nil for the kernel.
+func (r *runner) point(ctx context.Context, s System, d Direction, size, n int, sink *trafgen.Sink, u *upfProc) (*Point, error) {
+	spec := r.spec(s, d, size, n)
+	p := &Point{FrameLen: spec.FrameLen()}
+	pl, err := r.place()
+	if err != nil {
+		return p, err
+	}
+	g, err := trafgen.NewGenerator(spec)
+	if err != nil {
+		return p, err
+	}
+	defer g.Close()
+	from := r.tp.GNBN3
+	if d == Downlink {
+		from = r.tp.DNN6
+	}
+	run := trafgen.RunOptions{Namespace: r.tp.NSPath(from.NS), Interface: from.Name, Rate: r.o.Rate, CPUs: []int{r.o.GenCPU}}
+	if r.o.Warmup > 0 {
+		w := run
+		w.Duration = r.o.Warmup
+		rep, err := trafgen.Measure(ctx, g, w, sink)
+		if err != nil {
+			return p, fmt.Errorf("warm-up: %w", err)
+		}
+		if rep.Delivered.Packets == 0 {
+			return p, fmt.Errorf("warm-up: %d packets offered, none delivered%s", rep.Offered.Packets, r.diagnose(u))
+		}
+	}
+	pids := append(append([]int{}, pl.dut...), pl.sink...)
+	if u != nil {
+		pids = append(pids, u.pid())
+	}
+	// A run that other work disturbs (DUTCPU busy with something else)
+	// is kept but repeated, up to as many times again as there are
+	// repeats.
+	for good, attempt := 0, 0; good < r.o.Repeats && attempt < 2*r.o.Repeats; attempt++ {
+		if err := r.waitQuiet(ctx, pids); err != nil {
+			return p, err
+		}
+		x, err := r.trial(ctx, g, run, sink, pids, pl, u)
+		if err != nil {
+			return p, err
+		}
+		p.Runs = append(p.Runs, x)
+		if x.Disturbed {
+			p.Disturbed++
+		} else {
+			good++
+		}
+		note := ""
+		if x.Disturbed {
+			note = fmt.Sprintf("; DISTURBED: other work on CPU %d (%.2f CPU; threads seen: %v), repeating", r.o.DUTCPU, x.CPU.DUTOther, x.Foreign)
+		}
+		r.logf("%s %s %d B %d sessions, run %d (%d/%d counted): offered %.3f Mpps, delivered %.3f Mpps; DUT CPU %.2f (NAPI %.2f, upf %.2f, other %.2f), generator CPU %.2f%s",
+			s, d, size, n, attempt+1, good, r.o.Repeats, x.OfferedPPS/1e6, x.DeliveredPPS/1e6,
+			x.CPU.DUTBusy, x.CPU.DUTNAPI, x.CPU.UPF, x.CPU.DUTOther, x.CPU.GenBusy, note)
+	}
+	p.summarize(size)
+	return p, nil
+}
+
+// trial is one measured run of a point.
+func (r *runner) trial(ctx context.Context, g *trafgen.Generator, run trafgen.RunOptions, sink *trafgen.Sink, pids []int, pl placement, u *upfProc) (Trial, error) {
+	var x Trial
+	var m0 map[string]float64
+	var err error
+	if u != nil {
+		if m0, err = scrape(r.tp); err != nil {
+			return x, err
+		}
+	}
+	l0 := linkCounters(r.tp)
+	c0, err := sink.Count()
+	if err != nil {
+		return x, err
+	}
+	run.Duration = r.o.Duration
+	s0 := takeFullSample(pids...)
+	res, err := g.Run(ctx, run)
+	s1 := takeFullSample(pids...)
+	if err != nil {
+		return x, err
+	}
+	// Count what was in flight at the end too.
+	c1, err := sink.Settle(20*time.Millisecond, 500*time.Millisecond)
+	if err != nil {
+		return x, err
+	}
+	x = Trial{
+		Offered: res.Packets, Delivered: c1.Packets - c0.Packets, Elapsed: res.Elapsed.Seconds(),
+		OfferedPPS: res.PPS(), LinkDrops: linkDeltas(l0, linkCounters(r.tp)),
+	}
+	if res.Elapsed > 0 {
+		x.DeliveredPPS = float64(x.Delivered) / res.Elapsed.Seconds()
+	}
+	x.CPU.GenBusy, _ = cpuUse(s0, s1, r.o.GenCPU)
+	x.CPU.DUTBusy, x.CPU.DUTSoftirq = cpuUse(s0, s1, r.o.DUTCPU)
+	x.CPU.DUTNAPI = tasksUse(s0, s1, pl.dut...)
+	x.CPU.SinkNAPI = tasksUse(s0, s1, pl.sink...)
+	if u != nil {
+		x.CPU.UPF = tasksUse(s0, s1, u.pid())
+		m1, err := scrape(r.tp)
+		if err != nil {
+			return x, err
+		}
+		x.Counters = counterDeltas(m0, m1)
+	}
+	x.CPU.DUTOther = max(0, x.CPU.DUTBusy-x.CPU.DUTNAPI-x.CPU.UPF)
+	x.Foreign, x.CPU.DUTForeign = othersOn(s0, s1, r.o.DUTCPU, pids, 0.01)
+	// Threads that exited during the run (a compiler, a short test) are
+	// not in the end sample: judge by all the CPU time the unit under test
+	// does not account for, which is a few hundredths of a CPU when
+	// nothing else runs.
+	x.Disturbed = x.CPU.DUTOther > r.o.MaxForeign
+	return x, nil
+}
+
+// waitQuiet waits, up to QuietWait, until DUTCPU is not busy with work
+// other than the listed tasks (another benchmark on the machine, a
+// build): such work takes CPU time from the unit under test.
+func (r *runner) waitQuiet(ctx context.Context, pids []int) error {
+	if r.o.QuietWait < 0 {
+		return nil
+	}
+	deadline := time.Now().Add(r.o.QuietWait)
+	for logged := false; ; {
+		s0 := takeFullSample(pids...)
+		if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
+			return err
+		}
+		s1 := takeFullSample(pids...)
+		busy, _ := cpuUse(s0, s1, r.o.DUTCPU)
+		other := busy - tasksUse(s0, s1, pids...)
+		names, _ := othersOn(s0, s1, r.o.DUTCPU, pids, 0.01)
+		if other <= r.o.MaxForeign {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			r.logf("CPU %d still busy with other work (%.2f CPU: %v); measuring anyway", r.o.DUTCPU, other, names)
+			return nil
+		}
+		if !logged {
+			r.logf("CPU %d busy with other work (%.2f CPU: %v); waiting up to %v", r.o.DUTCPU, other, names, r.o.QuietWait)
+			logged = true
+		}
+		if err := sleepCtx(ctx, time.Second); err != nil {
+			return err
+		}
+	}
+}
+
+// diagnose returns what upf says about its drops, for an error message.
+func (r *runner) diagnose(u *upfProc) string {
+	if u == nil {
+		return ""
+	}
+	m, err := scrape(r.tp)
+	if err != nil {
+		return fmt.Sprintf("; %v\n%s", err, u.log.tail(10))
+	}
+	s := "; upf counters:"
+	for k, v := range m {
+		if v != 0 && (strings.Contains(k, "drops") || strings.Contains(k, "packets_total") || strings.Contains(k, "sessions")) {
+			s += fmt.Sprintf("\n  %s %v", k, v)
+		}
+	}
+	return s + "\n" + u.log.tail(10)
+}
+
+// sleepCtx sleeps for d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

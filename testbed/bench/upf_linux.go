@@ -1,0 +1,350 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/sluice-net/sluice/testbed/e2e"
+	"github.com/sluice-net/sluice/testbed/smf"
+	"github.com/sluice-net/sluice/testbed/topo"
+)
+
+// Sluice's addresses on the testbed.
+var (
+	n4Addr      = netip.AddrPortFrom(topo.UPFN3Addr.Addr(), 8805)
+	metricsAddr = netip.AddrPortFrom(topo.UPFN3Addr.Addr(), 9100)
+)
+
+// upfConfig is upf's configuration for a phase with the given number of
+// sessions: one worker on cpu, the benchmark's UE pool, TEIDs that Sluice
+// allocates itself kept apart from the ones the benchmark chooses.
+func upfConfig(cpu, sessions int) string {
+	return fmt.Sprintf(`log_level: info
+metrics: %v
+n4:
+  addresses: ["%v"]
+  node_id: %v
+  allowed_peers: ["%v"]
+  heartbeat_interval: 5s
+  t1: 1s
+  n1: 3
+interfaces:
+  - {device: %s, role: n3, addresses: [%v]}
+  - {device: %s, role: n6}
+ue_pools: [%v]
+teids: {first: 256, last: 65535}
+cores: [%d]
+sessions: %d
+`, metricsAddr, n4Addr, n4Addr.Addr(), topo.GNBN3Addr.Masked(), topo.N3If, n4Addr.Addr(), topo.N6If, UEPool, cpu, sessions)
+}
+
+// buildUPF builds upf into dir, from the working tree or from a git
+// revision, and describes what it built.
+func buildUPF(ctx context.Context, dir, rev string) (path, source string, err error) {
+	path = filepath.Join(dir, "upf")
+	root, err := moduleRoot()
+	if err != nil {
+		return "", "", err
+	}
+	if rev == "" {
+		if err := e2e.Build(ctx, path); err != nil {
+			return "", "", err
+		}
+		return path, "working tree at " + revision(root), nil
+	}
+	src := filepath.Join(dir, "src")
+	tar := filepath.Join(dir, "src.tar")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		return "", "", err
+	}
+	for _, c := range [][]string{
+		{"git", "-C", root, "archive", "--format=tar", "-o", tar, rev},
+		{"tar", "-xf", tar, "-C", src},
+		{"go", "build", "-o", path, "./cmd/upf"},
+	} {
+		cmd := exec.CommandContext(ctx, c[0], c[1:]...)
+		cmd.Dir = src
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return "", "", fmt.Errorf("building upf at %s: %s: %v\n%s", rev, strings.Join(c, " "), err, out)
+		}
+	}
+	full, err := exec.CommandContext(ctx, "git", "-C", root, "rev-parse", "--short=12", rev).Output()
+	if err != nil {
+		return "", "", fmt.Errorf("resolving %s: %w", rev, err)
+	}
+	return path, "revision " + strings.TrimSpace(string(full)), nil
+}
+
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("finding the module: %w", err)
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", errors.New("not inside the Sluice module: run from the repository")
+	}
+	return filepath.Dir(mod), nil
+}
+
+// revision returns the module's git revision, with "+dirty" when tracked
+// files differ from it; "" outside git.
+func revision(root string) string {
+	out, err := exec.Command("git", "-C", root, "rev-parse", "--short=12", "HEAD").Output()
+	if err != nil {
+		return ""
+	}
+	rev := strings.TrimSpace(string(out))
+	if st, err := exec.Command("git", "-C", root, "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(bytes.TrimSpace(st)) > 0 {
+		rev += "+dirty"
+	}
+	return rev
+}
+
+// upfProc is a running upf. Its methods are for one goroutine, except
+// that the process is waited for in the background.
+type upfProc struct {
+	cmd  *exec.Cmd
+	log  *tailBuffer
+	done chan struct{} // closed when the process has exited
+	err  error         // its exit error, once done is closed
+}
+
+// startUPF starts upf in the upf namespace with all its threads on cpu
+// (its worker pins itself there too).
+func startUPF(t *topo.Topology, bin, config string, cpu int) (*upfProc, error) {
+	u := &upfProc{log: &tailBuffer{max: 64 << 10}, done: make(chan struct{})}
+	// ip netns exec and taskset exec in turn, so the process keeps its PID.
+	u.cmd = t.Exec(topo.UPF, "taskset", "-c", strconv.Itoa(cpu), bin, "--config", config)
+	u.cmd.Stdout, u.cmd.Stderr = u.log, u.log
+	if err := u.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting upf: %w", err)
+	}
+	go func() { u.err = u.cmd.Wait(); close(u.done) }()
+	return u, nil
+}
+
+func (u *upfProc) pid() int { return u.cmd.Process.Pid }
+
+func (u *upfProc) exited() bool {
+	select {
+	case <-u.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop stops upf with SIGTERM, killing it after 10 s, and returns an error
+// unless it exited cleanly.
+func (u *upfProc) stop() error {
+	if u.exited() {
+		return fmt.Errorf("upf had exited: %v", u.err)
+	}
+	_ = u.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-u.done:
+		if u.err != nil {
+			return fmt.Errorf("upf exited: %w", u.err)
+		}
+		return nil
+	case <-time.After(10 * time.Second):
+		_ = u.cmd.Process.Kill()
+		<-u.done
+		return errors.New("upf did not stop within 10 s of SIGTERM: killed")
+	}
+}
+
+// associate opens the SMF's N4 socket in the gnb namespace and associates
+// with upf, retrying while upf starts.
+func associate(ctx context.Context, t *topo.Topology, u *upfProc) (*smf.Client, error) {
+	var c *smf.Client
+	err := t.Do(topo.GNB, func() error {
+		var err error
+		c, err = smf.New(smf.Options{Local: netip.AddrPortFrom(topo.GNBN3Addr.Addr(), 0), UPF: n4Addr, T1: 2 * time.Second, N1: 3})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("opening the SMF's N4 socket: %w", err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		actx, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := c.Associate(actx)
+		cancel()
+		if err == nil {
+			return c, nil
+		}
+		if u.exited() {
+			c.Close()
+			return nil, fmt.Errorf("upf exited (%v):\n%s", u.err, u.log.tail(20))
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			c.Close()
+			return nil, fmt.Errorf("associating with upf: %w\n%s", err, u.log.tail(20))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// scrape reads upf's Prometheus endpoint from the gnb namespace and
+// returns its sluice_ samples by name with labels.
+func scrape(t *topo.Topology) (map[string]float64, error) {
+	var body []byte
+	err := t.Do(topo.GNB, func() error {
+		c, err := net.DialTimeout("tcp", metricsAddr.String(), 2*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(c, "GET /metrics HTTP/1.0\r\nHost: upf\r\n\r\n"); err != nil {
+			return err
+		}
+		body, err = io.ReadAll(c)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("scraping upf's metrics: %w", err)
+	}
+	m := map[string]float64{}
+	sc := bufio.NewScanner(bytes.NewReader(body))
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "sluice_") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+			m[line[:i]] = v
+		}
+	}
+	return m, sc.Err()
+}
+
+// counterDeltas returns the counters (names with _total) that changed
+// between two scrapes, by how much.
+func counterDeltas(before, after map[string]float64) map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range after {
+		if !strings.Contains(k, "_total") {
+			continue
+		}
+		if d := v - before[k]; d != 0 {
+			out[k] = d
+		}
+	}
+	return out
+}
+
+// detachLeftoverXDP checks that nothing is attached to the upf
+// namespace's N3 and N6 ends any more (upf detaches its programs when it
+// stops) and detaches what is, reporting it.
+func detachLeftoverXDP(t *topo.Topology) error {
+	ns, err := t.NS(topo.UPF)
+	if err != nil {
+		return err
+	}
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return fmt.Errorf("opening netlink in %s: %w", t.NSName(topo.UPF), err)
+	}
+	defer h.Close()
+	var errs []error
+	for _, name := range []string{topo.N3If, topo.N6If} {
+		l, err := h.LinkByName(name)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("finding %s: %w", name, err))
+			continue
+		}
+		if x := l.Attrs().Xdp; x != nil && x.Attached {
+			err := t.Do(topo.UPF, func() error { return netlink.LinkSetXdpFd(l, -1) })
+			errs = append(errs, fmt.Errorf("upf left an XDP program on %s after stopping (detached now: %v)", name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// linkCounters reads the drop counters of the testbed's veth ends, by
+// "namespace/interface counter".
+func linkCounters(t *topo.Topology) map[string]uint64 {
+	out := map[string]uint64{}
+	for _, e := range []topo.Endpoint{t.GNBN3, t.UPFN3, t.UPFN6, t.DNN6} {
+		ns, err := t.NS(e.NS)
+		if err != nil {
+			continue
+		}
+		h, err := netlink.NewHandleAt(ns)
+		if err != nil {
+			continue
+		}
+		l, err := h.LinkByName(e.Name)
+		h.Close()
+		if err != nil || l.Attrs().Statistics == nil {
+			continue
+		}
+		st, key := l.Attrs().Statistics, e.NS+"/"+e.Name
+		out[key+" rx_dropped"] = st.RxDropped
+		out[key+" tx_dropped"] = st.TxDropped
+	}
+	return out
+}
+
+// linkDeltas returns the counters that changed between two readings.
+func linkDeltas(before, after map[string]uint64) map[string]uint64 {
+	out := map[string]uint64{}
+	for k, v := range after {
+		if v > before[k] {
+			out[k] = v - before[k]
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// tailBuffer keeps the last max octets written to it. Safe for concurrent
+// use.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	b   []byte // guarded by mu
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if over := len(t.b) - t.max; over > 0 {
+		t.b = append(t.b[:0], t.b[over:]...)
+	}
+	return len(p), nil
+}
+
+// tail returns the last n lines written.
+func (t *tailBuffer) tail(n int) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	lines := strings.Split(strings.TrimRight(string(t.b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,183 @@
+// Command benchrun measures Sluice against plain kernel IPv4 forwarding on
+// one namespace topology (issue 4): 64- and 1400-octet packets, uplink and
+// downlink, 100 and 100,000 sessions, offered and delivered packets per
+// second at saturation, Sluice's rate as a ratio of the kernel's, and
+// Sluice's idle CPU use. It prints tables and writes the results as JSON
+// and a plot of delivered rate by packet size (SVG).
+//
+//	benchrun                                  the full run: 15 s x 3 per point, about 13 minutes
+//	benchrun -quick                           3 s x 1 per point, about 2 minutes
+//	benchrun -duration 5s -repeats 1          anything in between
+//	benchrun -sizes 64 -sessions 100 -dirs uplink -systems sluice
+//
+// It needs root and the 2-CPU layout of the testbed machines: generator,
+// sinks and this process on -gen-cpu, the unit under test on -dut-cpu.
+// Run it from the repository (it builds upf from the module unless -upf
+// names a binary). See package testbed/bench for what is measured how.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sluice-net/sluice/testbed/bench"
+)
+
+func main() {
+	var (
+		o        bench.Options
+		sizes    = flag.String("sizes", "64,1400", "comma-separated user IP packet sizes in octets")
+		sessions = flag.String("sessions", "100,100000", "comma-separated session counts")
+		dirs     = flag.String("dirs", "uplink,downlink", "comma-separated directions: uplink, downlink")
+		systems  = flag.String("systems", "kernel,sluice", "comma-separated systems: kernel (reference), sluice")
+		quick    = flag.Bool("quick", false, "short runs: -duration 3s -repeats 1 -warmup 500ms -idle 3s unless given")
+		out      = flag.String("out", "out/bench/results.json", "JSON results file; empty: none")
+		plot     = flag.String("plot", "out/bench/rate.svg", "SVG plot of delivered rate by packet size; empty: none")
+		timeout  = flag.Duration("timeout", 0, "bound on the whole run; 0: twice the estimate plus 5 minutes")
+		quiet    = flag.Bool("q", false, "no progress lines")
+	)
+	flag.DurationVar(&o.Duration, "duration", bench.DefaultDuration, "length of each measured run")
+	flag.IntVar(&o.Repeats, "repeats", bench.DefaultRepeats, "measured runs per point (the point reports their medians)")
+	flag.DurationVar(&o.Warmup, "warmup", bench.DefaultWarmup, "unmeasured run before each point")
+	flag.Float64Var(&o.Rate, "rate", 0, "offered packets per second; 0: as many as the generator can (saturation)")
+	flag.DurationVar(&o.IdleWindow, "idle", bench.DefaultIdleWindow, "how long to sample upf's idle CPU use; negative: skip")
+	flag.StringVar(&o.UPF, "upf", "", "upf binary to run; empty: build one")
+	flag.StringVar(&o.UPFRev, "upf-rev", "", "build upf from this git revision instead of the working tree")
+	flag.StringVar(&o.Prefix, "prefix", "", "namespace name prefix; empty: slb and the process ID")
+	flag.Float64Var(&o.MaxForeign, "max-foreign", bench.DefaultMaxForeign, "CPUs of other work on -dut-cpu that mark a run as disturbed (repeated, left out of the medians)")
+	flag.DurationVar(&o.QuietWait, "quiet-wait", bench.DefaultQuietWait, "how long to wait before each run for -dut-cpu to be free of other work; negative: do not wait")
+	flag.IntVar(&o.GenCPU, "gen-cpu", 0, "CPU of the generator, the sinks and this process")
+	flag.IntVar(&o.DUTCPU, "dut-cpu", 1, "CPU of the unit under test (upf namespace NAPI threads, upf)")
+	flag.IntVar(&o.DUTPriority, "dut-napi-prio", 0, "SCHED_FIFO priority of the upf namespace's NAPI threads; 0: ordinary scheduling")
+	flag.IntVar(&o.SinkPriority, "sink-prio", bench.DefaultSinkPriority, "SCHED_FIFO priority of the sinks' NAPI threads")
+	flag.IntVar(&o.SinkDefer, "sink-defer", bench.DefaultSinkDefer, "napi_defer_hard_irqs of the sinks' ends")
+	flag.DurationVar(&o.SinkFlush, "sink-flush", bench.DefaultSinkFlush, "gro_flush_timeout of the sinks' ends")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		flag.Usage()
+		os.Exit(2)
+	}
+
+	set := map[string]bool{}
+	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if *quick {
+		for name, apply := range map[string]func(){
+			"duration": func() { o.Duration = 3 * time.Second },
+			"repeats":  func() { o.Repeats = 1 },
+			"warmup":   func() { o.Warmup = 500 * time.Millisecond },
+			"idle":     func() { o.IdleWindow = 3 * time.Second },
+		} {
+			if !set[name] {
+				apply()
+			}
+		}
+	}
+	var err error
+	if o.Sizes, err = ints(*sizes); err != nil {
+		usage("-sizes: %v", err)
+	}
+	if o.Sessions, err = ints(*sessions); err != nil {
+		usage("-sessions: %v", err)
+	}
+	if o.Directions, err = bench.ParseDirections(*dirs); err != nil {
+		usage("-dirs: %v", err)
+	}
+	if o.Systems, err = bench.ParseSystems(*systems); err != nil {
+		usage("-systems: %v", err)
+	}
+	if !*quiet {
+		o.Log = os.Stderr
+	}
+	if *timeout == 0 {
+		*timeout = 2*bench.Estimate(o) + 5*time.Minute
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	if !*quiet {
+		fmt.Fprintf(os.Stderr, "== benchrun: about %v, bounded by %v\n", bench.Estimate(o).Round(time.Second), *timeout)
+	}
+	res, err := bench.Run(ctx, o)
+	if errors.Is(err, bench.ErrOptions) {
+		usage("%v", err)
+	}
+	if res != nil {
+		if werr := write(res, *out, *plot); werr != nil {
+			err = errors.Join(err, werr)
+		}
+		fmt.Println()
+		_ = res.WriteTable(os.Stdout)
+		if *out != "" {
+			fmt.Println("results:", *out)
+		}
+		if *plot != "" {
+			fmt.Println("plot:", *plot)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchrun:", err)
+		os.Exit(1)
+	}
+	if len(res.Errors) > 0 {
+		os.Exit(1)
+	}
+}
+
+// write writes the JSON results and the plot, creating their directories.
+func write(res *bench.Results, out, plot string) error {
+	for _, f := range []struct {
+		path  string
+		write func(*os.File) error
+	}{
+		{out, func(w *os.File) error { return res.WriteJSON(w) }},
+		{plot, func(w *os.File) error { return res.WriteSVG(w) }},
+	} {
+		if f.path == "" {
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(f.path), 0o755); err != nil {
+			return err
+		}
+		w, err := os.Create(f.path)
+		if err != nil {
+			return err
+		}
+		err = f.write(w)
+		if cerr := w.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("writing %s: %w", f.path, err)
+		}
+	}
+	return nil
+}
+
+func ints(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		v, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func usage(format string, a ...any) {
+	fmt.Fprintf(os.Stderr, "benchrun: "+format+"\n", a...)
+	flag.Usage()
+	os.Exit(2)
+}
