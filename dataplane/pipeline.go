@@ -154,19 +154,20 @@ func (w *Worker) fromTunnel(in int, j int32, f *Frame, et uint16) {
 	if p.HasPSC {
 		fl.QFI = p.PSC.QFI
 	}
+	teid := p.TEID
 	// Field by field: a composite literal is built on the stack in narrow
 	// stores and copied in wide loads that cannot be forwarded from them.
-	pd := &w.pend[w.batch.AddTEID(w.ports[in].Source, p.TEID)]
+	pd := &w.pend[w.batch.AddTEID(w.ports[in].Source, teid)]
 	pd.frame, pd.ipOff, pd.ipLen, pd.end = j, int32(inner), int32(ipLen), int32(end)
-	pd.teid, pd.l4, pd.tunneled, pd.outer6 = p.TEID, uint8(l4), true, et == etherIPv6
+	pd.teid, pd.l4, pd.tunneled, pd.outer6 = teid, uint8(l4), true, et == etherIPv6
 }
 
 // finish carries out the rule that lookup k matched, or handles the miss.
 func (w *Worker) finish(in int, frames []Frame, k int) {
 	pd := &w.pend[k]
 	f := &frames[pd.frame]
-	r := w.batch.Rule(k)
-	if r == nil {
+	v := w.batch.Verdict(k)
+	if !v.Found() {
 		if !pd.tunneled {
 			w.drop(f, DropNoPDR)
 			return
@@ -183,39 +184,45 @@ func (w *Worker) finish(in int, frames []Frame, k int) {
 		return
 	}
 	fl := w.batch.Flow(k)
-	if pd.tunneled && !r.RemoveOuter && r.Tunnel() == nil {
+	if pd.tunneled && !v.RemoveOuter() && !v.Encap() {
 		// Forward the tunnel packet as it is (no outer header rule).
-		w.apply(f, fl, r, ethLen, int(pd.end), true)
+		w.apply(f, fl, v, ethLen, int(pd.end), true)
 		return
 	}
-	w.apply(f, fl, r, int(pd.ipOff), int(pd.ipLen), pd.tunneled)
+	w.apply(f, fl, v, int(pd.ipOff), int(pd.ipLen), pd.tunneled)
 }
 
-// apply carries out a matched rule on the IP packet at f.Data()[ipOff:]
-// of ipLen octets whose flow is fl. tunneled says the frame arrived in
-// GTP-U (and ipOff is past the outer headers).
+// apply carries out a matched rule, as its verdict v says, on the IP
+// packet at f.Data()[ipOff:] of ipLen octets whose flow is fl. tunneled
+// says the frame arrived in GTP-U (and ipOff is past the outer headers).
 //
 // f itself is not changed: the frame queued for transmission is a copy
 // with the new bounds. (Copying a Frame right after storing to its fields
 // would read the stores back in wider loads than they were made with,
 // which the CPU cannot forward from its store buffer: a stall per packet.)
-func (w *Worker) apply(f *Frame, fl *flowtable.Flow, r *flowtable.Rule, ipOff, ipLen int, tunneled bool) {
-	// Everything read here, on the common path, is in the rule's first
-	// cache line (Tunnel, Extras).
-	w.ctr.CountPDR(r, uint64(ipLen))
-	if r.Action != flowtable.ActForward || r.Extras() != nil {
+func (w *Worker) apply(f *Frame, fl *flowtable.Flow, v *flowtable.Verdict, ipOff, ipLen int, tunneled bool) {
+	// The common rule is all in its verdict, taken from the table's
+	// bucket line; the rule itself is read only when it does more.
+	w.ctr.CountPDR(v, uint64(ipLen))
+	r := v.Rule()
+	if r != nil {
 		if !w.applyActions(f, r, ipOff, ipLen) {
 			return
 		}
+		if t := r.Tunnel(); t != nil && t.IPv6 {
+			w.drop(f, DropUnsupported)
+			return
+		}
 	}
-	tun := r.Tunnel()
-	if int(r.Dest) >= len(w.egress) {
+	encap := v.Encap()
+	dest := v.Dest()
+	if int(dest) >= len(w.egress) {
 		w.drop(f, DropNoEgress)
 		return
 	}
-	oi := w.egress[r.Dest]
-	if tun != nil && w.tunnelEgress[r.Dest] >= 0 {
-		oi = w.tunnelEgress[r.Dest]
+	oi := w.egress[dest]
+	if encap && w.tunnelEgress[dest] >= 0 {
+		oi = w.tunnelEgress[dest]
 	}
 	if oi < 0 {
 		w.drop(f, DropNoEgress)
@@ -229,7 +236,8 @@ func (w *Worker) apply(f *Frame, fl *flowtable.Flow, r *flowtable.Rule, ipOff, i
 	v6 := ip[0]>>4 == 6
 	// The UPF routes the inner packet where it leaves or enters a tunnel;
 	// a tunnel-to-tunnel hop (N9) leaves it alone.
-	if tunneled && r.RemoveOuter && tun == nil || !tunneled && tun != nil {
+	removeOuter := v.RemoveOuter()
+	if tunneled && removeOuter && !encap || !tunneled && encap {
 		if v6 {
 			if ip[7] <= 1 {
 				w.drop(f, DropTTL)
@@ -246,15 +254,11 @@ func (w *Worker) apply(f *Frame, fl *flowtable.Flow, r *flowtable.Rule, ipOff, i
 	}
 	var nh *flowtable.Addr
 	et := uint16(etherIPv4)
-	if tun != nil {
-		if tun.IPv6 {
-			w.drop(f, DropUnsupported)
-			return
-		}
+	if encap {
 		var psc *gtpu.PSC
-		if r.QFI != 0 {
-			w.psc = gtpu.PSC{QFI: r.QFI, RQI: r.RQI, PPI: r.PPI, HasPPI: r.HasPPI}
-			if r.Dest != flowtable.Access {
+		if qfi := v.QFI(); qfi != 0 {
+			w.psc = gtpu.PSC{QFI: qfi, RQI: v.RQI(), PPI: v.PPI(), HasPPI: v.HasPPI()}
+			if dest != flowtable.Access {
 				w.psc.PDUType = 1 // toward the core: UL PDU session information
 				w.psc.RQI, w.psc.HasPPI = false, false
 			}
@@ -267,16 +271,17 @@ func (w *Worker) apply(f *Frame, fl *flowtable.Flow, r *flowtable.Rule, ipOff, i
 		}
 		start -= ipv4Len + udpLen + gl
 		b := f.Buf[start:end]
-		putIPv4(b, out.addr4, tun.Peer4, protoUDP, udpLen+gl+ipLen, fl.ToS)
-		putUDP(b[ipv4Len:], sourcePort(fl), tun.Port, gl+ipLen)
-		gtpu.PutGPDUHeader(b[ipv4Len+udpLen:], tun.TEID, ipLen, psc)
-		w.nhAddr.Set4(tun.Peer4)
+		peer := v.Peer4()
+		putIPv4(b, out.addr4, peer, protoUDP, udpLen+gl+ipLen, fl.ToS)
+		putUDP(b[ipv4Len:], sourcePort(fl), v.Port(), gl+ipLen)
+		gtpu.PutGPDUHeader(b[ipv4Len+udpLen:], v.TEID(), ipLen, psc)
+		w.nhAddr.Set4(peer)
 		nh = &w.nhAddr
 	} else {
 		if v6 {
 			et = etherIPv6
 		}
-		if tunneled && !r.RemoveOuter {
+		if tunneled && !removeOuter {
 			// The outer packet goes on as it is, to its own destination.
 			w.nhAddr = outerDst(ip)
 			nh = &w.nhAddr
@@ -295,7 +300,7 @@ func (w *Worker) apply(f *Frame, fl *flowtable.Flow, r *flowtable.Rule, ipOff, i
 	}
 	start -= ethLen
 	putEth(f.Buf[start:end], mac, out.MAC, et)
-	w.ctr.CountURRs(r, uint64(ipLen), w.now)
+	w.ctr.CountURRs(v, uint64(ipLen), w.now)
 	o := &out.out[out.nout]
 	*o = *f
 	o.Off, o.Len = start, end-start

@@ -14,14 +14,23 @@ const BatchSize = 64
 // it is not safe for concurrent use.
 type Batch struct {
 	n     int
+	t     *Table // of the last MatchBatch
 	keys  [BatchSize]key
 	flows [BatchSize]Flow
-	rules [BatchSize]*Rule
+	v     [BatchSize]Verdict
 	hash  [BatchSize]uint64
+	idx   [BatchSize]uint32 // bucket to read next
+	state [BatchSize]uint8  // what a lookup still needs: needSecond, needRules
 	// sink keeps the loads that only warm the caches from being
 	// optimised away.
 	sink uint64
 }
+
+const (
+	needSecond = 1 << iota // the key may be in its second bucket
+	needRules              // resolve through the rules
+	overFirst              // the first bucket has a chain
+)
 
 // Reset empties the batch.
 func (b *Batch) Reset() { b.n = 0 }
@@ -54,58 +63,144 @@ func (b *Batch) AddUE(i Interface) int {
 // Flow returns the flow of lookup j.
 func (b *Batch) Flow(j int) *Flow { return &b.flows[j] }
 
-// Rule returns the rule lookup j matched after MatchBatch, or nil.
-func (b *Batch) Rule(j int) *Rule { return b.rules[j] }
+// Verdict returns what lookup j found, after MatchBatch.
+func (b *Batch) Verdict(j int) *Verdict { return &b.v[j] }
+
+// Rule returns the rule lookup j matched, or nil. When the verdict does
+// not carry the rule it is looked up again, so under a concurrent change
+// it may be the key's newer rule.
+func (b *Batch) Rule(j int) *Rule {
+	v := &b.v[j]
+	if !v.Found() {
+		return nil
+	}
+	if v.rule != nil {
+		return v.rule
+	}
+	k := b.keys[j]
+	return b.t.best(b.t.m.get(k), k.iface(), &b.flows[j])
+}
 
 // MatchBatch matches every queued lookup, as MatchTEID and MatchUE would,
-// and leaves the results for Rule. When c is not nil it also brings the
-// counters that c's worker will update for the matched rules into the
-// cache. Safe for concurrent use with the Table's writer; b and c belong
-// to the calling worker.
+// and leaves the results for Verdict. When c is not nil it also brings the
+// counters that c's worker will update into the cache. Safe for
+// concurrent use with the Table's writer; b and c belong to the calling
+// worker.
+//
+// Each stage issues one independent load per packet, so the CPU overlaps
+// the misses of the whole burst: the first bucket lines, the second
+// bucket lines of the few keys that spilled there, the rules of the few
+// keys whose verdicts do not suffice, and the counter lines.
 func (t *Table) MatchBatch(b *Batch, c *WorkerCounters) {
 	n := b.n
+	b.t = t
 	keys := b.keys[:n]
 	hashes := b.hash[:n]
-	rules := b.rules[:n]
+	idx := b.idx[:n]
+	state := b.state[:n]
 	a := t.m.arr.Load()
-	// Each loop issues one independent load per packet, so the CPU
-	// overlaps the misses of the whole burst: the buckets, then the
-	// candidate rules, then the counters.
 	var sink uint64
 	for j := range keys {
 		h := t.m.hash(keys[j])
 		hashes[j] = h
-		sink += uint64(a.bucket(h).tags[0].Load())
-	}
-	for j, h := range hashes {
-		r := a.bucket(h).candidate(tagOf(h))
-		rules[j] = r
-		if r != nil {
-			sink += uint64(r.ka)
-		}
+		i := a.index(h)
+		idx[j] = i
+		sink += a.buckets[i].hdr.Load()
 	}
 	wild := t.wild.Load()
-	for j, r := range rules {
-		k := keys[j]
-		if r == nil || !r.is(k) {
-			r = a.bucket(hashes[j]).find(tagOf(hashes[j]), k)
+	var pending uint8
+	for j := range keys {
+		v := &b.v[j]
+		v.rule, v.act = nil, 0
+		state[j] = 0
+		iface := keys[j].iface()
+		if iface >= NumInterfaces {
+			continue
 		}
-		i := Interface(k.a)
-		if r != nil && r.flags&flagMatch == 0 && (i >= NumInterfaces || len(wild[i]) == 0) {
-			continue // the common case: one rule, no conditions, no wildcards
-		}
-		if i >= NumInterfaces {
-			rules[j] = bestOf(r, nil, i, &b.flows[j])
+		if len(wild[iface]) > 0 {
+			state[j] = needRules
 		} else {
-			rules[j] = bestOf(r, wild, i, &b.flows[j])
+			state[j] = b.take(a, j, iface, true)
+		}
+		pending |= state[j]
+	}
+	if pending&needSecond != 0 {
+		for j, h := range hashes {
+			if state[j]&needSecond != 0 {
+				i := a.second(h, idx[j])
+				idx[j] = i
+				sink += a.buckets[i].hdr.Load()
+			}
+		}
+		for j := range keys {
+			if st := state[j]; st&needSecond != 0 {
+				state[j] = b.take(a, j, keys[j].iface(), false)
+				if state[j] == 0 && !b.v[j].Found() && st&overFirst != 0 {
+					state[j] = needRules // in no slot: in the first bucket's chain, if anywhere
+				}
+				pending |= state[j]
+			}
+		}
+	}
+	if pending&needRules != 0 {
+		for j, k := range keys {
+			if state[j]&needRules != 0 {
+				var s snap
+				a.lookup(k, hashes[j], true, &s)
+				b.v[j].setRule(bestOf(s.first, wild, k.iface(), &b.flows[j]))
+			}
 		}
 	}
 	if c != nil {
-		for _, r := range rules {
-			if r != nil {
-				sink += c.touch(r)
+		for j := range keys {
+			if v := &b.v[j]; v.Found() {
+				if v.rule != nil {
+					sink += c.touch(v.rule)
+				} else {
+					sink += c.PDR(v.PDRSlot()).Packets.peek()
+				}
 			}
 		}
 	}
 	b.sink += sink
+}
+
+// take reads lookup j's key in bucket idx[j], its first or second, and,
+// when its slot's verdict applies, sets the lookup's verdict. It returns
+// what the lookup needs further: the second bucket, or the rules.
+func (b *Batch) take(a *bucketArray, j int, iface Interface, first bool) uint8 {
+	var s snap
+	a.read(b.idx[j], b.keys[j], false, false, &s)
+	if s.slot < 0 {
+		if !first {
+			return 0
+		}
+		var st uint8
+		if s.hdr&hdrOver != 0 {
+			st = overFirst | needRules
+		}
+		if s.hdr&hdrSpill != 0 {
+			st = st&^needRules | needSecond
+		}
+		return st
+	}
+	if s.act&(vSlow|vMulti) != 0 {
+		return needRules
+	}
+	f := &b.flows[j]
+	if s.act&vUE4 != 0 {
+		ue := &f.Dst
+		if iface == Access {
+			ue = &f.Src
+		}
+		if f.IPv6 || uint32(ue[1]) != s.ue4 {
+			return 0 // the key's one rule does not match: no rule does
+		}
+	}
+	if q := uint8(s.act>>vMatchQFIShift) & 63; q != 0 && q != f.QFI {
+		return 0
+	}
+	v := &b.v[j]
+	v.tun, v.act = s.tun, s.act&^(vMulti|vUE4|63<<vMatchQFIShift)
+	return 0
 }

@@ -105,8 +105,11 @@ func TestMatchBatchAgreesWithMatch(t *testing.T) {
 			if got := b.Rule(j); got != want {
 				t.Errorf("lookup %d (%+v): batch matched %+v, single lookup %+v", start+j, c, got, want)
 			}
-			if want != nil {
+			if v := b.Verdict(j); v.Found() != (want != nil) {
+				t.Errorf("lookup %d: verdict found %v, rule %v", start+j, v.Found(), want)
+			} else if want != nil {
 				matched++
+				checkVerdict(t, v, want)
 			}
 		}
 	}
@@ -160,8 +163,9 @@ func TestMatchBatchConcurrentWriter(t *testing.T) {
 			}
 		}()
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for round := 0; round < 5 && time.Now().Before(deadline); round++ {
+	start := time.Now()
+	deadline := start.Add(2 * time.Second)
+	for round := 0; (round < 5 || time.Since(start) < 300*time.Millisecond) && time.Now().Before(deadline); round++ {
 		for i := 0; i < n; i++ {
 			seid := uint64(i + 1)
 			if _, err := tb.Remove(seid); err != nil {
@@ -184,6 +188,51 @@ func TestMatchBatchConcurrentWriter(t *testing.T) {
 	}
 }
 
+// Keys in their second bucket or in a chain are found by the batch too.
+func TestMatchBatchSpilledKeys(t *testing.T) {
+	tb := New(Options{})
+	tb.m = newHmap(0, 1)
+	a := tb.m.arr.Load()
+	var teids []uint32
+	for i := uint32(1); len(teids) < 6; i++ {
+		h := tb.m.hash(teidKey(Access, i))
+		if a.index(h) == 7 && a.second(h, 7) == 9 {
+			teids = append(teids, i)
+		}
+	}
+	w := tb.NewWorker()
+	for i, teid := range teids {
+		if err := tb.Install(testSession(uint64(i+1), teid, ueAddr(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if h := a.buckets[7].hdr.Load(); h&(hdrSpill|hdrOver) != hdrSpill|hdrOver {
+		t.Fatalf("bucket 7 header %#x: want keys spilled and chained", h)
+	}
+	var b Batch
+	for i, teid := range teids {
+		b.Next().SetIPv4(ueAddr(i).As4(), [4]byte{1, 1, 1, 1})
+		b.AddTEID(Access, teid)
+	}
+	b.Next().SetIPv4(ueAddr(9).As4(), [4]byte{1, 1, 1, 1})
+	b.AddTEID(Access, teids[5]+1) // absent
+	tb.MatchBatch(&b, w)
+	for i, teid := range teids {
+		want := tb.MatchTEID(Access, teid, b.Flow(i))
+		if want == nil || want.SEID != uint64(i+1) || b.Rule(i) != want {
+			t.Errorf("TEID %d: batch %+v, single %+v", teid, b.Rule(i), want)
+		}
+		if v := b.Verdict(i); !v.Found() {
+			t.Errorf("TEID %d: no verdict", teid)
+		} else {
+			checkVerdict(t, v, want)
+		}
+	}
+	if b.Verdict(6).Found() {
+		t.Error("absent TEID found")
+	}
+}
+
 func TestMatchBatchAllocatesNothing(t *testing.T) {
 	tb := batchTable(t)
 	w := tb.NewWorker()
@@ -198,5 +247,24 @@ func TestMatchBatchAllocatesNothing(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("MatchBatch allocated %.1f times per batch", allocs)
+	}
+}
+
+// checkVerdict checks that a verdict says what its rule does.
+func checkVerdict(t *testing.T, v *Verdict, r *Rule) {
+	t.Helper()
+	if v.PDRSlot() != r.PDRSlot || v.RemoveOuter() != r.RemoveOuter || v.Dest() != r.Dest ||
+		v.QFI() != r.QFI || v.RQI() != r.RQI || v.PPI() != r.PPI || v.HasPPI() != r.HasPPI {
+		t.Errorf("verdict %+v disagrees with rule %+v", v, r)
+	}
+	if v.Encap() != (r.Encap != nil) {
+		t.Errorf("verdict encap %v, rule %+v", v.Encap(), r.Encap)
+	} else if r.Encap != nil && (v.TEID() != r.Encap.TEID || v.Port() != r.Encap.Port || !r.Encap.IPv6 && v.Peer4() != r.Encap.Peer4) {
+		t.Errorf("verdict tunnel %#x %v:%d, rule %+v", v.TEID(), v.Peer4(), v.Port(), r.Encap)
+	}
+	simple := r.Action == ActForward && r.RuleExtras == nil && (r.Encap == nil || r.Encap.Port == 2152 && !r.Encap.IPv6) &&
+		(len(r.URRSlots) == 0 || len(r.URRSlots) == 1 && r.URRSlots[0]+2 == r.PDRSlot)
+	if simple != (v.Rule() == nil) {
+		t.Errorf("rule %+v: verdict carries rule %v", r, v.Rule())
 	}
 }

@@ -8,23 +8,32 @@ import (
 
 // Rule is a compiled PDR with everything its FAR, QERs and URRs say about
 // the packets it matches, resolved for one direction. Rules are immutable
-// once published; workers read them without locks.
-//
-// The first 64 octets hold all that the fast path reads for a common rule
-// (its key, match conditions, action, tunnel and counter slots), and rules
-// are allocated in a size class that starts every object on a cache line
-// (TestRuleLayout), so matching and applying a rule reads one line. What
-// few rules have sits behind flags in that line.
+// once published; workers read them without locks. The fast path reads
+// the common rule's Verdict from the table's bucket line instead; a rule
+// is read for what few rules have (conditions, actions other than
+// forwarding, extras), so rules are laid out for size rather than speed.
 type Rule struct {
-	kb   uint64 // lookup key: TEID, IPv4 address or upper half of an IPv6 address
-	next *Rule  // the next rule of the same key, in precedence order
-	ka   uint32 // lookup key: kind and interface
-	ue4  uint32 // the UE IPv4 address checked when ue4on
+	SEID uint64
+	next *Rule // the next rule of the same key, in precedence order
+	// Encap is set when forwarded packets get a GTP-U outer header.
+	Encap *Encap
+	// RuleExtras is nil for rules without a forwarding policy, meter,
+	// notification or buffer.
+	*RuleExtras
+	// match conditions beyond the lookup key that few rules have: an IPv6
+	// prefix and SDF filters
+	cond *conditions
+	// URRSlots index the worker counters of the rule's URRs.
+	URRSlots  []uint32
+	urrInline [2]uint32
 	// PDRSlot indexes the worker counters of the PDR.
-	PDRSlot uint32
-	urr0    uint32 // URRSlots[0], when nurr > 0
+	PDRSlot    uint32
+	Precedence uint32
+	FARID      uint32
+	ue4        uint32 // the UE IPv4 address checked when ue4on
 	// Action is the FAR's apply action.
 	Action ApplyAction
+	PDRID  uint16
 	// Uplink is true when the PDR's source interface is Access: the packet
 	// travels from the UE.
 	Uplink bool
@@ -41,77 +50,29 @@ type Rule struct {
 	PPI    uint8
 	RQI    bool
 	HasPPI bool
-	// match conditions beyond the lookup key: QFI, the UE address (an
-	// IPv4 address inline, an IPv6 prefix behind a pointer) and SDF filters
-	qfi   uint8
-	ue4on bool
-	flags ruleFlags
-	nurr  uint8 // len(URRSlots), saturated at 255
-	encap Encap // hot up to Peer6, which only IPv6 tunnels read
-
-	// Encap is set when forwarded packets get a GTP-U outer header; it
-	// points into the rule (see Tunnel).
-	Encap      *Encap
-	SEID       uint64
-	Precedence uint32
-	FARID      uint32
-	PDRID      uint16
-	source     Interface
-	ue6        *ueCheck
-	sdf        []sdfMatcher
-	// URRSlots index the worker counters of the rule's URRs.
-	URRSlots  []uint32
-	urrInline [2]uint32
-	// RuleExtras is nil for rules without a forwarding policy, meter,
-	// notification or buffer.
-	*RuleExtras
+	qfi    uint8 // the QFI to match; 0: any
+	ue4on  bool
+	source Interface
 }
 
-// ruleFlags say, in the rule's first cache line, which of its other parts
-// the fast path needs.
-type ruleFlags uint8
-
-const (
-	flagMatch  ruleFlags = 1 << iota // match conditions: QFI, UE address or SDF filters
-	flagEncap                        // Encap is set
-	flagExtras                       // RuleExtras is set
-)
-
-// Tunnel returns the tunnel of outer header creation, or nil: Encap, read
-// from the rule's first cache line.
-func (r *Rule) Tunnel() *Encap {
-	if r.flags&flagEncap != 0 {
-		return &r.encap
-	}
-	return nil
+// conditions are a rule's rarer match conditions.
+type conditions struct {
+	ue6 *ueCheck
+	sdf []sdfMatcher
 }
 
-// Extras returns RuleExtras without reading beyond the rule's first cache
-// line when there are none.
-func (r *Rule) Extras() *RuleExtras {
-	if r.flags&flagExtras != 0 {
-		return r.RuleExtras
+func (r *Rule) conds() *conditions {
+	if r.cond == nil {
+		r.cond = &conditions{}
 	}
-	return nil
+	return r.cond
 }
 
-// finish sets what compile derives from the other fields.
-func (r *Rule) finish() {
-	r.flags = 0
-	if r.qfi != 0 || r.ue4on || r.ue6 != nil || r.sdf != nil {
-		r.flags |= flagMatch
-	}
-	if r.Encap != nil {
-		r.flags |= flagEncap
-	}
-	if r.RuleExtras != nil {
-		r.flags |= flagExtras
-	}
-	r.nurr = uint8(min(len(r.URRSlots), 255))
-	if len(r.URRSlots) > 0 {
-		r.urr0 = r.URRSlots[0]
-	}
-}
+// Tunnel returns the tunnel of outer header creation, or nil.
+func (r *Rule) Tunnel() *Encap { return r.Encap }
+
+// Extras returns RuleExtras, nil for rules without extras.
+func (r *Rule) Extras() *RuleExtras { return r.RuleExtras }
 
 // RuleExtras are the parts of a rule that most rules lack.
 type RuleExtras struct {
@@ -151,14 +112,18 @@ func (e *Encap) Peer() netip.Addr {
 }
 
 func (r *Rule) matches(f *Flow) bool {
-	return r.flags&flagMatch == 0 || r.matchConditions(f)
+	return r.qfi == 0 && !r.ue4on && r.cond == nil || r.matchConditions(f)
 }
 
 func (r *Rule) matchConditions(f *Flow) bool {
 	if r.qfi != 0 && r.qfi != f.QFI {
 		return false
 	}
-	if r.ue4on || r.ue6 != nil {
+	var c conditions
+	if r.cond != nil {
+		c = *r.cond
+	}
+	if r.ue4on || c.ue6 != nil {
 		ue := &f.Dst
 		if r.Uplink {
 			ue = &f.Src
@@ -166,15 +131,15 @@ func (r *Rule) matchConditions(f *Flow) bool {
 		if r.ue4on && (f.IPv6 || ue.V4() != r.ue4) {
 			return false
 		}
-		if r.ue6 != nil && (!f.IPv6 || !addrMatch(ue, &r.ue6.addr, &r.ue6.mask)) {
+		if c.ue6 != nil && (!f.IPv6 || !addrMatch(ue, &c.ue6.addr, &c.ue6.mask)) {
 			return false
 		}
 	}
-	if r.sdf == nil {
+	if c.sdf == nil {
 		return true
 	}
-	for i := range r.sdf {
-		if r.sdf[i].match(f, r.Uplink) {
+	for i := range c.sdf {
+		if c.sdf[i].match(f, r.Uplink) {
 			return true
 		}
 	}
@@ -319,7 +284,6 @@ func (t *Table) compile(s *Session, old *sessionState) (*compiled, error) {
 		for _, id := range ids {
 			r.URRSlots = append(r.URRSlots, urrOf(id).half[dirOf(r.Uplink)])
 		}
-		r.finish()
 	}
 	return c, nil
 }
@@ -400,7 +364,7 @@ func (t *Table) compilePDR(seid uint64, p *PDR, fars map[uint32]*FAR, qers map[u
 		if err != nil {
 			return nil, err
 		}
-		r.sdf = append(r.sdf, m)
+		r.conds().sdf = append(r.conds().sdf, m)
 	}
 	if !d.HasLocalTEID {
 		// Keyed by UE address (if any): a /64 key needs the full check
@@ -410,14 +374,14 @@ func (t *Table) compilePDR(seid uint64, p *PDR, fars map[uint32]*FAR, qers map[u
 			// keyed by IPv4 and IPv6 both: the key is exact enough
 		case d.UEAddr4.IsValid():
 		case d.UEPrefix6.IsValid() && d.UEPrefix6.Bits() > 64:
-			r.ue6 = prefixCheck(d.UEPrefix6)
+			r.conds().ue6 = prefixCheck(d.UEPrefix6)
 		}
 	} else if d.UEAddr4.IsValid() != d.UEPrefix6.IsValid() {
 		// A tunnel PDR that also names the UE address checks it.
 		if d.UEAddr4.IsValid() {
 			r.ue4on, r.ue4 = true, addr4(d.UEAddr4)
 		} else {
-			r.ue6 = prefixCheck(d.UEPrefix6)
+			r.conds().ue6 = prefixCheck(d.UEPrefix6)
 		}
 	}
 
@@ -432,16 +396,16 @@ func (t *Table) compilePDR(seid uint64, p *PDR, fars map[uint32]*FAR, qers map[u
 			r.extras().Policy = fp.ForwardingPolicy
 		}
 		if o := fp.OuterHeaderCreation; o != nil {
-			r.encap = Encap{TEID: o.TEID, Port: o.Port}
-			if r.encap.Port == 0 {
-				r.encap.Port = 2152
+			e := &Encap{TEID: o.TEID, Port: o.Port}
+			if e.Port == 0 {
+				e.Port = 2152
 			}
 			if p := o.Peer.Unmap(); p.Is4() {
-				r.encap.Peer4 = p.As4()
+				e.Peer4 = p.As4()
 			} else {
-				r.encap.IPv6, r.encap.Peer6 = true, p.As16()
+				e.IPv6, e.Peer6 = true, p.As16()
 			}
-			r.Encap = &r.encap
+			r.Encap = e
 		}
 	}
 	if far.Apply&(ActBuffer|ActNotifyCP) != 0 {
@@ -519,7 +483,7 @@ func ruleKey(r *Rule, p *PDR) (key, bool) {
 	case d.UEAddr4.IsValid() && d.UEPrefix6.IsValid():
 		// Either family may match; the SDF/QFI conditions still apply.
 	case d.UEPrefix6.IsValid():
-		r.ue6 = prefixCheck(d.UEPrefix6)
+		r.conds().ue6 = prefixCheck(d.UEPrefix6)
 	}
 	return key{}, false
 }

@@ -24,6 +24,11 @@ func (c *Counter) Add(n uint64) { c.v += n }
 // Load returns the current value; safe from any goroutine.
 func (c *Counter) Load() uint64 { return atomic.LoadUint64(&c.v) }
 
+// peek reads the counter from its owning worker, without synchronisation.
+//
+//go:norace
+func (c *Counter) peek() uint64 { return c.v }
+
 // reset zeroes the counter; only the Table writer calls it, on slots no
 // worker uses.
 func (c *Counter) reset() { atomic.StoreUint64(&c.v, 0) }
@@ -84,6 +89,12 @@ type WorkerCounters struct {
 	Drops [MaxDropReasons]Counter
 }
 
+// addChunk gives w chunk i. Counter chunks stay on small pages: on this
+// kind of VM, lines written at random in huge pages measured slower than
+// in small ones (see the flowtable commit that tried it), unlike the
+// read-mostly bucket array.
+func (w *WorkerCounters) addChunk(i int) { w.chunks[i].Store(new(counterChunk)) }
+
 func (w *WorkerCounters) line(l uint32) *counterLine {
 	return &w.chunks[l>>chunkLineBits].Load()[l&(chunkLines-1)]
 }
@@ -118,7 +129,7 @@ func (w *WorkerCounters) CountURR(slot uint32, uplink bool, n uint64, now int64)
 //go:norace
 func (w *WorkerCounters) touch(r *Rule) uint64 {
 	v := w.PDR(r.PDRSlot).Packets.v
-	if r.nurr > 1 || r.nurr == 1 && r.urr0/lineCells != r.PDRSlot/lineCells {
+	if n := len(r.URRSlots); n > 1 || n == 1 && r.URRSlots[0]/lineCells != r.PDRSlot/lineCells {
 		for _, s := range r.URRSlots {
 			v += w.PDR(s).Packets.v
 		}
@@ -126,23 +137,23 @@ func (w *WorkerCounters) touch(r *Rule) uint64 {
 	return v
 }
 
-// CountPDR counts a packet of n octets that matched r. Owning worker only.
-func (w *WorkerCounters) CountPDR(r *Rule, n uint64) {
-	c := w.PDR(r.PDRSlot)
-	c.Packets.Add(1)
-	c.Bytes.Add(n)
+// CountPDR counts a packet of n octets under the PDR that v found. Owning
+// worker only.
+func (w *WorkerCounters) CountPDR(v *Verdict, n uint64) {
+	p := w.PDR(v.PDRSlot())
+	p.Packets.Add(1)
+	p.Bytes.Add(n)
 }
 
-// CountURRs counts a packet of n octets at time now in each URR of r.
-// Owning worker only.
-func (w *WorkerCounters) CountURRs(r *Rule, n uint64, now int64) {
-	switch {
-	case r.nurr == 1:
-		w.CountURR(r.urr0, r.Uplink, n, now)
-	case r.nurr > 1:
+// CountURRs counts a forwarded packet of n octets at time now in each URR
+// of the rule v found. Owning worker only.
+func (w *WorkerCounters) CountURRs(v *Verdict, n uint64, now int64) {
+	if r := v.rule; r != nil {
 		for _, s := range r.URRSlots {
 			w.CountURR(s, r.Uplink, n, now)
 		}
+	} else if v.act&vURR != 0 {
+		w.CountURR(v.PDRSlot()-2, false, n, now)
 	}
 }
 
@@ -242,7 +253,7 @@ func (t *Table) ensureChunks() error {
 	}
 	for ; t.chunks < need; t.chunks++ {
 		for _, w := range t.workers {
-			w.chunks[t.chunks].Store(newChunk())
+			w.addChunk(t.chunks)
 		}
 	}
 	return nil

@@ -8,5 +8,3 @@ func urrCount(p *PDRCount) *URRCount { return (*URRCount)(unsafe.Pointer(p)) }
 
 var _ = [1]struct{}{}[unsafe.Sizeof(URRCount{})-2*unsafe.Sizeof(PDRCount{})]
 var _ = [1]struct{}{}[unsafe.Sizeof(counterLine{})-64]
-
-func newChunk() *counterChunk { return new(counterChunk) }

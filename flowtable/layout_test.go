@@ -5,36 +5,11 @@ import (
 	"unsafe"
 )
 
-// The fast path reads a rule's first cache line only; the rule must start
-// on one.
-func TestRuleLayout(t *testing.T) {
-	var r Rule
-	hot := map[string]uintptr{
-		"kb": unsafe.Offsetof(r.kb) + 8, "next": unsafe.Offsetof(r.next) + 8, "ka": unsafe.Offsetof(r.ka) + 4,
-		"ue4": unsafe.Offsetof(r.ue4) + 4, "PDRSlot": unsafe.Offsetof(r.PDRSlot) + 4, "urr0": unsafe.Offsetof(r.urr0) + 4,
-		"Action": unsafe.Offsetof(r.Action) + 2, "flags": unsafe.Offsetof(r.flags) + 1, "nurr": unsafe.Offsetof(r.nurr) + 1,
-		"HasPPI": unsafe.Offsetof(r.HasPPI) + 1, "qfi": unsafe.Offsetof(r.qfi) + 1, "ue4on": unsafe.Offsetof(r.ue4on) + 1,
-		"encap.IPv6": unsafe.Offsetof(r.encap) + unsafe.Offsetof(r.encap.IPv6) + 1,
-	}
-	for name, end := range hot {
-		if end > 64 {
-			t.Errorf("hot field %s ends at octet %d, beyond the first cache line", name, end)
-		}
-	}
-	// Sizes 177-192 fall in the 192-octet size class, whose objects start
-	// at multiples of 64 within page-aligned spans.
-	if s := unsafe.Sizeof(r); s <= 176 || s > 192 {
-		t.Errorf("Rule is %d octets; keep it in 177-192 (or adjust the size class reasoning)", s)
-	}
-	tb := New(Options{})
-	for i := 0; i < 100; i++ {
-		if err := tb.Install(testSession(uint64(i+1), uint32(i+1), ueAddr(i))); err != nil {
-			t.Fatal(err)
-		}
-		r := tb.MatchTEID(Access, uint32(i+1), flow4(ueAddr(i).String(), "1.1.1.1", 6, 1, 2))
-		if p := uintptr(unsafe.Pointer(r)); p%64 != 0 {
-			t.Fatalf("rule at %#x is not on a cache line", p)
-		}
+// Rules are laid out for size: a session's two rules are a third of its
+// memory.
+func TestRuleSize(t *testing.T) {
+	if s := unsafe.Sizeof(Rule{}); s > 112 {
+		t.Errorf("Rule is %d octets; it fitted the 112-octet size class", s)
 	}
 }
 
@@ -50,19 +25,21 @@ func TestBucketLayout(t *testing.T) {
 	}
 }
 
-// Keys beyond a bucket's slots go to its chain and stay reachable through
-// deletes, replacements and growth.
+// Keys beyond a bucket's slots go to their second bucket, then to the
+// chain of their first, and stay reachable through deletes, replacements
+// and growth.
 func TestBucketOverflow(t *testing.T) {
 	m := newHmap(0, 1)
-	// Ten keys of one bucket, then enough others to grow the array.
-	var keys []key
 	a := m.arr.Load()
-	for i := uint32(0); len(keys) < 10; i++ {
-		if k := teidKey(Access, i); a.bucket(m.hash(k)) == &a.buckets[3] {
+	// Six keys sharing both buckets: two in each, two in the chain.
+	var keys []key
+	for i := uint32(0); len(keys) < 6; i++ {
+		if k := teidKey(Access, i); a.index(m.hash(k)) == 3 && a.second(m.hash(k), 3) == 5 {
 			keys = append(keys, k)
 		}
 	}
-	for i := uint32(1 << 20); len(keys) < 3*maxLoad*minBuckets; i++ {
+	// Then enough others to grow the array.
+	for i := uint32(1 << 28); len(keys) < 3*maxLoad*minBuckets; i++ {
 		keys = append(keys, teidKey(Core, i))
 	}
 	rules := map[key]*Rule{}
@@ -70,8 +47,15 @@ func TestBucketOverflow(t *testing.T) {
 		r := &Rule{PDRID: uint16(i)}
 		m.put(k, []*Rule{r})
 		rules[k] = r
-		if i == 9 && a.buckets[3].over.Load() == nil {
-			t.Fatal("ten keys in one bucket and no chain")
+		if i == 5 {
+			if a.spilled[3] != 2 || a.refs[3].over.Load() == nil || a.buckets[3].hdr.Load()&(hdrSpill|hdrOver) != hdrSpill|hdrOver {
+				t.Fatalf("six keys of buckets 3 and 5: %d spilled, chain %v", a.spilled[3], a.refs[3].over.Load())
+			}
+			for _, k := range keys[:6] {
+				if m.get(k) != rules[k] {
+					t.Fatalf("key %v lost among six of one bucket pair", k)
+				}
+			}
 		}
 		if i%7 == 0 {
 			r2, r3 := &Rule{PDRID: uint16(i) + 1000}, &Rule{PDRID: uint16(i) + 2000}
@@ -101,6 +85,17 @@ func TestBucketOverflow(t *testing.T) {
 	}
 	if m.n != len(rules) {
 		t.Errorf("count %d, want %d", m.n, len(rules))
+	}
+	// Deleting spilled keys clears the marks.
+	b := newHmap(0, 1)
+	for _, k := range keys[:6] {
+		b.put(k, []*Rule{{}})
+	}
+	for _, k := range keys[:6] {
+		b.del(k)
+	}
+	if h := b.arr.Load().buckets[3].hdr.Load(); h&(hdrSpill|hdrOver) != 0 || b.arr.Load().spilled[3] != 0 {
+		t.Errorf("bucket 3 keeps marks %#x after its keys left", h)
 	}
 }
 

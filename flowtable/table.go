@@ -108,7 +108,7 @@ func (t *Table) NewWorker() *WorkerCounters {
 	defer t.mu.Unlock()
 	w := &WorkerCounters{}
 	for i := 0; i < t.chunks; i++ {
-		w.chunks[i].Store(newChunk())
+		w.addChunk(i)
 	}
 	t.workers = append(t.workers, w)
 	return w

@@ -1,0 +1,5 @@
+//go:build !linux
+
+package flowtable
+
+func adviseHuge[T any](s []T) {}

@@ -1,0 +1,134 @@
+package flowtable
+
+// Verdict is what matching a packet decided, in the form the dataplane
+// applies: found or not, the PDR's counter slot, whether to remove the
+// outer header, the GTP-U tunnel to encapsulate into, the QFI to mark and
+// the destination. Table.MatchBatch takes it for the common rule from the
+// bucket line alone. When Rule is not nil the rule does more than the
+// verdict says (drops, buffers, notifies, meters, counts several URRs,
+// uses another tunnel port or IPv6), and the dataplane consults it.
+type Verdict struct {
+	tun  uint64 // the tunnel's TEID (high half) and IPv4 peer (low half), when vEncap
+	act  uint64 // PDR counter slot (low half) and the flags below
+	rule *Rule
+}
+
+const (
+	vFound     = 1 << 32
+	vSlow      = 1 << 33 // the dataplane needs the Rule
+	vRemove    = 1 << 34
+	vEncap     = 1 << 35
+	vURR       = 1 << 36 // one URR, counted in the half two cells before the PDR counter
+	vRQI       = 1 << 37
+	vHasPPI    = 1 << 38
+	vQFIShift  = 40 // 6 bits: the QFI to mark, 0: none
+	vPPIShift  = 46 // 3 bits
+	vDestShift = 49 // 3 bits
+
+	// In a bucket slot only:
+	vMulti         = 1 << 52 // resolve through the rules: several of them, or conditions the slot cannot check
+	vUE4           = 1 << 53 // the packet's UE address must be the slot's IPv4 address
+	vMatchQFIShift = 56      // 6 bits: the QFI the packet must carry, 0: any
+
+	gtpuPort = 2152
+)
+
+// Found reports whether a rule matched.
+func (v *Verdict) Found() bool { return v.act&vFound != 0 }
+
+// Rule returns the matched rule when the verdict alone does not describe
+// it, else nil.
+func (v *Verdict) Rule() *Rule { return v.rule }
+
+// PDRSlot is the matched PDR's counter slot.
+func (v *Verdict) PDRSlot() uint32 { return uint32(v.act) }
+
+// RemoveOuter reports whether the GTP-U outer header is to be removed.
+func (v *Verdict) RemoveOuter() bool { return v.act&vRemove != 0 }
+
+// Encap reports whether forwarded packets get a GTP-U outer header.
+func (v *Verdict) Encap() bool { return v.act&vEncap != 0 }
+
+// TEID is the tunnel's TEID when Encap.
+func (v *Verdict) TEID() uint32 { return uint32(v.tun >> 32) }
+
+// Peer4 is the tunnel's IPv4 peer when Encap (and Rule, if any, does not
+// say the peer is IPv6).
+func (v *Verdict) Peer4() [4]byte {
+	p := uint32(v.tun)
+	return [4]byte{byte(p >> 24), byte(p >> 16), byte(p >> 8), byte(p)}
+}
+
+// Port is the tunnel's UDP port when Encap.
+func (v *Verdict) Port() uint16 {
+	if v.rule != nil && v.rule.Encap != nil {
+		return v.rule.Encap.Port
+	}
+	return gtpuPort
+}
+
+// QFI, RQI, PPI and HasPPI are what to mark in a PDU Session Container;
+// QFI 0: no container.
+func (v *Verdict) QFI() uint8      { return uint8(v.act>>vQFIShift) & 63 }
+func (v *Verdict) RQI() bool       { return v.act&vRQI != 0 }
+func (v *Verdict) PPI() uint8      { return uint8(v.act>>vPPIShift) & 7 }
+func (v *Verdict) HasPPI() bool    { return v.act&vHasPPI != 0 }
+func (v *Verdict) Dest() Interface { return Interface(v.act>>vDestShift) & 7 }
+
+// verdict encodes what the dataplane needs of r.
+func (r *Rule) verdict() (tun, act uint64) {
+	act = vFound | uint64(r.PDRSlot)
+	if r.RemoveOuter {
+		act |= vRemove
+	}
+	if r.RQI {
+		act |= vRQI
+	}
+	if r.HasPPI {
+		act |= vHasPPI
+	}
+	act |= uint64(r.QFI&63)<<vQFIShift | uint64(r.PPI&7)<<vPPIShift | uint64(r.Dest&7)<<vDestShift
+	if r.Encap != nil {
+		act |= vEncap
+		p := r.Encap.Peer4
+		tun = uint64(r.Encap.TEID)<<32 | uint64(p[0])<<24 | uint64(p[1])<<16 | uint64(p[2])<<8 | uint64(p[3])
+	}
+	oneURR := len(r.URRSlots) == 1 && r.URRSlots[0]+2 == r.PDRSlot
+	if oneURR {
+		act |= vURR
+	}
+	if r.Action != ActForward || r.RuleExtras != nil || r.Dest > 7 ||
+		r.Encap != nil && (r.Encap.IPv6 || r.Encap.Port != gtpuPort) ||
+		len(r.URRSlots) > 0 && !oneURR {
+		act |= vSlow
+	}
+	return tun, act
+}
+
+// slotVerdict is what a bucket slot of a key whose first rule is r holds:
+// its verdict, and what a lookup must check before it applies.
+func (r *Rule) slotVerdict() (tun, act uint64, ue4 uint32) {
+	tun, act = r.verdict()
+	if r.next != nil || r.cond != nil {
+		act |= vMulti
+	}
+	if r.ue4on {
+		act |= vUE4
+		ue4 = r.ue4
+	}
+	act |= uint64(r.qfi&63) << vMatchQFIShift
+	return tun, act, ue4
+}
+
+// setRule fills v from r.
+func (v *Verdict) setRule(r *Rule) {
+	if r == nil {
+		v.tun, v.act, v.rule = 0, 0, nil
+		return
+	}
+	v.tun, v.act = r.verdict()
+	v.rule = nil
+	if v.act&vSlow != 0 {
+		v.rule = r
+	}
+}
