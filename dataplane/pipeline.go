@@ -123,43 +123,78 @@ func (w *Worker) fromTunnel(in int, j int32, f *Frame, et uint16) {
 		return
 	}
 	g := udp[udpLen:ulen]
-	p := &w.gtp
-	if r := gtpu.Parse(g, p); r != gtpu.ReasonNone {
-		w.drop(f, DropReason(r))
-		return
+	teid, hl, pl, qfi, ok := parseGPDU(g)
+	if !ok {
+		p := &w.gtp
+		if r := gtpu.Parse(g, p); r != gtpu.ReasonNone {
+			w.drop(f, DropReason(r))
+			return
+		}
+		switch p.Type {
+		case gtpu.MsgGPDU:
+		case gtpu.MsgEchoRequest:
+			w.echoReply(in, f, et, l4, p.Seq)
+			return
+		case gtpu.MsgErrorIndication:
+			w.drop(f, DropErrorIndication)
+			return
+		case gtpu.MsgEndMarker:
+			w.drop(f, DropEndMarker)
+			return
+		default:
+			w.drop(f, DropGTPUType)
+			return
+		}
+		teid, hl, pl, qfi = p.TEID, p.HeaderLen, p.PayloadLen, 0
+		if p.HasPSC {
+			qfi = p.PSC.QFI
+		}
 	}
-	switch p.Type {
-	case gtpu.MsgGPDU:
-	case gtpu.MsgEchoRequest:
-		w.echoReply(in, f, et, l4, p.Seq)
-		return
-	case gtpu.MsgErrorIndication:
-		w.drop(f, DropErrorIndication)
-		return
-	case gtpu.MsgEndMarker:
-		w.drop(f, DropEndMarker)
-		return
-	default:
-		w.drop(f, DropGTPUType)
-		return
-	}
-	inner := ethLen + l4 + udpLen + p.HeaderLen
+	inner := ethLen + l4 + udpLen + hl
 	fl := w.batch.Next()
-	ipLen, ok := parseIP(pkt[inner:inner+p.PayloadLen], fl)
+	ipLen, ok := parseIP(pkt[inner:inner+pl], fl)
 	if !ok {
 		w.drop(f, DropBadIP)
 		return
 	}
-	fl.QFI = 0
-	if p.HasPSC {
-		fl.QFI = p.PSC.QFI
-	}
-	teid := p.TEID
+	fl.QFI = qfi
 	// Field by field: a composite literal is built on the stack in narrow
 	// stores and copied in wide loads that cannot be forwarded from them.
 	pd := &w.pend[w.batch.AddTEID(w.ports[in].Source, teid)]
 	pd.frame, pd.ipOff, pd.ipLen, pd.end = j, int32(inner), int32(ipLen), int32(end)
 	pd.teid, pd.l4, pd.tunneled, pd.outer6 = teid, uint8(l4), true, et == etherIPv6
+}
+
+// parseGPDU decodes the two G-PDU shapes nearly all user traffic has: no
+// optional fields, or only a PDU Session Container of UL PDU SESSION
+// INFORMATION without optional fields, carrying the QFI. For those it
+// returns what gtpu.Parse would (TestParseGPDUAgreesWithGtpu); for
+// anything else it reports false, and gtpu.Parse decides.
+func parseGPDU(g []byte) (teid uint32, headerLen, payloadLen int, qfi uint8, ok bool) {
+	if len(g) < gtpu.MinHeaderLen || g[1] != gtpu.MsgGPDU {
+		return 0, 0, 0, 0, false
+	}
+	length := int(binary.BigEndian.Uint16(g[2:4]))
+	if length > len(g)-gtpu.MinHeaderLen {
+		return 0, 0, 0, 0, false
+	}
+	teid = binary.BigEndian.Uint32(g[4:8])
+	switch g[0] {
+	case gtpu.FlagVersion1 | gtpu.FlagPT:
+		return teid, gtpu.MinHeaderLen, length, 0, true
+	case gtpu.FlagVersion1 | gtpu.FlagPT | gtpu.FlagE:
+		const hl = gtpu.OptHeaderLen + 4 // one extension header of 4 octets
+		if len(g) < hl || length < hl-gtpu.MinHeaderLen {
+			return 0, 0, 0, 0, false
+		}
+		// next type, length 1, UL PDU type without flags, QFI without
+		// N3/N9 delay or new IE flags, no further extension
+		if g[11] != gtpu.ExtPDUSessionContainer || g[12] != 1 || g[13] != gtpu.PSCUplink<<4 || g[14]&0xc0 != 0 || g[15] != 0 {
+			return 0, 0, 0, 0, false
+		}
+		return teid, hl, length + gtpu.MinHeaderLen - hl, g[14], true
+	}
+	return 0, 0, 0, 0, false
 }
 
 // finish carries out the rule that lookup k matched, or handles the miss.
@@ -255,18 +290,24 @@ func (w *Worker) apply(f *Frame, fl *flowtable.Flow, v *flowtable.Verdict, ipOff
 	var nh *flowtable.Addr
 	et := uint16(etherIPv4)
 	if encap {
-		var psc *gtpu.PSC
-		if qfi := v.QFI(); qfi != 0 {
-			w.psc = gtpu.PSC{QFI: qfi, RQI: v.RQI(), PPI: v.PPI(), HasPPI: v.HasPPI()}
-			if dest != flowtable.Access {
-				w.psc.PDUType = 1 // toward the core: UL PDU session information
-				w.psc.RQI, w.psc.HasPPI = false, false
+		// Toward the access side the container is DL PDU SESSION
+		// INFORMATION with the QFI, RQI and PPI; toward the core, UL with
+		// the QFI only.
+		qfi, uplink := v.QFI(), dest != flowtable.Access
+		ppi := !uplink && v.HasPPI()
+		gl := gtpu.MinHeaderLen
+		if qfi != 0 {
+			gl = gtpu.OptHeaderLen + 4
+			if ppi {
+				gl += 4
 			}
-			psc = &w.psc
 		}
-		gl := gtpu.GPDUHeaderLen(psc)
 		if start < ipv4Len+udpLen+gl {
 			w.drop(f, DropNoHeadroom)
+			return
+		}
+		if ipLen > 0xffff-gl {
+			w.drop(f, DropUnsupported) // the GTP-U length field cannot say it
 			return
 		}
 		start -= ipv4Len + udpLen + gl
@@ -274,7 +315,13 @@ func (w *Worker) apply(f *Frame, fl *flowtable.Flow, v *flowtable.Verdict, ipOff
 		peer := v.Peer4()
 		putIPv4(b, out.addr4, peer, protoUDP, udpLen+gl+ipLen, fl.ToS)
 		putUDP(b[ipv4Len:], sourcePort(fl), v.Port(), gl+ipLen)
-		gtpu.PutGPDUHeader(b[ipv4Len+udpLen:], v.TEID(), ipLen, psc)
+		g := b[ipv4Len+udpLen:]
+		if ppi {
+			w.psc = gtpu.PSC{QFI: qfi, RQI: v.RQI(), PPI: v.PPI(), HasPPI: true}
+			gtpu.PutGPDUHeader(g, v.TEID(), ipLen, &w.psc)
+		} else {
+			putGPDU(g, v.TEID(), ipLen, qfi, !uplink && v.RQI(), uplink)
+		}
 		w.nhAddr.Set4(peer)
 		nh = &w.nhAddr
 	} else {
@@ -347,6 +394,31 @@ func (w *Worker) applyActions(f *Frame, r *flowtable.Rule, ipOff, ipLen int) boo
 		}
 	}
 	return true
+}
+
+// putGPDU writes the header of a G-PDU carrying payloadLen octets: 8
+// octets when qfi is 0, else 16 with a PDU Session Container of DL PDU
+// SESSION INFORMATION (with the RQI) or, for uplink, UL, carrying the
+// QFI. It writes what gtpu.PutGPDUHeader would (TestPutGPDUAgreesWithGtpu)
+// in two 8-octet stores. The caller checks the length fits.
+func putGPDU(b []byte, teid uint32, payloadLen int, qfi uint8, rqi, uplink bool) {
+	const gpdu = uint64(gtpu.FlagVersion1|gtpu.FlagPT)<<56 | uint64(gtpu.MsgGPDU)<<48
+	if qfi == 0 {
+		binary.BigEndian.PutUint64(b[:8], gpdu|uint64(uint16(payloadLen))<<32|uint64(teid))
+		return
+	}
+	const ext = gtpu.OptHeaderLen + 4 - gtpu.MinHeaderLen // octets beyond the mandatory header
+	_ = b[15]
+	binary.BigEndian.PutUint64(b[:8], gpdu|uint64(gtpu.FlagE)<<56|uint64(uint16(payloadLen+ext))<<32|uint64(teid))
+	o1, o2 := uint64(gtpu.PSCDownlink)<<4, uint64(qfi&0x3f)
+	if uplink {
+		o1 = uint64(gtpu.PSCUplink) << 4
+	} else if rqi {
+		o2 |= 0x40
+	}
+	// sequence number and N-PDU number 0, next type, length 1 (4
+	// octets), the container's two octets, no further header
+	binary.BigEndian.PutUint64(b[8:16], uint64(gtpu.ExtPDUSessionContainer)<<32|1<<24|o1<<16|o2<<8)
 }
 
 func outerDst(ip []byte) flowtable.Addr {
