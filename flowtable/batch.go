@@ -111,7 +111,7 @@ func (t *Table) MatchBatch(b *Batch, c *WorkerCounters) {
 	var pending uint8
 	for j := range keys {
 		v := &b.v[j]
-		v.rule, v.act = nil, 0
+		v.rule, v.pdr, v.act = nil, nil, 0
 		state[j] = 0
 		iface := keys[j].iface()
 		if iface >= NumInterfaces {
@@ -154,10 +154,11 @@ func (t *Table) MatchBatch(b *Batch, c *WorkerCounters) {
 	if c != nil {
 		for j := range keys {
 			if v := &b.v[j]; v.Found() {
+				p := c.PDR(v.PDRSlot())
+				v.pdr = p
+				sink += p.Packets.peek()
 				if v.rule != nil {
 					sink += c.touch(v.rule)
-				} else {
-					sink += c.PDR(v.PDRSlot()).Packets.peek()
 				}
 			}
 		}

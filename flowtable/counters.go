@@ -140,7 +140,10 @@ func (w *WorkerCounters) touch(r *Rule) uint64 {
 // CountPDR counts a packet of n octets under the PDR that v found. Owning
 // worker only.
 func (w *WorkerCounters) CountPDR(v *Verdict, n uint64) {
-	p := w.PDR(v.PDRSlot())
+	p := v.pdr
+	if p == nil {
+		p = w.PDR(v.PDRSlot())
+	}
 	p.Packets.Add(1)
 	p.Bytes.Add(n)
 }
@@ -153,7 +156,17 @@ func (w *WorkerCounters) CountURRs(v *Verdict, n uint64, now int64) {
 			w.CountURR(s, r.Uplink, n, now)
 		}
 	} else if v.act&vURR != 0 {
-		w.CountURR(v.PDRSlot()-2, false, n, now)
+		p := v.pdr
+		if p == nil {
+			p = w.PDR(v.PDRSlot())
+		}
+		u := urrBefore(p)
+		u.Packets.Add(1)
+		u.Bytes.Add(n)
+		if u.First.get() == 0 {
+			u.First.Set(now)
+		}
+		u.Last.Set(now)
 	}
 }
 

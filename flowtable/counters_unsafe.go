@@ -6,5 +6,11 @@ import "unsafe"
 // are adjacent in one line (cellAlloc.place).
 func urrCount(p *PDRCount) *URRCount { return (*URRCount)(unsafe.Pointer(p)) }
 
+// urrBefore is the URR half in the two cells before the PDR counter p, in
+// the same line (vURR).
+func urrBefore(p *PDRCount) *URRCount {
+	return (*URRCount)(unsafe.Add(unsafe.Pointer(p), -2*int(unsafe.Sizeof(*p))))
+}
+
 var _ = [1]struct{}{}[unsafe.Sizeof(URRCount{})-2*unsafe.Sizeof(PDRCount{})]
 var _ = [1]struct{}{}[unsafe.Sizeof(counterLine{})-64]

@@ -11,6 +11,7 @@ type Verdict struct {
 	tun  uint64 // the tunnel's TEID (high half) and IPv4 peer (low half), when vEncap
 	act  uint64 // PDR counter slot (low half) and the flags below
 	rule *Rule
+	pdr  *PDRCount // the PDR counter of the matching worker, once MatchBatch found it
 }
 
 const (
@@ -93,7 +94,7 @@ func (r *Rule) verdict() (tun, act uint64) {
 		p := r.Encap.Peer4
 		tun = uint64(r.Encap.TEID)<<32 | uint64(p[0])<<24 | uint64(p[1])<<16 | uint64(p[2])<<8 | uint64(p[3])
 	}
-	oneURR := len(r.URRSlots) == 1 && r.URRSlots[0]+2 == r.PDRSlot
+	oneURR := len(r.URRSlots) == 1 && r.URRSlots[0]+2 == r.PDRSlot && r.URRSlots[0]/lineCells == r.PDRSlot/lineCells
 	if oneURR {
 		act |= vURR
 	}
