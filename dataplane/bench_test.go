@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/sluice-net/sluice/flowtable"
 )
 
@@ -133,6 +135,12 @@ func BenchmarkPipeline(b *testing.B) {
 					b.Fatal(err)
 				}
 				b.ReportAllocs()
+				// cpu-ns/pkt is the worker thread's CPU time per packet: on a
+				// shared machine it leaves out the time others held the CPU,
+				// which ns/pkt (wall clock, the figure of record) includes.
+				runtime.LockOSThread()
+				var ts0, ts1 unix.Timespec
+				_ = unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts0)
 				b.ResetTimer()
 				var pkts int
 				for idle := 0; pkts < b.N && idle < 1000; {
@@ -143,6 +151,9 @@ func BenchmarkPipeline(b *testing.B) {
 					pkts += n
 				}
 				b.StopTimer()
+				_ = unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts1)
+				runtime.UnlockOSThread()
+				b.ReportMetric(float64(ts1.Nano()-ts0.Nano())/float64(pkts), "cpu-ns/pkt")
 				if sink.sent < uint64(pkts)*9/10 {
 					b.Fatalf("forwarded %d of %d packets; drops: no_pdr %d", sink.sent, pkts, w.Counters().Drops[DropNoPDR].Load())
 				}
