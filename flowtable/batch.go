@@ -108,6 +108,12 @@ func (t *Table) MatchBatch(b *Batch, c *WorkerCounters) {
 		sink += a.buckets[i].hdr.Load()
 	}
 	wild := t.wild.Load()
+	var wildIfaces uint32 // interfaces with wildcard rules, a bit each
+	for i := range wild {
+		if len(wild[i]) > 0 {
+			wildIfaces |= 1 << i
+		}
+	}
 	var pending uint8
 	for j := range keys {
 		v := &b.v[j]
@@ -117,7 +123,7 @@ func (t *Table) MatchBatch(b *Batch, c *WorkerCounters) {
 		if iface >= NumInterfaces {
 			continue
 		}
-		if len(wild[iface]) > 0 {
+		if wildIfaces>>iface&1 != 0 {
 			state[j] = needRules
 		} else {
 			state[j] = b.take(a, j, iface, true)
@@ -168,40 +174,61 @@ func (t *Table) MatchBatch(b *Batch, c *WorkerCounters) {
 
 // take reads lookup j's key in bucket idx[j], its first or second, and,
 // when its slot's verdict applies, sets the lookup's verdict. It returns
-// what the lookup needs further: the second bucket, or the rules.
+// what the lookup needs further: the second bucket, or the rules. It is
+// bucketArray.read unrolled for the two slots, with the snapshot in
+// registers.
 func (b *Batch) take(a *bucketArray, j int, iface Interface, first bool) uint8 {
-	var s snap
-	a.read(b.idx[j], b.keys[j], false, false, &s)
-	if s.slot < 0 {
+	k := &b.keys[j]
+	kk, kb := k.kindIface(), k.b
+	bk := &a.buckets[b.idx[j]]
+	var h, tun, act uint64
+	var ue4 uint32
+	for {
+		h = bk.hdr.Load()
+		if h&1 != 0 {
+			h = bk.stable()
+		}
+		act = 0
+		switch {
+		case hdrKey(h, 0) == kk && bk.e[0].kb.Load() == kb:
+			tun, act, ue4 = bk.e[0].tun.Load(), bk.e[0].act.Load(), uint32(bk.ue4.Load())
+		case hdrKey(h, 1) == kk && bk.e[1].kb.Load() == kb:
+			tun, act, ue4 = bk.e[1].tun.Load(), bk.e[1].act.Load(), uint32(bk.ue4.Load()>>32)
+		}
+		if bk.hdr.Load() == h {
+			break
+		}
+	}
+	if act == 0 { // not in a slot (a slot's verdict is never 0: vFound)
 		if !first {
 			return 0
 		}
 		var st uint8
-		if s.hdr&hdrOver != 0 {
+		if h&hdrOver != 0 {
 			st = overFirst | needRules
 		}
-		if s.hdr&hdrSpill != 0 {
+		if h&hdrSpill != 0 {
 			st = st&^needRules | needSecond
 		}
 		return st
 	}
-	if s.act&(vSlow|vMulti) != 0 {
+	if act&(vSlow|vMulti) != 0 {
 		return needRules
 	}
 	f := &b.flows[j]
-	if s.act&vUE4 != 0 {
+	if act&vUE4 != 0 {
 		ue := &f.Dst
 		if iface == Access {
 			ue = &f.Src
 		}
-		if f.IPv6 || uint32(ue[1]) != s.ue4 {
+		if f.IPv6 || uint32(ue[1]) != ue4 {
 			return 0 // the key's one rule does not match: no rule does
 		}
 	}
-	if q := uint8(s.act>>vMatchQFIShift) & 63; q != 0 && q != f.QFI {
+	if q := uint8(act>>vMatchQFIShift) & 63; q != 0 && q != f.QFI {
 		return 0
 	}
 	v := &b.v[j]
-	v.tun, v.act = s.tun, s.act&^(vMulti|vUE4|63<<vMatchQFIShift)
+	v.tun, v.act = tun, act&^(vMulti|vUE4|63<<vMatchQFIShift)
 	return 0
 }
