@@ -37,13 +37,17 @@ func checksum(b []byte, initial uint32) uint16 {
 
 // decTTL decrements an IPv4 TTL and patches the header checksum
 // incrementally (RFC 1624: HC' = ~(~HC + ~m + m')).
+//
+// It reads before it writes: reading the TTL octet back in a wider load
+// right after storing it stalls on store forwarding.
 func decTTL(ip []byte) {
+	_ = ip[11]
 	old := binary.BigEndian.Uint16(ip[8:10])
-	ip[8]--
-	nw := binary.BigEndian.Uint16(ip[8:10])
+	nw := old - 0x100
 	sum := uint32(^binary.BigEndian.Uint16(ip[10:12])) + uint32(^old) + uint32(nw)
 	sum = sum>>16 + sum&0xffff
 	sum += sum >> 16
+	binary.BigEndian.PutUint16(ip[8:10], nw)
 	binary.BigEndian.PutUint16(ip[10:12], ^uint16(sum))
 }
 
@@ -51,11 +55,16 @@ func decTTL(ip []byte) {
 // proto. It builds the header in five 32-bit words and sums those for the
 // checksum rather than reading back what it wrote.
 func putIPv4(b []byte, src, dst [4]byte, proto uint8, payloadLen int, tos uint8) {
+	putIPv4Words(b, binary.BigEndian.Uint32(src[:]), binary.BigEndian.Uint32(dst[:]), proto, payloadLen, tos)
+}
+
+// putIPv4Words is putIPv4 with the addresses as big-endian words, as the
+// fast path has them.
+func putIPv4Words(b []byte, s, d uint32, proto uint8, payloadLen int, tos uint8) {
 	_ = b[19]
 	w0 := 0x45<<24 | uint32(tos)<<16 | uint32(uint16(ipv4Len+payloadLen))
 	const w1 = 0x4000 // ID 0: DF is set, so no fragment ever needs one
 	w2 := uint32(defaultTTL)<<24 | uint32(proto)<<16
-	s, d := binary.BigEndian.Uint32(src[:]), binary.BigEndian.Uint32(dst[:])
 	w2 |= uint32(^fold(uint64(w0) + w1 + uint64(w2) + uint64(s) + uint64(d)))
 	binary.BigEndian.PutUint32(b[0:], w0)
 	binary.BigEndian.PutUint32(b[4:], w1)
@@ -86,8 +95,18 @@ func putUDP(b []byte, src, dst uint16, payloadLen int) {
 
 // putEth writes an Ethernet header.
 func putEth(b []byte, dst, src MAC, etherType uint16) {
+	putEthWords(b, dst.word(), src.word(), etherType)
+}
+
+// putEthWords writes an Ethernet header with the addresses as words (see
+// MAC.word) in two overlapping 8-octet stores.
+func putEthWords(b []byte, dst, src uint64, etherType uint16) {
 	_ = b[13]
-	copy(b[0:6], dst[:])
-	copy(b[6:12], src[:])
-	binary.BigEndian.PutUint16(b[12:], etherType)
+	binary.BigEndian.PutUint64(b[0:8], dst<<16|src>>32)
+	binary.BigEndian.PutUint64(b[6:14], src<<16|uint64(etherType))
+}
+
+// word is the address in the low 48 bits of a word.
+func (m MAC) word() uint64 {
+	return uint64(m[0])<<40 | uint64(m[1])<<32 | uint64(m[2])<<24 | uint64(m[3])<<16 | uint64(m[4])<<8 | uint64(m[5])
 }

@@ -96,11 +96,12 @@ func (n *Neighbors) lookupIn(s *neighborSet, dst *flowtable.Addr) (MAC, bool) {
 type neighborCache struct {
 	set  *neighborSet
 	addr flowtable.Addr
-	mac  MAC
+	mac  uint64 // MAC.word
 }
 
-// neighbor looks up a next hop for the port's worker through its cache.
-func (p *portState) neighbor(dst *flowtable.Addr) (MAC, bool) {
+// neighbor looks up a next hop for the port's worker through its cache
+// and returns its link-layer address as a MAC.word.
+func (p *portState) neighbor(dst *flowtable.Addr) (uint64, bool) {
 	s := p.Neighbors.cur.Load()
 	c := &p.nb
 	if c.set == s && c.addr == *dst {
@@ -108,9 +109,9 @@ func (p *portState) neighbor(dst *flowtable.Addr) (MAC, bool) {
 	}
 	mac, ok := p.Neighbors.lookupIn(s, dst)
 	if ok {
-		c.set, c.addr, c.mac = s, *dst, mac
+		c.set, c.addr, c.mac = s, *dst, mac.word()
 	}
-	return mac, ok
+	return mac.word(), ok
 }
 
 // TakeMiss returns an address a worker found no entry for, if any, and

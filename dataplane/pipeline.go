@@ -312,8 +312,8 @@ func (w *Worker) apply(f *Frame, fl *flowtable.Flow, v *flowtable.Verdict, ipOff
 		}
 		start -= ipv4Len + udpLen + gl
 		b := f.Buf[start:end]
-		peer := v.Peer4()
-		putIPv4(b, out.addr4, peer, protoUDP, udpLen+gl+ipLen, fl.ToS)
+		peer := v.Peer4Word()
+		putIPv4Words(b, out.ip4, peer, protoUDP, udpLen+gl+ipLen, fl.ToS)
 		putUDP(b[ipv4Len:], sourcePort(fl), v.Port(), gl+ipLen)
 		g := b[ipv4Len+udpLen:]
 		if ppi {
@@ -322,7 +322,7 @@ func (w *Worker) apply(f *Frame, fl *flowtable.Flow, v *flowtable.Verdict, ipOff
 		} else {
 			putGPDU(g, v.TEID(), ipLen, qfi, !uplink && v.RQI(), uplink)
 		}
-		w.nhAddr.Set4(peer)
+		w.nhAddr.SetV4(peer)
 		nh = &w.nhAddr
 	} else {
 		if v6 {
@@ -346,7 +346,7 @@ func (w *Worker) apply(f *Frame, fl *flowtable.Flow, v *flowtable.Verdict, ipOff
 		return
 	}
 	start -= ethLen
-	putEth(f.Buf[start:end], mac, out.MAC, et)
+	putEthWords(f.Buf[start:end], mac, out.mac, et)
 	w.ctr.CountURRs(v, uint64(ipLen), w.now)
 	o := &out.out[out.nout]
 	*o = *f

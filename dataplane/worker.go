@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -120,6 +121,8 @@ type portState struct {
 	PortConfig
 	nb    neighborCache // owned by the worker
 	addr4 [4]byte
+	ip4   uint32 // addr4 as a big-endian word
+	mac   uint64 // MAC.word
 	out   [BurstSize]Frame
 	nout  int
 	Stats PortStats
@@ -171,8 +174,10 @@ func NewWorker(c WorkerConfig) (*Worker, error) {
 		}
 		st := &w.ports[i]
 		st.PortConfig = p
+		st.mac = p.MAC.word()
 		if p.Addr4.Is4() {
 			st.addr4 = p.Addr4.As4()
+			st.ip4 = binary.BigEndian.Uint32(st.addr4[:])
 		} else if p.Role.tunnel() {
 			return nil, fmt.Errorf("%w: tunnel port %s needs an IPv4 address", ErrConfig, p.Port.Name())
 		}
@@ -258,9 +263,11 @@ func (w *Worker) flush() {
 		if p.nout == 0 {
 			continue
 		}
-		for j := 0; j < p.nout; j++ {
-			p.Stats.TxBytes.Add(uint64(p.out[j].Len))
+		var octets uint64
+		for j := range p.out[:p.nout] {
+			octets += uint64(p.out[j].Len)
 		}
+		p.Stats.TxBytes.Add(octets)
 		sent := p.Port.Transmit(p.Queue, p.out[:p.nout])
 		p.Stats.TxPackets.Add(uint64(sent))
 		if lost := p.nout - sent; lost > 0 {

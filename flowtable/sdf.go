@@ -233,6 +233,12 @@ func (a *Addr) Set4(b [4]byte) {
 	a[1] = v4Mapped | uint64(b[0])<<24 | uint64(b[1])<<16 | uint64(b[2])<<8 | uint64(b[3])
 }
 
+// SetV4 sets a to the IPv4 address given as a big-endian word.
+func (a *Addr) SetV4(w uint32) {
+	a[0] = 0
+	a[1] = v4Mapped | uint64(w)
+}
+
 // Set16 sets a to the IPv6 address given as 16 octets.
 func (a *Addr) Set16(b *[16]byte) {
 	a[0] = be64(b[:8])

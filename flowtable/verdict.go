@@ -60,6 +60,9 @@ func (v *Verdict) Peer4() [4]byte {
 	return [4]byte{byte(p >> 24), byte(p >> 16), byte(p >> 8), byte(p)}
 }
 
+// Peer4Word is Peer4 as a big-endian word.
+func (v *Verdict) Peer4Word() uint32 { return uint32(v.tun) }
+
 // Port is the tunnel's UDP port when Encap.
 func (v *Verdict) Port() uint16 {
 	if v.rule != nil && v.rule.Encap != nil {
