@@ -86,11 +86,7 @@ func fold(sum uint64) uint16 {
 // putUDP writes a UDP header. The checksum is left 0 (none), as IPv4
 // allows and as GTP-U peers accept.
 func putUDP(b []byte, src, dst uint16, payloadLen int) {
-	_ = b[7]
-	binary.BigEndian.PutUint16(b[0:], src)
-	binary.BigEndian.PutUint16(b[2:], dst)
-	binary.BigEndian.PutUint16(b[4:], uint16(udpLen+payloadLen))
-	b[6], b[7] = 0, 0
+	binary.BigEndian.PutUint64(b[:8], uint64(src)<<48|uint64(dst)<<32|uint64(uint16(udpLen+payloadLen))<<16)
 }
 
 // putEth writes an Ethernet header.

@@ -515,18 +515,23 @@ func parseIP(b []byte, fl *flowtable.Flow) (int, bool) {
 	}
 	var l4 []byte
 	var n int
+	var proto uint8
 	switch b[0] >> 4 {
 	case 4:
 		if len(b) < ipv4Len {
 			return 0, false
 		}
+		_ = b[ipv4Len-1]
 		ihl := int(b[0]&0x0f) * 4
 		n = int(binary.BigEndian.Uint16(b[2:4]))
 		if ihl < ipv4Len || n < ihl || n > len(b) {
 			return 0, false
 		}
-		fl.SetIPv4([4]byte(b[12:16]), [4]byte(b[16:20]))
-		fl.Proto, fl.ToS = b[9], b[1]
+		fl.Src.SetV4(binary.BigEndian.Uint32(b[12:16]))
+		fl.Dst.SetV4(binary.BigEndian.Uint32(b[16:20]))
+		fl.IPv6 = false
+		proto = b[9]
+		fl.ToS = b[1]
 		if binary.BigEndian.Uint16(b[6:8])&0x1fff == 0 {
 			l4 = b[ihl:n]
 		}
@@ -541,19 +546,20 @@ func parseIP(b []byte, fl *flowtable.Flow) (int, bool) {
 		fl.Src.Set16((*[16]byte)(b[8:24]))
 		fl.Dst.Set16((*[16]byte)(b[24:40]))
 		fl.IPv6 = true
-		fl.Proto = b[6]
+		proto = b[6]
 		fl.ToS = b[0]<<4 | b[1]>>4
 		l4 = b[ipv6Len:n]
 	default:
 		return 0, false
 	}
-	fl.SrcPort, fl.DstPort = 0, 0
-	switch fl.Proto {
+	fl.Proto = proto
+	var ports uint32
+	switch proto {
 	case protoTCP, protoUDP, protoSCTP:
 		if len(l4) >= 4 {
-			fl.SrcPort = binary.BigEndian.Uint16(l4[0:2])
-			fl.DstPort = binary.BigEndian.Uint16(l4[2:4])
+			ports = binary.BigEndian.Uint32(l4[0:4])
 		}
 	}
+	fl.SrcPort, fl.DstPort = uint16(ports>>16), uint16(ports)
 	return n, true
 }

@@ -151,22 +151,30 @@ func (w *WorkerCounters) CountPDR(v *Verdict, n uint64) {
 // CountURRs counts a forwarded packet of n octets at time now in each URR
 // of the rule v found. Owning worker only.
 func (w *WorkerCounters) CountURRs(v *Verdict, n uint64, now int64) {
-	if r := v.rule; r != nil {
-		for _, s := range r.URRSlots {
-			w.CountURR(s, r.Uplink, n, now)
-		}
-	} else if v.act&vURR != 0 {
-		p := v.pdr
-		if p == nil {
-			p = w.PDR(v.PDRSlot())
-		}
-		u := urrBefore(p)
+	if v.rule != nil || v.pdr == nil {
+		w.countURRs(v, n, now)
+		return
+	}
+	if v.act&vURR != 0 {
+		u := urrBefore(v.pdr)
 		u.Packets.Add(1)
 		u.Bytes.Add(n)
 		if u.First.get() == 0 {
 			u.First.Set(now)
 		}
 		u.Last.Set(now)
+	}
+}
+
+// countURRs is CountURRs for a verdict with a rule, or without MatchBatch's
+// counter.
+func (w *WorkerCounters) countURRs(v *Verdict, n uint64, now int64) {
+	if r := v.rule; r != nil {
+		for _, s := range r.URRSlots {
+			w.CountURR(s, r.Uplink, n, now)
+		}
+	} else if v.act&vURR != 0 {
+		w.CountURR(v.PDRSlot()-2, false, n, now)
 	}
 }
 
