@@ -87,3 +87,24 @@ func TestPutGPDUAgreesWithGtpu(t *testing.T) {
 		}
 	}
 }
+
+func TestPutOuter4AgreesWithPutIPv4AndPutUDP(t *testing.T) {
+	for _, c := range []struct {
+		src, dst     uint32
+		tos          uint8
+		sport, dport uint16
+		n            int
+	}{
+		{0xc0000201, 0xc000020a, 0, 0xc123, 2152, 100},
+		{0xffffffff, 0xfffffffe, 0xff, 0xffff, 0xffff, 65000},
+		{0x0a000001, 0x0a000002, 0xb8, 49152, 2152, 0},
+	} {
+		got, want := make([]byte, 28), make([]byte, 28)
+		putOuter4(got, c.src, c.dst, c.tos, c.sport, c.dport, c.n)
+		putIPv4Words(want, c.src, c.dst, protoUDP, udpLen+c.n, c.tos)
+		putUDP(want[ipv4Len:], c.sport, c.dport, c.n)
+		if !bytes.Equal(got, want) || !ipv4ChecksumOK(got[:ipv4Len]) {
+			t.Errorf("%+v: putOuter4 wrote %x, putIPv4Words and putUDP %x", c, got, want)
+		}
+	}
+}

@@ -73,6 +73,22 @@ func putIPv4Words(b []byte, s, d uint32, proto uint8, payloadLen int, tos uint8)
 	binary.BigEndian.PutUint32(b[16:], d)
 }
 
+// putOuter4 writes the IPv4 and UDP headers (28 octets) of an
+// encapsulated packet carrying payloadLen octets after them, in four
+// stores: the IPv4 header as putIPv4Words writes it (protocol UDP), then
+// UDP with no checksum, as putUDP writes it.
+func putOuter4(b []byte, src, dst uint32, tos uint8, sport, dport uint16, payloadLen int) {
+	_ = b[ipv4Len+udpLen-1]
+	ulen := uint64(uint16(udpLen + payloadLen))
+	w0 := 0x45<<56 | uint64(tos)<<48 | uint64(uint16(ipv4Len+udpLen+payloadLen))<<32 | 0x4000
+	w1 := uint64(defaultTTL)<<56 | uint64(protoUDP)<<48 | uint64(src)
+	csum := ^fold(w0>>32 + w0&0xffffffff + w1>>32 + uint64(src) + uint64(dst))
+	binary.BigEndian.PutUint64(b[0:8], w0)
+	binary.BigEndian.PutUint64(b[8:16], w1|uint64(csum)<<32)
+	binary.BigEndian.PutUint64(b[16:24], uint64(dst)<<32|uint64(sport)<<16|uint64(dport))
+	binary.BigEndian.PutUint32(b[24:28], uint32(ulen)<<16)
+}
+
 // fold reduces a sum of 16- or 32-bit big-endian words to their 16-bit
 // one's complement sum.
 func fold(sum uint64) uint16 {

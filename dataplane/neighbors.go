@@ -99,14 +99,12 @@ type neighborCache struct {
 	mac  uint64 // MAC.word
 }
 
-// neighbor looks up a next hop for the port's worker through its cache
-// and returns its link-layer address as a MAC.word.
-func (p *portState) neighbor(dst *flowtable.Addr) (uint64, bool) {
+// neighborMiss looks a next hop up in the port's neighbour set, for the
+// port's worker when its cache (checked in line by apply) missed, and
+// remembers it. It returns the link-layer address as a MAC.word.
+func (p *portState) neighborMiss(dst *flowtable.Addr) (uint64, bool) {
 	s := p.Neighbors.cur.Load()
 	c := &p.nb
-	if c.set == s && c.addr == *dst {
-		return c.mac, true
-	}
 	mac, ok := p.Neighbors.lookupIn(s, dst)
 	if ok {
 		c.set, c.addr, c.mac = s, *dst, mac.word()

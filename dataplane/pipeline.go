@@ -313,8 +313,7 @@ func (w *Worker) apply(f *Frame, fl *flowtable.Flow, v *flowtable.Verdict, ipOff
 		start -= ipv4Len + udpLen + gl
 		b := f.Buf[start:end]
 		peer := v.Peer4Word()
-		putIPv4Words(b, out.ip4, peer, protoUDP, udpLen+gl+ipLen, fl.ToS)
-		putUDP(b[ipv4Len:], sourcePort(fl), v.Port(), gl+ipLen)
+		putOuter4(b, out.ip4, peer, fl.ToS, sourcePort(fl), v.Port(), gl+ipLen)
 		g := b[ipv4Len+udpLen:]
 		if ppi {
 			w.psc = gtpu.PSC{QFI: qfi, RQI: v.RQI(), PPI: v.PPI(), HasPPI: true}
@@ -336,8 +335,12 @@ func (w *Worker) apply(f *Frame, fl *flowtable.Flow, v *flowtable.Verdict, ipOff
 			nh = &fl.Dst
 		}
 	}
-	mac, ok := out.neighbor(nh)
-	if !ok {
+	var mac uint64
+	if c := &out.nb; c.set == out.Neighbors.cur.Load() && c.addr == *nh {
+		mac = c.mac // out.neighbor's cache hit, in line
+	} else if m, ok := out.neighborMiss(nh); ok {
+		mac = m
+	} else {
 		w.drop(f, DropNoNeighbor)
 		return
 	}

@@ -31,10 +31,11 @@ const (
 
 // rig is a worker between an N3 and an N6 in-memory port.
 type rig struct {
-	t      *testing.T
-	tbl    *flowtable.Table
-	n3, n6 *MemPort
-	w      *Worker
+	t        *testing.T
+	tbl      *flowtable.Table
+	n3, n6   *MemPort
+	nb3, nb6 *Neighbors
+	w        *Worker
 }
 
 func newRig(t *testing.T, s *flowtable.Session) *rig {
@@ -61,7 +62,7 @@ func newRig(t *testing.T, s *flowtable.Session) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.w = w
+	r.w, r.nb3, r.nb6 = w, nb3, nb6
 	return r
 }
 
@@ -433,5 +434,27 @@ func TestPollAllocatesNothing(t *testing.T) {
 	}
 	if n3.Transmitted(0) == 0 || n6.Transmitted(0) == 0 {
 		t.Errorf("generator traffic not forwarded: n3 %d n6 %d", n3.Transmitted(0), n6.Transmitted(0))
+	}
+}
+
+// A changed neighbour is used from the next burst on, though the worker
+// caches the last next hop.
+func TestNeighborChangeSeen(t *testing.T) {
+	r := newRig(t, session())
+	r.run(r.n6, downlinkFrame(t, ue, 64, []byte("a")))
+	moved := MAC{0x02, 0, 0, 0, 0, 0x0c}
+	r.nb3.Set(gnb, moved)
+	r.run(r.n6, downlinkFrame(t, ue, 64, []byte("b")))
+	r.nb3.Delete(gnb)
+	r.run(r.n6, downlinkFrame(t, ue, 64, []byte("c")))
+	out := r.n3.Sent(0)
+	if len(out) != 2 {
+		t.Fatalf("sent %d packets, want 2 (the third has no neighbour)", len(out))
+	}
+	if !bytes.Equal(out[0][0:6], gnbMAC[:]) || !bytes.Equal(out[1][0:6], moved[:]) {
+		t.Errorf("destination MACs %x then %x, want %x then %x", out[0][0:6], out[1][0:6], gnbMAC, moved)
+	}
+	if r.drops(DropNoNeighbor) != 1 {
+		t.Errorf("no_neighbor drops %d, want 1", r.drops(DropNoNeighbor))
 	}
 }
