@@ -10,7 +10,7 @@ package dataplane
 
 // BurstSize is the number of frames a worker receives, processes and
 // transmits at a time. Every port and the pipeline size their batches by it.
-const BurstSize = 32
+const BurstSize = 64
 
 // Headroom is the space a port leaves in front of a received packet so that
 // GTP-U encapsulation (outer Ethernet, IPv6, UDP, GTP-U with a PDU Session
