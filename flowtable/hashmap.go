@@ -129,15 +129,21 @@ func newBucketArray(capacity int) *bucketArray {
 	return a
 }
 
-// hash mixes the key; the multiply-xorshift rounds give every input bit a
-// say in the top bits, which select the bucket.
+// hash mixes the key with one multiplication (Fibonacci hashing): every
+// input bit has a say in the top bits, which select the first bucket, and
+// the shift folds them into the low bits, which select the second.
+//
+// Keys are the UPF's own TEIDs and its UEs' addresses, which nobody
+// outside can choose (so no keyed hash against flooding is needed; the
+// seed still varies the layout from table to table), and Sluice's control
+// plane hands both out in sequence. Multiplying by the golden ratio
+// spreads such runs of keys evenly, leaving next to no bucket with more
+// than two keys, where a random-like hash leaves a tenth of the keys in
+// their second bucket at one key per bucket; unstructured keys spread as
+// with any good hash. k.a (kind and interface) is below 2^19.
 func (m *hmap) hash(k key) uint64 {
-	h := (k.a ^ m.seed) * 0x9e3779b97f4a7c15
-	h ^= k.b
-	h *= 0xbf58476d1ce4e5b9
-	h ^= h >> 31
-	h *= 0x94d049bb133111eb
-	return h
+	h := (k.b ^ k.a<<40 ^ m.seed) * 0x9e3779b97f4a7c15
+	return h ^ h>>29
 }
 
 func (a *bucketArray) index(h uint64) uint32 { return uint32(h >> a.shift) }
