@@ -4,11 +4,12 @@ package flowtable
 const BatchSize = 64
 
 // Batch matches a burst of packets against a Table at once. Matching one
-// packet is a chain of dependent memory loads (bucket, chain node, rule,
-// counters), each a likely cache and TLB miss once the table outgrows the
-// caches; a worker that matches packet after packet waits for every miss
-// in turn. MatchBatch instead runs each step for the whole burst before
-// the next, so the misses of different packets are in flight together.
+// packet is a chain of dependent memory loads (its bucket line, then its
+// counter line; for uncommon rules, the rules too), each a likely cache
+// and TLB miss once the table outgrows the caches; a worker that matches
+// packet after packet waits for every miss in turn. MatchBatch instead
+// runs each step for the whole burst before the next, so the misses of
+// different packets are in flight together.
 //
 // A Batch belongs to one worker goroutine and is reused burst after burst;
 // it is not safe for concurrent use.
@@ -66,9 +67,9 @@ func (b *Batch) Flow(j int) *Flow { return &b.flows[j] }
 // Verdict returns what lookup j found, after MatchBatch.
 func (b *Batch) Verdict(j int) *Verdict { return &b.v[j] }
 
-// Rule returns the rule lookup j matched, or nil. When the verdict does
-// not carry the rule it is looked up again, so under a concurrent change
-// it may be the key's newer rule.
+// Rule returns the rule lookup j matched after MatchBatch, or nil. When the
+// verdict does not carry the rule it is looked up again, so under a
+// concurrent change it may be the key's newer rule.
 func (b *Batch) Rule(j int) *Rule {
 	v := &b.v[j]
 	if !v.Found() {
