@@ -1,13 +1,10 @@
 package bench
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -205,38 +202,7 @@ func associate(ctx context.Context, t *topo.Topology, u *upfProc) (*smf.Client, 
 
 // scrape reads upf's Prometheus endpoint from the gnb namespace and
 // returns its sluice_ samples by name with labels.
-func scrape(t *topo.Topology) (map[string]float64, error) {
-	var body []byte
-	err := t.Do(topo.GNB, func() error {
-		c, err := net.DialTimeout("tcp", metricsAddr.String(), 2*time.Second)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := io.WriteString(c, "GET /metrics HTTP/1.0\r\nHost: upf\r\n\r\n"); err != nil {
-			return err
-		}
-		body, err = io.ReadAll(c)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("scraping upf's metrics: %w", err)
-	}
-	m := map[string]float64{}
-	sc := bufio.NewScanner(bytes.NewReader(body))
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, "sluice_") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
-			m[line[:i]] = v
-		}
-	}
-	return m, sc.Err()
-}
+func scrape(t *topo.Topology) (map[string]float64, error) { return e2e.Scrape(t, metricsAddr) }
 
 // counterDeltas returns the counters (names with _total) that changed
 // between two scrapes, by how much.

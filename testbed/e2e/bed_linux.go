@@ -285,10 +285,14 @@ func (b *Bed) Run(ctx context.Context, ns string, name string, args ...string) (
 
 // Metrics scrapes the upf's Prometheus endpoint (from the gnb namespace)
 // and returns the samples by their full name with labels, as printed.
-func (b *Bed) Metrics() (map[string]float64, error) {
+func (b *Bed) Metrics() (map[string]float64, error) { return Scrape(b.Topo, Metrics) }
+
+// Scrape reads a upf's Prometheus endpoint at addr from the gnb namespace
+// of t and returns its sluice_ samples by full name with labels.
+func Scrape(t *topo.Topology, addr netip.AddrPort) (map[string]float64, error) {
 	var body []byte
-	err := b.Topo.Do(topo.GNB, func() error {
-		c, err := net.DialTimeout("tcp", Metrics.String(), 2*time.Second)
+	err := t.Do(topo.GNB, func() error {
+		c, err := net.DialTimeout("tcp", addr.String(), 2*time.Second)
 		if err != nil {
 			return err
 		}
@@ -307,7 +311,7 @@ func (b *Bed) Metrics() (map[string]float64, error) {
 	sc := bufio.NewScanner(bytes.NewReader(body))
 	for sc.Scan() {
 		line := sc.Text()
-		if line == "" || line[0] == '#' || !strings.HasPrefix(line, "sluice_") {
+		if !strings.HasPrefix(line, "sluice_") {
 			continue
 		}
 		i := strings.LastIndexByte(line, ' ')
@@ -315,7 +319,7 @@ func (b *Bed) Metrics() (map[string]float64, error) {
 			m[line[:i]] = v
 		}
 	}
-	return m, nil
+	return m, sc.Err()
 }
 
 // UPFLog returns what the upf printed so far.
