@@ -39,7 +39,7 @@ func (k key) iface() Interface { return Interface(k.a) }
 // reads, and loads hdr again; if the sequence was odd or moved it reads
 // again. All fields are read and written atomically.
 type bucket struct {
-	hdr atomic.Uint64 // sequence (bits 0-31), slot 0's and slot 1's kindIface (32-39, 40-47), hdrOver
+	hdr atomic.Uint64 // sequence (bits 0-31), slot 0's and slot 1's kindIface (32-39, 40-47), hdrOver, hdrSpill
 	ue4 atomic.Uint64 // the UE IPv4 address a slot's verdict checks (vUE4): slot 0 low, slot 1 high
 	e   [2]slotWords
 }
@@ -67,7 +67,7 @@ type bucketRefs struct {
 	over  atomic.Pointer[node]
 }
 
-// node links a key that found its bucket full. Nodes are immutable: a
+// node links a key that found both its buckets full. Nodes are immutable: a
 // chain changes by publishing a new head, never by writing into a node
 // that readers may hold.
 type node struct {

@@ -6,7 +6,9 @@ package flowtable
 // the destination. Table.MatchBatch takes it for the common rule from the
 // bucket line alone. When Rule is not nil the rule does more than the
 // verdict says (drops, buffers, notifies, meters, counts several URRs,
-// uses another tunnel port or IPv6), and the dataplane consults it.
+// uses another tunnel port or IPv6), and the dataplane consults it. A
+// verdict from MatchBatch with a worker's counters is counted with that
+// worker's (CountPDR, CountURRs).
 type Verdict struct {
 	tun  uint64 // the tunnel's TEID (high half) and IPv4 peer (low half), when vEncap
 	act  uint64 // PDR counter slot (low half) and the flags below
