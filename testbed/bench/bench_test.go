@@ -135,9 +135,14 @@ func TestWriteTable(t *testing.T) {
 // The plot is well-formed XML with a line per system and session count
 // in each direction's panel.
 func TestWriteSVG(t *testing.T) {
+	r := sampleResults()
+	r.Cases[0].Sluice.Disturbed = len(r.Cases[0].Sluice.Runs)
 	var b bytes.Buffer
-	if err := sampleResults().WriteSVG(&b); err != nil {
+	if err := r.WriteSVG(&b); err != nil {
 		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "every run disturbed") {
+		t.Error("a point whose runs were all disturbed is not told apart")
 	}
 	dec := xml.NewDecoder(&b)
 	lines := 0

@@ -13,10 +13,10 @@ import (
 const (
 	plotPanelW = 440
 	plotPanelH = 300
-	plotLeft   = 64 // room for the y labels
-	plotTop    = 56 // room for the title
-	plotGap    = 40 // between panels
-	plotBottom = 96 // room for the x labels and the legend
+	plotLeft   = 64  // room for the y labels
+	plotTop    = 56  // room for the title
+	plotGap    = 40  // between panels
+	plotBottom = 116 // room for the x labels and the legend
 )
 
 var systemColors = map[System]string{Kernel: "#4477aa", Sluice: "#dd5544"}
@@ -62,6 +62,7 @@ func (r *Results) WriteSVG(w io.Writer) error {
 	}
 	fmt.Fprintf(b, `<text x="%d" y="24" font-size="15" font-weight="bold">%s</text>`+"\n", plotLeft, esc(title))
 
+	anyHollow := false
 	xOf := func(i int) float64 {
 		if len(sizes) == 1 {
 			return plotPanelW / 2
@@ -92,6 +93,7 @@ func (r *Results) WriteSVG(w io.Writer) error {
 		for _, sys := range []System{Kernel, Sluice} {
 			for si, n := range sessions {
 				var pts [][2]float64
+				var hollow []bool // every run of the point was disturbed
 				for i, size := range sizes {
 					for _, c := range r.Cases {
 						if c.Direction != dir || c.Size != size || c.Sessions != n {
@@ -99,6 +101,7 @@ func (r *Results) WriteSVG(w io.Writer) error {
 						}
 						if p := c.point(sys); p != nil && len(p.Runs) > 0 {
 							pts = append(pts, [2]float64{xOf(i), yOf(p.DeliveredPPS / 1e6)})
+							hollow = append(hollow, p.Disturbed == len(p.Runs))
 						}
 					}
 				}
@@ -114,8 +117,12 @@ func (r *Results) WriteSVG(w io.Writer) error {
 					fmt.Fprintf(b, "%.1f,%.1f ", p[0], p[1])
 				}
 				fmt.Fprintln(b, `"/>`)
-				for _, p := range pts {
-					fmt.Fprintf(b, `<circle cx="%.1f" cy="%.1f" r="3.5" fill="%s"/>`+"\n", p[0], p[1], systemColors[sys])
+				for i, p := range pts {
+					fill := systemColors[sys]
+					if hollow[i] {
+						fill, anyHollow = "white", true
+					}
+					fmt.Fprintf(b, `<circle cx="%.1f" cy="%.1f" r="3.5" fill="%s" stroke="%s" stroke-width="1.5"/>`+"\n", p[0], p[1], fill, systemColors[sys])
 				}
 			}
 		}
@@ -133,11 +140,18 @@ func (r *Results) WriteSVG(w io.Writer) error {
 			fmt.Fprintf(b, `<line x1="%d" x2="%d" y1="%d" y2="%d" stroke="%s" stroke-width="2"%s/>`+"\n", lx, lx+28, ly, ly, systemColors[sys], dash)
 			label := fmt.Sprintf("%s, %d sessions", map[System]string{Kernel: "kernel forwarding", Sluice: "Sluice"}[sys], n)
 			fmt.Fprintf(b, `<text x="%d" y="%d" dominant-baseline="middle">%s</text>`+"\n", lx+34, ly, esc(label))
-			lx += 230
-			if lx+230 > width {
+			lx += 280
+			if lx+280 > width {
 				lx, ly = plotLeft, ly+18
 			}
 		}
+	}
+	if anyHollow {
+		if lx != plotLeft {
+			lx, ly = plotLeft, ly+18
+		}
+		fmt.Fprintf(b, `<circle cx="%d" cy="%d" r="3.5" fill="white" stroke="#333" stroke-width="1.5"/>`+"\n", lx+14, ly)
+		fmt.Fprintf(b, `<text x="%d" y="%d" dominant-baseline="middle">every run disturbed by other work on the CPU under test: median of those runs</text>`+"\n", lx+34, ly)
 	}
 	fmt.Fprintln(b, `</svg>`)
 	return b.Flush()

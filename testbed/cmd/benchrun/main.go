@@ -9,6 +9,7 @@
 //	benchrun -quick                           3 s x 1 per point, about 2 minutes
 //	benchrun -duration 5s -repeats 1          anything in between
 //	benchrun -sizes 64 -sessions 100 -dirs uplink -systems sluice
+//	benchrun -from out/bench/results.json     tables and plot of an earlier run
 //
 // It needs root and the 2-CPU layout of the testbed machines: generator,
 // sinks and this process on -gen-cpu, the unit under test on -dut-cpu.
@@ -18,6 +19,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -44,6 +46,7 @@ func main() {
 		plot     = flag.String("plot", "out/bench/rate.svg", "SVG plot of delivered rate by packet size; empty: none")
 		timeout  = flag.Duration("timeout", 0, "bound on the whole run; 0: twice the estimate plus 5 minutes")
 		quiet    = flag.Bool("q", false, "no progress lines")
+		from     = flag.String("from", "", "do not run: print the tables of this earlier JSON results file and write its plot (-plot)")
 	)
 	flag.DurationVar(&o.Duration, "duration", bench.DefaultDuration, "length of each measured run")
 	flag.IntVar(&o.Repeats, "repeats", bench.DefaultRepeats, "measured runs per point (the point reports their medians)")
@@ -67,6 +70,10 @@ func main() {
 		os.Exit(2)
 	}
 
+	if *from != "" {
+		replot(*from, *plot)
+		return
+	}
 	set := map[string]bool{}
 	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if *quick {
@@ -130,6 +137,24 @@ func main() {
 		os.Exit(1)
 	}
 	if len(res.Errors) > 0 {
+		os.Exit(1)
+	}
+}
+
+// replot prints the tables of an earlier run's results and writes their
+// plot.
+func replot(from, plot string) {
+	b, err := os.ReadFile(from)
+	if err == nil {
+		var res bench.Results
+		if err = json.Unmarshal(b, &res); err == nil {
+			if err = write(&res, "", plot); err == nil {
+				err = res.WriteTable(os.Stdout)
+			}
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchrun:", err)
 		os.Exit(1)
 	}
 }
