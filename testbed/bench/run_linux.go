@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluice-net/sluice/testbed/e2e"
 	"github.com/sluice-net/sluice/testbed/topo"
 	"github.com/sluice-net/sluice/testbed/trafgen"
 )
@@ -53,7 +54,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		return res, err
 	}
 	defer os.RemoveAll(r.dir)
-	if root, err := moduleRoot(); err == nil {
+	if root, err := e2e.ModuleRoot(); err == nil {
 		res.Host.Revision = revision(root)
 	}
 	if r.needsUPF() {

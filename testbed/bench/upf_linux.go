@@ -55,7 +55,7 @@ sessions: %d
 // revision, and describes what it built.
 func buildUPF(ctx context.Context, dir, rev string) (path, source string, err error) {
 	path = filepath.Join(dir, "upf")
-	root, err := moduleRoot()
+	root, err := e2e.ModuleRoot()
 	if err != nil {
 		return "", "", err
 	}
@@ -86,18 +86,6 @@ func buildUPF(ctx context.Context, dir, rev string) (path, source string, err er
 		return "", "", fmt.Errorf("resolving %s: %w", rev, err)
 	}
 	return path, "revision " + strings.TrimSpace(string(full)), nil
-}
-
-func moduleRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("finding the module: %w", err)
-	}
-	mod := strings.TrimSpace(string(out))
-	if mod == "" || mod == os.DevNull {
-		return "", errors.New("not inside the Sluice module: run from the repository")
-	}
-	return filepath.Dir(mod), nil
 }
 
 // revision returns the module's git revision, with "+dirty" when tracked

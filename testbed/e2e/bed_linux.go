@@ -201,7 +201,7 @@ sessions: 1024
 
 // Build compiles the upf binary to path.
 func Build(ctx context.Context, path string) error {
-	root, err := moduleRoot()
+	root, err := ModuleRoot()
 	if err != nil {
 		return err
 	}
@@ -213,7 +213,8 @@ func Build(ctx context.Context, path string) error {
 	return nil
 }
 
-func moduleRoot() (string, error) {
+// ModuleRoot returns the directory of the Sluice module the go command runs in.
+func ModuleRoot() (string, error) {
 	out, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
 		return "", fmt.Errorf("find the module: %w", err)
