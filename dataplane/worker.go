@@ -224,13 +224,17 @@ func (w *Worker) Run() error {
 // returns the number of frames received. Run calls it in a loop; tests and
 // benchmarks call it directly.
 func (w *Worker) Poll() int {
-	w.now = w.tbl.Now()
 	total := 0
 	for i := range w.ports {
 		in := &w.ports[i]
 		n := in.Port.Receive(in.Queue, w.rx[:])
 		if n == 0 {
 			continue
+		}
+		if total == 0 {
+			// The clock is read once per poll, and only for a poll
+			// that has work: an idle worker spins without it.
+			w.now = w.tbl.Now()
 		}
 		total += n
 		var octets uint64
@@ -243,6 +247,7 @@ func (w *Worker) Poll() int {
 		w.flush()
 	}
 	if w.releases && w.tbl.PendingReleases() {
+		w.now = w.tbl.Now()
 		total += w.reinject()
 	}
 	if w.releases && w.tbl.PendingEndMarkers() {

@@ -159,7 +159,7 @@ func open(cfg Config) (_ *Port, err error) {
 	}
 	log.Info("afxdp: port open", "interface", p.name, "role", p.role, "queues", queueIDs,
 		"xdp", p.mode, "zerocopy_queues", zc, "frame_size", cfg.FrameSize, "frames", cfg.NumFrames,
-		"huge_pages", len(p.queues) > 0 && p.queues[0].umem.huge)
+		"huge_pages", len(p.queues) > 0 && p.queues[0].umem.huge, "tx_budget", p.queues[0].sock.txBudget)
 	return p, nil
 }
 

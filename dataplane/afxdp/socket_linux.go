@@ -35,6 +35,10 @@ type socketConfig struct {
 	zeroCopy  bool // bind with XDP_ZEROCOPY, else XDP_COPY
 }
 
+// copyTxBudget is how many frames a copy-mode kick transmits unless the
+// socket's budget is raised (the kernel's TX_BATCH_SIZE).
+const copyTxBudget = 32
+
 // socket is an XDP socket bound to one queue, with its rings mapped. It
 // implements kernelOps. fd and the ring mappings are set up by openSocket
 // and released by close; the fast-path methods are called by the worker
@@ -42,6 +46,7 @@ type socketConfig struct {
 type socket struct {
 	fd       int
 	zeroCopy bool // bound in zero-copy mode
+	txBudget int  // frames one copy-mode kick transmits at most
 
 	fillMem, compMem, rxMem, txMem []byte
 
@@ -117,6 +122,16 @@ func openSocket(c socketConfig) (_ *socket, err error) {
 		return nil, fmt.Errorf("getting XDP socket options: %w", err)
 	}
 	s.zeroCopy = opts&unix.XDP_OPTIONS_ZEROCOPY != 0
+	s.txBudget = copyTxBudget
+	if !s.zeroCopy {
+		// In copy mode one sendto transmits at most the socket's budget
+		// of frames; a budget of the whole ring (Linux 6.17 and later)
+		// sends whatever a burst queued with one system call. Older
+		// kernels refuse the option and keep the default.
+		if err := unix.SetsockoptInt(fd, unix.SOL_XDP, unix.XDP_MAX_TX_SKB_BUDGET, c.ringSize); err == nil {
+			s.txBudget = c.ringSize
+		}
+	}
 	s.pfd[0] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
 	return s, nil
 }

@@ -93,7 +93,10 @@ func (x *xsk) init(umem []byte, frameSize, numFrames int, fill, comp ring[uint64
 // receive moves up to len(frames) received packets into frames, lends the
 // kernel free frames for more, and returns how many it moved.
 func (x *xsk) receive(frames []dataplane.Frame) int {
-	if x.txInKernel > 0 {
+	// Transmit reaps the completion ring; here only when the free stack
+	// cannot make up the fill ring, since the ring's producer index is a
+	// cache line the kernel writes from another CPU.
+	if x.txInKernel > 0 && uint32(x.nfree) < x.fillMax-x.rxInKernel {
 		x.reap()
 	}
 	n := x.rx.available(uint32(len(frames)))

@@ -210,11 +210,50 @@ func TestTransmitInPlace(t *testing.T) {
 	if x.c.txCopied.Load() != 0 || len(port.freed) != 0 {
 		t.Errorf("own frames were copied (%d) or freed to the owner (%d)", x.c.txCopied.Load(), len(port.freed))
 	}
-	// The completions come back on the next call.
+	// The completions come back on the next transmit; receive reaps
+	// only when the free stack runs short of the fill ring's needs.
 	x.receive(frames[:])
+	if x.txInKernel != 2 {
+		t.Errorf("receive reaped with enough free frames: %d frames on tx, want 2", x.txInKernel)
+	}
+	x.transmit(frames[:0])
 	checkFrames(t, x, numFrames)
 	if x.txInKernel != 0 {
 		t.Errorf("%d frames still on tx after completion", x.txInKernel)
+	}
+}
+
+// TestReceiveReapsWhenShort forwards every frame of the UMEM in place:
+// with nothing on the free stack, receive takes the completed frames back
+// and lends them to the fill ring again.
+func TestReceiveReapsWhenShort(t *testing.T) {
+	const numFrames = 16
+	k := newFakeKernel(2048, numFrames, 16)
+	x := k.newXSK(numFrames, &fakeOwner{})
+	var frames [dataplane.BurstSize]dataplane.Frame
+	sent := 0
+	for range 3 { // until every frame is on tx, more than one fill ring's worth
+		pkts := make([][]byte, numFrames)
+		for i := range pkts {
+			pkts[i] = packet(i)
+		}
+		k.deliver(pkts...)
+		n := x.receive(frames[:])
+		sent += x.transmit(frames[:n])
+	}
+	if x.nfree != 0 || x.rxInKernel != 0 {
+		t.Fatalf("setup: %d frames free and %d lent for rx, want every frame on tx", x.nfree, x.rxInKernel)
+	}
+	k.transmit()
+	if n := x.receive(frames[:]); n != 0 {
+		t.Fatalf("received %d frames, want none", n)
+	}
+	if x.rxInKernel != x.fillMax {
+		t.Errorf("%d frames lent for rx after the completions, want %d", x.rxInKernel, x.fillMax)
+	}
+	checkFrames(t, x, numFrames)
+	if sent != numFrames {
+		t.Errorf("sent %d frames, want %d", sent, numFrames)
 	}
 }
 
