@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -59,6 +60,8 @@ type Options struct {
 	// runs that measure the UPF's memory); Session Report Responses then
 	// carry SEID 0.
 	Untracked bool
+	// Logger receives the client's warnings; nil: slog.Default().
+	Logger *slog.Logger
 }
 
 // Client is an SMF-side PFCP endpoint. Safe for concurrent use: many
@@ -79,6 +82,7 @@ type Client struct {
 	upSEIDs sync.Map // CP SEID -> UP SEID of established sessions
 
 	heartbeats   atomic.Uint64 // Heartbeat Requests answered
+	dropped      atomic.Uint64 // Session Report Requests answered but not delivered: Reports was full
 	setups       atomic.Uint64 // UPF-initiated Association Setups answered
 	releaseAsked atomic.Uint64 // Association Update Requests with SARR answered
 	wg           sync.WaitGroup
@@ -96,6 +100,9 @@ func New(o Options) (*Client, error) {
 	if o.Recovery.IsZero() {
 		o.Recovery = time.Now()
 	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
 	conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(o.Local))
 	if err != nil {
 		return nil, fmt.Errorf("listen on %v: %w", o.Local, err)
@@ -108,7 +115,7 @@ func New(o Options) (*Client, error) {
 		conn:    conn,
 		nodeID:  ie.NewNodeIDHeuristic(o.NodeID),
 		rts:     ie.NewRecoveryTimeStamp(o.Recovery),
-		reports: make(chan *message.SessionReportRequest, 1024),
+		reports: make(chan *message.SessionReportRequest, ReportsCapacity),
 		pending: make(map[uint32]chan []byte),
 		closed:  make(chan struct{}),
 	}
@@ -129,9 +136,18 @@ func (c *Client) NodeID() *ie.IE { return c.nodeID }
 // UPF's requests.
 func (c *Client) SetSilent(v bool) { c.silent.Store(v) }
 
+// ReportsCapacity is how many Session Report Requests Reports holds
+// before the client drops further ones.
+const ReportsCapacity = 1024
+
 // Reports delivers the Session Report Requests the UPF sent (already
-// answered). Reports beyond the channel's capacity are answered and dropped.
+// answered). Reports beyond its capacity (ReportsCapacity) are answered,
+// dropped and counted (DroppedReports).
 func (c *Client) Reports() <-chan *message.SessionReportRequest { return c.reports }
+
+// DroppedReports returns the number of Session Report Requests the client
+// answered but could not deliver on Reports because it was full.
+func (c *Client) DroppedReports() uint64 { return c.dropped.Load() }
 
 // HeartbeatsAnswered returns the number of the UPF's Heartbeat Requests
 // the client answered.
@@ -233,6 +249,10 @@ func (c *Client) handleRequest(from netip.AddrPort, m message.Message) bool {
 		select {
 		case c.reports <- r:
 		default:
+			if c.dropped.Add(1) == 1 {
+				c.o.Logger.Warn("smf: Session Report Requests dropped: Reports is full; DroppedReports counts them",
+					"capacity", ReportsCapacity, "seid", r.SEID())
+			}
 		}
 	case *message.NodeReportRequest:
 		resp = message.NewNodeReportResponse(r.Sequence(), c.nodeID, ie.NewCause(ie.CauseRequestAccepted), nil)

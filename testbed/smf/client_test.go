@@ -1,10 +1,14 @@
 package smf
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -93,4 +97,71 @@ func TestURRTriggers(t *testing.T) {
 		}
 	}
 	t.Fatal("no Reporting Triggers")
+}
+
+// lockedBuffer is a log destination safe for the client's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// Session Report Requests that find Reports full are still answered, and
+// are counted and logged (once) instead of vanishing.
+func TestDroppedReportsCounted(t *testing.T) {
+	upf, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer upf.Close()
+	var logs lockedBuffer
+	c, err := New(Options{Local: netip.MustParseAddrPort("127.0.0.1:0"), UPF: upf.LocalAddr().(*net.UDPAddr).AddrPort(),
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	const extra = 37
+	upf.SetDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 4096)
+	for seq := uint32(1); seq <= ReportsCapacity+extra; seq++ {
+		m := message.NewSessionReportRequest(0, 0, 42, seq, 0, ie.NewReportType(0, 0, 1, 0))
+		b := make([]byte, m.MarshalLen())
+		if err := m.MarshalTo(b); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := upf.WriteToUDPAddrPort(b, c.Addr()); err != nil {
+			t.Fatal(err)
+		}
+		// One at a time: each answer comes after the report was delivered
+		// or counted.
+		n, _, err := upf.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Fatalf("answer to report %d: %v", seq, err)
+		}
+		if r, err := message.Parse(buf[:n]); err != nil || r.MessageType() != message.MsgTypeSessionReportResponse || r.Sequence() != seq {
+			t.Fatalf("answer to report %d: %v, %v", seq, r, err)
+		}
+	}
+	if got := len(c.Reports()); got != ReportsCapacity {
+		t.Errorf("Reports holds %d reports, want %d", got, ReportsCapacity)
+	}
+	if got := c.DroppedReports(); got != extra {
+		t.Errorf("DroppedReports() = %d, want %d", got, extra)
+	}
+	if n := strings.Count(logs.String(), "Session Report Requests dropped"); n != 1 {
+		t.Errorf("the drop was logged %d times, want once; log:\n%s", n, logs.String())
+	}
 }
