@@ -222,14 +222,11 @@ func (g *GNB) AddSession(s Session) (Session, error) {
 		return s, fmt.Errorf("%w: UE %v has a session", ErrDuplicate, s.UE)
 	}
 	if s.DLTEID == 0 {
-		for n := 0; g.byTEID[g.nextTEID] != nil || g.nextTEID == 0; n++ {
-			if n > len(g.byTEID) {
-				return s, fmt.Errorf("%w: no free downlink TEID", ErrDuplicate)
-			}
-			g.nextTEID++
+		t, err := g.allocTEID()
+		if err != nil {
+			return s, err
 		}
-		s.DLTEID = g.nextTEID
-		g.nextTEID++
+		s.DLTEID = t
 	} else if _, ok := g.byTEID[s.DLTEID]; ok {
 		return s, fmt.Errorf("%w: downlink TEID %#x is in use", ErrDuplicate, s.DLTEID)
 	}
@@ -255,16 +252,66 @@ func (g *GNB) RemoveSession(ue netip.Addr) error {
 	if g.closed {
 		return ErrClosed
 	}
-	s, ok := g.byUE[ue]
-	if !ok {
+	if _, ok := g.byUE[ue]; !ok {
 		return fmt.Errorf("%w: UE %v", ErrNoSession, ue)
 	}
 	delete(g.byUE, ue)
-	delete(g.byTEID, s.DLTEID)
+	for teid, t := range g.byTEID { // the current tunnel and any not yet closed
+		if t.UE == ue {
+			delete(g.byTEID, teid)
+		}
+	}
 	if err := g.nl.AddrDel(g.tunLink(), ueAddr(ue)); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
 		return fmt.Errorf("removing UE address %v from %s: %w", ue, g.cfg.TUNName, err)
 	}
 	return nil
+}
+
+// Handover moves a UE's session to a new downlink TEID, as a handover to
+// another cell does: the UE keeps its address and its uplink tunnel, and
+// the gNB receives on the new TEID at once. The old TEID keeps delivering
+// to the UE until an End Marker closes it (TS 29.281 section 7.3.2),
+// because packets already on the old path are still the UE's. A zero
+// dlTEID is allocated; the returned Session says which.
+func (g *GNB) Handover(ue netip.Addr, dlTEID uint32) (Session, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return Session{}, ErrClosed
+	}
+	s, ok := g.byUE[ue]
+	if !ok {
+		return Session{}, fmt.Errorf("%w: UE %v", ErrNoSession, ue)
+	}
+	if dlTEID == 0 {
+		var err error
+		if dlTEID, err = g.allocTEID(); err != nil {
+			return *s, err
+		}
+	} else if _, ok := g.byTEID[dlTEID]; ok {
+		return *s, fmt.Errorf("%w: downlink TEID %#x is in use", ErrDuplicate, dlTEID)
+	}
+	n := new(Session)
+	*n = *s
+	n.DLTEID = dlTEID
+	// Sessions are replaced, never changed in place: the downlink reads
+	// them after dropping the lock.
+	g.byUE[ue], g.byTEID[dlTEID] = n, n
+	g.byTEID[s.DLTEID] = n // the old tunnel, until its End Marker
+	return *n, nil
+}
+
+// allocTEID returns an unused downlink TEID. g.mu is held.
+func (g *GNB) allocTEID() (uint32, error) {
+	for n := 0; g.byTEID[g.nextTEID] != nil || g.nextTEID == 0; n++ {
+		if n > len(g.byTEID) {
+			return 0, fmt.Errorf("%w: no free downlink TEID", ErrDuplicate)
+		}
+		g.nextTEID++
+	}
+	t := g.nextTEID
+	g.nextTEID++
+	return t, nil
 }
 
 // Sessions returns the installed sessions, in no particular order.
@@ -474,6 +521,11 @@ func (g *GNB) downlink() {
 			g.stats.errorIndications.Add(1)
 		case gtpu.MsgEndMarker:
 			g.stats.endMarks.Add(1)
+			g.mu.Lock()
+			if s := g.byTEID[p.TEID]; s != nil && s.DLTEID != p.TEID {
+				delete(g.byTEID, p.TEID) // the old tunnel of a handover ends
+			}
+			g.mu.Unlock()
 		default:
 			g.stats.otherMessages.Add(1)
 		}

@@ -266,6 +266,42 @@ func TestSessions(t *testing.T) {
 	}
 }
 
+// A handover moves the session to a new downlink TEID; the old one
+// delivers until its End Marker arrives and is unknown afterwards.
+func TestHandover(t *testing.T) {
+	ue := netip.MustParseAddr("10.45.0.1")
+	b := newBed(t, Session{UE: ue, ULTEID: 100, DLTEID: 0x100}, Session{UE: netip.MustParseAddr("10.45.0.9"), ULTEID: 9, DLTEID: 0x900})
+	if _, err := b.g.Handover(netip.MustParseAddr("10.45.0.2"), 0x200); !errors.Is(err, ErrNoSession) {
+		t.Errorf("handover of a UE without a session: %v, want ErrNoSession", err)
+	}
+	if _, err := b.g.Handover(ue, 0x900); !errors.Is(err, ErrDuplicate) {
+		t.Errorf("handover onto another session's TEID: %v, want ErrDuplicate", err)
+	}
+	s, err := b.g.Handover(ue, 0x200)
+	if err != nil || s.DLTEID != 0x200 || s.ULTEID != 100 {
+		t.Fatalf("Handover = %+v, %v; want downlink TEID 0x200 and uplink TEID 100", s, err)
+	}
+	tpdu := []byte{0x45, 0, 0, 20, 0, 0, 0, 0, 64, 17, 0, 0, 10, 106, 0, 2, 10, 45, 0, 1}
+	st := b.g.Stats()
+	b.sendDL(t, 0x200, 9, tpdu)
+	b.sendDL(t, 0x100, 9, tpdu) // still on the old path
+	waitFor(t, func() bool { return b.g.Stats().DLPackets == st.DLPackets+2 }, "both tunnels to deliver")
+	end := make([]byte, gtpu.EndMarkerLen)
+	gtpu.PutEndMarker(end, 0x100)
+	if _, err := b.upf.WriteToUDPAddrPort(end, DefaultN3Local); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return b.g.Stats().EndMarkers == st.EndMarkers+1 }, "the End Marker")
+	b.sendDL(t, 0x100, 9, tpdu)
+	waitFor(t, func() bool { return b.g.Stats().DLUnknownTEID == st.DLUnknownTEID+1 }, "the closed tunnel's G-PDU to count as unknown TEID")
+	b.sendDL(t, 0x200, 9, tpdu)
+	waitFor(t, func() bool { return b.g.Stats().DLPackets == st.DLPackets+3 }, "the new tunnel to deliver")
+	out, err := b.tp.Exec(topo.UE, "ip", "-o", "addr", "show", "dev", DefaultTUNName).CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte(ue.String()+"/32")) {
+		t.Errorf("UE address after the handover: %v\n%s", err, out)
+	}
+}
+
 // The gNB answers Echo Requests and its Echo gets the UPF's response.
 func TestEcho(t *testing.T) {
 	b := newBed(t)
