@@ -37,9 +37,14 @@ bench:
 fuzz:
 	@scripts/fuzz.sh 30s
 
-# Sluice against plain kernel IPv4 forwarding on the namespace testbed
-# (issue 4; needs root, about 13 minutes; BENCHFLAGS=-quick for about 2):
-# tables on stdout, JSON and an SVG plot in out/bench/.
-.PHONY: bench-e2e
-bench-e2e:
+# Sluice against plain kernel IPv4 forwarding and the AF_XDP ceiling
+# (DPDK testpmd io forwarding) on the namespace testbed (issue 4; needs
+# root, about 20 minutes; BENCHFLAGS=-quick for about 3): tables on stdout,
+# JSON and an SVG plot in out/bench/.
+.PHONY: bench-e2e bench-deps
+bench-e2e: bench-deps
 	$(GO) run ./testbed/cmd/benchrun $(BENCHFLAGS)
+
+# What bench-e2e needs beyond the tests' dependencies (dpdk-dev), when missing.
+bench-deps:
+	@scripts/bench-deps.sh

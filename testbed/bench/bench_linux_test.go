@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -19,8 +20,9 @@ func (l testLog) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// The runner, in a tiny quick mode, measures both systems both ways and
-// writes JSON with the fields an operator reads, and a plot.
+// The runner, in a tiny quick mode, measures every system both ways and
+// writes JSON with the fields an operator reads, and a plot. The AF_XDP
+// ceiling is among them if dpdk-testpmd is installed.
 func TestRunQuick(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: creates network namespaces, attaches XDP programs and runs upf")
@@ -28,7 +30,13 @@ func TestRunQuick(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the benchmark for about 20 s")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	systems := []string{"kernel", "sluice"}
+	if _, err := exec.LookPath(TestPMDCommand); err == nil {
+		systems = append(systems, "afxdp_io")
+	} else {
+		t.Logf("not measuring the AF_XDP ceiling (afxdp-io): %v; install dpdk-dev (make bench-deps) to include it", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	start := time.Now()
 	res, err := Run(ctx, Options{
@@ -80,12 +88,12 @@ func TestRunQuick(t *testing.T) {
 		t.Fatalf("%d cases in the JSON, want 2 (uplink and downlink)", len(doc.Cases))
 	}
 	for _, c := range doc.Cases {
-		for _, f := range []string{"direction", "size", "sessions", "ratio", "kernel", "sluice"} {
+		for _, f := range append([]string{"direction", "size", "sessions", "ratio", "ceiling_ratio"}, systems...) {
 			if _, ok := c[f]; !ok {
 				t.Errorf("case without %q: %s", f, mustJSON(c))
 			}
 		}
-		for _, sys := range []string{"kernel", "sluice"} {
+		for _, sys := range systems {
 			var p struct {
 				Offered   *float64 `json:"offered_pps"`
 				Delivered *float64 `json:"delivered_pps"`

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -68,6 +69,33 @@ func TestCaseRatio(t *testing.T) {
 	if c.Ratio != 1.5 {
 		t.Errorf("ratio %v, want 1.5", c.Ratio)
 	}
+	if c.CeilingRatio != 0 {
+		t.Errorf("ceiling ratio %v without an afxdp-io figure, want 0", c.CeilingRatio)
+	}
+	c.setPoint(AFXDPIO, &Point{DeliveredPPS: 2e6, Runs: []Trial{{}}})
+	if c.CeilingRatio != 0.75 || c.Ratio != 1.5 {
+		t.Errorf("ratios %v of the kernel and %v of the ceiling, want 1.5 and 0.75", c.Ratio, c.CeilingRatio)
+	}
+}
+
+// Without dpdk-testpmd the default systems leave the AF_XDP ceiling out
+// and say why; asking for it fails.
+func TestOptionsWithoutTestPMD(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	o, err := Options{}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(o.Systems, AFXDPIO) || len(o.skipped) != 1 || !strings.Contains(o.skipped[0], "dpdk-dev") {
+		t.Errorf("systems %v, skipped %q; want afxdp-io skipped with a hint to install dpdk-dev", o.Systems, o.skipped)
+	}
+	if _, err := (Options{Systems: []System{Kernel, AFXDPIO}}).withDefaults(); !errors.Is(err, ErrNoTestPMD) {
+		t.Errorf("afxdp-io asked for without dpdk-testpmd: error %v, want ErrNoTestPMD", err)
+	}
+	o, err = Options{TestPMD: "/opt/dpdk/bin/dpdk-testpmd"}.withDefaults()
+	if err != nil || !slices.Contains(o.Systems, AFXDPIO) || o.skipped != nil {
+		t.Errorf("with Options.TestPMD: systems %v, skipped %q, error %v; want afxdp-io measured", o.Systems, o.skipped, err)
+	}
 }
 
 func TestOptions(t *testing.T) {
@@ -78,8 +106,10 @@ func TestOptions(t *testing.T) {
 	if len(o.Sizes) != 2 || len(o.Sessions) != 2 || o.Duration != 15*time.Second || o.Repeats != 3 || o.GenCPU != 0 || o.DUTCPU != 1 {
 		t.Errorf("defaults %+v: want issue 4's cases, 15 s x 3, CPUs 0 and 1", o)
 	}
-	if d := Estimate(Options{}); d < 10*time.Minute || d > 20*time.Minute {
-		t.Errorf("full run estimated at %v, want 10 to 20 minutes", d)
+	// 10 to 20 minutes for kernel and Sluice, a third more with the AF_XDP
+	// ceiling.
+	if d := Estimate(Options{}); d < 10*time.Minute || d > 25*time.Minute {
+		t.Errorf("full run estimated at %v, want 10 to 25 minutes", d)
 	}
 	for _, bad := range []Options{
 		{Sizes: []int{20}},
@@ -98,6 +128,9 @@ func TestOptions(t *testing.T) {
 	if d, err := ParseDirections("uplink, downlink"); err != nil || len(d) != 2 {
 		t.Errorf("ParseDirections: %v, %v", d, err)
 	}
+	if s, err := ParseSystems("kernel,afxdp-io,sluice"); err != nil || len(s) != 3 || s[1] != AFXDPIO {
+		t.Errorf("ParseSystems(kernel,afxdp-io,sluice): %v, %v", s, err)
+	}
 	if _, err := ParseSystems("kernel,vpp"); !errors.Is(err, ErrOptions) {
 		t.Errorf("ParseSystems(kernel,vpp): %v, want ErrOptions", err)
 	}
@@ -110,6 +143,7 @@ func sampleResults() *Results {
 			for _, s := range DefaultSizes {
 				c := &Case{Direction: d, Size: s, Sessions: n}
 				c.setPoint(Kernel, &Point{OfferedPPS: 3e6, DeliveredPPS: 2e6, Runs: []Trial{{}}})
+				c.setPoint(AFXDPIO, &Point{OfferedPPS: 3e6, DeliveredPPS: 0.8e6, Runs: []Trial{{}}})
 				c.setPoint(Sluice, &Point{OfferedPPS: 3e6, DeliveredPPS: 0.7e6, Runs: []Trial{{}}})
 				r.Cases = append(r.Cases, c)
 			}
@@ -125,7 +159,7 @@ func TestWriteTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := b.String()
-	for _, want := range []string{"uplink", "downlink", "1400 B", "100000", "2.000", "0.700", "0.35", "1.20 % of one core", "in 0 of 8 cases"} {
+	for _, want := range []string{"uplink", "downlink", "1400 B", "100000", "2.000", "0.800", "0.700", "0.35", "0.88", "afxdp-io", "1.20 % of one core", "in 0 of 8 cases"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
@@ -141,7 +175,8 @@ func TestWriteSVG(t *testing.T) {
 	if err := r.WriteSVG(&b); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(b.String(), "every run disturbed") {
+	svg := b.String()
+	if !strings.Contains(svg, "every run disturbed") {
 		t.Error("a point whose runs were all disturbed is not told apart")
 	}
 	dec := xml.NewDecoder(&b)
@@ -158,8 +193,11 @@ func TestWriteSVG(t *testing.T) {
 			lines++
 		}
 	}
-	if lines != 8 {
-		t.Errorf("plot has %d lines, want 8 (2 directions x 2 systems x 2 session counts)", lines)
+	if lines != 12 {
+		t.Errorf("plot has %d lines, want 12 (2 directions x 3 systems x 2 session counts)", lines)
+	}
+	if !strings.Contains(svg, "AF_XDP ceiling") || !strings.Contains(svg, ">0.88</text>") {
+		t.Error("the plot does not name the AF_XDP ceiling or give Sluice's ratio to it (0.88)")
 	}
 }
 

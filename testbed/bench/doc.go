@@ -2,22 +2,33 @@
 // one namespace topology, as issue 4 asks: for each packet size, direction
 // and session count it offers the traffic generator's maximum rate to each
 // system in turn and reports what was offered and what arrived, Sluice's
-// delivered rate as a ratio of the kernel's, and the CPU Sluice uses when it
-// has sessions but no traffic.
+// delivered rate as a ratio of the kernel's and of the AF_XDP ceiling's,
+// and the CPU Sluice uses when it has sessions but no traffic.
 //
-// The two systems under test, one after the other on the same links:
+// The systems under test, one after the other on the same links:
 //
 //   - Kernel: the upf namespace as a plain IPv4 router
 //     (topo.EnableKernelForwarding). The gNB side offers plain IP uplink on
 //     N3 (trafgen.PlainUplinkSpec), the data network plain downlink on N6;
 //     no GTP-U anywhere. This is the reference.
+//   - AF_XDP ceiling (afxdp-io): DPDK's dpdk-testpmd (Debian's dpdk-dev)
+//     in the upf namespace with kernel forwarding off, one net_af_xdp port
+//     on each of N3 and N6, forwarding every packet unchanged to the other
+//     port (io mode): no parsing, no lookup, no rewrite. It gets the frames
+//     Sluice gets (GTP-U uplink on N3, plain downlink on N6) and its
+//     output is counted as it leaves, the uplink still in its tunnel. It
+//     tells how much of the distance to the kernel is the I/O method
+//     (AF_XDP, copy mode on veth) rather than Sluice. It is a reference
+//     AF_XDP forwarder more than a strict bound: DPDK's driver and mbuf
+//     handling cost CPU time of their own. Measured only when dpdk-testpmd
+//     is installed, unless asked for (Options.Systems).
 //   - Sluice: the real upf binary in the upf namespace with kernel
 //     forwarding off, sessions established over PFCP from the gnb
 //     namespace with deterministic identifiers (session i has uplink TEID
 //     ULTEIDBase+i and UE address i of the pool, the ones the generator
 //     cycles through), GTP-U uplink offered on N3 and plain downlink on N6.
-//     upf is stopped between phases, which detaches its XDP programs; the
-//     runner checks that they are gone.
+//     upf and testpmd are stopped between phases, which detaches their XDP
+//     programs; the runner checks that they are gone.
 //
 // XDP sinks count the delivered packets on the far side (dn's N6 for
 // uplink, gnb's N3 for downlink).
@@ -31,7 +42,8 @@
 // (napi_defer_hard_irqs, gro_flush_timeout), so that a transmitter on
 // DUTCPU fills their ring without waking them for every burst. The upf
 // process runs entirely on DUTCPU (its worker with `cores: [DUTCPU]`, its
-// other threads under taskset).
+// other threads under taskset), and so does testpmd (its main and its
+// forwarding lcore both mapped to DUTCPU, its EAL threads under taskset).
 //
 // AF_XDP transmission on veth is copy mode: the worker's sendto builds an
 // skb and runs veth_xmit on DUTCPU, which only queues the skb on the

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"os/exec"
 	"slices"
 	"time"
 
@@ -15,12 +16,20 @@ import (
 // ErrOptions reports options that cannot describe a benchmark.
 var ErrOptions = errors.New("invalid benchmark options")
 
+// ErrNoTestPMD reports that the afxdp-io system was asked for but DPDK's
+// dpdk-testpmd is not installed.
+var ErrNoTestPMD = errors.New("dpdk-testpmd not found: install Debian's dpdk-dev (make bench-deps)")
+
 // System is a forwarder under test.
 type System string
 
 const (
 	Kernel System = "kernel" // plain kernel IPv4 forwarding, the reference
-	Sluice System = "sluice" // the upf binary
+	// AFXDPIO is DPDK's dpdk-testpmd forwarding between N3 and N6 through
+	// its AF_XDP driver without touching the packets (io mode): the
+	// ceiling of the I/O method Sluice uses, on the same veth links.
+	AFXDPIO System = "afxdp-io"
+	Sluice  System = "sluice" // the upf binary
 )
 
 // Direction is the direction of the offered traffic.
@@ -48,13 +57,19 @@ const (
 )
 
 // DefaultSizes, DefaultSessions, DefaultDirections and DefaultSystems are
-// the cases of issue 4.
+// the cases of issue 4, with the AF_XDP ceiling as a second reference.
+// Options with no Systems leave AFXDPIO out when dpdk-testpmd is not
+// installed.
 var (
 	DefaultSizes      = []int{64, 1400}
 	DefaultSessions   = []int{100, 100000}
 	DefaultDirections = []Direction{Uplink, Downlink}
-	DefaultSystems    = []System{Kernel, Sluice}
+	DefaultSystems    = []System{Kernel, AFXDPIO, Sluice}
 )
+
+// TestPMDCommand is the name of DPDK's test application, looked up on PATH
+// when Options.TestPMD is empty.
+const TestPMDCommand = "dpdk-testpmd"
 
 // UEPool is the topology's UE pool: a /14, since the default /16 holds
 // fewer than 100,000 UEs. It overlaps neither N3 nor N6.
@@ -123,8 +138,21 @@ type Options struct {
 	ULTEIDBase, DLTEIDBase uint32
 	QFI                    uint8
 
+	// TestPMD is DPDK's dpdk-testpmd, run for the afxdp-io system; empty
+	// finds TestPMDCommand on PATH.
+	TestPMD string
+	// PMDBusyPoll leaves the AF_XDP driver's preferred busy polling on
+	// (its default, a budget of 64). By default the runner turns it off
+	// (busy_budget=0): the veth links give testpmd, like Sluice, copy-mode
+	// sockets, and on the testbed machines (Linux 6.18) busy polling
+	// changed nothing beyond the noise at saturation.
+	PMDBusyPoll bool
+
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
+
+	// skipped says why a default system is left out (set by withDefaults).
+	skipped []string
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -140,8 +168,18 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Directions == nil {
 		o.Directions = DefaultDirections
 	}
+	if o.TestPMD == "" {
+		o.TestPMD, _ = exec.LookPath(TestPMDCommand)
+	}
 	if o.Systems == nil {
-		o.Systems = DefaultSystems
+		o.skipped = nil
+		for _, s := range DefaultSystems {
+			if s == AFXDPIO && o.TestPMD == "" {
+				o.skipped = append(o.skipped, fmt.Sprintf("%s: %v", s, ErrNoTestPMD))
+				continue
+			}
+			o.Systems = append(o.Systems, s)
+		}
 	}
 	if o.Duration == 0 {
 		o.Duration = DefaultDuration
@@ -211,8 +249,11 @@ func (o Options) withDefaults() (Options, error) {
 		}
 	}
 	for _, s := range o.Systems {
-		if s != Kernel && s != Sluice {
-			return o, fmt.Errorf("%w: system %q: want %s or %s", ErrOptions, s, Kernel, Sluice)
+		switch {
+		case s != Kernel && s != AFXDPIO && s != Sluice:
+			return o, fmt.Errorf("%w: system %q: want %s, %s or %s", ErrOptions, s, Kernel, AFXDPIO, Sluice)
+		case s == AFXDPIO && o.TestPMD == "":
+			return o, fmt.Errorf("system %s: %w", s, ErrNoTestPMD)
 		}
 	}
 	return o, nil
@@ -245,6 +286,9 @@ func Estimate(o Options) time.Duration {
 	for _, n := range o.Sessions {
 		for _, s := range o.Systems {
 			d += time.Duration(points)*per + 5*time.Second
+			if s == AFXDPIO {
+				d += 3 * time.Second // testpmd's start-up
+			}
 			if s == Sluice {
 				d += max(o.IdleWindow, 0) + 5*time.Second + time.Duration(n)*100*time.Microsecond
 			}

@@ -29,6 +29,9 @@ type Results struct {
 	Config   Config    `json:"config"`
 	Cases    []*Case   `json:"cases"`
 	Idle     []Idle    `json:"idle"`
+	// Skipped says which default systems were not measured and why
+	// (afxdp-io without dpdk-testpmd).
+	Skipped []string `json:"skipped,omitempty"`
 	// Errors are failures that cost a point or a phase but not the run.
 	Errors []string `json:"errors,omitempty"`
 }
@@ -68,6 +71,8 @@ type Config struct {
 	DLTEIDBase   uint32      `json:"dl_teid_base"`
 	QFI          uint8       `json:"qfi"`
 	UEPool       string      `json:"ue_pool"`
+	TestPMD      string      `json:"testpmd,omitempty"` // the afxdp-io system's binary
+	PMDBusyPoll  bool        `json:"pmd_busy_poll"`
 }
 
 func configOf(o Options) Config {
@@ -78,6 +83,7 @@ func configOf(o Options) Config {
 		IdleWindow: max(o.IdleWindow, 0).Seconds(), GenCPU: o.GenCPU, DUTCPU: o.DUTCPU, DUTPriority: o.DUTPriority,
 		SinkPriority: o.SinkPriority, SinkDefer: o.SinkDefer, SinkFlush: float64(o.SinkFlush) / float64(time.Microsecond),
 		ULTEIDBase: o.ULTEIDBase, DLTEIDBase: o.DLTEIDBase, QFI: o.QFI, UEPool: UEPool.String(),
+		TestPMD: o.TestPMD, PMDBusyPoll: o.PMDBusyPoll,
 	}
 }
 
@@ -88,10 +94,15 @@ type Case struct {
 	Size      int       `json:"size"` // the user's IP packet, octets
 	Sessions  int       `json:"sessions"`
 	Kernel    *Point    `json:"kernel,omitempty"`
+	AFXDPIO   *Point    `json:"afxdp_io,omitempty"`
 	Sluice    *Point    `json:"sluice,omitempty"`
 	// Ratio is Sluice's delivered rate over the kernel's; 0 unless both
 	// were measured.
 	Ratio float64 `json:"ratio"`
+	// CeilingRatio is Sluice's delivered rate over afxdp-io's: how much
+	// of what AF_XDP on these links carries Sluice delivers. 0 unless
+	// both were measured.
+	CeilingRatio float64 `json:"ceiling_ratio"`
 }
 
 func (c *Case) String() string {
@@ -100,23 +111,35 @@ func (c *Case) String() string {
 
 // point returns the case's point of a system.
 func (c *Case) point(s System) *Point {
-	if s == Kernel {
+	switch s {
+	case Kernel:
 		return c.Kernel
+	case AFXDPIO:
+		return c.AFXDPIO
 	}
 	return c.Sluice
 }
 
 func (c *Case) setPoint(s System, p *Point) {
-	if s == Kernel {
+	switch s {
+	case Kernel:
 		c.Kernel = p
-	} else {
+	case AFXDPIO:
+		c.AFXDPIO = p
+	default:
 		c.Sluice = p
 	}
-	c.Ratio = 0
+	c.Ratio, c.CeilingRatio = 0, 0
 	if c.Kernel != nil && c.Sluice != nil && c.Kernel.DeliveredPPS > 0 {
 		c.Ratio = c.Sluice.DeliveredPPS / c.Kernel.DeliveredPPS
 	}
+	if c.AFXDPIO != nil && c.Sluice != nil && c.AFXDPIO.DeliveredPPS > 0 {
+		c.CeilingRatio = c.Sluice.DeliveredPPS / c.AFXDPIO.DeliveredPPS
+	}
 }
+
+// systems lists every system in the order of the tables and the plot.
+var systems = []System{Kernel, AFXDPIO, Sluice}
 
 // Point is one system's figures for a case: medians over its runs.
 type Point struct {
@@ -195,9 +218,10 @@ type CPUUse struct {
 	DUTSoftirq float64 `json:"dut_cpu_softirq"` // of which softirq context (not NAPI threads)
 	DUTNAPI    float64 `json:"dut_napi"`        // the upf namespace's NAPI threads
 	UPF        float64 `json:"upf"`             // the upf process
+	TestPMD    float64 `json:"testpmd"`         // the testpmd process (afxdp-io)
 	SinkNAPI   float64 `json:"sink_napi"`       // the far ends' NAPI threads (the sinks)
-	// DUTOther is DUTCPU's busy time that neither the NAPI threads nor upf
-	// account for: interrupts and wake-ups charged to the idle task,
+	// DUTOther is DUTCPU's busy time that neither the NAPI threads nor the
+	// system's process (upf, testpmd) account for: interrupts and wake-ups charged to the idle task,
 	// kernel workers, other processes. DUTForeign is the part of it that
 	// other threads account for (Trial.Foreign names them).
 	DUTOther   float64 `json:"dut_cpu_other"`
@@ -223,29 +247,35 @@ func (r *Results) WriteJSON(w io.Writer) error {
 // idle CPU and the targets.
 func (r *Results) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "direction\tsize\tsessions\tkernel offered\tkernel delivered\tsluice offered\tsluice delivered\tratio\t")
+	fmt.Fprintln(tw, "direction\tsize\tsessions\tkernel offered\tkernel delivered\tafxdp-io offered\tafxdp-io delivered\tsluice offered\tsluice delivered\tratio\tof ceiling\t")
 	for _, c := range r.Cases {
-		fmt.Fprintf(tw, "%s\t%d B\t%d\t%s\t%s\t%s\t%s\t%s\t\n", c.Direction, c.Size, c.Sessions,
-			mpps(c.Kernel, false), mpps(c.Kernel, true), mpps(c.Sluice, false), mpps(c.Sluice, true), ratio(c))
+		fmt.Fprintf(tw, "%s\t%d B\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", c.Direction, c.Size, c.Sessions,
+			mpps(c.Kernel, false), mpps(c.Kernel, true), mpps(c.AFXDPIO, false), mpps(c.AFXDPIO, true),
+			mpps(c.Sluice, false), mpps(c.Sluice, true), ratio(c.Ratio), ratio(c.CeilingRatio))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintln(w, "\nMpps, medians; ratio = Sluice delivered / kernel delivered (target >= 1).")
+	fmt.Fprintln(w, "\nMpps, medians; ratio = Sluice delivered / kernel delivered (target >= 1);")
+	fmt.Fprintln(w, "of ceiling = Sluice delivered / afxdp-io delivered (DPDK testpmd forwarding N3 <-> N6 over AF_XDP")
+	fmt.Fprintln(w, "without touching the packets: what the I/O method carries on these links and this CPU).")
+	for _, s := range r.Skipped {
+		fmt.Fprintln(w, "not measured:", s)
+	}
 
-	fmt.Fprintln(w, "\nCPU during the runs (medians, in CPUs): generator CPU busy; unit-under-test CPU busy = NAPI + upf + other,")
+	fmt.Fprintln(w, "\nCPU during the runs (medians, in CPUs): generator CPU busy; unit-under-test CPU busy = NAPI + process (upf, testpmd) + other,")
 	fmt.Fprintln(w, "of which foreign: other processes' threads seen there; runs with too much other work are repeated and not counted")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "direction\tsize\tsessions\tsystem\tgen busy\tsink napi\tdut busy\tdut napi\tupf\tdut other\tforeign\truns\t")
+	fmt.Fprintln(tw, "direction\tsize\tsessions\tsystem\tgen busy\tsink napi\tdut busy\tdut napi\tprocess\tdut other\tforeign\truns\t")
 	for _, c := range r.Cases {
-		for _, s := range []System{Kernel, Sluice} {
+		for _, s := range systems {
 			p := c.point(s)
 			if p == nil || len(p.Runs) == 0 {
 				continue
 			}
 			u := medianCPU(p.counted())
 			fmt.Fprintf(tw, "%s\t%d B\t%d\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%d/%d\t\n", c.Direction, c.Size, c.Sessions, s,
-				u.GenBusy, u.SinkNAPI, u.DUTBusy, u.DUTNAPI, u.UPF, u.DUTOther, u.DUTForeign, len(p.Runs)-p.Disturbed, len(p.Runs))
+				u.GenBusy, u.SinkNAPI, u.DUTBusy, u.DUTNAPI, u.UPF+u.TestPMD, u.DUTOther, u.DUTForeign, len(p.Runs)-p.Disturbed, len(p.Runs))
 		}
 	}
 	if err := tw.Flush(); err != nil {
@@ -295,11 +325,11 @@ func mpps(p *Point, delivered bool) string {
 	return fmt.Sprintf("%.3f", p.OfferedPPS/1e6)
 }
 
-func ratio(c *Case) string {
-	if c.Kernel == nil || c.Sluice == nil || c.Kernel.DeliveredPPS == 0 {
+func ratio(v float64) string {
+	if v == 0 {
 		return "-"
 	}
-	return fmt.Sprintf("%.2f", c.Ratio)
+	return fmt.Sprintf("%.2f", v)
 }
 
 // medianCPU returns the field-wise median CPU use of runs.
@@ -317,6 +347,7 @@ func medianCPU(runs []Trial) CPUUse {
 		DUTSoftirq: f(func(u CPUUse) float64 { return u.DUTSoftirq }),
 		DUTNAPI:    f(func(u CPUUse) float64 { return u.DUTNAPI }),
 		UPF:        f(func(u CPUUse) float64 { return u.UPF }),
+		TestPMD:    f(func(u CPUUse) float64 { return u.TestPMD }),
 		SinkNAPI:   f(func(u CPUUse) float64 { return u.SinkNAPI }),
 		DUTOther:   f(func(u CPUUse) float64 { return u.DUTOther }),
 		DUTForeign: f(func(u CPUUse) float64 { return u.DUTForeign }),
@@ -356,10 +387,10 @@ func ParseSystems(s string) ([]System, error) {
 	var out []System
 	for _, f := range strings.Split(s, ",") {
 		switch y := System(strings.TrimSpace(f)); y {
-		case Kernel, Sluice:
+		case Kernel, AFXDPIO, Sluice:
 			out = append(out, y)
 		default:
-			return nil, fmt.Errorf("%w: system %q: want %s or %s", ErrOptions, f, Kernel, Sluice)
+			return nil, fmt.Errorf("%w: system %q: want %s, %s or %s", ErrOptions, f, Kernel, AFXDPIO, Sluice)
 		}
 	}
 	return out, nil

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluice-net/sluice/gtpu"
 	"github.com/sluice-net/sluice/testbed/e2e"
 	"github.com/sluice-net/sluice/testbed/topo"
 	"github.com/sluice-net/sluice/testbed/trafgen"
@@ -19,12 +20,13 @@ import (
 // once in a Sluice phase.
 const establishInflight = 256
 
-// Run runs the benchmark o describes. Each session count gets a kernel
-// phase and a Sluice phase (in the order of o.Systems); each phase
-// measures every direction and size. A point or phase that fails is
+// Run runs the benchmark o describes. Each session count gets a phase
+// for each system (kernel, afxdp-io, Sluice, in the order of o.Systems);
+// each phase measures every direction and size. A point or phase that fails is
 // recorded in Results.Errors (and the point's Error) and the run goes on;
 // Run returns an error, with the results so far, only for what stops the
-// whole run: bad options, no topology, no upf binary, or ctx ending.
+// whole run: bad options, no topology, no upf binary, no dpdk-testpmd
+// for afxdp-io, or ctx ending.
 func Run(ctx context.Context, o Options) (*Results, error) {
 	o, err := o.withDefaults()
 	if err != nil {
@@ -40,6 +42,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		Started: time.Now(),
 		Host:    Host{CPUs: runtime.NumCPU(), Kernel: kernelRelease(), Go: runtime.Version(), LoadStart: loadAverage()},
 		Config:  configOf(o),
+		Skipped: o.skipped,
 	}
 	defer func() { res.Finished, res.Host.LoadEnd = time.Now(), loadAverage() }()
 	for _, n := range o.Sessions {
@@ -50,6 +53,9 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		}
 	}
 	r := &runner{o: o, res: res}
+	for _, s := range o.skipped {
+		r.logf("skipping %s", s)
+	}
 	if r.dir, err = os.MkdirTemp("", "sluice-bench-"); err != nil {
 		return res, err
 	}
@@ -97,9 +103,12 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 				return res, err
 			}
 			var err error
-			if s == Kernel {
+			switch s {
+			case Kernel:
 				err = r.kernelPhase(ctx, n)
-			} else {
+			case AFXDPIO:
+				err = r.ceilingPhase(ctx, n)
+			default:
 				err = r.sluicePhase(ctx, n)
 			}
 			if err != nil {
@@ -167,6 +176,45 @@ func (r *runner) kernelPhase(ctx context.Context, n int) (err error) {
 	return nil
 }
 
+// ceilingPhase measures dpdk-testpmd forwarding between N3 and N6 over
+// AF_XDP without processing the packets: what the I/O method alone
+// delivers on these links and this CPU.
+func (r *runner) ceilingPhase(ctx context.Context, n int) (err error) {
+	r.logf("AF_XDP io-forwarding ceiling (%s), %d sessions' streams", r.o.TestPMD, n)
+	if fwd, err := r.tp.IPForwarding(); err != nil || fwd {
+		return fmt.Errorf("kernel forwarding in the upf namespace is on (%v): it must be off while testpmd runs", err)
+	}
+	prefix := r.o.Prefix + "-pmd"
+	p, err := startTestPMD(ctx, r.tp, r.o.TestPMD, r.o.DUTCPU, prefix, r.o.PMDBusyPoll)
+	defer func() {
+		// Stopped (or failed to start), testpmd must have taken its XDP
+		// programs with it; it leaves its runtime files behind.
+		if p != nil {
+			if serr := p.stop(); serr != nil {
+				err = errors.Join(err, fmt.Errorf("%w\n%s", serr, p.log.tail(20)))
+			}
+		}
+		if xerr := detachLeftoverXDP(r.tp, "testpmd"); xerr != nil {
+			err = errors.Join(err, xerr)
+		}
+		if rerr := removeDPDKRuntime(prefix); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+	}()
+	if err != nil {
+		return err
+	}
+	for _, d := range r.o.Directions {
+		if err := r.direction(ctx, AFXDPIO, d, n, p); err != nil {
+			return err
+		}
+		if p.exited() {
+			return fmt.Errorf("testpmd exited (%v):\n%s", p.err, p.log.tail(20))
+		}
+	}
+	return nil
+}
+
 // sluicePhase starts upf, establishes n sessions, measures its idle CPU
 // use and then every point, and stops it.
 func (r *runner) sluicePhase(ctx context.Context, n int) (err error) {
@@ -186,7 +234,7 @@ func (r *runner) sluicePhase(ctx context.Context, n int) (err error) {
 		if serr := u.stop(); serr != nil {
 			err = errors.Join(err, fmt.Errorf("%w\n%s", serr, u.log.tail(20)))
 		}
-		if xerr := detachLeftoverXDP(r.tp); xerr != nil {
+		if xerr := detachLeftoverXDP(r.tp, "upf"); xerr != nil {
 			err = errors.Join(err, xerr)
 		}
 	}()
@@ -241,8 +289,8 @@ func (r *runner) sluicePhase(ctx context.Context, n int) (err error) {
 }
 
 // direction measures every size of one direction on one system; u is
-// the running upf, nil for the kernel.
-func (r *runner) direction(ctx context.Context, s System, d Direction, n int, u *upfProc) error {
+// the system's running process (upf, testpmd), nil for the kernel.
+func (r *runner) direction(ctx context.Context, s System, d Direction, n int, u *proc) error {
 	sink, err := trafgen.NewSink(r.sinkConfig(s, d))
 	if err != nil {
 		return err
@@ -264,6 +312,7 @@ func (r *runner) direction(ctx context.Context, s System, d Direction, n int, u 
 }
 
 func (r *runner) spec(s System, d Direction, size, n int) trafgen.Spec {
+	// The ceiling gets the frames Sluice gets.
 	switch {
 	case d == Uplink && s == Kernel:
 		return trafgen.PlainUplinkSpec(r.tp, n, size)
@@ -275,9 +324,12 @@ func (r *runner) spec(s System, d Direction, size, n int) trafgen.Spec {
 
 func (r *runner) sinkConfig(s System, d Direction) trafgen.SinkConfig {
 	switch {
+	case d == Uplink && s == AFXDPIO:
+		// testpmd forwards the G-PDUs as they came, tunnel and all.
+		return trafgen.SinkConfig{Namespace: r.tp.NSPath(topo.DN), Interface: r.tp.DNN6.Name, Port: gtpu.Port, GPDU: true}
 	case d == Uplink:
 		return trafgen.UplinkSink(r.tp)
-	case s == Kernel:
+	case s == Kernel || s == AFXDPIO:
 		return trafgen.PlainDownlinkSink(r.tp)
 	}
 	return trafgen.DownlinkSink(r.tp)
@@ -319,8 +371,8 @@ func (r *runner) place() (placement, error) {
 }
 
 // point measures one case on one system: a warm-up run, then the
-// repeats. u is the running upf, nil for the kernel.
-func (r *runner) point(ctx context.Context, s System, d Direction, size, n int, sink *trafgen.Sink, u *upfProc) (*Point, error) {
+// repeats. u is the system's running process, nil for the kernel.
+func (r *runner) point(ctx context.Context, s System, d Direction, size, n int, sink *trafgen.Sink, u *proc) (*Point, error) {
 	spec := r.spec(s, d, size, n)
 	p := &Point{FrameLen: spec.FrameLen()}
 	pl, err := r.place()
@@ -345,7 +397,7 @@ func (r *runner) point(ctx context.Context, s System, d Direction, size, n int, 
 			return p, fmt.Errorf("warm-up: %w", err)
 		}
 		if rep.Delivered.Packets == 0 {
-			return p, fmt.Errorf("warm-up: %d packets offered, none delivered%s", rep.Offered.Packets, r.diagnose(u))
+			return p, fmt.Errorf("warm-up: %d packets offered, none delivered%s", rep.Offered.Packets, r.diagnose(s, u))
 		}
 	}
 	pids := append(append([]int{}, pl.dut...), pl.sink...)
@@ -359,7 +411,7 @@ func (r *runner) point(ctx context.Context, s System, d Direction, size, n int, 
 		if err := r.waitQuiet(ctx, pids); err != nil {
 			return p, err
 		}
-		x, err := r.trial(ctx, g, run, sink, pids, pl, u)
+		x, err := r.trial(ctx, s, g, run, sink, pids, pl, u)
 		if err != nil {
 			return p, err
 		}
@@ -373,20 +425,31 @@ func (r *runner) point(ctx context.Context, s System, d Direction, size, n int, 
 		if x.Disturbed {
 			note = fmt.Sprintf("; DISTURBED: other work on CPU %d (%.2f CPU; threads seen: %v), repeating", r.o.DUTCPU, x.CPU.DUTOther, x.Foreign)
 		}
-		r.logf("%s %s %d B %d sessions, run %d (%d/%d counted): offered %.3f Mpps, delivered %.3f Mpps; DUT CPU %.2f (NAPI %.2f, upf %.2f, other %.2f), generator CPU %.2f%s",
+		r.logf("%s %s %d B %d sessions, run %d (%d/%d counted): offered %.3f Mpps, delivered %.3f Mpps; DUT CPU %.2f (NAPI %.2f, %s %.2f, other %.2f), generator CPU %.2f%s",
 			s, d, size, n, attempt+1, good, r.o.Repeats, x.OfferedPPS/1e6, x.DeliveredPPS/1e6,
-			x.CPU.DUTBusy, x.CPU.DUTNAPI, x.CPU.UPF, x.CPU.DUTOther, x.CPU.GenBusy, note)
+			x.CPU.DUTBusy, x.CPU.DUTNAPI, procName(s), x.CPU.UPF+x.CPU.TestPMD, x.CPU.DUTOther, x.CPU.GenBusy, note)
 	}
 	p.summarize(size)
 	return p, nil
 }
 
+// procName names a system's process in progress lines.
+func procName(s System) string {
+	switch s {
+	case Sluice:
+		return "upf"
+	case AFXDPIO:
+		return "testpmd"
+	}
+	return "process"
+}
+
 // trial is one measured run of a point.
-func (r *runner) trial(ctx context.Context, g *trafgen.Generator, run trafgen.RunOptions, sink *trafgen.Sink, pids []int, pl placement, u *upfProc) (Trial, error) {
+func (r *runner) trial(ctx context.Context, s System, g *trafgen.Generator, run trafgen.RunOptions, sink *trafgen.Sink, pids []int, pl placement, u *proc) (Trial, error) {
 	var x Trial
 	var m0 map[string]float64
 	var err error
-	if u != nil {
+	if s == Sluice {
 		if m0, err = scrape(r.tp); err != nil {
 			return x, err
 		}
@@ -419,15 +482,18 @@ func (r *runner) trial(ctx context.Context, g *trafgen.Generator, run trafgen.Ru
 	x.CPU.DUTBusy, x.CPU.DUTSoftirq = cpuUse(s0, s1, r.o.DUTCPU)
 	x.CPU.DUTNAPI = tasksUse(s0, s1, pl.dut...)
 	x.CPU.SinkNAPI = tasksUse(s0, s1, pl.sink...)
-	if u != nil {
+	switch s {
+	case Sluice:
 		x.CPU.UPF = tasksUse(s0, s1, u.pid())
 		m1, err := scrape(r.tp)
 		if err != nil {
 			return x, err
 		}
 		x.Counters = counterDeltas(m0, m1)
+	case AFXDPIO:
+		x.CPU.TestPMD = tasksUse(s0, s1, u.pid())
 	}
-	x.CPU.DUTOther = max(0, x.CPU.DUTBusy-x.CPU.DUTNAPI-x.CPU.UPF)
+	x.CPU.DUTOther = max(0, x.CPU.DUTBusy-x.CPU.DUTNAPI-x.CPU.UPF-x.CPU.TestPMD)
 	x.Foreign, x.CPU.DUTForeign = othersOn(s0, s1, r.o.DUTCPU, pids, 0.01)
 	// Threads that exited during the run (a compiler, a short test) are
 	// not in the end sample: judge by all the CPU time the unit under test
@@ -471,22 +537,26 @@ func (r *runner) waitQuiet(ctx context.Context, pids []int) error {
 	}
 }
 
-// diagnose returns what upf says about its drops, for an error message.
-func (r *runner) diagnose(u *upfProc) string {
+// diagnose returns what the system's process says (upf: about its
+// drops), for an error message.
+func (r *runner) diagnose(s System, u *proc) string {
 	if u == nil {
 		return ""
+	}
+	if s != Sluice {
+		return "; " + u.name + " says:\n" + u.log.tail(20)
 	}
 	m, err := scrape(r.tp)
 	if err != nil {
 		return fmt.Sprintf("; %v\n%s", err, u.log.tail(10))
 	}
-	s := "; upf counters:"
+	out := "; upf counters:"
 	for k, v := range m {
 		if v != 0 && (strings.Contains(k, "drops") || strings.Contains(k, "packets_total") || strings.Contains(k, "sessions")) {
-			s += fmt.Sprintf("\n  %s %v", k, v)
+			out += fmt.Sprintf("\n  %s %v", k, v)
 		}
 	}
-	return s + "\n" + u.log.tail(10)
+	return out + "\n" + u.log.tail(10)
 }
 
 // sleepCtx sleeps for d or until ctx ends.

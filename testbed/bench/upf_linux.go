@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -102,63 +103,92 @@ func revision(root string) string {
 	return rev
 }
 
-// upfProc is a running upf. Its methods are for one goroutine, except
-// that the process is waited for in the background.
-type upfProc struct {
-	cmd  *exec.Cmd
-	log  *tailBuffer
-	done chan struct{} // closed when the process has exited
-	err  error         // its exit error, once done is closed
+// proc is the process of a system under test on DUTCPU: upf or
+// dpdk-testpmd. Its methods are for one goroutine, except that the process
+// is waited for in the background.
+type proc struct {
+	name  string    // for messages
+	sig   os.Signal // asks it to stop
+	cmd   *exec.Cmd
+	stdin io.Closer // held open while it runs, if it reads its input
+	log   *tailBuffer
+	done  chan struct{} // closed when the process has exited
+	err   error         // its exit error, once done is closed
+}
+
+// startProc starts cmd, collecting its output; sig will stop it. With
+// stdin, its standard input is a pipe kept open until it stops.
+func startProc(name string, sig os.Signal, cmd *exec.Cmd, stdin bool) (*proc, error) {
+	p := &proc{name: name, sig: sig, cmd: cmd, log: &tailBuffer{max: 64 << 10}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p.log, p.log
+	if stdin {
+		w, err := cmd.StdinPipe()
+		if err != nil {
+			return nil, fmt.Errorf("starting %s: %w", name, err)
+		}
+		p.stdin = w
+	}
+	if err := cmd.Start(); err != nil {
+		if p.stdin != nil {
+			p.stdin.Close()
+		}
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+	return p, nil
 }
 
 // startUPF starts upf in the upf namespace with all its threads on cpu
 // (its worker pins itself there too).
-func startUPF(t *topo.Topology, bin, config string, cpu int) (*upfProc, error) {
-	u := &upfProc{log: &tailBuffer{max: 64 << 10}, done: make(chan struct{})}
+func startUPF(t *topo.Topology, bin, config string, cpu int) (*proc, error) {
 	// ip netns exec and taskset exec in turn, so the process keeps its PID.
-	u.cmd = t.Exec(topo.UPF, "taskset", "-c", strconv.Itoa(cpu), bin, "--config", config)
-	u.cmd.Stdout, u.cmd.Stderr = u.log, u.log
-	if err := u.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting upf: %w", err)
-	}
-	go func() { u.err = u.cmd.Wait(); close(u.done) }()
-	return u, nil
+	return startProc("upf", syscall.SIGTERM, t.Exec(topo.UPF, "taskset", "-c", strconv.Itoa(cpu), bin, "--config", config), false)
 }
 
-func (u *upfProc) pid() int { return u.cmd.Process.Pid }
+func (p *proc) pid() int { return p.cmd.Process.Pid }
 
-func (u *upfProc) exited() bool {
+func (p *proc) exited() bool {
 	select {
-	case <-u.done:
+	case <-p.done:
 		return true
 	default:
 		return false
 	}
 }
 
-// stop stops upf with SIGTERM, killing it after 10 s, and returns an error
-// unless it exited cleanly.
-func (u *upfProc) stop() error {
-	if u.exited() {
-		return fmt.Errorf("upf had exited: %v", u.err)
+// stop stops the process with its signal, killing it after 10 s, and
+// returns an error unless it exited cleanly: with status 0, or ended by
+// that signal (testpmd cleans up and raises it again).
+func (p *proc) stop() error {
+	if p.stdin != nil {
+		defer p.stdin.Close()
 	}
-	_ = u.cmd.Process.Signal(syscall.SIGTERM)
+	if p.exited() {
+		return fmt.Errorf("%s had exited: %v", p.name, p.err)
+	}
+	_ = p.cmd.Process.Signal(p.sig)
 	select {
-	case <-u.done:
-		if u.err != nil {
-			return fmt.Errorf("upf exited: %w", u.err)
+	case <-p.done:
+		var ee *exec.ExitError
+		if errors.As(p.err, &ee) {
+			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == p.sig {
+				return nil
+			}
+		}
+		if p.err != nil {
+			return fmt.Errorf("%s exited: %w", p.name, p.err)
 		}
 		return nil
 	case <-time.After(10 * time.Second):
-		_ = u.cmd.Process.Kill()
-		<-u.done
-		return errors.New("upf did not stop within 10 s of SIGTERM: killed")
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		return fmt.Errorf("%s did not stop within 10 s of %v: killed", p.name, p.sig)
 	}
 }
 
 // associate opens the SMF's N4 socket in the gnb namespace and associates
 // with upf, retrying while upf starts.
-func associate(ctx context.Context, t *topo.Topology, u *upfProc) (*smf.Client, error) {
+func associate(ctx context.Context, t *topo.Topology, u *proc) (*smf.Client, error) {
 	var c *smf.Client
 	err := t.Do(topo.GNB, func() error {
 		var err error
@@ -208,9 +238,10 @@ func counterDeltas(before, after map[string]float64) map[string]float64 {
 }
 
 // detachLeftoverXDP checks that nothing is attached to the upf
-// namespace's N3 and N6 ends any more (upf detaches its programs when it
-// stops) and detaches what is, reporting it.
-func detachLeftoverXDP(t *topo.Topology) error {
+// namespace's N3 and N6 ends any more (upf and testpmd, named by who,
+// detach their programs when they stop) and detaches what is, reporting
+// it.
+func detachLeftoverXDP(t *topo.Topology, who string) error {
 	ns, err := t.NS(topo.UPF)
 	if err != nil {
 		return err
@@ -229,7 +260,7 @@ func detachLeftoverXDP(t *topo.Topology) error {
 		}
 		if x := l.Attrs().Xdp; x != nil && x.Attached {
 			err := t.Do(topo.UPF, func() error { return netlink.LinkSetXdpFd(l, -1) })
-			errs = append(errs, fmt.Errorf("upf left an XDP program on %s after stopping (detached now: %v)", name, err))
+			errs = append(errs, fmt.Errorf("%s left an XDP program on %s after stopping (detached now: %v)", who, name, err))
 		}
 	}
 	return errors.Join(errs...)
@@ -290,6 +321,13 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 		t.b = append(t.b[:0], t.b[over:]...)
 	}
 	return len(p), nil
+}
+
+// String returns what it holds.
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.b)
 }
 
 // tail returns the last n lines written.

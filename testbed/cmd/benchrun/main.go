@@ -2,13 +2,19 @@
 // one namespace topology (issue 4): 64- and 1400-octet packets, uplink and
 // downlink, 100 and 100,000 sessions, offered and delivered packets per
 // second at saturation, Sluice's rate as a ratio of the kernel's, and
-// Sluice's idle CPU use. It prints tables and writes the results as JSON
-// and a plot of delivered rate by packet size (SVG).
+// Sluice's idle CPU use. As a second reference it measures the ceiling of
+// the I/O method Sluice uses, AF_XDP on the same veth links: DPDK's
+// dpdk-testpmd forwarding N3 <-> N6 through its AF_XDP driver without
+// touching the packets (system afxdp-io, measured when dpdk-testpmd is
+// installed: make bench-deps), and Sluice's rate as a ratio of it. It
+// prints tables and writes the results as JSON and a plot of delivered
+// rate by packet size (SVG).
 //
 //	benchrun                                  the full run: 15 s x 3 per point, about 13 minutes
 //	benchrun -quick                           3 s x 1 per point, about 2 minutes
 //	benchrun -duration 5s -repeats 1          anything in between
 //	benchrun -sizes 64 -sessions 100 -dirs uplink -systems sluice
+//	benchrun -systems kernel,afxdp-io,sluice  all three; fails without dpdk-testpmd
 //	benchrun -from out/bench/results.json     tables and plot of an earlier run
 //
 // It needs root and the 2-CPU layout of the testbed machines: generator,
@@ -40,7 +46,7 @@ func main() {
 		sizes    = flag.String("sizes", "64,1400", "comma-separated user IP packet sizes in octets")
 		sessions = flag.String("sessions", "100,100000", "comma-separated session counts")
 		dirs     = flag.String("dirs", "uplink,downlink", "comma-separated directions: uplink, downlink")
-		systems  = flag.String("systems", "kernel,sluice", "comma-separated systems: kernel (reference), sluice")
+		systems  = flag.String("systems", "", "comma-separated systems: kernel (reference), afxdp-io (AF_XDP ceiling: dpdk-testpmd io forwarding), sluice;\nempty: all three, afxdp-io only if dpdk-testpmd is installed")
 		quick    = flag.Bool("quick", false, "short runs: -duration 3s -repeats 1 -warmup 500ms -idle 3s unless given")
 		out      = flag.String("out", "out/bench/results.json", "JSON results file; empty: none")
 		plot     = flag.String("plot", "out/bench/rate.svg", "SVG plot of delivered rate by packet size; empty: none")
@@ -55,6 +61,8 @@ func main() {
 	flag.DurationVar(&o.IdleWindow, "idle", bench.DefaultIdleWindow, "how long to sample upf's idle CPU use; negative: skip")
 	flag.StringVar(&o.UPF, "upf", "", "upf binary to run; empty: build one")
 	flag.StringVar(&o.UPFRev, "upf-rev", "", "build upf from this git revision instead of the working tree")
+	flag.StringVar(&o.TestPMD, "testpmd", "", "dpdk-testpmd binary for afxdp-io; empty: "+bench.TestPMDCommand+" on PATH")
+	flag.BoolVar(&o.PMDBusyPoll, "pmd-busy-poll", false, "leave the AF_XDP driver's preferred busy polling on (afxdp-io)")
 	flag.StringVar(&o.Prefix, "prefix", "", "namespace name prefix; empty: slb and the process ID")
 	flag.Float64Var(&o.MaxForeign, "max-foreign", bench.DefaultMaxForeign, "CPUs of other work on -dut-cpu that mark a run as disturbed (repeated, left out of the medians)")
 	flag.DurationVar(&o.QuietWait, "quiet-wait", bench.DefaultQuietWait, "how long to wait before each run for -dut-cpu to be free of other work; negative: do not wait")
@@ -98,8 +106,10 @@ func main() {
 	if o.Directions, err = bench.ParseDirections(*dirs); err != nil {
 		usage("-dirs: %v", err)
 	}
-	if o.Systems, err = bench.ParseSystems(*systems); err != nil {
-		usage("-systems: %v", err)
+	if *systems != "" {
+		if o.Systems, err = bench.ParseSystems(*systems); err != nil {
+			usage("-systems: %v", err)
+		}
 	}
 	if !*quiet {
 		o.Log = os.Stderr

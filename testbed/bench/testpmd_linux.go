@@ -1,0 +1,124 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/sluice-net/sluice/testbed/topo"
+)
+
+// testPMDMbufs is the size of testpmd's packet buffer pool. Its default
+// (some 150,000 buffers) does not fit the 256 MiB it is given; the rings
+// of two AF_XDP ports hold a few thousand.
+const testPMDMbufs = 32768
+
+// testPMDReady is what testpmd prints, without an interactive prompt,
+// once forwarding has started.
+const testPMDReady = "Press enter to exit"
+
+// testPMDArgs returns the command line, after the binary, of testpmd for
+// the afxdp-io system: one AF_XDP port on each of the upf namespace's N3
+// and N6 ends (queue 0, the only one), forwarding each port's packets
+// unchanged to the other (io mode) on one forwarding lcore.
+//
+// Every thread runs on cpu, as upf's do: the main lcore (which only waits
+// for its input to close) and the forwarding lcore are both mapped to it,
+// and the process starts under taskset, so that the EAL's control threads,
+// which take the start-up CPUs that no lcore uses or else the main
+// lcore's, land there too. No huge pages and no PCI: the memory is
+// ordinary, and the runtime files go under /var/run/dpdk/filePrefix.
+func testPMDArgs(cpu int, filePrefix string, busyPoll bool) []string {
+	vdev := func(i int, ifname string) string {
+		s := fmt.Sprintf("net_af_xdp%d,iface=%s,start_queue=0,queue_count=1", i, ifname)
+		if !busyPoll {
+			s += ",busy_budget=0"
+		}
+		return s
+	}
+	c := strconv.Itoa(cpu)
+	return []string{
+		"--lcores", "0@" + c + ",1@" + c, "--main-lcore", "0",
+		"--no-pci", "--no-huge", "-m", "256", "--no-telemetry",
+		"--file-prefix=" + filePrefix,
+		"--vdev", vdev(0, topo.N3If), "--vdev", vdev(1, topo.N6If),
+		"--",
+		"--forward-mode=io", "--auto-start", "--total-num-mbufs=" + strconv.Itoa(testPMDMbufs),
+	}
+}
+
+// startTestPMD starts testpmd in the upf namespace on cpu and waits until
+// it forwards: until it says so and its XDP programs are attached to N3
+// and N6. On error nothing of it is left running.
+func startTestPMD(ctx context.Context, t *topo.Topology, bin string, cpu int, filePrefix string, busyPoll bool) (*proc, error) {
+	// taskset and stdbuf exec in turn, so the process keeps its PID;
+	// stdbuf makes testpmd's standard output, a pipe, line-buffered, or
+	// its readiness would sit in a buffer.
+	args := append([]string{"-c", strconv.Itoa(cpu), "stdbuf", "-oL", bin}, testPMDArgs(cpu, filePrefix, busyPoll)...)
+	// testpmd runs until its standard input closes or SIGINT; the pipe
+	// startProc holds keeps it running.
+	p, err := startProc("testpmd", syscall.SIGINT, t.Exec(topo.UPF, "taskset", args...), true)
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if strings.Contains(p.log.String(), testPMDReady) {
+			attached, err := xdpAttached(t)
+			if err != nil {
+				return nil, errors.Join(err, p.stop())
+			}
+			if attached {
+				return p, nil
+			}
+		}
+		if p.exited() {
+			return nil, fmt.Errorf("testpmd exited while starting (%v):\n%s", p.err, p.log.tail(20))
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, errors.Join(err, p.stop())
+		}
+		if time.Now().After(deadline) {
+			return nil, errors.Join(fmt.Errorf("testpmd not forwarding 20 s after starting:\n%s", p.log.tail(20)), p.stop())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// removeDPDKRuntime removes what a stopped testpmd leaves under
+// /var/run/dpdk.
+func removeDPDKRuntime(filePrefix string) error {
+	return os.RemoveAll(filepath.Join("/var/run/dpdk", filePrefix))
+}
+
+// xdpAttached reports whether XDP programs are attached to both of the
+// upf namespace's N3 and N6 ends.
+func xdpAttached(t *topo.Topology) (bool, error) {
+	ns, err := t.NS(topo.UPF)
+	if err != nil {
+		return false, err
+	}
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return false, fmt.Errorf("opening netlink in %s: %w", t.NSName(topo.UPF), err)
+	}
+	defer h.Close()
+	for _, name := range []string{topo.N3If, topo.N6If} {
+		l, err := h.LinkByName(name)
+		if err != nil {
+			return false, fmt.Errorf("finding %s: %w", name, err)
+		}
+		if x := l.Attrs().Xdp; x == nil || !x.Attached {
+			return false, nil
+		}
+	}
+	return true, nil
+}
