@@ -82,11 +82,15 @@ type counterChunk [chunkLines]counterLine
 // WorkerCounters are one worker's counters. The worker is their only writer;
 // Table and metrics readers sum them across workers. Chunks of lines are
 // allocated by the Table writer before it publishes a rule that uses them,
-// so the fast path never allocates.
+// so the fast path never allocates. The worker declares when it matches
+// and counts (Enter, Exit) so that final usage misses none of its counts.
 type WorkerCounters struct {
 	chunks [maxChunks]atomic.Pointer[counterChunk]
 	// Drops counts dropped packets by a reason index the dataplane defines.
 	Drops [MaxDropReasons]Counter
+	// span is odd while the worker is inside a span (Enter, Exit). Written
+	// by the worker; Table writers wait on it (quiesce).
+	span atomic.Uint64
 }
 
 // addChunk gives w chunk i. Counter chunks stay on small pages: on this

@@ -7,6 +7,10 @@
 // serialises those writers. Workers match without locks, either one packet
 // at a time (MatchTEID, MatchUE) or a burst at a time (MatchBatch), and see
 // each session's rules either entirely before or entirely after a change.
+// A worker brackets its matching and counting in spans (WorkerCounters.Enter
+// and Exit), and a change that removes URRs (Remove, ReplaceFinal) reads
+// their final usage only once every span that could still count into them
+// has ended, so the usage reported last is complete.
 //
 // # Memory layout
 //

@@ -59,6 +59,9 @@ type Options struct {
 // replaces and removes sessions (serialised internally); workers match
 // packets concurrently without locks. Each session changes atomically for
 // readers: a packet sees either all of its old rules or all of its new.
+// The final usage of URRs that a change removes (Remove, ReplaceFinal)
+// includes every packet counted with the old rules by workers that declare
+// their spans (WorkerCounters.Enter).
 type Table struct {
 	m     *hmap
 	wild  atomic.Pointer[wildcards] // PDRs with no TEID / UE address key
@@ -178,7 +181,7 @@ func (t *Table) Install(s *Session) error {
 	if _, ok := t.sessions[s.LocalSEID]; ok {
 		return fmt.Errorf("install session %#x: %w", s.LocalSEID, ErrSessionExists)
 	}
-	return t.publish(s, nil)
+	return t.publish(s, nil, nil)
 }
 
 // Replace compiles s and swaps it in for the installed session with the
@@ -191,10 +194,30 @@ func (t *Table) Replace(s *Session) error {
 	if !ok {
 		return fmt.Errorf("replace session %#x: %w", s.LocalSEID, ErrSessionNotFound)
 	}
-	return t.publish(s, old)
+	return t.publish(s, old, nil)
 }
 
-// Remove deletes a session and returns the final usage of its URRs.
+// ReplaceFinal is Replace, and returns the final usage of the URRs the
+// installed session has and s has not, by URR ID. The usage is read once
+// the new rules are published and every worker span that could still
+// count with the old rules has ended (see WorkerCounters.Enter), so it
+// includes every packet the old rules counted.
+func (t *Table) ReplaceFinal(s *Session) (map[uint32]Usage, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old, ok := t.sessions[s.LocalSEID]
+	if !ok {
+		return nil, fmt.Errorf("replace session %#x: %w", s.LocalSEID, ErrSessionNotFound)
+	}
+	final := make(map[uint32]Usage)
+	if err := t.publish(s, old, final); err != nil {
+		return nil, err
+	}
+	return final, nil
+}
+
+// Remove deletes a session and returns the final usage of its URRs, read
+// as ReplaceFinal reads it: once no worker span can count into them.
 func (t *Table) Remove(seid uint64) (map[uint32]Usage, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -207,6 +230,9 @@ func (t *Table) Remove(seid uint64) (map[uint32]Usage, error) {
 	}
 	if st.extras != nil && len(st.wild) > 0 {
 		t.setWildcards(st.wild, nil)
+	}
+	if len(st.urrs) > 0 {
+		t.quiesce()
 	}
 	usage := make(map[uint32]Usage, len(st.urrs))
 	for _, u := range st.urrs {
@@ -221,8 +247,9 @@ func (t *Table) Remove(seid uint64) (map[uint32]Usage, error) {
 }
 
 // publish compiles s (reusing old's slots and meters) and makes it visible.
-// Caller holds t.mu.
-func (t *Table) publish(s *Session, old *sessionState) error {
+// With final not nil, it also reads into it the final usage of the URRs
+// old has and s has not (finalUsage). Caller holds t.mu.
+func (t *Table) publish(s *Session, old *sessionState, final map[uint32]Usage) error {
 	c, err := t.compile(s, old)
 	if err != nil {
 		return err
@@ -249,6 +276,9 @@ func (t *Table) publish(s *Session, old *sessionState) error {
 		if len(ow) > 0 || len(nw) > 0 {
 			t.setWildcards(ow, nw)
 		}
+		if final != nil {
+			t.finalUsage(old, st, final)
+		}
 		t.freeUnused(old, st)
 		if old.extras != nil && old.buffer != nil && (st.extras == nil || !st.buffering) {
 			t.release(st.seid, old.buffer)
@@ -258,6 +288,23 @@ func (t *Table) publish(s *Session, old *sessionState) error {
 	}
 	t.sessions[s.LocalSEID] = st
 	return nil
+}
+
+// finalUsage reads into final the usage of each URR that old has and st
+// has not, once old's rules are unpublished and no worker span can count
+// into them any more.
+func (t *Table) finalUsage(old, st *sessionState, final map[uint32]Usage) {
+	waited := false
+	for _, u := range old.urrs {
+		if slices.ContainsFunc(st.urrs, func(q urrSlots) bool { return q.id == u.id }) {
+			continue
+		}
+		if !waited {
+			t.quiesce()
+			waited = true
+		}
+		final[u.id] = t.sumURR(u)
+	}
 }
 
 // freeUnused releases the counters of rules that old had and st does not.
