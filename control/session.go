@@ -524,22 +524,33 @@ func (s *Server) handleModification(from netip.AddrPort, h header, ies []*ie.IE,
 		return s.reject(a, err, false)
 	}
 
-	// Final reports of removed URRs are read before the table forgets them.
 	now := s.tbl.Now()
-	var reports []*ie.IE
-	for _, id := range t.removed {
-		tr := sess.tracker(id)
-		if tr == nil {
-			continue
-		}
-		if u, err := s.tbl.URRUsage(sess.seid, id); err == nil {
-			final := *tr // the tracker goes on commit; a failure must leave it as it was
-			reports = append(reports, s.usageReport(ie.UsageReportWithinSessionModificationResponse, sess, &final, u, now, utTERMR))
-		}
-	}
-	if err := s.tbl.Replace(s.effective(sess, &next, t)); err != nil {
+	// The table reads the final usage of removed URRs once the new rules
+	// are in and no worker can count with the old ones any more.
+	final, err := s.tbl.ReplaceFinal(s.effective(sess, &next, t))
+	if err != nil {
 		t.rollback()
 		return s.reject(a, fmt.Errorf("replace session: %w", err), false)
+	}
+	var reports []*ie.IE
+	if len(t.removed) > 0 {
+		end := s.tbl.Now()
+		for _, id := range t.removed {
+			// sess.spec still has the URR, which the report describes;
+			// its tracker goes in commitURRs.
+			tr := sess.tracker(id)
+			if tr == nil {
+				continue
+			}
+			u, ok := final[id]
+			if !ok {
+				// Created again under the same ID: the table kept the counter.
+				if u, err = s.tbl.URRUsage(sess.seid, id); err != nil {
+					continue
+				}
+			}
+			reports = append(reports, s.usageReport(ie.UsageReportWithinSessionModificationResponse, sess, tr, u, end, utTERMR))
+		}
 	}
 
 	// Committed. Free what the old rules used and the new do not, and
