@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
@@ -456,5 +457,64 @@ func TestNeighborChangeSeen(t *testing.T) {
 	}
 	if r.drops(DropNoNeighbor) != 1 {
 		t.Errorf("no_neighbor drops %d, want 1", r.drops(DropNoNeighbor))
+	}
+}
+
+// hookPort calls onTransmit inside Transmit, that is while the worker is
+// forwarding the packets of a poll it has already counted.
+type hookPort struct {
+	*MemPort
+	onTransmit func()
+}
+
+func (p *hookPort) Transmit(q int, frames []Frame) int {
+	if f := p.onTransmit; f != nil {
+		p.onTransmit = nil
+		f()
+	}
+	return p.MemPort.Transmit(q, frames)
+}
+
+// A poll with work is a span of the flow table: removing the session while
+// the poll forwards packets it counted waits until the poll ends, and the
+// final usage holds them.
+func TestPollIsATableSpan(t *testing.T) {
+	r := newRig(t, session())
+	removed := make(chan map[uint32]flowtable.Usage, 1)
+	returnedEarly := false
+	r.w.ports[1].Port = &hookPort{MemPort: r.n6, onTransmit: func() {
+		go func() {
+			u, err := r.tbl.Remove(1)
+			if err != nil {
+				t.Error(err)
+			}
+			removed <- u
+		}()
+		select {
+		case <-removed:
+			returnedEarly = true
+		case <-time.After(50 * time.Millisecond):
+		}
+	}}
+	const n = 3
+	for range n {
+		if !r.n3.Inject(0, uplinkFrame(t, ulTEID, 64, []byte("counted"))) {
+			t.Fatal("inject: no free frame")
+		}
+	}
+	r.w.Poll()
+	if returnedEarly {
+		t.Fatal("Remove read the final usage while the poll that counted the packets was under way")
+	}
+	select {
+	case u := <-removed:
+		if u[1].ULPackets != n {
+			t.Errorf("final usage of URR 1 has %d uplink packets, want %d", u[1].ULPackets, n)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Remove did not return after the poll ended")
+	}
+	if got := len(r.n6.Sent(0)); got != n {
+		t.Errorf("N6 sent %d packets, want %d", got, n)
 	}
 }

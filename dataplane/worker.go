@@ -225,16 +225,16 @@ func (w *Worker) Run() error {
 // benchmarks call it directly.
 func (w *Worker) Poll() int {
 	total := 0
+	span := false
 	for i := range w.ports {
 		in := &w.ports[i]
 		n := in.Port.Receive(in.Queue, w.rx[:])
 		if n == 0 {
 			continue
 		}
-		if total == 0 {
-			// The clock is read once per poll, and only for a poll
-			// that has work: an idle worker spins without it.
-			w.now = w.tbl.Now()
+		if !span {
+			w.enter()
+			span = true
 		}
 		total += n
 		var octets uint64
@@ -247,8 +247,14 @@ func (w *Worker) Poll() int {
 		w.flush()
 	}
 	if w.releases && w.tbl.PendingReleases() {
-		w.now = w.tbl.Now()
+		if !span {
+			w.enter()
+			span = true
+		}
 		total += w.reinject()
+	}
+	if span {
+		w.ctr.Exit()
 	}
 	if w.releases && w.tbl.PendingEndMarkers() {
 		w.sendEndMarkers()
@@ -259,6 +265,15 @@ func (w *Worker) Poll() int {
 		w.Idle.Add(1)
 	}
 	return total
+}
+
+// enter starts a poll's work: one span of the flow table (a writer that
+// removes URRs waits for it to end before it reads their final usage, so
+// every packet this poll counts is in their last report) and one reading
+// of the clock. An idle worker spins without either.
+func (w *Worker) enter() {
+	w.ctr.Enter()
+	w.now = w.tbl.Now()
 }
 
 // flush transmits what the burst produced and frees its drops.
