@@ -223,7 +223,7 @@ func (r *runner) sluicePhase(ctx context.Context, n int) (err error) {
 		return fmt.Errorf("kernel forwarding in the upf namespace is on (%v): it must be off while Sluice runs", err)
 	}
 	cfg := filepath.Join(r.dir, fmt.Sprintf("upf-%d.yaml", n))
-	if err := os.WriteFile(cfg, []byte(upfConfig(r.o.DUTCPU, n)), 0o644); err != nil {
+	if err := os.WriteFile(cfg, e2e.UPFConfig{Cores: []int{r.o.DUTCPU}, Sessions: n, UEPool: UEPool}.YAML(), 0o644); err != nil {
 		return err
 	}
 	u, err := startUPF(r.tp, r.upf, cfg, r.o.DUTCPU)

@@ -29,29 +29,6 @@ var (
 	metricsAddr = netip.AddrPortFrom(topo.UPFN3Addr.Addr(), 9100)
 )
 
-// upfConfig is upf's configuration for a phase with the given number of
-// sessions: one worker on cpu, the benchmark's UE pool, TEIDs that Sluice
-// allocates itself kept apart from the ones the benchmark chooses.
-func upfConfig(cpu, sessions int) string {
-	return fmt.Sprintf(`log_level: info
-metrics: %v
-n4:
-  addresses: ["%v"]
-  node_id: %v
-  allowed_peers: ["%v"]
-  heartbeat_interval: 5s
-  t1: 1s
-  n1: 3
-interfaces:
-  - {device: %s, role: n3, addresses: [%v]}
-  - {device: %s, role: n6}
-ue_pools: [%v]
-teids: {first: 256, last: 65535}
-cores: [%d]
-sessions: %d
-`, metricsAddr, n4Addr, n4Addr.Addr(), topo.GNBN3Addr.Masked(), topo.N3If, n4Addr.Addr(), topo.N6If, UEPool, cpu, sessions)
-}
-
 // buildUPF builds upf into dir, from the working tree or from a git
 // revision, and describes what it built.
 func buildUPF(ctx context.Context, dir, rev string) (path, source string, err error) {

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,16 +21,6 @@ import (
 	"github.com/sluice-net/sluice/testbed/gnb"
 	"github.com/sluice-net/sluice/testbed/smf"
 	"github.com/sluice-net/sluice/testbed/topo"
-)
-
-// Addresses of the testbed (from testbed/topo).
-var (
-	UPFN3   = topo.UPFN3Addr.Addr()
-	GNBN3   = topo.GNBN3Addr.Addr()
-	UPFN6   = topo.UPFN6Addr.Addr()
-	DNAddr  = topo.DNN6Addr.Addr()
-	N4      = netip.AddrPortFrom(UPFN3, 8805)
-	Metrics = netip.AddrPortFrom(UPFN3, 9100)
 )
 
 // Options configure a Bed.
@@ -113,7 +102,7 @@ func Up(ctx context.Context, o Options) (_ *Bed, err error) {
 	}
 
 	b.cfg = filepath.Join(b.dir, "upf.yaml")
-	if err := os.WriteFile(b.cfg, []byte(upfConfig(o.Workers)), 0o644); err != nil {
+	if err := os.WriteFile(b.cfg, TestbedUPFConfig(o.Workers).YAML(), 0o644); err != nil {
 		return nil, err
 	}
 	if err := b.Topo.Do(topo.GNB, func() error {
@@ -170,33 +159,6 @@ func (b *Bed) StartUPF(ctx context.Context) error {
 	}
 	b.logf("PFCP association set up with %v", N4)
 	return nil
-}
-
-// upfConfig is the upf configuration for the testbed: workers on the last
-// CPUs, so a generator or the kernel can have the others.
-func upfConfig(workers int) string {
-	var cores []string
-	for i := 0; i < workers; i++ {
-		cores = append(cores, strconv.Itoa((runtime.NumCPU()-1-i+runtime.NumCPU())%runtime.NumCPU()))
-	}
-	return fmt.Sprintf(`log_level: info
-metrics: %v
-n4:
-  addresses: ["%v"]
-  node_id: %v
-  allowed_peers: ["%v"]
-  heartbeat_interval: 5s
-  t1: 1s
-  n1: 3
-  report_interval: 200ms
-interfaces:
-  - {device: %s, role: n3, addresses: [%v]}
-  - {device: %s, role: n6}
-ue_pools: [%v]
-teids: {first: 256, last: 65535}
-cores: [%s]
-sessions: 1024
-`, Metrics, N4, UPFN3, topo.GNBN3Addr.Masked(), topo.N3If, UPFN3, topo.N6If, topo.DefaultUEPool, strings.Join(cores, ", "))
 }
 
 // Build compiles the upf binary to path.
