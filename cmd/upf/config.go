@@ -52,7 +52,8 @@ type Interface struct {
 	Role string `yaml:"role"`
 	// Addresses are Sluice's GTP-U addresses on an n3/n9 interface.
 	Addresses []string `yaml:"addresses"`
-	// Queues is the number of queues to serve; 0: one per worker.
+	// Queues is the number of queues to serve: 0 or the number of cores,
+	// one per worker.
 	Queues int `yaml:"queues"`
 }
 
@@ -238,8 +239,8 @@ func (c Config) validate() (*parsed, error) {
 		seen[cpu] = true
 	}
 	for i, in := range c.Interfaces {
-		if in.Queues != 0 && in.Queues < len(c.Cores) {
-			return nil, bad(fmt.Sprintf("interfaces[%d].queues", i), "%d queues cannot serve %d workers: each worker needs a queue of every interface", in.Queues, len(c.Cores))
+		if in.Queues != 0 && in.Queues != len(c.Cores) {
+			return nil, bad(fmt.Sprintf("interfaces[%d].queues", i), "%d queues for %d workers: each worker serves one queue of every interface, so give as many cores as queues", in.Queues, len(c.Cores))
 		}
 	}
 	if c.Sessions < 0 {

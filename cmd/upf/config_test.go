@@ -36,6 +36,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"t1: 3s", "t1: soon", "not a duration"},
 		{"sessions: 100000", "sesions: 100000", "field sesions not found"},
 		{"  - device: n6\n    role: n6\n", "", "exactly one n3 and one n6"},
+		{"    role: n6\n", "    role: n6\n    queues: 4\n", "interfaces[1].queues"},
 	}
 	for _, c := range cases {
 		in := strings.Replace(string(base), c.from, c.to, 1)

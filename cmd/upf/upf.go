@@ -57,14 +57,28 @@ func start(cfg *parsed, log *slog.Logger) (_ *upf, err error) {
 		if in.Role == "n6" {
 			role, addrs, pools = afxdp.RoleN6, nil, cfg.pools
 		}
-		queues := make([]int, max(in.Queues, nw))
+		queues := make([]int, nw)
 		for q := range queues {
 			queues[q] = q
 		}
-		p, err := afxdp.Open(afxdp.Config{
+		pc := afxdp.Config{
 			Interface: in.Device, Queues: queues, Role: role, N3Addrs: addrs, UEPools: pools,
 			HugePages: cfg.cfg.HugePages, XDPMode: mode, Logger: log.With("port", in.Device),
-		})
+		}
+		// Worker w serves queue w of every port, so the queues w of all
+		// ports share one UMEM, the first port's: a packet leaves by
+		// another port than it came in without being copied.
+		if i == 0 {
+			pc.NumFrames = afxdp.DefaultNumFrames * len(cfg.ifaces)
+		} else {
+			pc.ShareUMEM = u.ports[0]
+		}
+		p, err := afxdp.Open(pc)
+		if err != nil && pc.ShareUMEM != nil {
+			log.Warn("cannot share the UMEM of the first port, using one of its own", "device", in.Device, "err", err)
+			pc.ShareUMEM = nil
+			p, err = afxdp.Open(pc)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("open interfaces[%d] (%s): %w", i, in.Device, err)
 		}
@@ -188,8 +202,8 @@ func (u *upf) stop() {
 	u.cancel()
 	u.wg.Wait()
 	var errs []error
-	for _, p := range u.ports {
-		errs = append(errs, p.Close())
+	for i := len(u.ports) - 1; i >= 0; i-- { // ports on the first port's UMEM first
+		errs = append(errs, u.ports[i].Close())
 	}
 	if err := errors.Join(errs...); err != nil {
 		u.log.Error("closing ports", "err", err)

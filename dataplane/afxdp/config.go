@@ -137,6 +137,16 @@ type Config struct {
 	// prefixes) per address family the program steers (default 1024).
 	MaxPrefixes int
 
+	// ShareUMEM, if set, binds the port's sockets to the UMEMs of another
+	// open port (queue q to its queue q, XDP_SHARED_UMEM), in that port's
+	// mode, copy or zero-copy. A worker that serves queue q of both ports
+	// then forwards between them without copying the packet. FrameSize,
+	// NumFrames, HugePages and ZeroCopy are that port's; it must serve as
+	// many queues as this port and stay open while this port is. The
+	// UMEM's frames are shared by its sockets: give that port NumFrames
+	// for all of them.
+	ShareUMEM *Port
+
 	// Logger receives the port's log lines; nil means slog.Default().
 	Logger *slog.Logger
 }

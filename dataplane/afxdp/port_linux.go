@@ -72,6 +72,9 @@ func open(cfg Config) (_ *Port, err error) {
 		return nil, err
 	}
 	log := cfg.Logger
+	if b := cfg.ShareUMEM; b != nil && len(b.queues) > 0 {
+		cfg.FrameSize, cfg.NumFrames = int(b.queues[0].frameSize), len(b.queues[0].fs.a)
+	}
 	ifi, err := net.InterfaceByName(cfg.Interface)
 	if err != nil {
 		return nil, fmt.Errorf("opening AF_XDP port: %w", err)
@@ -93,6 +96,14 @@ func open(cfg Config) (_ *Port, err error) {
 	}
 	if len(queueIDs) > 0xffff {
 		return nil, fmt.Errorf("%w: %d queues", ErrConfig, len(queueIDs))
+	}
+	if b := cfg.ShareUMEM; b != nil {
+		b.mu.Lock()
+		closed := b.closed
+		b.mu.Unlock()
+		if closed || len(b.queues) != len(queueIDs) {
+			return nil, fmt.Errorf("%w: sharing the UMEMs of %s (closed %v) with %d queues for %d", ErrConfig, b.name, closed, len(b.queues), len(queueIDs))
+		}
 	}
 
 	p := &Port{
@@ -159,13 +170,17 @@ func open(cfg Config) (_ *Port, err error) {
 	}
 	log.Info("afxdp: port open", "interface", p.name, "role", p.role, "queues", queueIDs,
 		"xdp", p.mode, "zerocopy_queues", zc, "frame_size", cfg.FrameSize, "frames", cfg.NumFrames,
-		"huge_pages", len(p.queues) > 0 && p.queues[0].umem.huge, "tx_budget", p.queues[0].sock.txBudget)
+		"huge_pages", len(p.queues) > 0 && p.queues[0].umem.huge, "tx_budget", p.queues[0].sock.txBudget,
+		"umem_of", umemOf(cfg.ShareUMEM, p.name))
 	return p, nil
 }
 
 // openQueue maps a UMEM for queue index q (interface queue id) and binds
 // its socket, zero-copy as the policy allows.
 func (p *Port) openQueue(cfg *Config, q uint16, id int) (_ *portQueue, err error) {
+	if cfg.ShareUMEM != nil {
+		return p.openSharedQueue(cfg, q, id, cfg.ShareUMEM.queues[q])
+	}
 	mem, err := mapUMEM(cfg.NumFrames*cfg.FrameSize, cfg.HugePages, p.log)
 	if err != nil {
 		return nil, err
@@ -198,6 +213,24 @@ func (p *Port) openQueue(cfg *Config, q uint16, id int) (_ *portQueue, err error
 	}
 	pq := &portQueue{id: id, sock: s, umem: mem}
 	pq.init(mem.mem, cfg.FrameSize, cfg.NumFrames, s.fill, s.comp, s.rx, s.tx, q, p, s)
+	return pq, nil
+}
+
+// openSharedQueue binds a socket for queue index q (interface queue id) to
+// the UMEM of base, another port's queue.
+func (p *Port) openSharedQueue(cfg *Config, q uint16, id int, base *portQueue) (*portQueue, error) {
+	s, err := p.openSocket(socketConfig{
+		ifindex:   p.ifindex,
+		queueID:   id,
+		frameSize: int(base.frameSize),
+		ringSize:  cfg.RingSize,
+		shareFD:   base.sock.fd,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("binding to the UMEM of %s queue %d: %w", cfg.ShareUMEM.name, base.id, err)
+	}
+	pq := &portQueue{id: id, sock: s}
+	pq.initShared(&base.xsk, s.fill, s.comp, s.rx, s.tx, q, p, s)
 	return pq, nil
 }
 
@@ -283,6 +316,7 @@ func (p *Port) close() error {
 		}
 	}
 	for _, q := range p.queues {
+		q.leave()
 		errs = append(errs, q.sock.close(), q.umem.unmap())
 	}
 	p.queues = nil
@@ -444,4 +478,12 @@ func (p *Port) Unsteer(dst netip.Prefix) error {
 		return fmt.Errorf("unsteering %v: %w", dst, err)
 	}
 	return nil
+}
+
+// umemOf names the port whose UMEMs a port uses.
+func umemOf(share *Port, own string) string {
+	if share != nil {
+		return share.name
+	}
+	return own
 }

@@ -33,6 +33,9 @@ type socketConfig struct {
 	frameSize int
 	ringSize  int
 	zeroCopy  bool // bind with XDP_ZEROCOPY, else XDP_COPY
+	// shareFD, if positive, is a socket whose UMEM (umem) this socket
+	// binds to with XDP_SHARED_UMEM, in that socket's mode.
+	shareFD int
 }
 
 // copyTxBudget is how many frames a copy-mode kick transmits unless the
@@ -70,14 +73,16 @@ func openSocket(c socketConfig) (_ *socket, err error) {
 		}
 	}()
 
-	reg := unix.XDPUmemReg{
-		Addr:     uint64(uintptr(unsafe.Pointer(&c.umem[0]))),
-		Len:      uint64(len(c.umem)),
-		Size:     uint32(c.frameSize),
-		Headroom: dataplane.Headroom,
-	}
-	if err := setsockopt(fd, unix.XDP_UMEM_REG, unsafe.Pointer(&reg), unsafe.Sizeof(reg)); err != nil {
-		return nil, fmt.Errorf("registering UMEM: %w", err)
+	if c.shareFD <= 0 {
+		reg := unix.XDPUmemReg{
+			Addr:     uint64(uintptr(unsafe.Pointer(&c.umem[0]))),
+			Len:      uint64(len(c.umem)),
+			Size:     uint32(c.frameSize),
+			Headroom: dataplane.Headroom,
+		}
+		if err := setsockopt(fd, unix.XDP_UMEM_REG, unsafe.Pointer(&reg), unsafe.Sizeof(reg)); err != nil {
+			return nil, fmt.Errorf("registering UMEM: %w", err)
+		}
 	}
 	for _, opt := range []int{unix.XDP_UMEM_FILL_RING, unix.XDP_UMEM_COMPLETION_RING, unix.XDP_RX_RING, unix.XDP_TX_RING} {
 		if err := unix.SetsockoptInt(fd, unix.SOL_XDP, opt, c.ringSize); err != nil {
@@ -114,6 +119,11 @@ func openSocket(c socketConfig) (_ *socket, err error) {
 		flags = unix.XDP_USE_NEED_WAKEUP | unix.XDP_ZEROCOPY
 	}
 	sa := unix.SockaddrXDP{Flags: flags, Ifindex: uint32(c.ifindex), QueueID: uint32(c.queueID)}
+	if c.shareFD > 0 {
+		// A socket on another's UMEM takes that socket's mode and
+		// wakeup flag; the kernel refuses flags of its own.
+		sa.Flags, sa.SharedUmemFD = unix.XDP_SHARED_UMEM, uint32(c.shareFD)
+	}
 	if err := unix.Bind(fd, &sa); err != nil {
 		return nil, fmt.Errorf("binding XDP socket to queue %d: %w", c.queueID, err)
 	}

@@ -36,14 +36,18 @@ type counters struct {
 	invalid   atomic.Uint64
 }
 
-// xsk is the frame management of one XDP socket: its UMEM, its four rings
-// and a stack of free frames. Every UMEM frame is in exactly one place: on
-// the free stack, in the fill or rx ring (rxInKernel), held by a stage of
-// the pipeline (after receive, until transmit or free), or in the tx or
-// completion ring (txInKernel).
+// xsk is the frame management of one XDP socket: its four rings and the
+// UMEM's stack of free frames. Every UMEM frame is in exactly one place: on
+// the free stack, in the fill or rx ring of a socket (its rxInKernel), held
+// by a stage of the pipeline (after receive, until transmit or free), or in
+// the tx or completion ring of a socket (its txInKernel).
 //
-// All methods but stats are called by the worker that owns the queue; an
-// xsk is not safe for concurrent use.
+// Sockets of one worker may share a UMEM (XDP_SHARED_UMEM): then they share
+// the free stack, and a frame received on one is transmitted on another in
+// place, without a copy.
+//
+// All methods but stats are called by the worker that owns the queue (and
+// every queue sharing its UMEM); an xsk is not safe for concurrent use.
 type xsk struct {
 	fill ring[uint64] // produced by Sluice: free frames for the kernel to fill
 	comp ring[uint64] // consumed by Sluice: transmitted frames coming back
@@ -52,9 +56,7 @@ type xsk struct {
 
 	umem      []byte
 	frameSize uint64 // power of two
-
-	free  []uint64 // stack of free frame addresses; len is the UMEM's frame count
-	nfree int
+	fs        *freeStack
 
 	fillMax    uint32 // most frames lent to the kernel for receiving
 	rxInKernel uint32 // frames in the fill or rx ring
@@ -67,27 +69,93 @@ type xsk struct {
 	c counters
 }
 
+// freeStack is a UMEM's free frames, and the sockets on the UMEM.
+type freeStack struct {
+	a       []uint64 // frame addresses; len is the UMEM's frame count
+	n       int
+	members []*xsk
+}
+
 // init sets up the frame management for a socket whose rings and UMEM are
 // set up, and lends the kernel its first frames for receiving. Half the
 // frames at most are lent for receiving, so that the other half is there
-// for transmitting copies.
+// for transmitting.
 func (x *xsk) init(umem []byte, frameSize, numFrames int, fill, comp ring[uint64], rx, tx ring[desc],
 	queue uint16, owner dataplane.FrameOwner, sys kernelOps) {
-	x.fill, x.comp, x.rx, x.tx = fill, comp, rx, tx
 	x.umem = umem
 	x.frameSize = uint64(frameSize)
-	x.free = make([]uint64, numFrames)
-	x.fillMax = min(fill.size(), uint32(numFrames/2))
-	x.queue = queue
-	x.owner = owner
-	x.sys = sys
+	x.fs = &freeStack{a: make([]uint64, numFrames)}
 	// Highest address at the bottom, so the fill ring gets the first
 	// frames of the UMEM.
-	for i := range x.free {
-		x.free[i] = uint64(numFrames-1-i) * x.frameSize
+	for i := range x.fs.a {
+		x.fs.a[i] = uint64(numFrames-1-i) * x.frameSize
 	}
-	x.nfree = numFrames
+	x.fs.n = numFrames
+	x.join(fill, comp, rx, tx, queue, owner, sys)
+}
+
+// initShared sets up the frame management for a socket bound to the UMEM of
+// another socket's, base's, and lends the kernel its first frames. The
+// sockets split half the frames between them for receiving.
+func (x *xsk) initShared(base *xsk, fill, comp ring[uint64], rx, tx ring[desc],
+	queue uint16, owner dataplane.FrameOwner, sys kernelOps) {
+	x.umem, x.frameSize, x.fs = base.umem, base.frameSize, base.fs
+	x.join(fill, comp, rx, tx, queue, owner, sys)
+}
+
+func (x *xsk) join(fill, comp ring[uint64], rx, tx ring[desc], queue uint16, owner dataplane.FrameOwner, sys kernelOps) {
+	x.fill, x.comp, x.rx, x.tx = fill, comp, rx, tx
+	x.queue, x.owner, x.sys = queue, owner, sys
+	x.fs.members = append(x.fs.members, x)
+	x.fs.split()
 	x.refill()
+}
+
+// leave takes a socket that is closing off its UMEM's list, and gives the
+// others its share of the fill rings. The frames it holds are not
+// recovered: a port that leaves a UMEM it shares (fails to open, or closes
+// before the port that owns the UMEM) leaves the others fewer frames.
+func (x *xsk) leave() {
+	ms := x.fs.members
+	for i, m := range ms {
+		if m == x {
+			x.fs.members = append(ms[:i:i], ms[i+1:]...)
+			break
+		}
+	}
+	x.fs.split()
+}
+
+// split shares half the frames among the members' fill rings.
+func (fs *freeStack) split() {
+	if len(fs.members) == 0 {
+		return
+	}
+	share := uint32(len(fs.a) / (2 * len(fs.members)))
+	for _, m := range fs.members {
+		m.fillMax = min(m.fill.size(), share)
+	}
+}
+
+// local reports whether f is a frame of this socket's UMEM.
+func (x *xsk) local(f *dataplane.Frame) bool {
+	if f.Owner == x.owner && f.Queue == x.queue {
+		return true
+	}
+	for _, m := range x.fs.members {
+		if f.Owner == m.owner && f.Queue == m.queue {
+			return true
+		}
+	}
+	return false
+}
+
+// fillRoom returns how many more frames the fill ring may take.
+func (x *xsk) fillRoom() uint32 {
+	if x.rxInKernel >= x.fillMax {
+		return 0
+	}
+	return x.fillMax - x.rxInKernel
 }
 
 // receive moves up to len(frames) received packets into frames, lends the
@@ -96,7 +164,7 @@ func (x *xsk) receive(frames []dataplane.Frame) int {
 	// Transmit reaps the completion ring; here only when the free stack
 	// cannot make up the fill ring, since the ring's producer index is a
 	// cache line the kernel writes from another CPU.
-	if x.txInKernel > 0 && uint32(x.nfree) < x.fillMax-x.rxInKernel {
+	if x.txInKernel > 0 && uint32(x.fs.n) < x.fillRoom() {
 		x.reap()
 	}
 	n := x.rx.available(uint32(len(frames)))
@@ -133,14 +201,14 @@ func (x *xsk) receive(frames []dataplane.Frame) int {
 // refill lends the kernel free frames for receiving, up to fillMax, and
 // returns how many it lent.
 func (x *xsk) refill() uint32 {
-	want := min(x.fillMax-x.rxInKernel, uint32(x.nfree))
+	want := min(x.fillRoom(), uint32(x.fs.n))
 	if want == 0 {
 		return 0
 	}
 	k := x.fill.free(want)
 	for i := range k {
-		x.nfree--
-		*x.fill.prodEntry(i) = x.free[x.nfree]
+		x.fs.n--
+		*x.fill.prodEntry(i) = x.fs.a[x.fs.n]
 	}
 	if k > 0 {
 		x.fill.submit(k)
@@ -166,12 +234,12 @@ func (x *xsk) reap() {
 // push puts a frame on the free stack. A frame that is not one of this
 // UMEM's, or one too many (a double free), is counted and ignored.
 func (x *xsk) push(addr uint64) {
-	if addr&(x.frameSize-1) != 0 || addr >= uint64(len(x.umem)) || x.nfree == len(x.free) {
+	if addr&(x.frameSize-1) != 0 || addr >= uint64(len(x.umem)) || x.fs.n == len(x.fs.a) {
 		x.c.invalid.Add(1)
 		return
 	}
-	x.free[x.nfree] = addr
-	x.nfree++
+	x.fs.a[x.fs.n] = addr
+	x.fs.n++
 }
 
 // freeFrames takes frames of this queue back.
@@ -198,7 +266,7 @@ func (x *xsk) transmit(frames []dataplane.Frame) int {
 	for i := range frames {
 		f := &frames[i]
 		var addr uint64
-		if f.Owner == x.owner && f.Queue == x.queue {
+		if x.local(f) {
 			if sent == room {
 				x.push(f.Handle)
 				continue
@@ -214,12 +282,12 @@ func (x *xsk) transmit(frames []dataplane.Frame) int {
 			}
 			addr = f.Handle + uint64(f.Off)
 		} else {
-			if sent == room || x.nfree == 0 || f.Len <= 0 || f.Len > int(fs)-dataplane.Headroom {
+			if sent == room || x.fs.n == 0 || f.Len <= 0 || f.Len > int(fs)-dataplane.Headroom {
 				f.Owner.Free(frames[i : i+1])
 				continue
 			}
-			x.nfree--
-			addr = x.free[x.nfree] + dataplane.Headroom
+			x.fs.n--
+			addr = x.fs.a[x.fs.n] + dataplane.Headroom
 			copy(x.umem[addr:addr+uint64(f.Len)], f.Data())
 			f.Owner.Free(frames[i : i+1])
 			copied++

@@ -51,6 +51,14 @@ func (k *fakeKernel) newXSK(numFrames int, owner dataplane.FrameOwner) *xsk {
 	return x
 }
 
+// newSharedXSK returns Sluice's side of a second socket of the fake
+// kernel, k, bound to base's UMEM (which must be k's too).
+func (k *fakeKernel) newSharedXSK(base *xsk, owner dataplane.FrameOwner) *xsk {
+	x := new(xsk)
+	x.initShared(base, k.fillMem.prodSide(), k.compMem.consSide(), k.rxMem.consSide(), k.txMem.prodSide(), 5, owner, k)
+	return x
+}
+
 // deliver receives packets as the kernel does in copy mode: into the next
 // frames of the fill ring, behind the UMEM and XDP headroom. It returns how
 // many it could place.
@@ -110,12 +118,12 @@ func packet(i int) []byte { return []byte(fmt.Sprintf("packet %03d from the fake
 // kernel, each once.
 func checkFrames(t *testing.T, x *xsk, numFrames int) {
 	t.Helper()
-	if got := x.nfree + int(x.rxInKernel) + int(x.txInKernel); got != numFrames {
+	if got := x.fs.n + int(x.rxInKernel) + int(x.txInKernel); got != numFrames {
 		t.Fatalf("%d free + %d lent for rx + %d on tx = %d frames, want %d",
-			x.nfree, x.rxInKernel, x.txInKernel, got, numFrames)
+			x.fs.n, x.rxInKernel, x.txInKernel, got, numFrames)
 	}
 	seen := map[uint64]bool{}
-	for _, a := range x.free[:x.nfree] {
+	for _, a := range x.fs.a[:x.fs.n] {
 		if seen[a] || a%uint64(x.frameSize) != 0 || a >= uint64(len(x.umem)) {
 			t.Fatalf("free stack holds %#x twice or invalid", a)
 		}
@@ -161,8 +169,8 @@ func TestReceive(t *testing.T) {
 		}
 	}
 	// Ten frames were taken out of the kernel and ten lent again.
-	if x.rxInKernel != ringSize || x.nfree != numFrames-ringSize-10 {
-		t.Errorf("after receiving 10: %d lent for rx, %d free; want %d and %d", x.rxInKernel, x.nfree, ringSize, numFrames-ringSize-10)
+	if x.rxInKernel != ringSize || x.fs.n != numFrames-ringSize-10 {
+		t.Errorf("after receiving 10: %d lent for rx, %d free; want %d and %d", x.rxInKernel, x.fs.n, ringSize, numFrames-ringSize-10)
 	}
 	x.freeFrames(frames[:n])
 	checkFrames(t, x, numFrames)
@@ -241,8 +249,8 @@ func TestReceiveReapsWhenShort(t *testing.T) {
 		n := x.receive(frames[:])
 		sent += x.transmit(frames[:n])
 	}
-	if x.nfree != 0 || x.rxInKernel != 0 {
-		t.Fatalf("setup: %d frames free and %d lent for rx, want every frame on tx", x.nfree, x.rxInKernel)
+	if x.fs.n != 0 || x.rxInKernel != 0 {
+		t.Fatalf("setup: %d frames free and %d lent for rx, want every frame on tx", x.fs.n, x.rxInKernel)
 	}
 	k.transmit()
 	if n := x.receive(frames[:]); n != 0 {
@@ -255,6 +263,69 @@ func TestReceiveReapsWhenShort(t *testing.T) {
 	if sent != numFrames {
 		t.Errorf("sent %d frames, want %d", sent, numFrames)
 	}
+}
+
+// TestSharedUMEM forwards between two sockets on one UMEM (as a worker
+// does between its N3 and N6 queues): frames received on one are sent by
+// the other in place, and come back to the shared free stack.
+func TestSharedUMEM(t *testing.T) {
+	const numFrames = 32
+	k1 := newFakeKernel(2048, numFrames, 16)
+	k2 := newFakeKernel(2048, 0, 16)
+	k2.umem = k1.umem
+	x1 := k1.newXSK(numFrames, &fakeOwner{})
+	if x1.fillMax != 16 || x1.rxInKernel != 16 {
+		t.Fatalf("alone: fillMax %d, %d lent for rx; want 16 and 16", x1.fillMax, x1.rxInKernel)
+	}
+	x2 := k2.newSharedXSK(x1, &fakeOwner{})
+	if x1.fillMax != 8 || x2.fillMax != 8 || x2.rxInKernel != 8 {
+		t.Fatalf("shared: fillMax %d and %d, %d lent for rx by the second; want 8, 8 and 8", x1.fillMax, x2.fillMax, x2.rxInKernel)
+	}
+	all := func() int {
+		return x1.fs.n + int(x1.rxInKernel+x1.txInKernel+x2.rxInKernel+x2.txInKernel)
+	}
+	if got := all(); got != numFrames {
+		t.Fatalf("%d frames accounted for, want %d", got, numFrames)
+	}
+
+	var frames [dataplane.BurstSize]dataplane.Frame
+	for round := range 4 {
+		k1.deliver(packet(round), packet(round+10))
+		n := x1.receive(frames[:])
+		if n != 2 {
+			t.Fatalf("round %d: received %d frames, want 2", round, n)
+		}
+		if sent := x2.transmit(frames[:n]); sent != 2 {
+			t.Fatalf("round %d: transmit queued %d of 2", round, sent)
+		}
+		k2.transmit()
+		for i := range n {
+			j := len(k2.sent) - n + i
+			if k2.sentAddr[j] != frames[i].Handle+uint64(frames[i].Off) {
+				t.Errorf("round %d: sent from %#x, want in place at %#x", round, k2.sentAddr[j], frames[i].Handle+uint64(frames[i].Off))
+			}
+		}
+		if got := all(); got != numFrames {
+			t.Fatalf("round %d: %d frames accounted for, want %d", round, got, numFrames)
+		}
+	}
+	if c := x2.c.txCopied.Load(); c != 0 {
+		t.Errorf("%d frames copied between sockets of one UMEM", c)
+	}
+	if string(k2.sent[7]) != string(packet(13)) {
+		t.Errorf("last frame sent %q, want %q", k2.sent[7], packet(13))
+	}
+	// The completions go back to the shared stack, and from there to
+	// either fill ring.
+	x2.transmit(frames[:0])
+	if x2.txInKernel != 0 {
+		t.Errorf("%d frames still on tx after completion", x2.txInKernel)
+	}
+	x1.receive(frames[:])
+	if x1.rxInKernel != x1.fillMax {
+		t.Errorf("first socket has %d frames lent for rx, want %d", x1.rxInKernel, x1.fillMax)
+	}
+	checkFrames(t, x1, numFrames-int(x2.rxInKernel))
 }
 
 // TestTransmitCopies sends frames of another owner: they are copied into
