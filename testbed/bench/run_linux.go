@@ -12,6 +12,7 @@ import (
 
 	"github.com/sluice-net/sluice/gtpu"
 	"github.com/sluice-net/sluice/testbed/e2e"
+	"github.com/sluice-net/sluice/testbed/smf"
 	"github.com/sluice-net/sluice/testbed/topo"
 	"github.com/sluice-net/sluice/testbed/trafgen"
 )
@@ -190,9 +191,7 @@ func (r *runner) ceilingPhase(ctx context.Context, n int) (err error) {
 		// Stopped (or failed to start), testpmd must have taken its XDP
 		// programs with it; it leaves its runtime files behind.
 		if p != nil {
-			if serr := p.stop(); serr != nil {
-				err = errors.Join(err, fmt.Errorf("%w\n%s", serr, p.log.tail(20)))
-			}
+			err = errors.Join(err, p.Stop())
 		}
 		if xerr := detachLeftoverXDP(r.tp, "testpmd"); xerr != nil {
 			err = errors.Join(err, xerr)
@@ -208,8 +207,8 @@ func (r *runner) ceilingPhase(ctx context.Context, n int) (err error) {
 		if err := r.direction(ctx, AFXDPIO, d, n, p); err != nil {
 			return err
 		}
-		if p.exited() {
-			return fmt.Errorf("testpmd exited (%v):\n%s", p.err, p.log.tail(20))
+		if err := p.Exited(); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -226,23 +225,24 @@ func (r *runner) sluicePhase(ctx context.Context, n int) (err error) {
 	if err := os.WriteFile(cfg, e2e.UPFConfig{Cores: []int{r.o.DUTCPU}, Sessions: n, UEPool: UEPool}.YAML(), 0o644); err != nil {
 		return err
 	}
-	u, err := startUPF(r.tp, r.upf, cfg, r.o.DUTCPU)
+	u, err := e2e.LaunchUPF(r.tp, r.upf, cfg, r.o.DUTCPU)
 	if err != nil {
 		return err
 	}
 	defer func() {
-		if serr := u.stop(); serr != nil {
-			err = errors.Join(err, fmt.Errorf("%w\n%s", serr, u.log.tail(20)))
-		}
+		err = errors.Join(err, u.Stop())
 		if xerr := detachLeftoverXDP(r.tp, "upf"); xerr != nil {
 			err = errors.Join(err, xerr)
 		}
 	}()
-	c, err := associate(ctx, r.tp, u)
+	c, err := e2e.OpenSMF(r.tp, smf.Options{T1: 2 * time.Second, N1: 3})
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	if err := e2e.Associate(ctx, c, u, 15*time.Second); err != nil {
+		return err
+	}
 
 	start := time.Now()
 	plan := sessionPlan{
@@ -250,7 +250,7 @@ func (r *runner) sluicePhase(ctx context.Context, n int) (err error) {
 		ULTEID: r.o.ULTEIDBase, DLTEID: r.o.DLTEIDBase, QFI: r.o.QFI, UE: r.tp.UEAddr,
 	}
 	if err := establishAll(ctx, c, plan, n, establishInflight); err != nil {
-		return fmt.Errorf("%w\n%s", err, u.log.tail(10))
+		return fmt.Errorf("%w\n%s", err, u.Tail(10))
 	}
 	el := time.Since(start)
 	r.logf("established %d sessions in %v (%.0f/s)", n, el.Round(time.Millisecond), float64(n)/el.Seconds())
@@ -267,12 +267,12 @@ func (r *runner) sluicePhase(ctx context.Context, n int) (err error) {
 		if err := sleepCtx(ctx, 2*time.Second); err != nil {
 			return err
 		}
-		s0 := takeSample(u.pid())
+		s0 := takeSample(u.Pid())
 		if err := sleepCtx(ctx, r.o.IdleWindow); err != nil {
 			return err
 		}
-		s1 := takeSample(u.pid())
-		idle := Idle{Sessions: n, Window: s1.at.Sub(s0.at).Seconds(), CPUPercent: 100 * tasksUse(s0, s1, u.pid()), Target: TargetIdlePercent}
+		s1 := takeSample(u.Pid())
+		idle := Idle{Sessions: n, Window: s1.at.Sub(s0.at).Seconds(), CPUPercent: 100 * tasksUse(s0, s1, u.Pid()), Target: TargetIdlePercent}
 		r.res.Idle = append(r.res.Idle, idle)
 		r.logf("idle upf with %d sessions: %.2f %% of one core over %.1f s", n, idle.CPUPercent, idle.Window)
 	}
@@ -281,8 +281,8 @@ func (r *runner) sluicePhase(ctx context.Context, n int) (err error) {
 		if err := r.direction(ctx, Sluice, d, n, u); err != nil {
 			return err
 		}
-		if u.exited() {
-			return fmt.Errorf("upf exited (%v):\n%s", u.err, u.log.tail(20))
+		if err := u.Exited(); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -290,7 +290,7 @@ func (r *runner) sluicePhase(ctx context.Context, n int) (err error) {
 
 // direction measures every size of one direction on one system; u is
 // the system's running process (upf, testpmd), nil for the kernel.
-func (r *runner) direction(ctx context.Context, s System, d Direction, n int, u *proc) error {
+func (r *runner) direction(ctx context.Context, s System, d Direction, n int, u *e2e.Process) error {
 	sink, err := trafgen.NewSink(r.sinkConfig(s, d))
 	if err != nil {
 		return err
@@ -372,7 +372,7 @@ func (r *runner) place() (placement, error) {
 
 // point measures one case on one system: a warm-up run, then the
 // repeats. u is the system's running process, nil for the kernel.
-func (r *runner) point(ctx context.Context, s System, d Direction, size, n int, sink *trafgen.Sink, u *proc) (*Point, error) {
+func (r *runner) point(ctx context.Context, s System, d Direction, size, n int, sink *trafgen.Sink, u *e2e.Process) (*Point, error) {
 	spec := r.spec(s, d, size, n)
 	p := &Point{FrameLen: spec.FrameLen()}
 	pl, err := r.place()
@@ -402,7 +402,7 @@ func (r *runner) point(ctx context.Context, s System, d Direction, size, n int, 
 	}
 	pids := append(append([]int{}, pl.dut...), pl.sink...)
 	if u != nil {
-		pids = append(pids, u.pid())
+		pids = append(pids, u.Pid())
 	}
 	// A run that other work disturbs (DUTCPU busy with something else)
 	// is kept but repeated, up to as many times again as there are
@@ -445,7 +445,7 @@ func procName(s System) string {
 }
 
 // trial is one measured run of a point.
-func (r *runner) trial(ctx context.Context, s System, g *trafgen.Generator, run trafgen.RunOptions, sink *trafgen.Sink, pids []int, pl placement, u *proc) (Trial, error) {
+func (r *runner) trial(ctx context.Context, s System, g *trafgen.Generator, run trafgen.RunOptions, sink *trafgen.Sink, pids []int, pl placement, u *e2e.Process) (Trial, error) {
 	var x Trial
 	var m0 map[string]float64
 	var err error
@@ -484,14 +484,14 @@ func (r *runner) trial(ctx context.Context, s System, g *trafgen.Generator, run 
 	x.CPU.SinkNAPI = tasksUse(s0, s1, pl.sink...)
 	switch s {
 	case Sluice:
-		x.CPU.UPF = tasksUse(s0, s1, u.pid())
+		x.CPU.UPF = tasksUse(s0, s1, u.Pid())
 		m1, err := scrape(r.tp)
 		if err != nil {
 			return x, err
 		}
 		x.Counters = counterDeltas(m0, m1)
 	case AFXDPIO:
-		x.CPU.TestPMD = tasksUse(s0, s1, u.pid())
+		x.CPU.TestPMD = tasksUse(s0, s1, u.Pid())
 	}
 	x.CPU.DUTOther = max(0, x.CPU.DUTBusy-x.CPU.DUTNAPI-x.CPU.UPF-x.CPU.TestPMD)
 	x.Foreign, x.CPU.DUTForeign = othersOn(s0, s1, r.o.DUTCPU, pids, 0.01)
@@ -539,16 +539,16 @@ func (r *runner) waitQuiet(ctx context.Context, pids []int) error {
 
 // diagnose returns what the system's process says (upf: about its
 // drops), for an error message.
-func (r *runner) diagnose(s System, u *proc) string {
+func (r *runner) diagnose(s System, u *e2e.Process) string {
 	if u == nil {
 		return ""
 	}
 	if s != Sluice {
-		return "; " + u.name + " says:\n" + u.log.tail(20)
+		return "; " + u.Name() + " says:\n" + u.Tail(20)
 	}
 	m, err := scrape(r.tp)
 	if err != nil {
-		return fmt.Sprintf("; %v\n%s", err, u.log.tail(10))
+		return fmt.Sprintf("; %v\n%s", err, u.Tail(10))
 	}
 	out := "; upf counters:"
 	for k, v := range m {
@@ -556,7 +556,7 @@ func (r *runner) diagnose(s System, u *proc) string {
 			out += fmt.Sprintf("\n  %s %v", k, v)
 		}
 	}
-	return out + "\n" + u.log.tail(10)
+	return out + "\n" + u.Tail(10)
 }
 
 // sleepCtx sleeps for d or until ctx ends.

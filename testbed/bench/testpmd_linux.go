@@ -13,6 +13,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/sluice-net/sluice/testbed/e2e"
 	"github.com/sluice-net/sluice/testbed/topo"
 )
 
@@ -58,36 +59,40 @@ func testPMDArgs(cpu int, filePrefix string, busyPoll bool) []string {
 // startTestPMD starts testpmd in the upf namespace on cpu and waits until
 // it forwards: until it says so and its XDP programs are attached to N3
 // and N6. On error nothing of it is left running.
-func startTestPMD(ctx context.Context, t *topo.Topology, bin string, cpu int, filePrefix string, busyPoll bool) (*proc, error) {
+func startTestPMD(ctx context.Context, t *topo.Topology, bin string, cpu int, filePrefix string, busyPoll bool) (*e2e.Process, error) {
 	// taskset and stdbuf exec in turn, so the process keeps its PID;
 	// stdbuf makes testpmd's standard output, a pipe, line-buffered, or
-	// its readiness would sit in a buffer.
-	args := append([]string{"-c", strconv.Itoa(cpu), "stdbuf", "-oL", bin}, testPMDArgs(cpu, filePrefix, busyPoll)...)
-	// testpmd runs until its standard input closes or SIGINT; the pipe
-	// startProc holds keeps it running.
-	p, err := startProc("testpmd", syscall.SIGINT, t.Exec(topo.UPF, "taskset", args...), true)
+	// its readiness would sit in a buffer. testpmd runs until its
+	// standard input closes or SIGINT, after which it cleans up and
+	// raises SIGINT again.
+	p, err := e2e.StartProcess(t, e2e.ProcessSpec{
+		Name: "testpmd", NS: topo.UPF, CPUs: []int{cpu},
+		Args:   append([]string{"stdbuf", "-oL", bin}, testPMDArgs(cpu, filePrefix, busyPoll)...),
+		Signal: syscall.SIGINT, SignalIsClean: true, Stdin: true,
+	})
 	if err != nil {
 		return nil, err
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		if strings.Contains(p.log.String(), testPMDReady) {
+		if strings.Contains(p.Log(), testPMDReady) {
 			attached, err := xdpAttached(t)
 			if err != nil {
-				return nil, errors.Join(err, p.stop())
+				return nil, errors.Join(err, p.Stop())
 			}
 			if attached {
 				return p, nil
 			}
 		}
-		if p.exited() {
-			return nil, fmt.Errorf("testpmd exited while starting (%v):\n%s", p.err, p.log.tail(20))
+		if err := p.Exited(); err != nil {
+			_ = p.Stop() // closes its input
+			return nil, fmt.Errorf("start testpmd: %w", err)
 		}
 		if err := ctx.Err(); err != nil {
-			return nil, errors.Join(err, p.stop())
+			return nil, errors.Join(err, p.Stop())
 		}
 		if time.Now().After(deadline) {
-			return nil, errors.Join(fmt.Errorf("testpmd not forwarding 20 s after starting:\n%s", p.log.tail(20)), p.stop())
+			return nil, errors.Join(fmt.Errorf("testpmd not forwarding 20 s after starting:\n%s", p.Tail(20)), p.Stop())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

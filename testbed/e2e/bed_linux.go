@@ -14,8 +14,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/sluice-net/sluice/testbed/gnb"
@@ -44,11 +42,9 @@ type Bed struct {
 
 	opts    Options
 	dir     string
-	cfg     string // the upf configuration file
-	upf     *exec.Cmd
-	upfLog  *lockedBuffer
-	upfDone chan struct{} // closed when the upf process has exited
-	upfErr  error         // its exit error, once upfDone is closed
+	cfg     string   // the upf configuration file
+	upf     *Process // the running upf, or the last one
+	upfPast string   // the output of the upfs before it
 	closers []func()
 }
 
@@ -61,7 +57,7 @@ func Up(ctx context.Context, o Options) (_ *Bed, err error) {
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
-	b := &Bed{opts: o, upfLog: &lockedBuffer{}}
+	b := &Bed{opts: o}
 	defer func() {
 		if err != nil {
 			b.Close()
@@ -105,12 +101,9 @@ func Up(ctx context.Context, o Options) (_ *Bed, err error) {
 	if err := os.WriteFile(b.cfg, TestbedUPFConfig(o.Workers).YAML(), 0o644); err != nil {
 		return nil, err
 	}
-	if err := b.Topo.Do(topo.GNB, func() error {
-		var err error
-		b.SMF, err = smf.New(smf.Options{Local: netip.AddrPortFrom(GNBN3, 0), UPF: N4, T1: 500 * time.Millisecond, N1: 2})
-		return err
-	}); err != nil {
-		return nil, fmt.Errorf("open the SMF's N4 socket: %w", err)
+	b.SMF, err = OpenSMF(b.Topo, smf.Options{T1: 500 * time.Millisecond, N1: 2})
+	if err != nil {
+		return nil, err
 	}
 	b.closers = append(b.closers, func() { _ = b.SMF.Close() })
 	b.closers = append(b.closers, b.stopUPF)
@@ -130,32 +123,16 @@ func Up(ctx context.Context, o Options) (_ *Bed, err error) {
 // SMF with it.
 func (b *Bed) StartUPF(ctx context.Context) error {
 	b.logf("starting upf in %s", b.Topo.NSName(topo.UPF))
-	b.upf = b.Topo.Exec(topo.UPF, b.opts.UPF, "--config", b.cfg)
-	b.upf.Stdout, b.upf.Stderr = b.upfLog, b.upfLog
-	if err := b.upf.Start(); err != nil {
-		return fmt.Errorf("start upf: %w", err)
+	if b.upf != nil {
+		b.upfPast += b.upf.Log()
 	}
-	done := make(chan struct{})
-	b.upfDone = done
-	cmd := b.upf
-	go func() { b.upfErr = cmd.Wait(); close(done) }()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_, err := b.SMF.Associate(actx)
-		cancel()
-		if err == nil {
-			break
-		}
-		select {
-		case <-done:
-			return fmt.Errorf("upf exited (%v):\n%s", b.upfErr, b.upfLog.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("associate with the upf: %w\nupf log:\n%s", err, b.upfLog.String())
-		}
-		time.Sleep(200 * time.Millisecond)
+	u, err := LaunchUPF(b.Topo, b.opts.UPF, b.cfg)
+	if err != nil {
+		return err
+	}
+	b.upf = u
+	if err := Associate(ctx, b.SMF, u, 15*time.Second); err != nil {
+		return err
 	}
 	b.logf("PFCP association set up with %v", N4)
 	return nil
@@ -285,34 +262,25 @@ func Scrape(t *topo.Topology, addr netip.AddrPort) (map[string]float64, error) {
 	return m, sc.Err()
 }
 
-// UPFLog returns what the upf printed so far.
-func (b *Bed) UPFLog() string { return b.upfLog.String() }
+// UPFLog returns what the upf printed so far, across restarts (of each
+// run, the last megabyte).
+func (b *Bed) UPFLog() string {
+	if b.upf == nil {
+		return b.upfPast
+	}
+	return b.upfPast + b.upf.Log()
+}
 
-// stopUPF stops the upf with SIGTERM and waits for it, killing it after a
-// grace period.
+// stopUPF stops the upf for Close, which has no use for the error.
 func (b *Bed) stopUPF() { _ = b.StopUPF() }
 
 // StopUPF stops the upf with SIGTERM, killing it if it has not exited after
-// 10 s, and returns its exit error (nil on a clean exit).
+// 10 s, and returns an error unless it exited with status 0.
 func (b *Bed) StopUPF() error {
-	if b.upf == nil || b.upf.Process == nil {
+	if b.upf == nil {
 		return errors.New("upf not started")
 	}
-	defer func() { b.upf = nil }()
-	select {
-	case <-b.upfDone:
-		return b.upfErr
-	default:
-	}
-	_ = b.upf.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-b.upfDone:
-		return b.upfErr
-	case <-time.After(10 * time.Second):
-		_ = b.upf.Process.Kill()
-		<-b.upfDone
-		return errors.New("upf did not stop within 10 s of SIGTERM")
-	}
+	return b.upf.Stop()
 }
 
 // Close tears everything down in reverse order. It is safe after a failed
@@ -326,21 +294,4 @@ func (b *Bed) Close() {
 
 func (b *Bed) logf(format string, a ...any) {
 	fmt.Fprintf(b.opts.Log, "== "+format+"\n", a...)
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

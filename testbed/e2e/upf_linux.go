@@ -1,0 +1,57 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/sluice-net/sluice/testbed/smf"
+	"github.com/sluice-net/sluice/testbed/topo"
+)
+
+// LaunchUPF starts the upf binary bin with the configuration file config
+// in t's upf namespace, with all its threads on cpus if any are given
+// (its workers pin themselves to the configuration's cores as well). It
+// does not wait for upf to be ready; Associate does.
+func LaunchUPF(t *topo.Topology, bin, config string, cpus ...int) (*Process, error) {
+	return StartProcess(t, ProcessSpec{Name: "upf", NS: topo.UPF, Args: []string{bin, "--config", config}, CPUs: cpus})
+}
+
+// OpenSMF opens an SMF's N4 socket in t's gnb namespace, on the gNB's N3
+// address, toward upf's N4 address; o's Local and UPF are set so.
+func OpenSMF(t *topo.Topology, o smf.Options) (*smf.Client, error) {
+	o.Local, o.UPF = netip.AddrPortFrom(GNBN3, 0), N4
+	var c *smf.Client
+	err := t.Do(topo.GNB, func() error {
+		var err error
+		c, err = smf.New(o)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open the SMF's N4 socket: %w", err)
+	}
+	return c, nil
+}
+
+// Associate sets up c's PFCP association with the upf that u runs,
+// retrying while upf starts (it answers on N4 once its interfaces are
+// up), for up to within. It gives up at once if upf exits or ctx ends.
+func Associate(ctx context.Context, c *smf.Client, u *Process, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		actx, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := c.Associate(actx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if xerr := u.Exited(); xerr != nil {
+			return xerr
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			return fmt.Errorf("associate with %s: %w\n%s", u.Name(), err, u.Tail(40))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
