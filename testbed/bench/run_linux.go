@@ -193,7 +193,7 @@ func (r *runner) ceilingPhase(ctx context.Context, n int) (err error) {
 		if p != nil {
 			err = errors.Join(err, p.Stop())
 		}
-		if xerr := detachLeftoverXDP(r.tp, "testpmd"); xerr != nil {
+		if xerr := e2e.DetachLeftoverXDP(r.tp, "testpmd"); xerr != nil {
 			err = errors.Join(err, xerr)
 		}
 		if rerr := removeDPDKRuntime(prefix); rerr != nil {
@@ -231,7 +231,7 @@ func (r *runner) sluicePhase(ctx context.Context, n int) (err error) {
 	}
 	defer func() {
 		err = errors.Join(err, u.Stop())
-		if xerr := detachLeftoverXDP(r.tp, "upf"); xerr != nil {
+		if xerr := e2e.DetachLeftoverXDP(r.tp, "upf"); xerr != nil {
 			err = errors.Join(err, xerr)
 		}
 	}()

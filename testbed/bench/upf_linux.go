@@ -3,7 +3,6 @@ package bench
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -84,35 +83,6 @@ func counterDeltas(before, after map[string]float64) map[string]float64 {
 		}
 	}
 	return out
-}
-
-// detachLeftoverXDP checks that nothing is attached to the upf
-// namespace's N3 and N6 ends any more (upf and testpmd, named by who,
-// detach their programs when they stop) and detaches what is, reporting
-// it.
-func detachLeftoverXDP(t *topo.Topology, who string) error {
-	ns, err := t.NS(topo.UPF)
-	if err != nil {
-		return err
-	}
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		return fmt.Errorf("opening netlink in %s: %w", t.NSName(topo.UPF), err)
-	}
-	defer h.Close()
-	var errs []error
-	for _, name := range []string{topo.N3If, topo.N6If} {
-		l, err := h.LinkByName(name)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("finding %s: %w", name, err))
-			continue
-		}
-		if x := l.Attrs().Xdp; x != nil && x.Attached {
-			err := t.Do(topo.UPF, func() error { return netlink.LinkSetXdpFd(l, -1) })
-			errs = append(errs, fmt.Errorf("%s left an XDP program on %s after stopping (detached now: %v)", who, name, err))
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // linkCounters reads the drop counters of the testbed's veth ends, by

@@ -275,12 +275,13 @@ func (b *Bed) UPFLog() string {
 func (b *Bed) stopUPF() { _ = b.StopUPF() }
 
 // StopUPF stops the upf with SIGTERM, killing it if it has not exited after
-// 10 s, and returns an error unless it exited with status 0.
+// 10 s, and returns an error unless it exited with status 0 and left no
+// XDP program attached to N3 or N6 (one it left is detached).
 func (b *Bed) StopUPF() error {
 	if b.upf == nil {
 		return errors.New("upf not started")
 	}
-	return b.upf.Stop()
+	return errors.Join(b.upf.Stop(), DetachLeftoverXDP(b.Topo, "upf"))
 }
 
 // Close tears everything down in reverse order. It is safe after a failed

@@ -2,9 +2,12 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
+
+	"github.com/vishvananda/netlink"
 
 	"github.com/sluice-net/sluice/testbed/smf"
 	"github.com/sluice-net/sluice/testbed/topo"
@@ -54,4 +57,34 @@ func Associate(ctx context.Context, c *smf.Client, u *Process, within time.Durat
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// DetachLeftoverXDP checks that no XDP program is attached to the upf
+// namespace's N3 and N6 ends any more, as none should be once the process
+// that attached them (upf, or the benchmark's testpmd), named by who, has
+// stopped. It detaches what it finds, so that the next process can attach,
+// and returns an error naming it.
+func DetachLeftoverXDP(t *topo.Topology, who string) error {
+	ns, err := t.NS(topo.UPF)
+	if err != nil {
+		return err
+	}
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return fmt.Errorf("open netlink in %s: %w", t.NSName(topo.UPF), err)
+	}
+	defer h.Close()
+	var errs []error
+	for _, name := range []string{topo.N3If, topo.N6If} {
+		l, err := h.LinkByName(name)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("find %s: %w", name, err))
+			continue
+		}
+		if x := l.Attrs().Xdp; x != nil && x.Attached {
+			err := t.Do(topo.UPF, func() error { return netlink.LinkSetXdpFd(l, -1) })
+			errs = append(errs, fmt.Errorf("%s left an XDP program on %s after stopping (detached now: %v)", who, name, err))
+		}
+	}
+	return errors.Join(errs...)
 }
