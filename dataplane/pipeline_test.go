@@ -5,6 +5,9 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -517,4 +520,50 @@ func TestPollIsATableSpan(t *testing.T) {
 	if got := len(r.n6.Sent(0)); got != n {
 		t.Errorf("N6 sent %d packets, want %d", got, n)
 	}
+}
+
+// Run gives the worker's thread its nice value (a positive one needs no
+// privilege) and keeps the thread to itself.
+func TestRunSetsNice(t *testing.T) {
+	r := newRig(t, nil)
+	r.w.nice = 7
+	done := make(chan error, 1)
+	go func() { done <- r.w.Run() }()
+	defer func() {
+		r.w.Stop()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if threadsWithNice(t, 7) == 1 {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Errorf("%d threads with nice 7, want the worker's", threadsWithNice(t, 7))
+}
+
+// threadsWithNice counts this process's threads whose nice value is nice.
+func threadsWithNice(t *testing.T, nice int) int {
+	t.Helper()
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Skipf("no /proc: %v", err)
+	}
+	n := 0
+	for _, task := range tasks {
+		b, err := os.ReadFile("/proc/self/task/" + task.Name() + "/stat")
+		if err != nil {
+			continue // the thread ended
+		}
+		// Fields after the command's closing parenthesis start at field
+		// 3 (state); nice is field 19.
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) > 16 && f[16] == strconv.Itoa(nice) {
+			n++
+		}
+	}
+	return n
 }

@@ -67,6 +67,9 @@ type WorkerConfig struct {
 	ErrorIndicationInterval time.Duration
 	// CPU pins the worker's thread when >= 0.
 	CPU int
+	// Nice, if not 0, is the nice value Run gives the worker's thread
+	// (setpriority; a negative one needs CAP_SYS_NICE).
+	Nice int
 	// HandleReleases makes this worker re-inject the session buffers the
 	// control plane releases; exactly one worker should.
 	HandleReleases bool
@@ -92,6 +95,7 @@ type Worker struct {
 	eiInterval   int64
 	eiNext       int64
 	cpu          int
+	nice         int
 	releases     bool
 	idlePolls    int
 
@@ -143,7 +147,7 @@ func NewWorker(c WorkerConfig) (*Worker, error) {
 		return nil, fmt.Errorf("%w: no ports", ErrConfig)
 	}
 	w := &Worker{tbl: c.Table, egress: c.Egress, cpu: c.CPU, releases: c.HandleReleases,
-		idlePolls: c.IdlePolls, eiInterval: int64(c.ErrorIndicationInterval)}
+		idlePolls: c.IdlePolls, nice: c.Nice, eiInterval: int64(c.ErrorIndicationInterval)}
 	if w.eiInterval <= 0 {
 		w.eiInterval = int64(time.Millisecond)
 	}
@@ -196,14 +200,24 @@ func (w *Worker) PortStats(i int) *PortStats { return &w.ports[i].Stats }
 // Stop asks Run to return; safe from any goroutine.
 func (w *Worker) Stop() { w.stop.Store(true) }
 
-// Run polls the worker's ports until Stop. It locks its OS thread and pins
-// it when a CPU is configured.
+// Run polls the worker's ports until Stop. It locks its OS thread, pins
+// it when a CPU is configured and gives it the configured nice value. A
+// thread changed so is not handed back to the Go runtime for other
+// goroutines: it stays locked and ends when the goroutine that called Run
+// ends.
 func (w *Worker) Run() error {
 	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	if w.cpu < 0 && w.nice == 0 {
+		defer runtime.UnlockOSThread()
+	}
 	if w.cpu >= 0 {
 		if err := pinThread(w.cpu); err != nil {
 			return fmt.Errorf("pin worker to CPU %d: %w", w.cpu, err)
+		}
+	}
+	if w.nice != 0 {
+		if err := setNice(w.nice); err != nil {
+			return fmt.Errorf("set the worker's nice value to %d: %w", w.nice, err)
 		}
 	}
 	empty := 0

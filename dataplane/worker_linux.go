@@ -12,6 +12,11 @@ func pinThread(cpu int) error {
 	return unix.SchedSetaffinity(0, &set)
 }
 
+// setNice sets the calling thread's nice value.
+func setNice(nice int) error {
+	return unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), nice)
+}
+
 // sleepTimeoutMS bounds an idle sleep so Stop is noticed promptly.
 const sleepTimeoutMS = 10
 

@@ -30,7 +30,17 @@ type Config struct {
 	XDPMode string `yaml:"xdp_mode"`
 	// HugePages backs packet memory with huge pages when available.
 	HugePages bool `yaml:"huge_pages"`
+	// WorkerNice is the nice value of the worker threads, -20 to 19;
+	// unset means -10. A worker shares its core with the kernel threads
+	// that receive into its sockets (threaded NAPI, as on veth), and with
+	// equal weights the scheduler gives those the half of the core that
+	// the worker needs: they then receive packets that the worker has no
+	// time to take, and drop them. 0 leaves the default weight.
+	WorkerNice *int `yaml:"worker_nice"`
 }
+
+// DefaultWorkerNice is the workers' nice value unless configured.
+const DefaultWorkerNice = -10
 
 // N4Config configures PFCP.
 type N4Config struct {
@@ -87,6 +97,7 @@ type parsed struct {
 	ifaces     []parsedIface
 	n3v4, n9v4 netip.Addr
 	xdpMode    string
+	workerNice int
 }
 
 type parsedIface struct {
@@ -245,6 +256,13 @@ func (c Config) validate() (*parsed, error) {
 	}
 	if c.Sessions < 0 {
 		return nil, bad("sessions", "%d: must not be negative", c.Sessions)
+	}
+	p.workerNice = DefaultWorkerNice
+	if c.WorkerNice != nil {
+		if n := *c.WorkerNice; n < -20 || n > 19 {
+			return nil, bad("worker_nice", "%d: want -20 to 19", n)
+		}
+		p.workerNice = *c.WorkerNice
 	}
 	switch c.XDPMode {
 	case "", "auto", "native", "generic":

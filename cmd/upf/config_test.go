@@ -33,6 +33,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"ue_pools: [10.45.0.0/16]", "ue_pools: [10.45.0.0/33]", "ue_pools[0]"},
 		{"cores: [1]", "cores: [1, 1]", "cores[1]"},
 		{"xdp_mode: auto", "xdp_mode: fast", "xdp_mode"},
+		{"worker_nice: -10", "worker_nice: -21", "worker_nice"},
 		{"t1: 3s", "t1: soon", "not a duration"},
 		{"sessions: 100000", "sesions: 100000", "field sesions not found"},
 		{"  - device: n6\n    role: n6\n", "", "exactly one n3 and one n6"},

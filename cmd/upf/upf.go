@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sys/unix"
 
 	"github.com/sluice-net/sluice/control"
 	"github.com/sluice-net/sluice/dataplane"
@@ -129,7 +130,7 @@ func start(cfg *parsed, log *slog.Logger) (_ *upf, err error) {
 			pcs = append(pcs, pc)
 		}
 		wk, err := dataplane.NewWorker(dataplane.WorkerConfig{Table: u.tbl, Ports: pcs, Egress: egress,
-			CPU: cfg.cfg.Cores[w], HandleReleases: w == 0})
+			CPU: cfg.cfg.Cores[w], Nice: cfg.workerNice, HandleReleases: w == 0})
 		if err != nil {
 			return nil, fmt.Errorf("create worker %d: %w", w, err)
 		}
@@ -140,6 +141,9 @@ func start(cfg *parsed, log *slog.Logger) (_ *upf, err error) {
 		go func() {
 			defer u.wg.Done()
 			if err := wk.Run(); err != nil {
+				if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
+					err = fmt.Errorf("%w (worker_nice %d needs CAP_SYS_NICE; worker_nice: 0 runs without it)", err, cfg.workerNice)
+				}
 				u.errs <- fmt.Errorf("worker %d: %w", i, err)
 			}
 		}()
