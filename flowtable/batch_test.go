@@ -163,21 +163,7 @@ func TestMatchBatchConcurrentWriter(t *testing.T) {
 			}
 		}()
 	}
-	start := time.Now()
-	deadline := start.Add(2 * time.Second)
-	for round := 0; (round < 5 || time.Since(start) < 300*time.Millisecond) && time.Now().Before(deadline); round++ {
-		for i := 0; i < n; i++ {
-			seid := uint64(i + 1)
-			if _, err := tb.Remove(seid); err != nil {
-				if err := tb.Install(testSession(seid, uint32(i+1), ueAddr(i))); err != nil {
-					t.Error(err)
-				}
-			} else if i%3 == 0 {
-				_ = tb.Install(testSession(seid, uint32(i+1), ueAddr(i)))
-				_ = tb.Replace(testSession(seid, uint32(i+1), ueAddr(i)))
-			}
-		}
-	}
+	churn(t, tb, n, 300*time.Millisecond)
 	stop.Store(true)
 	wg.Wait()
 	if bad.Load() != 0 {

@@ -380,20 +380,7 @@ func TestConcurrentReadersAndWriter(t *testing.T) {
 			}
 		}()
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for round := 0; round < 5 && time.Now().Before(deadline); round++ {
-		for i := 0; i < n; i++ {
-			seid := uint64(i + 1)
-			if _, err := tb.Remove(seid); err != nil {
-				if err := tb.Install(testSession(seid, uint32(i+1), ueAddr(i))); err != nil {
-					t.Error(err)
-				}
-			} else if i%3 == 0 {
-				_ = tb.Install(testSession(seid, uint32(i+1), ueAddr(i)))
-				_ = tb.Replace(testSession(seid, uint32(i+1), ueAddr(i)))
-			}
-		}
-	}
+	churn(t, tb, n, 0)
 	stop.Store(true)
 	wg.Wait()
 	if bad.Load() != 0 {
@@ -436,4 +423,26 @@ func Example() {
 	// Output:
 	// <nil>
 	// 1 core true
+}
+
+// churn removes and reinstalls sessions 1 to n (testSession), replacing
+// every third, for at least 5 rounds and minTime, at most 2 s, while
+// readers look them up.
+func churn(t *testing.T, tb *Table, n int, minTime time.Duration) {
+	t.Helper()
+	start := time.Now()
+	deadline := start.Add(2 * time.Second)
+	for round := 0; (round < 5 || time.Since(start) < minTime) && time.Now().Before(deadline); round++ {
+		for i := 0; i < n; i++ {
+			seid := uint64(i + 1)
+			if _, err := tb.Remove(seid); err != nil {
+				if err := tb.Install(testSession(seid, uint32(i+1), ueAddr(i))); err != nil {
+					t.Error(err)
+				}
+			} else if i%3 == 0 {
+				_ = tb.Install(testSession(seid, uint32(i+1), ueAddr(i)))
+				_ = tb.Replace(testSession(seid, uint32(i+1), ueAddr(i)))
+			}
+		}
+	}
 }
