@@ -86,18 +86,11 @@ func (t *Table) BufferedPackets(seid uint64) int {
 
 // PendingReleases reports cheaply whether TakeReleased has work; workers
 // check it once per burst.
-func (t *Table) PendingReleases() bool { return t.releasedN.Load() != 0 }
+func (t *Table) PendingReleases() bool { return t.released.pending() }
 
 // TakeReleased returns the batches of buffered packets released since the
 // last call. One worker (the one serving the Core side) calls it.
-func (t *Table) TakeReleased() []Released {
-	t.relMu.Lock()
-	defer t.relMu.Unlock()
-	r := t.released
-	t.released = nil
-	t.releasedN.Store(0)
-	return r
-}
+func (t *Table) TakeReleased() []Released { return t.released.take() }
 
 // release moves a session's buffered packets to the release queue when its
 // new rules no longer buffer. Caller holds t.mu.
@@ -106,8 +99,5 @@ func (t *Table) release(seid uint64, b *Buffer) {
 	if len(p) == 0 {
 		return
 	}
-	t.relMu.Lock()
-	t.released = append(t.released, Released{SEID: seid, Source: Core, Pkts: p})
-	t.releasedN.Add(1)
-	t.relMu.Unlock()
+	t.released.push(Released{SEID: seid, Source: Core, Pkts: p})
 }

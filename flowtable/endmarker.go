@@ -16,35 +16,42 @@ type EndMarker struct {
 	Dest Interface // where the old tunnel leaves: Access for N3
 }
 
-type endMarkers struct {
-	mu sync.Mutex // guards q
-	q  []EndMarker
-	n  atomic.Int32 // len(q), read by workers without mu
-}
-
 // SendEndMarker queues an End Marker. The control plane calls it after the
 // Replace that moved the FAR to its new tunnel, so that the worker sends the
 // marker after the packets it forwarded with the old rules. Safe for
 // concurrent use.
-func (t *Table) SendEndMarker(m EndMarker) {
-	e := &t.endMarkers
-	e.mu.Lock()
-	e.q = append(e.q, m)
-	e.n.Store(int32(len(e.q)))
-	e.mu.Unlock()
-}
+func (t *Table) SendEndMarker(m EndMarker) { t.endMarkers.push(m) }
 
 // PendingEndMarkers reports cheaply whether TakeEndMarkers has work; the
 // worker that handles releases checks it once per burst.
-func (t *Table) PendingEndMarkers() bool { return t.endMarkers.n.Load() != 0 }
+func (t *Table) PendingEndMarkers() bool { return t.endMarkers.pending() }
 
 // TakeEndMarkers returns the queued End Markers and empties the queue.
-func (t *Table) TakeEndMarkers() []EndMarker {
-	e := &t.endMarkers
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	q := e.q
-	e.q = nil
-	e.n.Store(0)
+func (t *Table) TakeEndMarkers() []EndMarker { return t.endMarkers.take() }
+
+// handoff is a queue from the control plane to the worker that takes its
+// items. A worker checks pending once per burst, a load without the lock.
+type handoff[T any] struct {
+	mu sync.Mutex // guards q
+	q  []T
+	n  atomic.Int32 // len(q)
+}
+
+func (h *handoff[T]) push(v T) {
+	h.mu.Lock()
+	h.q = append(h.q, v)
+	h.n.Store(int32(len(h.q)))
+	h.mu.Unlock()
+}
+
+func (h *handoff[T]) pending() bool { return h.n.Load() != 0 }
+
+// take returns the queued items and empties the queue.
+func (h *handoff[T]) take() []T {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	q := h.q
+	h.q = nil
+	h.n.Store(0)
 	return q
 }

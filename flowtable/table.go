@@ -73,12 +73,12 @@ type Table struct {
 	workers  []*WorkerCounters
 	chunks   int // counter chunks allocated per worker
 
-	notes     chan Notification
-	relMu     sync.Mutex // guards released
-	released  []Released
-	releasedN atomic.Int32 // len(released), read by workers without relMu
+	notes chan Notification
 
-	endMarkers endMarkers
+	// Work for the worker that handles releases, each with a lock of
+	// its own.
+	released   handoff[Released]
+	endMarkers handoff[EndMarker]
 }
 
 // wildcards are the PDRs without a lookup key, by source interface, sorted
