@@ -246,13 +246,17 @@ func resourcesOf(s *flowtable.Session) []resource {
 			out = append(out, resource{resUE6, binary.BigEndian.Uint64(a[:8])})
 		}
 	}
-	slices.SortFunc(out, func(a, b resource) int {
-		if c := cmp.Compare(a.kind, b.kind); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.v, b.v)
-	})
+	slices.SortFunc(out, cmpResource)
 	return slices.Compact(out)
+}
+
+// cmpResource orders resources by kind, then value: the order of
+// resourcesOf, which BinarySearchFunc relies on.
+func cmpResource(a, b resource) int {
+	if c := cmp.Compare(a.kind, b.kind); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.v, b.v)
 }
 
 // pdrUsing returns the ID of the first PDR that uses a resource.

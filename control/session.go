@@ -420,18 +420,6 @@ func (t *txn) reserve(old []resource) error {
 	return nil
 }
 
-func cmpResource(a, b resource) int {
-	switch {
-	case a.kind != b.kind:
-		return int(a.kind) - int(b.kind)
-	case a.v < b.v:
-		return -1
-	case a.v > b.v:
-		return 1
-	}
-	return 0
-}
-
 // rollback returns what the transaction took.
 func (t *txn) rollback() {
 	for _, r := range t.taken {
