@@ -69,35 +69,21 @@ func Open(o Options) (*Topology, error) {
 		}
 		t.ns[r], t.owned[r] = h, true
 	}
-	for _, e := range []*Endpoint{&t.GNBN3, &t.UPFN3, &t.UPFN6, &t.DNN6} {
-		if err := t.readLink(e); err != nil {
+	// The links say what Up was given: queue count and MTUs.
+	for _, e := range t.Endpoints() {
+		l, err := t.Link(e)
+		if err != nil {
 			t.closeHandles()
 			return nil, err
 		}
-	}
-	h, err := t.handle(GNB)
-	if err == nil {
-		var l netlink.Link
-		if l, err = h.LinkByName(N3If); err == nil {
-			t.Queues, t.N3MTU = l.Attrs().NumRxQueues, l.Attrs().MTU
+		a := l.Attrs()
+		e.Index, e.MAC = a.Index, a.HardwareAddr
+		switch e {
+		case &t.GNBN3:
+			t.Queues, t.N3MTU = a.NumRxQueues, a.MTU
+		case &t.DNN6:
+			t.N6MTU = a.MTU
 		}
-		h.Close()
-	}
-	if err != nil {
-		t.closeHandles()
-		return nil, fmt.Errorf("reading %s in %s: %w", N3If, GNB, err)
-	}
-	h, err = t.handle(DN)
-	if err == nil {
-		var l netlink.Link
-		if l, err = h.LinkByName(N6If); err == nil {
-			t.N6MTU = l.Attrs().MTU
-		}
-		h.Close()
-	}
-	if err != nil {
-		t.closeHandles()
-		return nil, fmt.Errorf("reading %s in %s: %w", N6If, DN, err)
 	}
 	return t, nil
 }
@@ -156,6 +142,12 @@ func (t *Topology) NSPath(ns string) string { return NetnsDir + "/" + t.NSName(n
 // UEAddr returns the address of UE i (from 0) in the topology's pool; see the
 // package function UEAddr.
 func (t *Topology) UEAddr(i int) netip.Addr { return UEAddr(t.UEPool, i) }
+
+// Endpoints returns the four veth ends: gnb's and upf's N3, upf's and dn's
+// N6.
+func (t *Topology) Endpoints() []*Endpoint {
+	return []*Endpoint{&t.GNBN3, &t.UPFN3, &t.UPFN6, &t.DNN6}
+}
 
 // NS returns the handle of a role's namespace. It stays owned by the
 // topology and is closed by Down.
@@ -295,7 +287,7 @@ func (t *Topology) up(o Options) error {
 		}
 	}
 	if o.ThreadedNAPI {
-		for _, e := range []*Endpoint{&t.GNBN3, &t.UPFN3, &t.UPFN6, &t.DNN6} {
+		for _, e := range t.Endpoints() {
 			if err := t.SetThreadedNAPI(e, true); err != nil {
 				return err
 			}
@@ -363,15 +355,11 @@ func (t *Topology) addVeth(a, b *Endpoint, mtu int) error {
 
 // configure addresses an endpoint, sets it up and records its index.
 func (t *Topology) configure(e *Endpoint) error {
-	h, err := t.handle(e.NS)
+	h, l, err := t.link(e)
 	if err != nil {
 		return err
 	}
 	defer h.Close()
-	l, err := h.LinkByName(e.Name)
-	if err != nil {
-		return fmt.Errorf("finding %s in %s: %w", e.Name, t.NSName(e.NS), err)
-	}
 	if err := h.AddrAdd(l, &netlink.Addr{IPNet: ipNet(e.Addr)}); err != nil {
 		return fmt.Errorf("adding %v to %s in %s: %w", e.Addr, e.Name, t.NSName(e.NS), err)
 	}
@@ -382,19 +370,30 @@ func (t *Topology) configure(e *Endpoint) error {
 	return nil
 }
 
-// readLink fills an endpoint's index and MAC from the kernel.
-func (t *Topology) readLink(e *Endpoint) error {
+// Link returns an endpoint's link as the kernel reports it now: its
+// attributes, statistics and XDP state.
+func (t *Topology) Link(e *Endpoint) (netlink.Link, error) {
+	h, l, err := t.link(e)
+	if err != nil {
+		return nil, err
+	}
+	h.Close()
+	return l, nil
+}
+
+// link returns a netlink handle in an endpoint's namespace and the
+// endpoint's link; the caller closes the handle.
+func (t *Topology) link(e *Endpoint) (*netlink.Handle, netlink.Link, error) {
 	h, err := t.handle(e.NS)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer h.Close()
 	l, err := h.LinkByName(e.Name)
 	if err != nil {
-		return fmt.Errorf("finding %s in %s: %w", e.Name, t.NSName(e.NS), err)
+		h.Close()
+		return nil, nil, fmt.Errorf("finding %s in %s: %w", e.Name, t.NSName(e.NS), err)
 	}
-	e.Index, e.MAC = l.Attrs().Index, l.Attrs().HardwareAddr
-	return nil
+	return h, l, nil
 }
 
 // addRoute routes dst via gw in a role's namespace.

@@ -68,7 +68,7 @@ func TestUpDown(t *testing.T) {
 			t.Errorf("namespace %s missing after Up", tp.NSName(r))
 		}
 	}
-	for _, e := range []Endpoint{tp.GNBN3, tp.UPFN3, tp.UPFN6, tp.DNN6} {
+	for _, e := range tp.Endpoints() {
 		h, err := tp.handle(e.NS)
 		if err != nil {
 			t.Fatal(err)
