@@ -154,7 +154,7 @@ func (a *allocator) newUE4(ni string) (netip.Addr, error) {
 	if !ok {
 		return netip.Addr{}, fmt.Errorf("%w: %v", ErrPoolExhausted, p.Prefix)
 	}
-	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), nil
+	return ue4Addr(v), nil
 }
 
 func (a *allocator) newUE6(ni string) (netip.Prefix, error) {
@@ -166,9 +166,7 @@ func (a *allocator) newUE6(ni string) (netip.Prefix, error) {
 	if !ok {
 		return netip.Prefix{}, fmt.Errorf("%w: %v", ErrPoolExhausted, p.Prefix)
 	}
-	var b [16]byte
-	binary.BigEndian.PutUint64(b[:8], v)
-	return netip.PrefixFrom(netip.AddrFrom16(b), 64), nil
+	return ue6Prefix(v), nil
 }
 
 // poolOf returns the pool whose space holds a UE resource, or nil: UE
@@ -221,12 +219,36 @@ func (r resource) String() string {
 	case resTEID:
 		return fmt.Sprintf("TEID %#x", r.v)
 	case resUE4:
-		return netip.AddrFrom4([4]byte{byte(r.v >> 24), byte(r.v >> 16), byte(r.v >> 8), byte(r.v)}).String()
+		return ue4Addr(r.v).String()
 	default:
-		var b [16]byte
-		binary.BigEndian.PutUint64(b[:8], r.v)
-		return netip.PrefixFrom(netip.AddrFrom16(b), 64).String()
+		return ue6Prefix(r.v).String()
 	}
+}
+
+// ue4Resource is the resource of a UE IPv4 address; ue4Addr turns its
+// value back into the address.
+func ue4Resource(a netip.Addr) resource {
+	b := a.As4()
+	return resource{resUE4, uint64(binary.BigEndian.Uint32(b[:]))}
+}
+
+func ue4Addr(v uint64) netip.Addr {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], uint32(v))
+	return netip.AddrFrom4(b)
+}
+
+// ue6Resource is the resource of a UE IPv6 prefix (its /64); ue6Prefix
+// turns its value back into the /64.
+func ue6Resource(p netip.Prefix) resource {
+	b := p.Addr().As16()
+	return resource{resUE6, binary.BigEndian.Uint64(b[:8])}
+}
+
+func ue6Prefix(v uint64) netip.Prefix {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], v)
+	return netip.PrefixFrom(netip.AddrFrom16(b), 64)
 }
 
 // resourcesOf lists the distinct resources a session's rules use, sorted.
@@ -238,12 +260,10 @@ func resourcesOf(s *flowtable.Session) []resource {
 			out = append(out, resource{resTEID, uint64(d.LocalTEID)})
 		}
 		if d.UEAddr4.IsValid() {
-			a := d.UEAddr4.As4()
-			out = append(out, resource{resUE4, uint64(binary.BigEndian.Uint32(a[:]))})
+			out = append(out, ue4Resource(d.UEAddr4))
 		}
 		if d.UEPrefix6.IsValid() {
-			a := d.UEPrefix6.Addr().As16()
-			out = append(out, resource{resUE6, binary.BigEndian.Uint64(a[:8])})
+			out = append(out, ue6Resource(d.UEPrefix6))
 		}
 	}
 	slices.SortFunc(out, cmpResource)

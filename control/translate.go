@@ -375,7 +375,7 @@ func (t *txn) ueAddress(d *flowtable.PDI, u ueIP) error {
 		if err != nil {
 			return err
 		}
-		t.taken = append(t.taken, resource{resUE4, uint64(be32(a))})
+		t.taken = append(t.taken, ue4Resource(a))
 		d.UEAddr4 = a
 	case u.v4:
 		d.UEAddr4 = u.addr4
@@ -390,8 +390,7 @@ func (t *txn) ueAddress(d *flowtable.PDI, u ueIP) error {
 		if err != nil {
 			return err
 		}
-		a := p.Addr().As16()
-		t.taken = append(t.taken, resource{resUE6, be64(a[:8])})
+		t.taken = append(t.taken, ue6Resource(p))
 		d.UEPrefix6 = p
 	case u.v6:
 		d.UEPrefix6 = netip.PrefixFrom(u.addr6, u.prefixLen).Masked()
@@ -931,15 +930,4 @@ func (t *txn) updateBAR(g *ie.IE) error {
 	t.spec.BARs[i] = b
 	t.barSet = true
 	return nil
-}
-
-func be32(a netip.Addr) uint32 {
-	b := a.As4()
-	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
-}
-
-func be64(b []byte) uint64 {
-	_ = b[7]
-	return uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32 |
-		uint64(b[4])<<24 | uint64(b[5])<<16 | uint64(b[6])<<8 | uint64(b[7])
 }
