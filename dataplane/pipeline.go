@@ -496,15 +496,14 @@ func (w *Worker) canReply(f *Frame, et uint16, l4, n int) bool {
 // after the UDP header; addresses are swapped and the reply goes back out
 // of the port it came in on, to UDP port dport.
 func (w *Worker) reply(in int, f *Frame, n int, dport uint16) {
-	f.Len = ethLen + ipv4Len + udpLen + n
-	b := f.Data()
+	b := f.Data() // canReply sized it
+	p := &w.ports[in]
 	ip := b[ethLen:]
 	src, dst := [4]byte(ip[16:20]), [4]byte(ip[12:16]) // reply from the address the message was sent to
 	putUDP(ip[ipv4Len:], gtpu.Port, dport, n)
 	putIPv4(ip, src, dst, protoUDP, udpLen+n, 0)
 	peer := MAC(b[6:12])
-	putEth(b, peer, w.ports[in].MAC, etherIPv4)
-	p := &w.ports[in]
+	putEth(b, peer, p.MAC, etherIPv4)
 	p.out[p.nout] = *f
 	p.nout++
 }
