@@ -137,11 +137,9 @@ func (fs *freeStack) split() {
 	}
 }
 
-// local reports whether f is a frame of this socket's UMEM.
+// local reports whether f is a frame of this socket's UMEM: one received
+// on a socket on the UMEM, this one included.
 func (x *xsk) local(f *dataplane.Frame) bool {
-	if f.Owner == x.owner && f.Queue == x.queue {
-		return true
-	}
 	for _, m := range x.fs.members {
 		if f.Owner == m.owner && f.Queue == m.queue {
 			return true
