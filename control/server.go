@@ -173,13 +173,8 @@ func (s *Server) receive(from netip.AddrPort, b []byte, reply func([]byte)) {
 		h, err := parseHeader(b)
 		if errors.Is(err, errVersion) {
 			s.stats.malformed.Add(1)
-			if isRequest(h.typ) && len(b) >= 8 {
-				off := 4
-				if b[0]&0x01 != 0 && len(b) >= headerLenSess {
-					off = 12
-				}
-				seq := uint32(b[off])<<16 | uint32(b[off+1])<<8 | uint32(b[off+2])
-				reply(encode(message.MsgTypeVersionNotSupportedResponse, false, 0, seq, nil))
+			if isRequest(h.typ) {
+				reply(encode(message.MsgTypeVersionNotSupportedResponse, false, 0, h.seq, nil))
 				s.stats.sent(message.MsgTypeVersionNotSupportedResponse, 0)
 			}
 			return

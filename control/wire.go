@@ -38,30 +38,30 @@ type header struct {
 }
 
 // parseHeader decodes the header at the start of b. It checks the version
-// and that the message fits in b.
+// and that the message fits in b. With errVersion, typ and seq are still
+// decoded, for the Version Not Supported Response.
 func parseHeader(b []byte) (header, error) {
 	var h header
 	if len(b) < headerLenNode {
 		return h, errShort
-	}
-	if b[0]>>5 != pfcpVersion {
-		h.typ = b[1]
-		return h, errVersion
 	}
 	h.typ = b[1]
 	h.fo = b[0]&0x04 != 0
 	h.hasSEID = b[0]&0x01 != 0
 	h.msgLen = int(binary.BigEndian.Uint16(b[2:4])) + 4
 	off := 4
-	if h.hasSEID {
-		if len(b) < headerLenSess {
-			return h, errShort
-		}
+	if h.hasSEID && len(b) >= headerLenSess {
 		h.seid = binary.BigEndian.Uint64(b[4:12])
 		off = 12
 	}
 	h.seq = uint32(b[off])<<16 | uint32(b[off+1])<<8 | uint32(b[off+2])
 	h.hdrLen = off + 4
+	if b[0]>>5 != pfcpVersion {
+		return h, errVersion
+	}
+	if h.hasSEID && len(b) < headerLenSess {
+		return h, errShort
+	}
 	if h.msgLen < h.hdrLen || h.msgLen > len(b) {
 		return h, fmt.Errorf("%w: message length %d, header %d, datagram %d", ErrInvalidLength, h.msgLen, h.hdrLen, len(b))
 	}
