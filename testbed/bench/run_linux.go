@@ -346,7 +346,7 @@ type placement struct {
 // programs may give an end new NAPI instances.
 func (r *runner) place() (placement, error) {
 	var pl placement
-	for _, e := range []*topo.Endpoint{&r.tp.UPFN3, &r.tp.UPFN6, &r.tp.GNBN3, &r.tp.DNN6} {
+	for _, e := range r.tp.Endpoints() {
 		cpu, prio, pids := r.o.DUTCPU, r.o.DUTPriority, &pl.dut
 		if e.NS != topo.UPF {
 			cpu, prio, pids = r.o.GenCPU, r.o.SinkPriority, &pl.sink

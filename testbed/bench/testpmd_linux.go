@@ -11,8 +11,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/vishvananda/netlink"
-
 	"github.com/sluice-net/sluice/testbed/e2e"
 	"github.com/sluice-net/sluice/testbed/topo"
 )
@@ -107,19 +105,10 @@ func removeDPDKRuntime(filePrefix string) error {
 // xdpAttached reports whether XDP programs are attached to both of the
 // upf namespace's N3 and N6 ends.
 func xdpAttached(t *topo.Topology) (bool, error) {
-	ns, err := t.NS(topo.UPF)
-	if err != nil {
-		return false, err
-	}
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		return false, fmt.Errorf("opening netlink in %s: %w", t.NSName(topo.UPF), err)
-	}
-	defer h.Close()
-	for _, name := range []string{topo.N3If, topo.N6If} {
-		l, err := h.LinkByName(name)
+	for _, e := range []*topo.Endpoint{&t.UPFN3, &t.UPFN6} {
+		l, err := t.Link(e)
 		if err != nil {
-			return false, fmt.Errorf("finding %s: %w", name, err)
+			return false, err
 		}
 		if x := l.Attrs().Xdp; x == nil || !x.Attached {
 			return false, nil

@@ -9,8 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/vishvananda/netlink"
-
 	"github.com/sluice-net/sluice/testbed/e2e"
 	"github.com/sluice-net/sluice/testbed/topo"
 )
@@ -89,17 +87,8 @@ func counterDeltas(before, after map[string]float64) map[string]float64 {
 // "namespace/interface counter".
 func linkCounters(t *topo.Topology) map[string]uint64 {
 	out := map[string]uint64{}
-	for _, e := range []topo.Endpoint{t.GNBN3, t.UPFN3, t.UPFN6, t.DNN6} {
-		ns, err := t.NS(e.NS)
-		if err != nil {
-			continue
-		}
-		h, err := netlink.NewHandleAt(ns)
-		if err != nil {
-			continue
-		}
-		l, err := h.LinkByName(e.Name)
-		h.Close()
+	for _, e := range t.Endpoints() {
+		l, err := t.Link(e)
 		if err != nil || l.Attrs().Statistics == nil {
 			continue
 		}

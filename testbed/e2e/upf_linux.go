@@ -65,25 +65,16 @@ func Associate(ctx context.Context, c *smf.Client, u *Process, within time.Durat
 // stopped. It detaches what it finds, so that the next process can attach,
 // and returns an error naming it.
 func DetachLeftoverXDP(t *topo.Topology, who string) error {
-	ns, err := t.NS(topo.UPF)
-	if err != nil {
-		return err
-	}
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		return fmt.Errorf("open netlink in %s: %w", t.NSName(topo.UPF), err)
-	}
-	defer h.Close()
 	var errs []error
-	for _, name := range []string{topo.N3If, topo.N6If} {
-		l, err := h.LinkByName(name)
+	for _, e := range []*topo.Endpoint{&t.UPFN3, &t.UPFN6} {
+		l, err := t.Link(e)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("find %s: %w", name, err))
+			errs = append(errs, err)
 			continue
 		}
 		if x := l.Attrs().Xdp; x != nil && x.Attached {
 			err := t.Do(topo.UPF, func() error { return netlink.LinkSetXdpFd(l, -1) })
-			errs = append(errs, fmt.Errorf("%s left an XDP program on %s after stopping (detached now: %v)", who, name, err))
+			errs = append(errs, fmt.Errorf("%s left an XDP program on %s after stopping (detached now: %v)", who, e.Name, err))
 		}
 	}
 	return errors.Join(errs...)

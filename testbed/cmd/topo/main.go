@@ -122,7 +122,7 @@ func main() {
 
 // endpoint returns the veth end named name in namespace role ns.
 func endpoint(t *topo.Topology, ns, name string) *topo.Endpoint {
-	for _, e := range []*topo.Endpoint{&t.GNBN3, &t.UPFN3, &t.UPFN6, &t.DNN6} {
+	for _, e := range t.Endpoints() {
 		if e.NS == ns && e.Name == name {
 			return e
 		}
@@ -154,7 +154,7 @@ func show(t *topo.Topology) {
 	fmt.Printf("namespaces: %s %s %s %s\n", t.NSName(topo.UE), t.NSName(topo.GNB), t.NSName(topo.UPF), t.NSName(topo.DN))
 	fmt.Printf("queues %d, MTU N3 %d N6 %d UE %d, UE pool %v (UE interface %s in %s)\n",
 		t.Queues, t.N3MTU, t.N6MTU, t.UEMTU, t.UEPool, t.UEIf, t.NSName(topo.UE))
-	for _, e := range []topo.Endpoint{t.GNBN3, t.UPFN3, t.UPFN6, t.DNN6} {
+	for _, e := range t.Endpoints() {
 		fmt.Printf("%-4s %-3s %-15v %v ifindex %d\n", e.NS, e.Name, e.Addr, e.MAC, e.Index)
 	}
 }
