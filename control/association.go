@@ -28,15 +28,11 @@ func recoveryIE(ts uint32) *ie.IE { return ie.NewUint32IE(ie.RecoveryTimeStamp, 
 // decodeNodeAndRecovery decodes the mandatory Node ID and Recovery Time
 // Stamp of an Association Setup message.
 func decodeNodeAndRecovery(ies []*ie.IE) (nodeID, uint32, error) {
-	x := find(ies, ie.NodeID)
-	if x == nil {
-		return nodeID{}, 0, missing(ie.NodeID)
-	}
-	nid, err := decodeNodeID(x)
+	nid, err := nodeIDOf(ies)
 	if err != nil {
 		return nodeID{}, 0, err
 	}
-	x = find(ies, ie.RecoveryTimeStamp)
+	x := find(ies, ie.RecoveryTimeStamp)
 	if x == nil {
 		return nodeID{}, 0, missing(ie.RecoveryTimeStamp)
 	}
@@ -88,11 +84,7 @@ func (s *Server) setupAssociation(nid nodeID, from netip.AddrPort, ts uint32, up
 // association it names. On success it returns with s.mu held; verb names
 // the procedure in the error.
 func (s *Server) peerAssociation(ies []*ie.IE, verb string) (*association, nodeID, error) {
-	x := find(ies, ie.NodeID)
-	if x == nil {
-		return nil, nodeID{}, missing(ie.NodeID)
-	}
-	nid, err := decodeNodeID(x)
+	nid, err := nodeIDOf(ies)
 	if err != nil {
 		return nil, nodeID{}, err
 	}

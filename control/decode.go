@@ -76,6 +76,15 @@ func decodeNodeID(x *ie.IE) (nodeID, error) {
 	return nodeID{}, incorrect(x.Type, "unknown Node ID type")
 }
 
+// nodeIDOf decodes the mandatory Node ID of a message.
+func nodeIDOf(ies []*ie.IE) (nodeID, error) {
+	x := find(ies, ie.NodeID)
+	if x == nil {
+		return nodeID{}, missing(ie.NodeID)
+	}
+	return decodeNodeID(x)
+}
+
 // decodeFQDN decodes DNS label encoding (RFC 1035 3.1 without the root).
 func decodeFQDN(b []byte) (string, bool) {
 	var sb strings.Builder

@@ -66,11 +66,7 @@ func (s *Server) handleEstablishment(from netip.AddrPort, h header, ies []*ie.IE
 	if perr != nil {
 		return s.reject(a, perr, true)
 	}
-	x := find(ies, ie.NodeID)
-	if x == nil {
-		return s.reject(a, missing(ie.NodeID), true)
-	}
-	nid, err := decodeNodeID(x)
+	nid, err := nodeIDOf(ies)
 	if err != nil {
 		return s.reject(a, err, true)
 	}
