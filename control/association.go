@@ -23,6 +23,14 @@ type association struct {
 	since       time.Time
 }
 
+// stopGrace cancels the grace period of a failed peer, if one runs.
+func (a *association) stopGrace() {
+	if a.grace != nil {
+		a.grace.Stop()
+		a.grace = nil
+	}
+}
+
 func recoveryIE(ts uint32) *ie.IE { return ie.NewUint32IE(ie.RecoveryTimeStamp, ts) }
 
 // decodeNodeAndRecovery decodes the mandatory Node ID and Recovery Time
@@ -68,10 +76,7 @@ func (s *Server) setupAssociation(nid nodeID, from netip.AddrPort, ts uint32, up
 		}
 		a.addr, a.recovery, a.failed = from, ts, false
 		a.upInitiated = a.upInitiated || upInitiated
-		if a.grace != nil {
-			a.grace.Stop()
-			a.grace = nil
-		}
+		a.stopGrace()
 		return a
 	}
 	a = &association{id: nid, addr: from, recovery: ts, upInitiated: upInitiated, since: time.Now()}
@@ -124,10 +129,7 @@ func (s *Server) handleAssociationRelease(from netip.AddrPort, ies []*ie.IE) (ui
 // dropAssociation deletes an association and its sessions. Caller holds s.mu.
 func (s *Server) dropAssociation(a *association) int {
 	n := s.purgeSessions(a)
-	if a.grace != nil {
-		a.grace.Stop()
-		a.grace = nil
-	}
+	a.stopGrace()
 	if s.assocs[a.id.key] == a {
 		delete(s.assocs, a.id.key)
 	}

@@ -101,10 +101,7 @@ func (s *Server) peerAlive(a *association, ts uint32) {
 	}
 	if a.failed {
 		a.failed = false
-		if a.grace != nil {
-			a.grace.Stop()
-			a.grace = nil
-		}
+		a.stopGrace()
 		s.log.Info("PFCP peer answers again: sessions kept", "peer", a.id.key, "sessions", a.sessions)
 	}
 }
