@@ -84,13 +84,10 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 			r.fail("removing the topology: %v", err)
 		}
 	}()
-	// AF_XDP takes frames before the kernel completes partial checksums,
-	// so the ends that send into Sluice (PFCP and ARP from the kernel; the
-	// generator writes full checksums) must send complete ones.
-	for _, e := range []topo.Endpoint{r.tp.GNBN3, r.tp.DNN6} {
-		if out, err := r.tp.Exec(e.NS, "ethtool", "-K", e.Name, "tx", "off").CombinedOutput(); err != nil {
-			return res, fmt.Errorf("turning off checksum offload on %s in %s: %v: %s", e.Name, e.NS, err, out)
-		}
+	// PFCP and ARP into Sluice come from the kernel (the generator writes
+	// full checksums itself).
+	if err := e2e.SendCompleteChecksums(r.tp); err != nil {
+		return res, err
 	}
 	restore, err := pinProcess(o.GenCPU)
 	if err != nil {

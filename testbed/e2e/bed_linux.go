@@ -88,13 +88,8 @@ func Up(ctx context.Context, o Options) (_ *Bed, err error) {
 		return nil, fmt.Errorf("bring up the topology: %w", err)
 	}
 	b.closers = append(b.closers, func() { _ = b.Topo.Down() })
-	// AF_XDP takes frames before the kernel resolves partial checksums, so
-	// the veth ends that send into Sluice must send complete ones, as a
-	// NIC's receive path delivers them.
-	for _, e := range []struct{ ns, dev string }{{topo.GNB, topo.N3If}, {topo.DN, topo.N6If}} {
-		if out, err := b.Topo.Exec(e.ns, "ethtool", "-K", e.dev, "tx", "off").CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("turn off checksum offload on %s in %s: %v: %s", e.dev, e.ns, err, out)
-		}
+	if err := SendCompleteChecksums(b.Topo); err != nil {
+		return nil, err
 	}
 
 	b.cfg = filepath.Join(b.dir, "upf.yaml")

@@ -5,8 +5,8 @@
 // ordinary traffic flows ue -> gNB -> N3 -> Sluice -> N6 -> dn and back.
 //
 // The harness is shared by the demo command (testbed/cmd/demo) and the
-// end-to-end tests; its upf start-up (UPFConfig, LaunchUPF, OpenSMF,
-// Associate) and Process by the benchmark (testbed/bench) too. Everything
-// it starts it stops in Close, also after a failure half-way through Up.
-// It needs root.
+// end-to-end tests; its upf start-up (UPFConfig, SendCompleteChecksums,
+// LaunchUPF, OpenSMF, Associate) and Process by the benchmark
+// (testbed/bench) too. Everything it starts it stops in Close, also after
+// a failure half-way through Up. It needs root.
 package e2e

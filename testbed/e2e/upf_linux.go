@@ -21,6 +21,19 @@ func LaunchUPF(t *topo.Topology, bin, config string, cpus ...int) (*Process, err
 	return StartProcess(t, ProcessSpec{Name: "upf", NS: topo.UPF, Args: []string{bin, "--config", config}, CPUs: cpus})
 }
 
+// SendCompleteChecksums turns off transmit checksum offload on the veth
+// ends that send into Sluice, gnb's N3 and dn's N6. AF_XDP takes frames
+// before the kernel completes partial checksums, so those ends must send
+// complete ones, as a NIC's receive path delivers them.
+func SendCompleteChecksums(t *topo.Topology) error {
+	for _, e := range []*topo.Endpoint{&t.GNBN3, &t.DNN6} {
+		if out, err := t.Exec(e.NS, "ethtool", "-K", e.Name, "tx", "off").CombinedOutput(); err != nil {
+			return fmt.Errorf("turn off checksum offload on %s in %s: %v: %s", e.Name, e.NS, err, out)
+		}
+	}
+	return nil
+}
+
 // OpenSMF opens an SMF's N4 socket in t's gnb namespace, on the gNB's N3
 // address, toward upf's N4 address; o's Local and UPF are set so.
 func OpenSMF(t *topo.Topology, o smf.Options) (*smf.Client, error) {
