@@ -1,6 +1,7 @@
 package control
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -310,17 +311,14 @@ func (s *Server) usageReport(typ uint16, sess *session, tr *urrTrack, cur flowta
 func volumeIE(d flowtable.Usage, mnop bool) *ie.IE {
 	b := make([]byte, 1, 49)
 	b[0] = 0x07 // TOVOL, ULVOL, DLVOL
-	put := func(v uint64) {
-		b = append(b, byte(v>>56), byte(v>>48), byte(v>>40), byte(v>>32), byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
-	}
-	put(d.TotalBytes())
-	put(d.ULBytes)
-	put(d.DLBytes)
+	b = binary.BigEndian.AppendUint64(b, d.TotalBytes())
+	b = binary.BigEndian.AppendUint64(b, d.ULBytes)
+	b = binary.BigEndian.AppendUint64(b, d.DLBytes)
 	if mnop {
 		b[0] |= 0x38 // TONOP, ULNOP, DLNOP
-		put(d.ULPackets + d.DLPackets)
-		put(d.ULPackets)
-		put(d.DLPackets)
+		b = binary.BigEndian.AppendUint64(b, d.ULPackets+d.DLPackets)
+		b = binary.BigEndian.AppendUint64(b, d.ULPackets)
+		b = binary.BigEndian.AppendUint64(b, d.DLPackets)
 	}
 	return ie.New(ie.VolumeMeasurement, b)
 }

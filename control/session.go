@@ -1,6 +1,7 @@
 package control
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -190,9 +191,7 @@ func (s *Server) upFSEID(seid uint64, peer netip.Addr) *ie.IE {
 	case a.Is6():
 		b[0] = 0x01
 	}
-	for i := 0; i < 8; i++ {
-		b[1+i] = byte(seid >> (56 - 8*i))
-	}
+	binary.BigEndian.PutUint64(b[1:], seid)
 	b = append(b, a.AsSlice()...)
 	return ie.New(ie.FSEID, b)
 }
@@ -239,7 +238,7 @@ func (s *Server) createdPDRs(spec *flowtable.Session, cs []created) []*ie.IE {
 
 func fteidIE(d *flowtable.PDI) *ie.IE {
 	b := make([]byte, 5, 25)
-	b[1], b[2], b[3], b[4] = byte(d.LocalTEID>>24), byte(d.LocalTEID>>16), byte(d.LocalTEID>>8), byte(d.LocalTEID)
+	binary.BigEndian.PutUint32(b[1:], d.LocalTEID)
 	if d.LocalAddr4.IsValid() {
 		b[0] |= 0x01
 		b = append(b, d.LocalAddr4.AsSlice()...)
