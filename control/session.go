@@ -667,11 +667,12 @@ func (s *Server) Sessions() int {
 func (s *Server) effective(sess *session, spec *flowtable.Session, t *txn) *flowtable.Session {
 	var dead []uint32
 	for _, tr := range sess.urrs {
-		if !tr.exhausted || slices.Contains(t.removedOrNil(), tr.id) {
+		if !tr.exhausted {
 			continue
 		}
-		if t != nil && slices.ContainsFunc(t.urrs, func(c urrConfig) bool { return c.id == tr.id && c.quotaSet }) {
-			continue
+		if t != nil && (slices.Contains(t.removed, tr.id) ||
+			slices.ContainsFunc(t.urrs, func(c urrConfig) bool { return c.id == tr.id && c.quotaSet })) {
+			continue // removed or replenished by t
 		}
 		dead = append(dead, tr.id)
 	}
@@ -692,11 +693,4 @@ func (s *Server) effective(sess *session, spec *flowtable.Session, t *txn) *flow
 		e.QERs = append(slices.Clip(spec.QERs), flowtable.QER{ID: quotaGateQER, GateUL: flowtable.GateClosed, GateDL: flowtable.GateClosed})
 	}
 	return &e
-}
-
-func (t *txn) removedOrNil() []uint32 {
-	if t == nil {
-		return nil
-	}
-	return t.removed
 }
