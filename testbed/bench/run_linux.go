@@ -166,12 +166,7 @@ func (r *runner) kernelPhase(ctx context.Context, n int) (err error) {
 			err = errors.Join(err, derr)
 		}
 	}()
-	for _, d := range r.o.Directions {
-		if err := r.direction(ctx, Kernel, d, n, nil); err != nil {
-			return err
-		}
-	}
-	return nil
+	return r.directions(ctx, Kernel, n, nil)
 }
 
 // ceilingPhase measures dpdk-testpmd forwarding between N3 and N6 over
@@ -200,15 +195,7 @@ func (r *runner) ceilingPhase(ctx context.Context, n int) (err error) {
 	if err != nil {
 		return err
 	}
-	for _, d := range r.o.Directions {
-		if err := r.direction(ctx, AFXDPIO, d, n, p); err != nil {
-			return err
-		}
-		if err := p.Exited(); err != nil {
-			return err
-		}
-	}
-	return nil
+	return r.directions(ctx, AFXDPIO, n, p)
 }
 
 // sluicePhase starts upf, establishes n sessions, measures its idle CPU
@@ -274,9 +261,19 @@ func (r *runner) sluicePhase(ctx context.Context, n int) (err error) {
 		r.logf("idle upf with %d sessions: %.2f %% of one core over %.1f s", n, idle.CPUPercent, idle.Window)
 	}
 
+	return r.directions(ctx, Sluice, n, u)
+}
+
+// directions measures every direction on one system; u is the system's
+// running process (upf, testpmd), nil for the kernel, which must still
+// run after each direction.
+func (r *runner) directions(ctx context.Context, s System, n int, u *e2e.Process) error {
 	for _, d := range r.o.Directions {
-		if err := r.direction(ctx, Sluice, d, n, u); err != nil {
+		if err := r.direction(ctx, s, d, n, u); err != nil {
 			return err
+		}
+		if u == nil {
+			continue
 		}
 		if err := u.Exited(); err != nil {
 			return err
