@@ -37,14 +37,34 @@ func scaleServer(tb testing.TB, n int) (*Server, *flowtable.Table) {
 // runSessions establishes n sessions with `window` requests outstanding and
 // returns their UP SEIDs (into seids) and the elapsed time.
 func runSessions(tb testing.TB, c *smf.Client, n, window int, seids []uint64) time.Duration {
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var failed atomic.Pointer[error]
-	cx := context.Background()
 	tmpl, err := c.NewTemplate(scaleParams())
 	if err != nil {
 		tb.Fatal(err)
 	}
+	return parallel(tb, "establish", n, window, func(i int) error {
+		up, err := c.EstablishFast(context.Background(), tmpl, uint64(i+1))
+		if err != nil {
+			return err
+		}
+		seids[i] = up
+		return nil
+	})
+}
+
+// deleteSessions deletes the sessions with `window` requests outstanding.
+func deleteSessions(tb testing.TB, c *smf.Client, seids []uint64, window int) time.Duration {
+	return parallel(tb, "delete", len(seids), window, func(i int) error {
+		return c.DeleteFast(context.Background(), seids[i])
+	})
+}
+
+// parallel runs f on sessions 0 to n-1 with `window` calls outstanding,
+// stops at the first error and fails the test with it (what names the
+// operation). It returns the elapsed time.
+func parallel(tb testing.TB, what string, n, window int, f func(i int) error) time.Duration {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var failed atomic.Pointer[error]
 	start := time.Now()
 	for range window {
 		wg.Add(1)
@@ -55,39 +75,7 @@ func runSessions(tb testing.TB, c *smf.Client, n, window int, seids []uint64) ti
 				if i >= n || failed.Load() != nil {
 					return
 				}
-				up, err := c.EstablishFast(cx, tmpl, uint64(i+1))
-				if err != nil {
-					err = fmt.Errorf("session %d: %w", i, err)
-					failed.Store(&err)
-					return
-				}
-				seids[i] = up
-			}
-		}()
-	}
-	wg.Wait()
-	if e := failed.Load(); e != nil {
-		tb.Fatalf("establish: %v", *e)
-	}
-	return time.Since(start)
-}
-
-// deleteSessions deletes the sessions with `window` requests outstanding.
-func deleteSessions(tb testing.TB, c *smf.Client, seids []uint64, window int) time.Duration {
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var failed atomic.Pointer[error]
-	start := time.Now()
-	for range window {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= len(seids) || failed.Load() != nil {
-					return
-				}
-				if err := c.DeleteFast(context.Background(), seids[i]); err != nil {
+				if err := f(i); err != nil {
 					err = fmt.Errorf("session %d: %w", i, err)
 					failed.Store(&err)
 					return
@@ -97,7 +85,7 @@ func deleteSessions(tb testing.TB, c *smf.Client, seids []uint64, window int) ti
 	}
 	wg.Wait()
 	if e := failed.Load(); e != nil {
-		tb.Fatalf("delete: %v", *e)
+		tb.Fatalf("%s: %v", what, *e)
 	}
 	return time.Since(start)
 }
