@@ -72,17 +72,9 @@ func NewGenerator(spec Spec) (*Generator, error) {
 	}
 	g := &Generator{spec: spec, frame: make([]byte, spec.FrameLen())}
 	copy(g.frame, tmpl) // the kernel initialises fresh pages with this
-	if g.state, err = ebpf.NewMap(genStateSpec()); err != nil {
-		return nil, fmt.Errorf("creating generator state map: %w", err)
-	}
 	ps := generatorSpec(tmpl, fields, uint32(spec.Sessions))
-	if err := ps.Instructions.AssociateMap(symGenState, g.state); err != nil {
-		g.state.Close()
-		return nil, fmt.Errorf("associating generator state map: %w", err)
-	}
-	if g.prog, err = ebpf.NewProgram(ps); err != nil {
-		g.state.Close()
-		return nil, fmt.Errorf("loading generator program: %w", err)
+	if g.prog, g.state, err = loadWithMap(genStateSpec(), ps, "generator state map", "generator program"); err != nil {
+		return nil, err
 	}
 	return g, nil
 }

@@ -2,6 +2,7 @@ package trafgen
 
 import (
 	"encoding/binary"
+	"fmt"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -52,24 +53,52 @@ type sinkCount struct {
 	Bytes   uint64
 }
 
-func genStateSpec() *ebpf.MapSpec {
+func genStateSpec() *ebpf.MapSpec  { return slotSpec(symGenState, genState{}) }
+func sinkCountSpec() *ebpf.MapSpec { return slotSpec(symSinkCount, sinkCount{}) }
+
+// slotSpec returns the spec of a per-CPU array named name with one slot
+// holding values like v: the form of the generator's and the sink's maps.
+func slotSpec(name string, v any) *ebpf.MapSpec {
 	return &ebpf.MapSpec{
-		Name:       symGenState,
+		Name:       name,
 		Type:       ebpf.PerCPUArray,
 		KeySize:    4,
-		ValueSize:  40,
+		ValueSize:  uint32(binary.Size(v)),
 		MaxEntries: 1,
 	}
 }
 
-func sinkCountSpec() *ebpf.MapSpec {
-	return &ebpf.MapSpec{
-		Name:       symSinkCount,
-		Type:       ebpf.PerCPUArray,
-		KeySize:    4,
-		ValueSize:  16,
-		MaxEntries: 1,
+// lookupSlot looks up the slot of the map that symbol sym refers to: R0
+// then points to this CPU's value, or is 0. It uses the stack word at
+// R10-4 and clobbers R1 to R5, as any helper call does.
+func lookupSlot(sym string) asm.Instructions {
+	return asm.Instructions{
+		asm.StoreImm(asm.R10, -4, 0, asm.Word),
+		asm.LoadMapPtr(asm.R1, 0).WithReference(sym),
+		asm.Mov.Reg(asm.R2, asm.R10),
+		asm.Add.Imm(asm.R2, -4),
+		asm.FnMapLookupElem.Call(),
 	}
+}
+
+// loadWithMap creates the map ms and loads the program ps with its
+// references to the map (by ms.Name) resolved; mapWhat and progWhat name
+// them in errors.
+func loadWithMap(ms *ebpf.MapSpec, ps *ebpf.ProgramSpec, mapWhat, progWhat string) (*ebpf.Program, *ebpf.Map, error) {
+	m, err := ebpf.NewMap(ms)
+	if err != nil {
+		return nil, nil, fmt.Errorf("creating %s: %w", mapWhat, err)
+	}
+	if err := ps.Instructions.AssociateMap(ms.Name, m); err != nil {
+		m.Close()
+		return nil, nil, fmt.Errorf("associating %s: %w", mapWhat, err)
+	}
+	p, err := ebpf.NewProgram(ps)
+	if err != nil {
+		m.Close()
+		return nil, nil, fmt.Errorf("loading %s: %w", progWhat, err)
+	}
+	return p, m, nil
 }
 
 // generatorSpec returns the XDP program that turns a frame into the next
@@ -87,13 +116,9 @@ func generatorSpec(tmpl []byte, fields []field, sessions uint32) *ebpf.ProgramSp
 		end   = asm.R8
 		state = asm.R9
 	)
-	insns := asm.Instructions{
-		asm.Mov.Reg(ctx, asm.R1),
-		asm.StoreImm(asm.R10, -4, 0, asm.Word),
-		asm.LoadMapPtr(asm.R1, 0).WithReference(symGenState),
-		asm.Mov.Reg(asm.R2, asm.R10),
-		asm.Add.Imm(asm.R2, -4),
-		asm.FnMapLookupElem.Call(),
+	insns := asm.Instructions{asm.Mov.Reg(ctx, asm.R1)}
+	insns = append(insns, lookupSlot(symGenState)...)
+	insns = append(insns,
 		asm.JEq.Imm(asm.R0, 0, "abort"),
 		asm.Mov.Reg(state, asm.R0),
 
@@ -130,7 +155,7 @@ func generatorSpec(tmpl []byte, fields []field, sessions uint32) *ebpf.ProgramSp
 		asm.LoadMem(asm.R2, state, 8, asm.DWord),
 		asm.Add.Imm(asm.R2, 1),
 		asm.StoreMem(state, 8, asm.R2, asm.DWord),
-	}
+	)
 
 	// The template, in 4-, 2- and 1-octet immediate stores.
 	for o := 0; o < len(tmpl); {
@@ -261,11 +286,9 @@ func sinkSpec(port uint16, gpdu bool) *ebpf.ProgramSpec {
 	insns = append(insns,
 		asm.Mov.Reg(size, end).WithSymbol("count"),
 		asm.Sub.Reg(size, data),
-		asm.StoreImm(asm.R10, -4, 0, asm.Word),
-		asm.LoadMapPtr(asm.R1, 0).WithReference(symSinkCount),
-		asm.Mov.Reg(asm.R2, asm.R10),
-		asm.Add.Imm(asm.R2, -4),
-		asm.FnMapLookupElem.Call(),
+	)
+	insns = append(insns, lookupSlot(symSinkCount)...)
+	insns = append(insns,
 		asm.JEq.Imm(asm.R0, 0, "drop"),
 		asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
 		asm.Add.Imm(asm.R1, 1),

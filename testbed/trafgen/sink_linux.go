@@ -67,17 +67,8 @@ type Count struct {
 func NewSink(cfg SinkConfig) (*Sink, error) {
 	s := &Sink{}
 	var err error
-	if s.counts, err = ebpf.NewMap(sinkCountSpec()); err != nil {
-		return nil, fmt.Errorf("creating sink counters: %w", err)
-	}
-	ps := sinkSpec(cfg.Port, cfg.GPDU)
-	if err := ps.Instructions.AssociateMap(symSinkCount, s.counts); err != nil {
-		s.counts.Close()
-		return nil, fmt.Errorf("associating sink counters: %w", err)
-	}
-	if s.prog, err = ebpf.NewProgram(ps); err != nil {
-		s.counts.Close()
-		return nil, fmt.Errorf("loading sink program: %w", err)
+	if s.prog, s.counts, err = loadWithMap(sinkCountSpec(), sinkSpec(cfg.Port, cfg.GPDU), "sink counters", "sink program"); err != nil {
+		return nil, err
 	}
 	ns := netns.None()
 	if cfg.Namespace != "" {
