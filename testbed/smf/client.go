@@ -219,28 +219,22 @@ func (c *Client) readLoop() {
 	}
 }
 
-// handleRequest answers the UPF's requests; it reports false for other
-// messages.
-func (c *Client) handleRequest(from netip.AddrPort, m message.Message) bool {
+// handleRequest answers the UPF's requests. A silent client answers
+// none but Node Report Requests.
+func (c *Client) handleRequest(from netip.AddrPort, m message.Message) {
+	if c.silent.Load() && m.MessageType() != message.MsgTypeNodeReportRequest {
+		return
+	}
 	var resp message.Message
 	switch r := m.(type) {
 	case *message.HeartbeatRequest:
-		if c.silent.Load() {
-			return true
-		}
 		c.heartbeats.Add(1)
 		resp = message.NewHeartbeatResponse(r.Sequence(), c.rts)
 	case *message.AssociationSetupRequest:
-		if c.silent.Load() {
-			return true
-		}
 		c.setups.Add(1)
 		resp = message.NewAssociationSetupResponse(r.Sequence(), c.nodeID, ie.NewCause(ie.CauseRequestAccepted), c.rts,
 			ie.NewCPFunctionFeatures(0))
 	case *message.SessionReportRequest:
-		if c.silent.Load() {
-			return true
-		}
 		cause := ie.CauseRequestAccepted
 		if c.o.ReportCause != nil {
 			cause = c.o.ReportCause(r)
@@ -257,9 +251,6 @@ func (c *Client) handleRequest(from netip.AddrPort, m message.Message) bool {
 	case *message.NodeReportRequest:
 		resp = message.NewNodeReportResponse(r.Sequence(), c.nodeID, ie.NewCause(ie.CauseRequestAccepted), nil)
 	case *message.AssociationUpdateRequest:
-		if c.silent.Load() {
-			return true
-		}
 		resp = message.NewAssociationUpdateResponse(r.Sequence(), c.nodeID, ie.NewCause(ie.CauseRequestAccepted))
 		// The UPF asks to be released (SARR): release the association, as
 		// an SMF does, once the answer is on its way.
@@ -272,13 +263,12 @@ func (c *Client) handleRequest(from netip.AddrPort, m message.Message) bool {
 			}()
 		}
 	default:
-		return false
+		return
 	}
 	b := make([]byte, resp.MarshalLen())
 	if err := resp.MarshalTo(b); err == nil {
 		c.conn.WriteToUDPAddrPort(b, from)
 	}
-	return true
 }
 
 // cpSEIDOf returns the SEID a Session Report Response carries: the UPF's
