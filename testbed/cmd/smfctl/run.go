@@ -230,42 +230,26 @@ func associate(ctx context.Context, c *smf.Client, g *globals, p *printer) error
 // when the UPF does not answer or ctx is done (then it returns ctx's
 // error).
 func establishAll(ctx context.Context, c *smf.Client, rc *runConfig, p *printer) ([]*record, int, error) {
-	ectx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	all := make([]*record, rc.sessions)
 	var failed int
 	var mu sync.Mutex // guards failed
-	sem := make(chan struct{}, rc.inflight)
-	var wg sync.WaitGroup
-loop:
-	for i := range rc.sessions {
-		select {
-		case sem <- struct{}{}:
-		case <-ectx.Done():
-			break loop
-		}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			sp, rec := rc.params(i)
-			s, resp, err := c.Establish(ectx, sp)
-			if err != nil {
-				if ectx.Err() != nil {
-					return // stopped by another failure or by ctx: not this session's fault
-				}
-				p.failure("establish", i, sessionRef{}, err, rejectionOf(err, resp))
-				mu.Lock()
-				failed++
-				mu.Unlock()
-				if !rc.keepGoing || errors.Is(err, smf.ErrTimeout) {
-					cancel()
-				}
-				return
+	forEach(ctx, rc.inflight, rc.sessions, func(ectx context.Context, i int) (bool, bool) {
+		sp, rec := rc.params(i)
+		s, resp, err := c.Establish(ectx, sp)
+		if err != nil {
+			if ectx.Err() != nil {
+				return false, false // stopped by another failure or by ctx: not this session's fault
 			}
-			rec.Session = s
-			all[i] = rec
-		})
-	}
-	wg.Wait()
+			p.failure("establish", i, sessionRef{}, err, rejectionOf(err, resp))
+			mu.Lock()
+			failed++
+			mu.Unlock()
+			return false, !rc.keepGoing || errors.Is(err, smf.ErrTimeout)
+		}
+		rec.Session = s
+		all[i] = rec
+		return true, false
+	})
 	var recs []*record
 	for _, r := range all {
 		if r != nil {
@@ -312,17 +296,17 @@ func hold(ctx context.Context, c *smf.Client, rc *runConfig, recs []*record, p *
 	}
 }
 
-// forEach runs f on each record, n at a time, until ctx is done or f asks
-// to stop; it returns the number of records f succeeded on and the number
-// of the others.
-func forEach(ctx context.Context, n int, recs []*record, f func(context.Context, *record) (ok, stop bool)) (ok, failed int) {
+// forEach runs f on 0 to count-1, n at a time, until ctx is done or f
+// asks to stop; it returns the number of calls that succeeded and the
+// number of the others.
+func forEach(ctx context.Context, n, count int, f func(ctx context.Context, i int) (ok, stop bool)) (ok, failed int) {
 	fctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var mu sync.Mutex // guards ok
 	sem := make(chan struct{}, n)
 	var wg sync.WaitGroup
 loop:
-	for _, r := range recs {
+	for i := range count {
 		select {
 		case sem <- struct{}{}:
 		case <-fctx.Done():
@@ -330,7 +314,7 @@ loop:
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			good, stop := f(fctx, r)
+			good, stop := f(fctx, i)
 			if good {
 				mu.Lock()
 				ok++
@@ -342,14 +326,15 @@ loop:
 		})
 	}
 	wg.Wait()
-	return ok, len(recs) - ok // the ones not attempted failed too
+	return ok, count - ok // the ones not attempted failed too
 }
 
 // modifyAll applies the actions to every session and returns the number
 // of failures.
 func modifyAll(ctx context.Context, c *smf.Client, n int, acts []string, recs []*record, p *printer) int {
 	start := time.Now()
-	ok, failed := forEach(ctx, n, recs, func(ctx context.Context, r *record) (bool, bool) {
+	ok, failed := forEach(ctx, n, len(recs), func(ctx context.Context, i int) (bool, bool) {
+		r := recs[i]
 		return modifyOne(ctx, c, r.Session, r.ref(), acts, r.gnb, r.dlTEID, p)
 	})
 	p.summary("modify "+strings.Join(acts, ","), ok, failed, time.Since(start))
@@ -384,8 +369,8 @@ func deleteAll(ctx context.Context, c *smf.Client, n int, recs []*record, p *pri
 		return 0
 	}
 	start := time.Now()
-	ok, failed := forEach(ctx, n, recs, func(ctx context.Context, r *record) (bool, bool) {
-		return deleteOne(ctx, c, r.Session, r.ref(), p)
+	ok, failed := forEach(ctx, n, len(recs), func(ctx context.Context, i int) (bool, bool) {
+		return deleteOne(ctx, c, recs[i].Session, recs[i].ref(), p)
 	})
 	p.summary("delete", ok, failed, time.Since(start))
 	return failed
