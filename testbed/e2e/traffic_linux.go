@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -221,25 +222,13 @@ func (b *Bed) UDPFlood(ctx context.Context, from string, src netip.Addr, to stri
 func (b *Bed) Ping(ctx context.Context, ns string, src, dst netip.Addr, count int) (int, string, error) {
 	out, _ := b.Run(ctx, ns, "ping", "-n", "-c", fmt.Sprint(count), "-i", "0.2", "-W", "1", "-I", src.String(), dst.String())
 	var got int
-	for _, line := range splitLines(out) {
+	for _, line := range strings.Split(out, "\n") {
 		var tx, rx int
 		if n, _ := fmt.Sscanf(line, "%d packets transmitted, %d received", &tx, &rx); n == 2 {
 			got = rx
 		}
 	}
 	return got, out, nil
-}
-
-func splitLines(s string) []string {
-	var out []string
-	start := 0
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\n' {
-			out = append(out, s[start:i])
-			start = i + 1
-		}
-	}
-	return append(out, s[start:])
 }
 
 // namespaces, for callers that need the names.
