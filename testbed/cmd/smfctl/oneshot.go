@@ -76,22 +76,10 @@ func modifyCmd(ctx context.Context, g *globals, seids []uint64, acts []string, p
 		return err
 	}
 	defer c.Close()
-	failed := 0
-	for i, seid := range seids {
+	return eachSEID(seids, "modifications", func(seid uint64) (bool, bool) {
 		s := &smf.Session{UPSEID: seid}
-		ok, stop := modifyOne(ctx, c, s, sessionRef{UPSEID: seid}, acts, pl.gnbAddr, uint32(dlTEID), p)
-		if !ok {
-			failed++
-		}
-		if stop {
-			failed += len(seids) - i - 1
-			break
-		}
-	}
-	if failed > 0 {
-		return fmt.Errorf("%d of %d modifications: %w", failed, len(seids), errFailed)
-	}
-	return nil
+		return modifyOne(ctx, c, s, sessionRef{UPSEID: seid}, acts, pl.gnbAddr, uint32(dlTEID), p)
+	})
 }
 
 // deleteCmd deletes sessions by their UP SEIDs.
@@ -101,9 +89,18 @@ func deleteCmd(ctx context.Context, g *globals, seids []uint64, p *printer) erro
 		return err
 	}
 	defer c.Close()
+	return eachSEID(seids, "deletions", func(seid uint64) (bool, bool) {
+		return deleteOne(ctx, c, &smf.Session{UPSEID: seid}, sessionRef{UPSEID: seid}, p)
+	})
+}
+
+// eachSEID runs f on each session in turn until f asks to stop, and
+// returns errFailed when f failed on some or some were not attempted
+// (what names the requests).
+func eachSEID(seids []uint64, what string, f func(seid uint64) (ok, stop bool)) error {
 	failed := 0
 	for i, seid := range seids {
-		ok, stop := deleteOne(ctx, c, &smf.Session{UPSEID: seid}, sessionRef{UPSEID: seid}, p)
+		ok, stop := f(seid)
 		if !ok {
 			failed++
 		}
@@ -113,7 +110,7 @@ func deleteCmd(ctx context.Context, g *globals, seids []uint64, p *printer) erro
 		}
 	}
 	if failed > 0 {
-		return fmt.Errorf("%d of %d deletions: %w", failed, len(seids), errFailed)
+		return fmt.Errorf("%d of %d %s: %w", failed, len(seids), what, errFailed)
 	}
 	return nil
 }
