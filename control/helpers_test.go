@@ -103,7 +103,7 @@ func ctx(t testing.TB) context.Context {
 	return c
 }
 
-// causeOf returns the cause of a response and its Offending IE and Failed
+// diag returns the cause of a response and its Offending IE and Failed
 // Rule ID IEs (nil when absent).
 func diag(m message.Message) (cause uint8, offending uint16, failed *ie.IE) {
 	cause = smf.Cause(m)

@@ -91,7 +91,7 @@ func firstUnsupported(kids []*ie.IE, deny []uint16) uint16 {
 	return 0
 }
 
-// ruleID decodes the mandatory ID of a rule IE.
+// pdrID decodes the mandatory PDR ID of a rule IE.
 func pdrID(g *ie.IE) (uint16, error) {
 	x := find(g.ChildIEs, ie.PDRID)
 	if x == nil {

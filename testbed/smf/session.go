@@ -93,7 +93,7 @@ func ip(a netip.Addr) net.IP {
 	return net.IP(a.AsSlice())
 }
 
-// URRIE builds a Create URR.
+// IE builds a Create URR.
 func (u URR) IE() *ie.IE {
 	var o5, o6 uint8
 	kids := []*ie.IE{ie.NewURRID(u.ID)}
@@ -132,7 +132,6 @@ func (u URR) IE() *ie.IE {
 		o5 |= 0x08
 		kids = append(kids, ie.NewQuotaHoldingTime(u.QuotaHolding))
 	}
-	var o7 uint8
 	if u.QuotaValidity > 0 {
 		o6 |= 0x80
 		kids = append(kids, ie.NewQuotaValidityTime(u.QuotaValidity))
@@ -140,7 +139,7 @@ func (u URR) IE() *ie.IE {
 	if u.MNOP {
 		kids = append(kids, ie.NewMeasurementInformation(0x10))
 	}
-	kids = append(kids[:2], append([]*ie.IE{ie.NewReportingTriggers(o5, o6, o7)}, kids[2:]...)...)
+	kids = append(kids[:2], append([]*ie.IE{ie.NewReportingTriggers(o5, o6, 0)}, kids[2:]...)...)
 	return ie.NewCreateURR(kids...)
 }
 
