@@ -1,0 +1,117 @@
+package vring
+
+// Device is the device side of a split virtqueue: it takes available
+// buffers and returns them used. Sluice's backend is the device of its
+// frontends' queues; tests use it as the peer of a Driver.
+//
+// Everything the driver writes is untrusted: heads and chain links out of
+// range are refused (ok false), chains are bounded by the ring size.
+type Device struct {
+	r        Ring
+	eventIdx bool
+
+	availIdx  uint16 // the driver's index as last loaded
+	lastAvail uint16 // next available entry to take
+	usedIdx   uint16 // shadow of our index: where the next PutUsed goes
+	published uint16 // usedIdx as last published
+}
+
+// NewDevice returns the device side of r, starting at the ring's indices
+// as they are in memory (VHOST_USER_SET_VRING_BASE gives a backend the
+// available index to start at; SetBase sets it).
+func NewDevice(r Ring, eventIdx bool) *Device {
+	d := &Device{r: r, eventIdx: eventIdx}
+	d.usedIdx = loadAcquire(r.usedIdx)
+	d.published = d.usedIdx
+	d.lastAvail = d.usedIdx
+	d.availIdx = d.lastAvail
+	return d
+}
+
+// SetBase makes the device start taking available entries at index base
+// and writing used entries at the same index.
+func (d *Device) SetBase(base uint16) {
+	d.lastAvail, d.availIdx, d.usedIdx, d.published = base, base, base, base
+}
+
+// Base returns the next available index the device would take
+// (VHOST_USER_GET_VRING_BASE).
+func (d *Device) Base() uint16 { return d.lastAvail }
+
+// Ring returns the ring's memory views.
+func (d *Device) Ring() *Ring { return &d.r }
+
+// Avail returns how many available heads, up to max, can be taken with
+// NextAvail. It loads the driver's index only when the cached one shows
+// none. A driver index more than a ring ahead is taken as a ring's worth.
+func (d *Device) Avail(max int) int {
+	n := d.availIdx - d.lastAvail
+	if n == 0 {
+		d.availIdx = loadAcquire(d.r.availIdx)
+		n = d.availIdx - d.lastAvail
+	}
+	return min(int(n), int(d.r.size), max)
+}
+
+// NextAvail takes the next available head, which Avail must have counted.
+// ok is false when the driver wrote a head outside the table.
+func (d *Device) NextAvail() (head uint16, ok bool) {
+	head = d.r.availRing[d.lastAvail&d.r.mask]
+	d.lastAvail++
+	return head, head < d.r.size
+}
+
+// Desc returns descriptor id, copied out of shared memory; id must be
+// below the ring size (NextAvail and NextInChain check it).
+func (d *Device) Desc(id uint16) Desc { return d.r.desc[id] }
+
+// NextInChain returns the descriptor after desc in its chain, and false
+// when desc ends the chain or links outside the table. Callers bound a
+// chain's length by the ring size.
+func (d *Device) NextInChain(desc Desc) (uint16, bool) {
+	if desc.Flags&DescFNext == 0 || desc.Next >= d.r.size {
+		return 0, false
+	}
+	return desc.Next, true
+}
+
+// PutUsed writes a used entry without publishing it.
+func (d *Device) PutUsed(head uint16, length uint32) {
+	d.r.usedRing[d.usedIdx&d.r.mask] = UsedElem{ID: uint32(head), Len: length}
+	d.usedIdx++
+}
+
+// PublishUsed makes the entries put since the last publication visible
+// with one release store, and reports whether the driver asked to be
+// called.
+func (d *Device) PublishUsed() (call bool) {
+	if d.usedIdx == d.published {
+		return false
+	}
+	old := d.published
+	d.published = d.usedIdx
+	storeRelease(d.r.usedIdx, d.usedIdx)
+	if d.eventIdx {
+		return needEvent(loadAcquire(d.r.usedEvent), d.usedIdx, old)
+	}
+	return loadAcquire(d.r.availFlags)&AvailFNoInterrupt == 0
+}
+
+// ArmKicks asks the driver to kick on its next available entry and
+// reports whether entries are already there (then do not sleep).
+func (d *Device) ArmKicks() (pending bool) {
+	if d.eventIdx {
+		storeRelease(d.r.availEvent, d.lastAvail)
+	} else {
+		storeRelease(d.r.usedFlags, 0)
+	}
+	d.availIdx = loadAcquire(d.r.availIdx)
+	return d.availIdx != d.lastAvail
+}
+
+// DisarmKicks asks the driver not to kick while the device polls.
+func (d *Device) DisarmKicks() {
+	if !d.eventIdx {
+		storeRelease(d.r.usedFlags, UsedFNoNotify)
+	}
+}
