@@ -62,9 +62,12 @@ func (s *Server) handleAssociationSetup(from netip.AddrPort, ies []*ie.IE) (uint
 
 // setupAssociation creates or refreshes the association with a peer. A
 // peer that comes back with a different Recovery Time Stamp has restarted
-// and lost its sessions, so Sluice drops them (TS 29.244 6.2.6.2). Caller
-// holds s.mu.
+// and lost its sessions, so Sluice drops them (TS 29.244 6.2.6.2). The
+// answers cached for the peer's address are forgotten. Caller holds s.mu.
 func (s *Server) setupAssociation(nid nodeID, from netip.AddrPort, ts uint32, upInitiated bool) *association {
+	// The peer starts afresh: answers cached for its earlier requests
+	// must not be mistaken for answers to its new ones.
+	s.cache.dropPeer(from.Addr())
 	a := s.assocs[nid.key]
 	if a != nil {
 		if ts != a.recovery {

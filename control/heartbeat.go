@@ -94,6 +94,7 @@ func (s *Server) handleHeartbeat(from netip.AddrPort, ies []*ie.IE) answer {
 // up again by the node loop). Caller holds s.mu.
 func (s *Server) peerAlive(a *association, ts uint32) {
 	if ts != a.recovery {
+		s.cache.dropPeer(a.addr.Addr())
 		n := s.dropAssociation(a)
 		s.log.Warn("PFCP peer restarted: association and sessions deleted", "peer", a.id.key,
 			"old_recovery", a.recovery, "new_recovery", ts, "sessions", n)

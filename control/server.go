@@ -49,9 +49,10 @@ type Server struct {
 	watch    []*urrTrack             // URRs the report loop evaluates
 	setups   map[netip.AddrPort]bool // UPF-initiated setups in flight
 
-	cache responseCache
-	tx    transactions
-	stats counters
+	cache   responseCache
+	tx      transactions
+	stats   counters
+	dropLog peerLog // first and then summarised warnings of dropped datagrams
 
 	// sniff, when set, sees every datagram Sluice sends (tests capture
 	// them for an independent decoder).
@@ -167,21 +168,33 @@ func (s *Server) readLoop(c *net.UDPConn) {
 func (s *Server) receive(from netip.AddrPort, b []byte, reply func([]byte)) {
 	if !s.allowed(from.Addr()) {
 		s.stats.droppedPeer.Add(1)
+		s.dropLog.note(s.log, from.Addr(), "PFCP datagram from a peer outside the allowed peers dropped", "unknown_peer")
 		return
 	}
 	for len(b) > 0 {
 		h, err := parseHeader(b)
-		if errors.Is(err, errVersion) {
-			s.stats.malformed.Add(1)
+		if err == nil && !h.fo && h.msgLen != len(b) {
+			// TS 29.244 7.2.1A: only a message with FO set is followed
+			// by another in the datagram.
+			err = fmt.Errorf("%w: message length %d, datagram %d, no message follows", ErrInvalidLength, h.msgLen, len(b))
+		}
+		switch {
+		case errors.Is(err, errVersion):
+			s.malformed(from, malVersion, h, err)
 			if isRequest(h.typ) {
 				reply(encode(message.MsgTypeVersionNotSupportedResponse, false, 0, h.seq, nil))
 				s.stats.sent(message.MsgTypeVersionNotSupportedResponse, 0)
 			}
 			return
-		}
-		if err != nil {
-			s.stats.malformed.Add(1)
-			s.log.Debug("dropped malformed PFCP datagram", "peer", from, "err", err)
+		case errors.Is(err, ErrInvalidLength):
+			// The header is readable but the Length field disagrees with
+			// the datagram (TS 29.244 7.6.3): a request is answered with
+			// Cause 68 Invalid length, anything else is discarded.
+			s.malformed(from, malLength, h, err)
+			s.invalidLength(from, h, b[:min(max(h.msgLen, h.hdrLen), len(b))], reply)
+			return
+		case err != nil:
+			s.malformed(from, malShort, h, err)
 			return
 		}
 		s.handle(from, h, b[:h.msgLen], reply)
@@ -190,6 +203,49 @@ func (s *Server) receive(from netip.AddrPort, b []byte, reply func([]byte)) {
 		}
 		b = b[h.msgLen:]
 	}
+}
+
+// malformed counts and logs a message Sluice cannot handle as it is.
+func (s *Server) malformed(from netip.AddrPort, r malReason, h header, err error) {
+	s.stats.malformed[r].Add(1)
+	s.dropLog.note(s.log, from.Addr(), "malformed PFCP message from a peer", r.String(),
+		"type", MessageTypeName(h.typ), "seq", h.seq, "err", err)
+}
+
+// invalidLength answers a request whose Length field disagrees with its
+// datagram: the response of its type with Cause 68 and the response's
+// other mandatory IEs. A Heartbeat Response has no Cause and is sent as
+// usual: the peer learns that Sluice is alive and has not restarted.
+// Responses of invalid length end their transaction with an error.
+func (s *Server) invalidLength(from netip.AddrPort, h header, msg []byte, reply func([]byte)) {
+	if isResponse(h.typ) {
+		s.tx.fail(s, from, h, ErrInvalidLength)
+		return
+	}
+	if !isRequest(h.typ) || isSessionType(h.typ) != h.hasSEID {
+		return
+	}
+	s.stats.received(h.typ)
+	var r answer
+	switch h.typ {
+	case message.MsgTypeHeartbeatRequest:
+		r = answer{typ: message.MsgTypeHeartbeatResponse, ies: []*ie.IE{recoveryIE(s.recovery)}}
+	case message.MsgTypeNodeReportRequest, message.MsgTypeSessionReportRequest:
+		return // sent by the UP function only
+	default:
+		ce := &causeError{Cause: ie.CauseInvalidLength, Err: ErrInvalidLength}
+		r = answer{typ: h.typ + 1, cause: ce.Cause, ies: s.rejectIEs(h.typ+1, ce)}
+		if isSessionType(h.typ) {
+			s.mu.Lock()
+			if sess := s.sessions[h.seid]; sess != nil && sess.controlledBy(from.Addr()) {
+				r.seid = sess.cpSEID
+			}
+			s.mu.Unlock()
+		}
+	}
+	resp := encode(r.typ, isSessionType(r.typ), r.seid, h.seq, r.ies)
+	s.stats.sent(r.typ, r.cause)
+	reply(resp)
 }
 
 func (s *Server) allowed(a netip.Addr) bool {
@@ -205,8 +261,7 @@ func (s *Server) allowed(a netip.Addr) bool {
 func (s *Server) handle(from netip.AddrPort, h header, msg []byte, reply func([]byte)) {
 	s.stats.received(h.typ)
 	if isSessionType(h.typ) != h.hasSEID {
-		s.stats.malformed.Add(1)
-		s.log.Debug("dropped PFCP message with a wrong S flag", "peer", from, "type", MessageTypeName(h.typ))
+		s.malformed(from, malSFlag, h, errors.New("S flag does not match the message type"))
 		return
 	}
 	if isResponse(h.typ) {
@@ -214,25 +269,25 @@ func (s *Server) handle(from netip.AddrPort, h header, msg []byte, reply func([]
 		return
 	}
 	if !isRequest(h.typ) {
-		s.stats.malformed.Add(1)
-		s.log.Debug("dropped PFCP message of unknown type", "peer", from, "type", h.typ)
+		s.malformed(from, malUnknownType, h, errors.New("unknown message type"))
 		return
 	}
-	if resp, ok := s.cache.lookup(from, h.seq); ok {
-		s.stats.duplicates.Add(1)
-		if resp != nil {
-			reply(resp)
+	if e, ok := s.cache.lookup(from, h.seq, h.typ, msg, time.Now()); ok {
+		s.stats.duplicate(from.Addr())
+		if e.resp != nil {
+			s.stats.sent(e.rtyp, e.cause)
+			reply(e.resp)
 		}
 		return
 	}
 	ies, perr := parseIEs(msg[h.hdrLen:], 0)
 	r := s.dispatch(from, h, ies, perr)
 	if r.typ == 0 {
-		s.cache.store(from, h.seq, nil)
+		s.cache.store(from, h.seq, h.typ, msg, nil, 0, 0)
 		return
 	}
 	resp := encode(r.typ, isSessionType(r.typ), r.seid, h.seq, r.ies)
-	s.cache.store(from, h.seq, resp)
+	s.cache.store(from, h.seq, h.typ, msg, resp, r.typ, r.cause)
 	s.stats.sent(r.typ, r.cause)
 	reply(resp)
 }
@@ -259,11 +314,7 @@ func (s *Server) dispatch(from netip.AddrPort, h header, ies []*ie.IE, perr erro
 	case message.MsgTypePFDManagementRequest, message.MsgTypeSessionSetDeletionRequest:
 		// Not implemented: PFDM and SSET are not advertised.
 		ce := &causeError{Cause: ie.CauseServiceNotSupported, Err: ErrUnsupported}
-		out := ce.ies()
-		if h.typ == message.MsgTypeSessionSetDeletionRequest {
-			out = append([]*ie.IE{s.nodeIE}, out...)
-		}
-		return answer{typ: h.typ + 1, cause: ce.Cause, ies: out}
+		return answer{typ: h.typ + 1, cause: ce.Cause, ies: s.rejectIEs(h.typ+1, ce)}
 	case message.MsgTypeSessionEstablishmentRequest:
 		return s.handleEstablishment(from, h, ies, perr)
 	case message.MsgTypeSessionModificationRequest:
@@ -273,17 +324,17 @@ func (s *Server) dispatch(from netip.AddrPort, h header, ies []*ie.IE, perr erro
 	}
 	// Node Report and Session Report Requests go from the UP function to
 	// the CP function, never the other way.
-	s.stats.malformed.Add(1)
+	s.malformed(from, malUnexpected, h, errors.New("request sent by UP functions only"))
 	return answer{}
 }
 
 // nodeAnswer runs a node-level handler and wraps its result in a response
 // with Sluice's Node ID and the Cause.
 func (s *Server) nodeAnswer(typ uint8, perr error, f func() (uint8, []*ie.IE, error)) answer {
-	var extra []*ie.IE
 	err := perr
 	if err == nil {
 		var cause uint8
+		var extra []*ie.IE
 		cause, extra, err = f()
 		if err == nil {
 			return answer{typ: typ, cause: cause, ies: append([]*ie.IE{s.nodeIE, ie.NewCause(cause)}, extra...)}
@@ -291,7 +342,28 @@ func (s *Server) nodeAnswer(typ uint8, perr error, f func() (uint8, []*ie.IE, er
 	}
 	ce := asCause(err)
 	s.log.Info("rejected PFCP request", "type", MessageTypeName(typ-1), "cause", ce.Cause, "err", err)
-	return answer{typ: typ, cause: ce.Cause, ies: append(append([]*ie.IE{s.nodeIE}, ce.ies()...), extra...)}
+	return answer{typ: typ, cause: ce.Cause, ies: s.rejectIEs(typ, ce)}
+}
+
+// rejectIEs returns the IEs of a response of type typ that rejects its
+// request: the Cause and its diagnostics (Offending IE, Failed Rule ID)
+// and every other IE the response's table in TS 29.244 clause 7 makes
+// mandatory whatever the Cause — Node ID in node responses and in the
+// Session Establishment Response; Recovery Time Stamp (and the UP Function
+// Features, sent in every answer) in the Association Setup Response.
+func (s *Server) rejectIEs(typ uint8, ce *causeError) []*ie.IE {
+	var out []*ie.IE
+	switch typ {
+	case message.MsgTypeAssociationSetupResponse, message.MsgTypeAssociationUpdateResponse,
+		message.MsgTypeAssociationReleaseResponse, message.MsgTypeSessionSetDeletionResponse,
+		message.MsgTypeSessionEstablishmentResponse:
+		out = append(out, s.nodeIE)
+	}
+	out = append(out, ce.ies()...)
+	if typ == message.MsgTypeAssociationSetupResponse {
+		out = append(out, recoveryIE(s.recovery), s.features)
+	}
+	return out
 }
 
 // sendOn writes a datagram on a socket.

@@ -42,13 +42,10 @@ func checkSessionIEs(ies []*ie.IE) error {
 }
 
 // reject logs a rejected session request and builds its answer.
-func (s *Server) reject(a answer, err error, withNode bool) answer {
+func (s *Server) reject(a answer, err error) answer {
 	ce := asCause(err)
 	a.cause = ce.Cause
-	a.ies = ce.ies()
-	if withNode {
-		a.ies = append([]*ie.IE{s.nodeIE}, a.ies...)
-	}
+	a.ies = s.rejectIEs(a.typ, ce)
 	s.log.Info("rejected PFCP session request", "type", MessageTypeName(a.typ-1), "cause", ce.Cause, "err", err)
 	return a
 }
@@ -65,30 +62,30 @@ func (s *Server) handleEstablishment(from netip.AddrPort, h header, ies []*ie.IE
 		cpErr = missing(ie.FSEID)
 	}
 	if perr != nil {
-		return s.reject(a, perr, true)
+		return s.reject(a, perr)
 	}
 	nid, err := nodeIDOf(ies)
 	if err != nil {
-		return s.reject(a, err, true)
+		return s.reject(a, err)
 	}
 	if cpErr != nil {
-		return s.reject(a, cpErr, true)
+		return s.reject(a, cpErr)
 	}
 	if find(ies, ie.CreatePDR) == nil {
-		return s.reject(a, missing(ie.CreatePDR), true)
+		return s.reject(a, missing(ie.CreatePDR))
 	}
 	if find(ies, ie.CreateFAR) == nil {
-		return s.reject(a, missing(ie.CreateFAR), true)
+		return s.reject(a, missing(ie.CreateFAR))
 	}
 	if err := checkSessionIEs(ies); err != nil {
-		return s.reject(a, err, true)
+		return s.reject(a, err)
 	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	as := s.assocs[nid.key]
 	if as == nil {
-		return s.reject(a, fmt.Errorf("establish session for %s: %w", nid.key, ErrNoAssociation), true)
+		return s.reject(a, fmt.Errorf("establish session for %s: %w", nid.key, ErrNoAssociation))
 	}
 	seid := s.newSEID()
 	sess := &session{seid: seid, assoc: as, cpSEID: cp.seid, cpAddr: cpAddrFor(cp, as)}
@@ -97,15 +94,15 @@ func (s *Server) handleEstablishment(from netip.AddrPort, h header, ies []*ie.IE
 	t := &txn{s: s, spec: &sess.spec}
 	if err := t.apply(ies, false); err != nil {
 		t.rollback()
-		return s.reject(a, err, true)
+		return s.reject(a, err)
 	}
 	if err := t.reserve(nil); err != nil {
 		t.rollback()
-		return s.reject(a, err, true)
+		return s.reject(a, err)
 	}
 	if err := s.tbl.Install(&sess.spec); err != nil {
 		t.rollback()
-		return s.reject(a, fmt.Errorf("install session: %w", err), true)
+		return s.reject(a, fmt.Errorf("install session: %w", err))
 	}
 	sess.chids = t.chids
 	s.sessions[seid] = sess
@@ -432,23 +429,23 @@ func (s *Server) handleModification(from netip.AddrPort, h header, ies []*ie.IE,
 	defer s.mu.Unlock()
 	sess := s.sessions[h.seid]
 	if sess == nil {
-		return s.reject(a, fmt.Errorf("modify session %#x: %w", h.seid, ErrSessionNotFound), false)
+		return s.reject(a, fmt.Errorf("modify session %#x: %w", h.seid, ErrSessionNotFound))
 	}
 	a.seid = sess.cpSEID
 	if !sess.controlledBy(from.Addr()) {
-		return s.reject(a, fmt.Errorf("modify session %#x from %v: %w", h.seid, from, ErrNoAssociation), false)
+		return s.reject(a, fmt.Errorf("modify session %#x from %v: %w", h.seid, from, ErrNoAssociation))
 	}
 	if perr != nil {
-		return s.reject(a, perr, false)
+		return s.reject(a, perr)
 	}
 	if err := checkSessionIEs(ies); err != nil {
-		return s.reject(a, err, false)
+		return s.reject(a, err)
 	}
 	var newCP *fseid
 	if x := find(ies, ie.FSEID); x != nil {
 		f, err := decodeFSEID(x)
 		if err != nil {
-			return s.reject(a, err, false)
+			return s.reject(a, err)
 		}
 		newCP = &f
 	}
@@ -456,11 +453,11 @@ func (s *Server) handleModification(from netip.AddrPort, h header, ies []*ie.IE,
 	if x := find(ies, ie.PFCPSMReqFlags); x != nil {
 		v, err := u8(x)
 		if err != nil {
-			return s.reject(a, err, false)
+			return s.reject(a, err)
 		}
 		if v&0x02 != 0 { // SNDEM
 			return s.reject(a, &causeError{Cause: ie.CauseServiceNotSupported, Offending: ie.PFCPSMReqFlags,
-				Err: fmt.Errorf("sending end markers: %w", ErrUnsupported)}, false)
+				Err: fmt.Errorf("sending end markers: %w", ErrUnsupported)})
 		}
 		drobu, qaurr = v&0x01 != 0, v&0x04 != 0
 	}
@@ -477,7 +474,7 @@ func (s *Server) handleModification(from netip.AddrPort, h header, ies []*ie.IE,
 	t := &txn{s: s, spec: &next, chids: slices.Clone(sess.chids)}
 	if err := t.apply(ies, true); err != nil {
 		t.rollback()
-		return s.reject(a, err, false)
+		return s.reject(a, err)
 	}
 	var queried []uint32
 	for _, x := range ies {
@@ -487,11 +484,11 @@ func (s *Server) handleModification(from netip.AddrPort, h header, ies []*ie.IE,
 		id, err := u32ID(x, ie.URRID)
 		if err != nil {
 			t.rollback()
-			return s.reject(a, err, false)
+			return s.reject(a, err)
 		}
 		if !slices.ContainsFunc(next.URRs, func(u flowtable.URR) bool { return u.ID == id }) {
 			t.rollback()
-			return s.reject(a, ruleFailure(flowtable.KindURR, id, fmt.Errorf("query: %w", flowtable.ErrMissingRule)), false)
+			return s.reject(a, ruleFailure(flowtable.KindURR, id, fmt.Errorf("query: %w", flowtable.ErrMissingRule)))
 		}
 		queried = append(queried, id)
 	}
@@ -504,7 +501,7 @@ func (s *Server) handleModification(from netip.AddrPort, h header, ies []*ie.IE,
 	oldRes := resourcesOf(&sess.spec)
 	if err := t.reserve(oldRes); err != nil {
 		t.rollback()
-		return s.reject(a, err, false)
+		return s.reject(a, err)
 	}
 
 	now := s.tbl.Now()
@@ -513,7 +510,7 @@ func (s *Server) handleModification(from netip.AddrPort, h header, ies []*ie.IE,
 	final, err := s.tbl.ReplaceFinal(s.effective(sess, &next, t))
 	if err != nil {
 		t.rollback()
-		return s.reject(a, fmt.Errorf("replace session: %w", err), false)
+		return s.reject(a, fmt.Errorf("replace session: %w", err))
 	}
 	var reports []*ie.IE
 	if len(t.removed) > 0 {
@@ -599,15 +596,15 @@ func (s *Server) handleDeletion(from netip.AddrPort, h header, ies []*ie.IE, per
 	defer s.mu.Unlock()
 	sess := s.sessions[h.seid]
 	if sess == nil {
-		return s.reject(a, fmt.Errorf("delete session %#x: %w", h.seid, ErrSessionNotFound), false)
+		return s.reject(a, fmt.Errorf("delete session %#x: %w", h.seid, ErrSessionNotFound))
 	}
 	a.seid = sess.cpSEID
 	if !sess.controlledBy(from.Addr()) {
-		return s.reject(a, fmt.Errorf("delete session %#x from %v: %w", h.seid, from, ErrNoAssociation), false)
+		return s.reject(a, fmt.Errorf("delete session %#x from %v: %w", h.seid, from, ErrNoAssociation))
 	}
 	usage, err := s.tbl.Remove(sess.seid)
 	if err != nil && !errors.Is(err, flowtable.ErrSessionNotFound) {
-		return s.reject(a, fmt.Errorf("remove session: %w", err), false)
+		return s.reject(a, fmt.Errorf("remove session: %w", err))
 	}
 	now := s.tbl.Now()
 	out := make([]*ie.IE, 0, 1+len(sess.urrs))

@@ -77,14 +77,15 @@ func (s *Server) retransmit(seq uint32, p *pending) {
 	if p.tries >= s.o.N1 {
 		delete(t.pending, seq)
 		t.mu.Unlock()
-		s.stats.timeouts.Add(1)
+		s.stats.timeout(p.to.Addr())
 		p.done(nil, ErrTimeout)
 		return
 	}
 	p.tries++
 	p.timer.Reset(s.o.T1)
 	t.mu.Unlock()
-	s.stats.retransmits.Add(1)
+	s.stats.retransmit(p.to.Addr())
+	s.stats.sent(p.typ, 0)
 	s.send(p.to, p.msg)
 }
 
@@ -103,6 +104,22 @@ func (t *transactions) deliver(s *Server, from netip.AddrPort, h header, body []
 	t.mu.Unlock()
 	ies, err := parseIEs(body, 0)
 	p.done(&response{from: from, h: h, ies: ies, err: err}, nil)
+}
+
+// fail ends the transaction a malformed response answers (TS 29.244
+// 7.6.1: retransmissions stop, the requester learns of the error).
+func (t *transactions) fail(s *Server, from netip.AddrPort, h header, err error) {
+	t.mu.Lock()
+	p := t.pending[h.seq]
+	if p == nil || p.to.Addr() != from.Addr() || p.typ+1 != h.typ {
+		t.mu.Unlock()
+		s.stats.unmatched.Add(1)
+		return
+	}
+	delete(t.pending, h.seq)
+	p.timer.Stop()
+	t.mu.Unlock()
+	p.done(&response{from: from, h: h, err: err}, nil)
 }
 
 // closeAll fails every pending request.

@@ -175,6 +175,15 @@ func TestWireDecodedByTshark(t *testing.T) {
 	c.Request(cx, message.NewSessionEstablishmentRequest(0, 0, 0, 0, 0, c.NodeID()))
 	c.Modify(cx, sess, ie.NewRemoveFAR(ie.NewFARID(smf.FARUplink)))
 	c.Request(cx, message.NewPFDManagementRequest(0))
+	// Every other rejection, with a malformed length among them.
+	for _, tc := range rejections(t) {
+		seq := c.NextSeq()
+		b := tc.build(c, sess.UPSEID)
+		setSeq(b, seq)
+		if _, err := c.RequestRaw(cx, seq, b); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+	}
 	// A request of PFCP version 2 gets a Version Not Supported Response.
 	raw := []byte{0x40, 1, 0, 4, 0, 0, 9, 0}
 	conn, _ := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(s.Addrs()[0]))
@@ -239,6 +248,28 @@ func TestWireDecodedByTshark(t *testing.T) {
 		if !strings.Contains(causes, want) {
 			t.Errorf("rejections as tshark reads them:\n%s\nwant a line %q", causes, want)
 		}
+	}
+	// Every rejection carries the mandatory IEs of its message, as tshark
+	// reads them.
+	rej := tshark(t, path, ports, "-Y", "pfcp.cause != 1", "-T", "fields", "-E", "separator=|", "-E", "aggregator=,",
+		"-e", "frame.number", "-e", "pfcp.msg_type", "-e", "pfcp.cause", "-e", "pfcp.ie_type")
+	seen := 0
+	for _, l := range strings.Split(strings.TrimSpace(rej), "\n") {
+		f := strings.Split(l, "|")
+		if len(f) != 4 {
+			t.Fatalf("tshark line %q", l)
+		}
+		typ, _ := strconv.Atoi(f[1])
+		types := strings.Split(f[3], ",")
+		for _, w := range mandatoryIEs[uint8(typ)] {
+			if !slices.Contains(types, strconv.Itoa(int(w))) {
+				t.Errorf("frame %s: %s with cause %s lacks mandatory IE %d as tshark reads it (IEs %s)", f[0], MessageTypeName(uint8(typ)), f[2], w, f[3])
+			}
+		}
+		seen++
+	}
+	if want := len(rejections(t)) + 4 - 1; seen < want { // the invalid-length heartbeat's answer has no Cause
+		t.Errorf("tshark found %d rejections, want at least %d", seen, want)
 	}
 	// The usage reports: threshold report with volume and packet counts.
 	rep := tshark(t, path, ports, "-Y", "pfcp.msg_type == 56 && pfcp.report_type.usar == 1", "-T", "fields", "-E", "separator=|",

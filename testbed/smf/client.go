@@ -62,6 +62,20 @@ type Options struct {
 	Untracked bool
 	// Logger receives the client's warnings; nil: slog.Default().
 	Logger *slog.Logger
+	// SeqFrom is the first sequence number the client uses, as an SMF
+	// that (re)starts counting at 1; zero picks one at random.
+	SeqFrom uint32
+	// OnReport, when set, sees every Session Report Request the client
+	// answers (retransmissions included), on the receiving goroutine,
+	// before the answer is sent.
+	OnReport func(*message.SessionReportRequest)
+	// ReportRate, when positive, is how many Session Report Requests per
+	// second the client answers at most: a slow SMF. Datagrams wait in
+	// the socket meanwhile.
+	ReportRate float64
+	// ReadBuffer, when positive, is the socket receive buffer size
+	// (SO_RCVBUF; the kernel doubles it).
+	ReadBuffer int
 }
 
 // Client is an SMF-side PFCP endpoint. Safe for concurrent use: many
@@ -81,6 +95,7 @@ type Client struct {
 
 	upSEIDs sync.Map // CP SEID -> UP SEID of established sessions
 
+	nextReport   time.Time     // readLoop's: when the next report may be answered (ReportRate)
 	heartbeats   atomic.Uint64 // Heartbeat Requests answered
 	dropped      atomic.Uint64 // Session Report Requests answered but not delivered: Reports was full
 	setups       atomic.Uint64 // UPF-initiated Association Setups answered
@@ -107,6 +122,12 @@ func New(o Options) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen on %v: %w", o.Local, err)
 	}
+	if o.ReadBuffer > 0 {
+		if err := conn.SetReadBuffer(o.ReadBuffer); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("set receive buffer: %w", err)
+		}
+	}
 	if o.NodeID == "" {
 		o.NodeID = conn.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap().String()
 	}
@@ -121,6 +142,9 @@ func New(o Options) (*Client, error) {
 	}
 	c.silent.Store(o.Silent)
 	c.seq.Store(uint32(time.Now().UnixNano()) & 0xffff)
+	if o.SeqFrom != 0 {
+		c.seq.Store(o.SeqFrom - 1)
+	}
 	c.wg.Add(1)
 	go c.readLoop()
 	return c, nil
@@ -235,6 +259,10 @@ func (c *Client) handleRequest(from netip.AddrPort, m message.Message) {
 		resp = message.NewAssociationSetupResponse(r.Sequence(), c.nodeID, ie.NewCause(ie.CauseRequestAccepted), c.rts,
 			ie.NewCPFunctionFeatures(0))
 	case *message.SessionReportRequest:
+		c.pace()
+		if c.o.OnReport != nil {
+			c.o.OnReport(r)
+		}
 		cause := ie.CauseRequestAccepted
 		if c.o.ReportCause != nil {
 			cause = c.o.ReportCause(r)
@@ -269,6 +297,21 @@ func (c *Client) handleRequest(from netip.AddrPort, m message.Message) {
 	if err := resp.MarshalTo(b); err == nil {
 		c.conn.WriteToUDPAddrPort(b, from)
 	}
+}
+
+// pace waits for the next slot of ReportRate. Called by readLoop only.
+func (c *Client) pace() {
+	if c.o.ReportRate <= 0 {
+		return
+	}
+	now := time.Now()
+	if c.nextReport.Before(now) {
+		c.nextReport = now
+	}
+	if d := c.nextReport.Sub(now); d > 0 {
+		time.Sleep(d)
+	}
+	c.nextReport = c.nextReport.Add(time.Duration(float64(time.Second) / c.o.ReportRate))
 }
 
 // cpSEIDOf returns the SEID a Session Report Response carries: the UPF's
