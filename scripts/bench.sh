@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Runs Sluice's benchmarks and prints one table of figures against targets.
 # Figures on a shared 2-vCPU machine are noisy: each benchmark runs COUNT
-# times (default 3) and the table shows the median.
+# times (default 3) and the table shows the median. The pipeline runs two
+# session shapes (plain: one QER without rates, one URR; real: what SMFs
+# install, see dataplane/bench_test.go) with warm and cold caches; the real
+# shape must cost at most 1.3 times the plain one. BENCH_FROM=FILE prints
+# the table of the benchmark output saved in FILE instead of running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${COUNT:-3}
@@ -9,9 +13,13 @@ out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 
 run() { go test -run '^$' -bench "$2" -benchmem -count "$count" -benchtime "$3" "$1" | tee -a "$out" >&2; }
-run ./dataplane/ 'Pipeline' 2000000x
-run ./flowtable/ 'InstallRemove|MemoryPerSession' 20000x
-run ./control/ 'Establish' 100000x
+if [ -n "${BENCH_FROM:-}" ]; then # only print the table of a saved run's output
+  cp "$BENCH_FROM" "$out"
+else
+  run ./dataplane/ 'Pipeline' 1000000x
+  run ./flowtable/ 'InstallRemove|MemoryPerSession' 20000x
+  run ./control/ 'Establish' 100000x
+fi
 
 # median NAME UNIT: the median of the figure with that unit over the runs
 median() {
@@ -30,13 +38,30 @@ row() { # label benchmark unit target (<=N at most, >=N at least, - report only)
   printf '%-48s %14s %-16s %10s  %s\n' "$1" "$v" "$3" "$4" "$verdict"
 }
 
+# ratio LABEL NUM DEN TARGET: the ratio of two medians (ns/pkt), at most TARGET
+ratio() {
+  local a b; a=$(median "$2" ns/pkt); b=$(median "$3" ns/pkt)
+  if [ "$a" = "-" ] || [ "$b" = "-" ]; then
+    printf '%-48s %14s %-16s %10s  %s\n' "$1" - ratio "<=$4" MISSED; return
+  fi
+  awk -v l="$1" -v a="$a" -v b="$b" -v t="$4" 'BEGIN {
+    r = a / b; printf "%-48s %14.2f %-16s %10s  %s\n", l, r, "ratio", "<=" t, (r <= t ? "ok" : "MISSED") }'
+}
+
 echo
 printf '%-48s %14s %-16s %10s  %s\n' "figure" "median" "unit" "target" "verdict"
 for dir in uplink downlink; do
   for n in 1 10000 1000000; do
     t=-; [ "$n" = 10000 ] && t=60; [ "$n" = 1000000 ] && t=150
-    row "pipeline $dir, $n sessions" "BenchmarkPipeline/$dir/sessions=$n" ns/pkt "$t"
-    row "  allocations per packet" "BenchmarkPipeline/$dir/sessions=$n" allocs/op 0
+    row "pipeline $dir, $n sessions, plain, warm" "BenchmarkPipeline/plain/warm/$dir/sessions=$n" ns/pkt "$t"
+    row "  allocations per packet" "BenchmarkPipeline/plain/warm/$dir/sessions=$n" allocs/op 0
+    [ "$n" = 1 ] && continue
+    for c in warm cold; do
+      [ "$c" = cold ] && row "pipeline $dir, $n sessions, plain, cold" "BenchmarkPipeline/plain/cold/$dir/sessions=$n" ns/pkt -
+      row "pipeline $dir, $n sessions, real, $c" "BenchmarkPipeline/real/$c/$dir/sessions=$n" ns/pkt -
+      row "  allocations per packet" "BenchmarkPipeline/real/$c/$dir/sessions=$n" allocs/op 0
+      ratio "  real / plain, $c" "BenchmarkPipeline/real/$c/$dir/sessions=$n" "BenchmarkPipeline/plain/$c/$dir/sessions=$n" 1.3
+    done
   done
 done
 row "install+remove, 10 sessions installed" "BenchmarkInstallRemove/sessions=10" ns/op-each -
