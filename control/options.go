@@ -20,6 +20,7 @@ const (
 	DefaultHeartbeatInterval = 10 * time.Second
 	DefaultReportInterval    = time.Second
 	DefaultInactivity        = 10 * time.Second
+	DefaultReportWindow      = 32
 )
 
 // Options configure a Server. Only Table, NodeID and N4 are required.
@@ -61,8 +62,13 @@ type Options struct {
 	// requests; zero: T1 × (N1 + 1).
 	ResponseCacheTTL time.Duration
 	// ReportInterval is the granularity of usage reporting (volume, time,
-	// periodic triggers); default one second.
+	// periodic triggers); default one second. Each URR is evaluated once
+	// per interval, the URRs spread evenly over it.
 	ReportInterval time.Duration
+	// ReportWindow is how many Session Report Requests with usage reports
+	// may be outstanding toward one SMF address; further reports wait
+	// (and grow) until answers return. Zero: DefaultReportWindow.
+	ReportWindow int
 
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
@@ -119,6 +125,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.ReportInterval <= 0 {
 		o.ReportInterval = DefaultReportInterval
+	}
+	if o.ReportWindow <= 0 {
+		o.ReportWindow = DefaultReportWindow
 	}
 	if o.ResponseCacheTTL <= 0 {
 		o.ResponseCacheTTL = o.T1 * time.Duration(o.N1+1)

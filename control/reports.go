@@ -70,6 +70,27 @@ type urrTrack struct {
 	vfired    bool // validity time reported
 
 	watchIdx int // index in Server.watch; -1 when not watched
+
+	// due are the Usage Report Trigger bits of a report waiting for the
+	// peer's window (the session is in its reportQueue); triggers that
+	// fire meanwhile join them, so a slow SMF gets fewer, larger reports.
+	due uint32
+	// carry is the usage of reports the SMF never answered (abandoned
+	// after N1 retransmissions): the next report of the URR adds it, so
+	// the SMF's totals stay exact. carryStart is the earliest abandoned
+	// period's start (0: nothing carried).
+	carry      flowtable.Usage
+	carryDur   time.Duration
+	carryStart int64
+}
+
+// reported is what one usage report in a Session Report Request covered,
+// for carrying it over if the request is abandoned.
+type reported struct {
+	urr   uint32
+	usage flowtable.Usage
+	dur   time.Duration
+	start int64
 }
 
 // tracker returns a session's URR tracker by URR ID.
@@ -272,6 +293,14 @@ func reached(d flowtable.Usage, v flowtable.Volume) bool {
 		v.Downlink > 0 && d.DLBytes >= v.Downlink
 }
 
+func add(a, b flowtable.Usage) flowtable.Usage {
+	a.ULPackets += b.ULPackets
+	a.ULBytes += b.ULBytes
+	a.DLPackets += b.DLPackets
+	a.DLBytes += b.DLBytes
+	return a
+}
+
 func sub(a, b flowtable.Usage) flowtable.Usage {
 	a.ULPackets -= b.ULPackets
 	a.ULBytes -= b.ULBytes
@@ -282,21 +311,31 @@ func sub(a, b flowtable.Usage) flowtable.Usage {
 
 // usageReport builds a Usage Report IE of type typ (within a Modification
 // Response, Deletion Response or Report Request) covering the usage since
-// the URR's last report, and starts a new period. cur is the URR's
-// cumulative usage now.
+// the URR's last report plus any carried over from abandoned reports, and
+// starts a new period. cur is the URR's cumulative usage now.
 func (s *Server) usageReport(typ uint16, sess *session, tr *urrTrack, cur flowtable.Usage, now int64, trig uint32) *ie.IE {
+	x, _ := s.usageReportOf(typ, sess, tr, cur, now, trig)
+	return x
+}
+
+// usageReportOf is usageReport, also returning what the report covers.
+func (s *Server) usageReportOf(typ uint16, sess *session, tr *urrTrack, cur flowtable.Usage, now int64, trig uint32) (*ie.IE, reported) {
 	u := sess.urr(tr.id)
 	tr.accrue(u, cur, now)
-	d := sub(cur, tr.base)
+	d := add(sub(cur, tr.base), tr.carry)
+	dur, start := tr.dur+tr.carryDur, tr.start
+	if tr.carryStart != 0 && tr.carryStart < start {
+		start = tr.carryStart
+	}
 	kids := make([]*ie.IE, 0, 9)
 	kids = append(kids, ie.NewURRID(tr.id), ie.NewURSEQN(tr.seq),
 		ie.New(ie.UsageReportTrigger, []byte{byte(trig), byte(trig >> 8), byte(trig >> 16)}),
-		timestampIE(ie.StartTime, s.wall(tr.start)), timestampIE(ie.EndTime, s.wall(now)))
+		timestampIE(ie.StartTime, s.wall(start)), timestampIE(ie.EndTime, s.wall(now)))
 	if u == nil || u.Method&flowtable.MeasureVolume != 0 {
 		kids = append(kids, volumeIE(d, tr.mnop))
 	}
 	if u != nil && u.Method&flowtable.MeasureDuration != 0 {
-		kids = append(kids, ie.NewUint32IE(ie.DurationMeasurement, uint32(tr.dur/time.Second)))
+		kids = append(kids, ie.NewUint32IE(ie.DurationMeasurement, uint32(dur/time.Second)))
 	}
 	if d.ULPackets+d.DLPackets > 0 && tr.first != 0 {
 		kids = append(kids, timestampIE(ie.TimeOfFirstPacket, s.wall(tr.first)),
@@ -304,7 +343,18 @@ func (s *Server) usageReport(typ uint16, sess *session, tr *urrTrack, cur flowta
 	}
 	tr.seq++
 	tr.base, tr.start, tr.first, tr.dur = cur, now, 0, 0
-	return group(typ, kids...)
+	tr.carry, tr.carryDur, tr.carryStart = flowtable.Usage{}, 0, 0
+	return group(typ, kids...), reported{urr: tr.id, usage: d, dur: dur, start: start}
+}
+
+// carryOver adds the usage of an abandoned report to the URR's next one.
+// Caller holds s.mu.
+func (tr *urrTrack) carryOver(r reported) {
+	tr.carry = add(tr.carry, r.usage)
+	tr.carryDur += r.dur
+	if tr.carryStart == 0 || r.start < tr.carryStart {
+		tr.carryStart = r.start
+	}
 }
 
 // volumeIE encodes a Volume Measurement; packet counts when mnop.
@@ -323,53 +373,53 @@ func volumeIE(d flowtable.Usage, mnop bool) *ie.IE {
 	return ie.New(ie.VolumeMeasurement, b)
 }
 
-// reportLoop evaluates the watched URRs every ReportInterval.
+// reportSlot is the step of the report loop: each ReportInterval is cut
+// into slots, and each slot evaluates its share of the watch list, so
+// that the URRs are each evaluated once per interval but not all at the
+// same instant — periodic reports of sessions set up together go out
+// spread over their period, not in one burst.
+const reportSlot = 10 * time.Millisecond
+
+// reportLoop evaluates the watched URRs, a slice of the watch list per
+// slot, the whole list once every ReportInterval.
 func (s *Server) reportLoop() {
 	defer s.wg.Done()
-	t := time.NewTicker(s.o.ReportInterval)
+	slots := max(1, min(100, int(s.o.ReportInterval/reportSlot)))
+	t := time.NewTicker(s.o.ReportInterval / time.Duration(slots))
 	defer t.Stop()
-	for {
+	for slot := 0; ; slot = (slot + 1) % slots {
 		select {
 		case <-s.closing:
 			return
 		case <-t.C:
-			s.evaluateAll()
+			s.evaluateSlot(slot, slots)
 		}
 	}
 }
 
-// evaluateAll runs one pass over the watch list in batches, so that
-// requests are not held up for a whole pass at scale.
-func (s *Server) evaluateAll() {
+// evaluateSlot evaluates slot i of n of the watch list, in batches, so
+// that requests are not held up long at scale. URRs whose triggers fire
+// queue their session for a Session Report Request (reportQueue).
+func (s *Server) evaluateSlot(i, n int) {
 	const batch = 2048
-	for i := 0; ; i += batch {
+	s.mu.Lock()
+	lo, hi := len(s.watch)*i/n, len(s.watch)*(i+1)/n
+	s.mu.Unlock()
+	for ; lo < hi; lo += batch {
 		s.mu.Lock()
-		if i >= len(s.watch) {
-			s.mu.Unlock()
-			return
-		}
 		now := s.tbl.Now()
-		type out struct {
-			sess    *session
-			reports []*ie.IE
-		}
-		var outs []out
 		var gate []*session
-		for _, tr := range s.watch[i:min(i+batch, len(s.watch))] {
+		for _, tr := range s.watch[min(lo, len(s.watch)):min(lo+batch, hi, len(s.watch))] {
 			wasExhausted := tr.exhausted
-			trig, cur := s.evaluate(tr, now)
+			trig, _ := s.evaluate(tr, now)
 			if trig == 0 {
 				continue
 			}
 			if tr.exhausted && !wasExhausted {
 				gate = append(gate, tr.sess)
 			}
-			r := s.usageReport(ie.UsageReportWithinSessionReportRequest, tr.sess, tr, cur, now, trig)
-			if n := len(outs); n > 0 && outs[n-1].sess == tr.sess {
-				outs[n-1].reports = append(outs[n-1].reports, r)
-			} else {
-				outs = append(outs, out{tr.sess, []*ie.IE{r}})
-			}
+			tr.due |= trig
+			s.queueReport(tr.sess)
 		}
 		for _, sess := range gate {
 			if err := s.tbl.Replace(s.effective(sess, &sess.spec, nil)); err != nil {
@@ -378,23 +428,135 @@ func (s *Server) evaluateAll() {
 				s.log.Info("quota exhausted: session traffic gated", "seid", sess.seid)
 			}
 		}
-		type send struct {
-			to   netip.AddrPort
-			seid uint64
-			cp   uint64
-			ies  []*ie.IE
-		}
-		sends := make([]send, len(outs))
-		for j, o := range outs {
-			ies := append([]*ie.IE{ie.New(ie.ReportType, []byte{0x02})}, o.reports...) // USAR
-			sends[j] = send{s.reportDest(o.sess), o.sess.seid, o.sess.cpSEID, ies}
-		}
+		sends := s.pumpReports()
 		s.mu.Unlock()
-		for _, x := range sends {
-			s.stats.usage.Add(uint64(len(x.ies) - 1))
-			s.sessionReport(x.to, x.seid, x.cp, x.ies)
+		s.sendReports(sends)
+	}
+}
+
+// reportQueue paces the usage reports to one SMF address: at most
+// Options.ReportWindow Session Report Requests are outstanding, the next
+// goes when an answer (or a timeout) frees a place, and sessions whose
+// URRs fired meanwhile wait in order. Guarded by Server.mu.
+type reportQueue struct {
+	to          netip.AddrPort
+	waiting     []*session // each at most once (session.reportQueued)
+	outstanding int
+}
+
+// queueReport puts a session with due URR reports in its peer's queue.
+// Caller holds s.mu.
+func (s *Server) queueReport(sess *session) {
+	if sess.reportQueued {
+		return
+	}
+	to := s.reportDest(sess)
+	q := s.reportQs[to]
+	if q == nil {
+		q = &reportQueue{to: to}
+		s.reportQs[to] = q
+	}
+	sess.reportQueued = true
+	q.waiting = append(q.waiting, sess)
+}
+
+// reportSend is a Session Report Request ready to go.
+type reportSend struct {
+	q        *reportQueue
+	seid, cp uint64
+	ies      []*ie.IE
+	covers   []reported
+}
+
+// pumpReports builds the Session Report Requests that the peers' windows
+// allow, from the usage now: a session waiting in the queue reports
+// everything since its URRs' last reports. Caller holds s.mu.
+func (s *Server) pumpReports() []reportSend {
+	var out []reportSend
+	for to, q := range s.reportQs {
+		for q.outstanding < s.o.ReportWindow && len(q.waiting) > 0 {
+			sess := q.waiting[0]
+			q.waiting[0] = nil
+			q.waiting = q.waiting[1:]
+			sess.reportQueued = false
+			if s.sessions[sess.seid] != sess {
+				continue // deleted: its deletion report covered the usage
+			}
+			now := s.tbl.Now()
+			x := reportSend{q: q, seid: sess.seid, cp: sess.cpSEID, ies: []*ie.IE{ie.New(ie.ReportType, []byte{0x02})}} // USAR
+			for _, tr := range sess.urrs {
+				if tr.due == 0 {
+					continue
+				}
+				trig := tr.due
+				tr.due = 0
+				cur, err := s.tbl.URRUsage(sess.seid, tr.id)
+				if err != nil {
+					continue
+				}
+				r, c := s.usageReportOf(ie.UsageReportWithinSessionReportRequest, sess, tr, cur, now, trig)
+				x.ies = append(x.ies, r)
+				x.covers = append(x.covers, c)
+			}
+			if len(x.covers) == 0 {
+				continue
+			}
+			q.outstanding++
+			out = append(out, x)
+		}
+		if len(q.waiting) == 0 {
+			q.waiting = nil // give a burst's backlog back
+			if q.outstanding == 0 {
+				delete(s.reportQs, to)
+			}
 		}
 	}
+	return out
+}
+
+// sendReports sends Session Report Requests built by pumpReports. Called
+// without s.mu.
+func (s *Server) sendReports(sends []reportSend) {
+	for _, x := range sends {
+		s.stats.usage.Add(uint64(len(x.covers)))
+		s.request(x.q.to, message.MsgTypeSessionReportRequest, func(seq uint32) []byte {
+			return encode(message.MsgTypeSessionReportRequest, true, x.cp, seq, x.ies)
+		}, func(r *response, err error) { s.usageReportDone(x, r, err) })
+	}
+}
+
+// usageReportDone frees the request's place in its peer's window, carries
+// the usage of an abandoned report over to the URRs' next reports, handles
+// the answer, and sends what the window now allows.
+func (s *Server) usageReportDone(x reportSend, r *response, err error) {
+	s.mu.Lock()
+	x.q.outstanding--
+	if s.reportQs[x.q.to] == nil {
+		s.reportQs[x.q.to] = x.q // dropped while this was outstanding
+	}
+	if errors.Is(err, ErrTimeout) {
+		s.stats.abandon(x.q.to.Addr())
+		kept := 0
+		if sess := s.sessions[x.seid]; sess != nil {
+			for _, c := range x.covers {
+				if tr := sess.tracker(c.urr); tr != nil {
+					tr.carryOver(c)
+					kept++
+				}
+			}
+		}
+		s.log.Warn("session report abandoned after N1 retransmissions; its usage goes into the next report",
+			"seid", x.seid, "smf", x.q.to, "urrs", len(x.covers), "carried", kept)
+	}
+	var sends []reportSend
+	if !s.closed() {
+		sends = s.pumpReports()
+	}
+	s.mu.Unlock()
+	if !errors.Is(err, ErrTimeout) {
+		s.reportDone(x.seid, r, err)
+	}
+	s.sendReports(sends)
 }
 
 // reportDest is where a session's Session Report Requests go: the CP

@@ -46,7 +46,8 @@ type Server struct {
 	sessions map[uint64]*session
 	nextSEID uint64
 	alloc    *allocator
-	watch    []*urrTrack             // URRs the report loop evaluates
+	watch    []*urrTrack // URRs the report loop evaluates
+	reportQs map[netip.AddrPort]*reportQueue
 	setups   map[netip.AddrPort]bool // UPF-initiated setups in flight
 
 	cache   responseCache
@@ -77,6 +78,7 @@ func New(o Options) (*Server, error) {
 		nextSEID: 1,
 		alloc:    newAllocator(&o),
 		setups:   make(map[netip.AddrPort]bool),
+		reportQs: make(map[netip.AddrPort]*reportQueue),
 		closing:  make(chan struct{}),
 	}
 	now := time.Now()
@@ -261,7 +263,7 @@ func (s *Server) allowed(a netip.Addr) bool {
 func (s *Server) handle(from netip.AddrPort, h header, msg []byte, reply func([]byte)) {
 	s.stats.received(h.typ)
 	if isSessionType(h.typ) != h.hasSEID {
-		s.malformed(from, malSFlag, h, errors.New("S flag does not match the message type"))
+		s.malformed(from, malSFlag, h, errors.New("the S flag does not match the message type"))
 		return
 	}
 	if isResponse(h.typ) {

@@ -26,6 +26,9 @@ type session struct {
 	// dlReport is set while a Downlink Data Report is scheduled or sent
 	// and the SMF has not changed the session's FARs since.
 	dlReport bool
+	// reportQueued is set while the session waits in its peer's
+	// reportQueue.
+	reportQueued bool
 }
 
 // message-level IEs of session requests that Sluice does not implement:

@@ -203,7 +203,7 @@ func (s *Server) Stats() Stats {
 // drop after it). Safe for concurrent use.
 type peerLog struct {
 	mu       sync.Mutex
-	interval time.Duration // zero: DropLogInterval
+	interval time.Duration // zero: DropLogInterval; guarded by mu
 	peers    map[peerLogKey]*peerLogState
 }
 
@@ -227,11 +227,11 @@ const maxPeerLog = 4096
 // note records a drop of some kind from a peer and logs it if due.
 func (l *peerLog) note(log *slog.Logger, peer netip.Addr, msg, kind string, args ...any) {
 	now := time.Now()
+	l.mu.Lock()
 	iv := l.interval
 	if iv <= 0 {
 		iv = DropLogInterval
 	}
-	l.mu.Lock()
 	if l.peers == nil || len(l.peers) >= maxPeerLog {
 		l.peers = make(map[peerLogKey]*peerLogState)
 	}

@@ -27,10 +27,15 @@ var (
 	descPFCP    = prometheus.NewDesc("sluice_pfcp_messages_total", "PFCP messages by type and direction.", []string{"type", "direction"}, nil)
 	descCause   = prometheus.NewDesc("sluice_pfcp_responses_total", "PFCP responses Sluice sent, by type and cause.", []string{"type", "cause"}, nil)
 	descPFCPDrp = prometheus.NewDesc("sluice_pfcp_dropped_total", "PFCP datagrams dropped, by reason.", []string{"reason"}, nil)
+	descPFCPMal = prometheus.NewDesc("sluice_pfcp_malformed_total", "PFCP messages Sluice could not handle as they were, by reason (version and invalid_length requests are answered).", []string{"reason"}, nil)
+	descPFCPRtx = prometheus.NewDesc("sluice_pfcp_retransmissions_total", "PFCP requests Sluice sent again after T1, by peer.", []string{"peer"}, nil)
+	descPFCPTmo = prometheus.NewDesc("sluice_pfcp_timeouts_total", "PFCP requests Sluice gave up on after N1 retransmissions, by peer.", []string{"peer"}, nil)
+	descPFCPDup = prometheus.NewDesc("sluice_pfcp_duplicates_total", "Retransmitted PFCP requests answered from the response cache, by peer.", []string{"peer"}, nil)
+	descPFCPAbn = prometheus.NewDesc("sluice_pfcp_reports_abandoned_total", "Session Report Requests with usage given up on (their usage goes into the next report), by peer.", []string{"peer"}, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPackets, descBytes, descDrops, descPolls, descBuf, descEI, descNeigh, descXSK, descSess, descAssoc, descPFCP, descCause, descPFCPDrp} {
+	for _, d := range []*prometheus.Desc{descPackets, descBytes, descDrops, descPolls, descBuf, descEI, descNeigh, descXSK, descSess, descAssoc, descPFCP, descCause, descPFCPDrp, descPFCPMal, descPFCPRtx, descPFCPTmo, descPFCPDup, descPFCPAbn} {
 		ch <- d
 	}
 }
@@ -101,4 +106,17 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(descPFCPDrp, s.DroppedUnknownPeer, "unknown_peer")
 	counter(descPFCPDrp, s.DroppedMalformed, "malformed")
+	for r, v := range s.Malformed {
+		counter(descPFCPMal, v, r)
+	}
+	for a, p := range s.Peers {
+		peer := a.String()
+		if !a.IsValid() {
+			peer = "other" // past the number of peers counted one by one
+		}
+		counter(descPFCPRtx, p.Retransmissions, peer)
+		counter(descPFCPTmo, p.Timeouts, peer)
+		counter(descPFCPDup, p.Duplicates, peer)
+		counter(descPFCPAbn, p.ReportsAbandoned, peer)
+	}
 }
