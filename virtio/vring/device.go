@@ -53,6 +53,13 @@ func (d *Device) Avail(max int) int {
 	return min(int(n), int(d.r.size), max)
 }
 
+// Pending loads the driver's index and returns how many entries it has
+// made available that the device has not taken.
+func (d *Device) Pending() int {
+	d.availIdx = loadAcquire(d.r.availIdx)
+	return int(d.availIdx - d.lastAvail)
+}
+
 // NextAvail takes the next available head, which Avail must have counted.
 // ok is false when the driver wrote a head outside the table.
 func (d *Device) NextAvail() (head uint16, ok bool) {

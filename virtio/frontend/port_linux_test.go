@@ -1,0 +1,398 @@
+package frontend
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sluice-net/sluice/dataplane"
+	"github.com/sluice-net/sluice/virtio"
+	"github.com/sluice-net/sluice/virtio/vhostuser"
+)
+
+func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// packet returns an Ethernet frame of n octets whose payload numbers it.
+func packet(seq, n int) []byte {
+	b := make([]byte, n)
+	copy(b, []byte{2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00})
+	for i := 14; i < n; i++ {
+		b[i] = byte(seq + i)
+	}
+	return b
+}
+
+// openPair opens a port in client mode on a fake switch and waits until
+// both sides are up.
+func openPair(t *testing.T, cfg Config) (*Port, *fakeSwitch, string) {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "sw.sock")
+	sw := newFakeSwitch(t)
+	ln := sw.listen(sock)
+	t.Cleanup(func() { ln.Close() })
+	cfg.Socket, cfg.Logger = sock, quiet()
+	p, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := p.WaitUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sw.waitReady()
+	// The worker's first poll posts the receive buffers.
+	var fr [dataplane.BurstSize]dataplane.Frame
+	if n := p.Receive(0, fr[:]); n != 0 {
+		t.Fatalf("first poll received %d frames", n)
+	}
+	return p, sw, sock
+}
+
+// receiveAll polls queue 0 until it has want frames or a second passes.
+func receiveAll(t *testing.T, p *Port, want int) []dataplane.Frame {
+	t.Helper()
+	var out []dataplane.Frame
+	var fr [dataplane.BurstSize]dataplane.Frame
+	deadline := time.Now().Add(time.Second)
+	for len(out) < want && time.Now().Before(deadline) {
+		n := p.Receive(0, fr[:])
+		out = append(out, fr[:n]...)
+	}
+	return out
+}
+
+// TestNegotiation checks what the port asks of the switch, in order, and
+// that it keeps only the features it supports.
+func TestNegotiation(t *testing.T) {
+	p, sw, _ := openPair(t, Config{})
+	f := p.Features()
+	if want := virtio.FVersion1 | virtio.NetFMrgRxbuf | virtio.RingFEventIdx | virtio.FProtocolFeats; f != want {
+		t.Errorf("negotiated %v, want %v (CSUM and RING_PACKED were offered and must be refused)", f, want)
+	}
+	sw.mu.Lock()
+	log := append([]vhostuser.Request(nil), sw.log...)
+	sw.mu.Unlock()
+	want := []vhostuser.Request{vhostuser.SetOwner, vhostuser.GetFeatures, vhostuser.GetProtocolFeatures,
+		vhostuser.SetProtocolFeatures, vhostuser.GetQueueNum, vhostuser.SetFeatures, vhostuser.SetMemTable}
+	for i := range 2 {
+		_ = i
+		want = append(want, vhostuser.SetVringNum, vhostuser.SetVringBase, vhostuser.SetVringAddr, vhostuser.SetVringKick, vhostuser.SetVringCall)
+	}
+	want = append(want, vhostuser.SetVringEnable, vhostuser.SetVringEnable)
+	if len(log) != len(want) {
+		t.Fatalf("requests %v, want %v", log, want)
+	}
+	for i := range want {
+		if log[i] != want[i] {
+			t.Fatalf("request %d is %v, want %v (all: %v)", i, log[i], want[i], log)
+		}
+	}
+	if n := sw.posted(); n != 256 {
+		t.Errorf("%d receive buffers posted, want 256 (the ring)", n)
+	}
+}
+
+// TestReceiveTransmit moves packets both ways through the fake switch and
+// checks their octets, the headroom, and that a frame received on the
+// port's pool is sent from the same buffer without a copy while a frame of
+// another owner is copied and given back.
+func TestReceiveTransmit(t *testing.T) {
+	p, sw, _ := openPair(t, Config{})
+	for i := range 100 {
+		if err := sw.inject(packet(i, 60+i*10), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := receiveAll(t, p, 100)
+	if len(got) != 100 {
+		t.Fatalf("received %d of 100 packets", len(got))
+	}
+	for i, f := range got {
+		if f.Off != dataplane.Headroom || !bytes.Equal(f.Data(), packet(i, 60+i*10)) {
+			t.Fatalf("packet %d: offset %d (want %d), octets % x", i, f.Off, dataplane.Headroom, f.Data()[:20])
+		}
+	}
+	// Encapsulate in place, as the pipeline does, then send.
+	for i := range got {
+		if !got[i].Prepend(36) {
+			t.Fatal("no headroom for 36 octets")
+		}
+		got[i].Data()[0] = 0xee
+	}
+	for len(got) > 0 {
+		n := min(len(got), dataplane.BurstSize)
+		if sent := p.Transmit(0, got[:n]); sent != n {
+			t.Fatalf("transmitted %d of %d", sent, n)
+		}
+		got = got[n:]
+	}
+	out, err := sw.collect(nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 100 {
+		t.Fatalf("switch got %d of 100 packets", len(out))
+	}
+	for i, b := range out {
+		if b[0] != 0xee || len(b) != 36+60+i*10 || !bytes.Equal(b[36:], packet(i, 60+i*10)) {
+			t.Fatalf("packet %d on the wire differs", i)
+		}
+	}
+	mp := dataplane.NewMemPort("mem", 1, 8, false)
+	mp.Inject(0, packet(7, 100))
+	var fr [4]dataplane.Frame
+	if n := mp.Receive(0, fr[:]); n != 1 {
+		t.Fatal("mem port gave no frame")
+	}
+	if p.Transmit(0, fr[:1]) != 1 {
+		t.Fatal("foreign frame not sent")
+	}
+	out, _ = sw.collect(nil, true)
+	if len(out) != 1 || !bytes.Equal(out[0], packet(7, 100)) {
+		t.Fatalf("copied frame on the wire: %d packets", len(out))
+	}
+	st := p.Stats()
+	if st.RxPackets != 100 || st.TxPackets != 101 || st.TxCopied != 1 || st.TxDropped != 0 || st.Invalid != 0 {
+		t.Errorf("stats %+v: want 100 received, 101 sent, 1 copied", st)
+	}
+	// Transmitted frames come back to the pool on the next transmit.
+	p.Transmit(0, nil)
+	if free, total := p.Pool(0).FreeFrames(), p.Pool(0).Frames(); free+sw.posted() != total {
+		t.Errorf("%d free and %d posted of %d frames: some were lost", free, sw.posted(), total)
+	}
+}
+
+// TestMergedBuffers checks that a packet the switch spreads over several
+// buffers (MRG_RXBUF num_buffers > 1; Sluice's buffers hold its MTU, so
+// only a misbehaving switch does it) is dropped whole and counted, its
+// buffers go back to the pool, and the packets around it arrive.
+func TestMergedBuffers(t *testing.T) {
+	p, sw, _ := openPair(t, Config{})
+	sw.inject(packet(1, 100), 1)
+	sw.inject(packet(2, 100), 3)
+	sw.inject(packet(3, 100), 1)
+	got := receiveAll(t, p, 2)
+	if len(got) != 2 || !bytes.Equal(got[0].Data(), packet(1, 100)) || !bytes.Equal(got[1].Data(), packet(3, 100)) {
+		t.Fatalf("received %d packets around the merged one, want packets 1 and 3", len(got))
+	}
+	if st := p.Stats(); st.RxDropped != 3 {
+		t.Errorf("dropped %d buffers, want the merged packet's 3", st.RxDropped)
+	}
+	p.Free(got)
+	if free, posted, total := p.Pool(0).FreeFrames(), sw.posted(), p.Pool(0).Frames(); free+posted != total {
+		t.Errorf("%d free and %d posted of %d frames", free, posted, total)
+	}
+}
+
+// TestCallsWhenIdle checks EVENT_IDX suppression end to end: a busy
+// port is not called; after a run of empty polls it asks for a call, and
+// the switch's next packet makes its PollFD readable.
+func TestCallsWhenIdle(t *testing.T) {
+	p, sw, _ := openPair(t, Config{})
+	readable := func() bool {
+		fds := []unix.PollFd{{Fd: int32(p.PollFD(0)), Events: unix.POLLIN}}
+		n, _ := unix.Poll(fds, 0)
+		return n > 0
+	}
+	var fr [dataplane.BurstSize]dataplane.Frame
+	drain := func() { var b [8]byte; unix.Read(p.PollFD(0), b[:]) }
+	sw.inject(packet(1, 64), 1) // the first entry passes a fresh ring's used_event
+	if n := p.Receive(0, fr[:]); n != 1 {
+		t.Fatalf("received %d", n)
+	}
+	p.Free(fr[:1])
+	drain()
+	sw.inject(packet(2, 64), 1)
+	if readable() {
+		t.Error("switch called a busy port")
+	}
+	p.Receive(0, fr[:])
+	p.Free(fr[:1])
+	for range armAfter {
+		p.Receive(0, fr[:])
+	}
+	if readable() {
+		t.Fatal("call eventfd readable before any packet")
+	}
+	sw.inject(packet(3, 64), 1)
+	if !readable() {
+		t.Fatal("idle port asked for calls but the switch's packet did not signal its PollFD")
+	}
+	if n := p.Receive(0, fr[:]); n != 1 {
+		t.Fatalf("after the call received %d", n)
+	}
+	if readable() {
+		t.Error("call eventfd still readable after the wakeup was handled")
+	}
+	// Wait returns at once when a packet is pending.
+	p.Free(fr[:1])
+	sw.inject(packet(4, 64), 1)
+	start := time.Now()
+	if err := p.Wait(0, 1000); err != nil || time.Since(start) > 500*time.Millisecond {
+		t.Errorf("Wait with a packet pending: %v after %v", err, time.Since(start))
+	}
+}
+
+// TestPeerRestart kills the switch's connection while it holds receive
+// buffers and unsent packets, and checks that the port releases and
+// counts them, reconnects by itself and carries traffic again, in both
+// socket modes.
+func TestPeerRestart(t *testing.T) {
+	for _, server := range []bool{false, true} {
+		t.Run(map[bool]string{false: "client", true: "server"}[server], func(t *testing.T) {
+			var p *Port
+			var sw *fakeSwitch
+			var sock string
+			if server {
+				sock = filepath.Join(t.TempDir(), "sluice.sock")
+				sw = newFakeSwitch(t)
+				var err error
+				p, err = Open(Config{Socket: sock, Server: true, Logger: quiet(), Reconnect: 10 * time.Millisecond})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer p.Close()
+				sw.dial(sock)
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				if err := p.WaitUp(ctx); err != nil {
+					t.Fatal(err)
+				}
+				sw.waitReady()
+				var fr [1]dataplane.Frame
+				p.Receive(0, fr[:])
+			} else {
+				p, sw, sock = openPair(t, Config{Reconnect: 10 * time.Millisecond})
+			}
+			var fr [dataplane.BurstSize]dataplane.Frame
+			sw.inject(packet(1, 64), 1)
+			got := receiveAll(t, p, 1)
+			if len(got) != 1 {
+				t.Fatal("no packet before the restart")
+			}
+			if p.Transmit(0, got) != 1 { // the switch never takes it
+				t.Fatal("not sent")
+			}
+			sw.hangUp()
+			// Transmit while down drops and counts; the frame goes back.
+			deadline := time.Now().Add(5 * time.Second)
+			for p.Up() && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
+			for p.Stats().Released == 0 && time.Now().Before(deadline) {
+				p.Receive(0, fr[:])
+			}
+			st := p.Stats()
+			if st.Released != 257 {
+				t.Errorf("released %d frames, want 256 posted receive buffers and 1 unsent packet", st.Released)
+			}
+			if server {
+				sw.dial(sock)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			for !p.Up() && ctx.Err() == nil {
+				p.Receive(0, fr[:]) // the worker hands the rings back
+				time.Sleep(time.Millisecond)
+			}
+			if err := p.WaitUp(ctx); err != nil {
+				t.Fatal(err)
+			}
+			sw.waitReady()
+			p.Receive(0, fr[:])
+			sw.inject(packet(9, 64), 1)
+			got = receiveAll(t, p, 1)
+			if len(got) != 1 || !bytes.Equal(got[0].Data(), packet(9, 64)) {
+				t.Fatalf("after the restart received %d packets", len(got))
+			}
+			if p.Transmit(0, got) != 1 {
+				t.Fatal("not sent after the restart")
+			}
+			out, err := sw.collect(nil, true)
+			if err != nil || len(out) != 1 || !bytes.Equal(out[0], packet(9, 64)) {
+				t.Fatalf("after the restart the switch got %d packets (%v)", len(out), err)
+			}
+			if st := p.Stats(); st.Connects != 2 {
+				t.Errorf("%d connections, want 2", st.Connects)
+			}
+			p.Transmit(0, nil)
+			if free, posted, total := p.Pool(0).FreeFrames(), sw.posted(), p.Pool(0).Frames(); free+posted != total {
+				t.Errorf("%d free and %d posted of %d frames after the restart", free, posted, total)
+			}
+		})
+	}
+}
+
+// TestBurstAllocs checks that receiving and transmitting a burst, and an
+// empty poll, allocate nothing.
+func TestBurstAllocs(t *testing.T) {
+	p, sw, _ := openPair(t, Config{})
+	for i := range dataplane.BurstSize {
+		sw.inject(packet(i, 64), 1)
+	}
+	var fr [dataplane.BurstSize]dataplane.Frame
+	allocs := testing.AllocsPerRun(200, func() {
+		n := p.Receive(0, fr[:])
+		p.Transmit(0, fr[:n])
+		p.Receive(0, fr[:]) // empty
+		sw.echo()
+	})
+	if allocs != 0 {
+		t.Errorf("a burst allocates %v times, want 0", allocs)
+	}
+	if st := p.Stats(); st.RxPackets < 200*dataplane.BurstSize/2 {
+		t.Errorf("only %d packets went round", st.RxPackets)
+	}
+}
+
+// TestSharedPool checks that two ports on one pool forward between each
+// other without copying.
+func TestSharedPool(t *testing.T) {
+	pool, err := NewPool(PoolConfig{Rings: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	a, swa, _ := openPair(t, Config{Name: "n3", Pools: []*Pool{pool}})
+	b, swb, _ := openPair(t, Config{Name: "n6", Pools: []*Pool{pool}})
+	swa.inject(packet(5, 200), 1)
+	got := receiveAll(t, a, 1)
+	if len(got) != 1 {
+		t.Fatal("nothing received on n3")
+	}
+	if b.Transmit(0, got) != 1 {
+		t.Fatal("n6 did not send")
+	}
+	out, _ := swb.collect(nil, true)
+	if len(out) != 1 || !bytes.Equal(out[0], packet(5, 200)) {
+		t.Fatalf("n6's switch got %d packets", len(out))
+	}
+	if st := b.Stats(); st.TxCopied != 0 {
+		t.Errorf("n3 to n6 on one pool copied %d frames", st.TxCopied)
+	}
+	if _, err := Open(Config{Socket: "/nonexistent/x", Pools: []*Pool{pool}, Logger: quiet()}); err == nil {
+		t.Error("a third port on a pool of 4 rings opened")
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, c := range []Config{
+		{},
+		{Socket: "x", QueuePairs: -1},
+		{Socket: "x", MTU: 9000}, // 2048-octet frames
+		{Socket: "x", Pool: PoolConfig{FrameSize: 3000}},
+		{Socket: "x", Pool: PoolConfig{RingSize: 100}},
+	} {
+		if p, err := Open(c); err == nil {
+			p.Close()
+			t.Errorf("config %+v accepted", c)
+		}
+	}
+}
