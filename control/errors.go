@@ -23,6 +23,7 @@ var (
 	ErrPoolExhausted   = fmt.Errorf("%w: UE address pool exhausted", ErrNoResources)
 	ErrNoPool          = fmt.Errorf("%w: no UE address pool for the network instance", ErrNoResources)
 	ErrFTEIDOption     = errors.New("invalid F-TEID allocation option")
+	ErrOutsidePools    = errors.New("outside every UE pool: N6 does not steer it to Sluice")
 	ErrRule            = errors.New("rule creation/modification failure")
 	ErrTimeout         = errors.New("request timed out")
 	ErrClosed          = errors.New("server closed")

@@ -3,6 +3,7 @@ package control
 import (
 	"encoding/binary"
 	"fmt"
+	"net/netip"
 	"slices"
 	"testing"
 	"time"
@@ -107,6 +108,10 @@ func rejections(t testing.TB) []rejection {
 		}, 51, ie.CauseNoEstablishedPFCPAssociation, 0, false},
 		{"establishment with a failing rule", func(c *smf.Client, _ uint64) []byte {
 			p := smf.SessionParams{CPSEID: 10, Extra: []*ie.IE{ie.NewCreateFAR(ie.NewFARID(smf.FARUplink), ie.NewApplyAction(0x01))}}
+			return marshalMsg(t, message.NewSessionEstablishmentRequest(0, 0, 0, 0, 0, c.EstablishmentIEs(&p)...))
+		}, 51, ie.CauseRuleCreationModificationFailure, 0, true},
+		{"establishment with a UE address outside the pools", func(c *smf.Client, _ uint64) []byte {
+			p := smf.SessionParams{CPSEID: 12, UE4: netip.MustParseAddr("10.99.0.5")}
 			return marshalMsg(t, message.NewSessionEstablishmentRequest(0, 0, 0, 0, 0, c.EstablishmentIEs(&p)...))
 		}, 51, ie.CauseRuleCreationModificationFailure, 0, true},
 		{"establishment of invalid length", func(c *smf.Client, _ uint64) []byte {

@@ -44,7 +44,10 @@ type Options struct {
 	// TEIDs is the range local TEIDs are allocated from; zero: 1..2^32-1.
 	TEIDs TEIDRange
 	// UEPools are the prefixes UE addresses are allocated from when the
-	// SMF sets CHV4 or CHV6.
+	// SMF sets CHV4 or CHV6. They are also all the N6 port steers to
+	// Sluice: when pools are given, a PDR matching plain downlink traffic
+	// (source interface Core or SGi-LAN, no local F-TEID) for a UE
+	// address outside them is refused (Cause 73, Failed Rule ID).
 	UEPools []UEPool
 
 	// T1 is the retransmission timer of requests Sluice sends and N1 the

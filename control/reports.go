@@ -381,18 +381,28 @@ func volumeIE(d flowtable.Usage, mnop bool) *ie.IE {
 const reportSlot = 10 * time.Millisecond
 
 // reportLoop evaluates the watched URRs, a slice of the watch list per
-// slot, the whole list once every ReportInterval.
+// slot, the whole list once every ReportInterval. Slots whose tick came
+// late (a busy machine drops ticks) are caught up at the next one, so
+// every URR is still evaluated once per round.
 func (s *Server) reportLoop() {
 	defer s.wg.Done()
 	slots := max(1, min(100, int(s.o.ReportInterval/reportSlot)))
-	t := time.NewTicker(s.o.ReportInterval / time.Duration(slots))
+	step := s.o.ReportInterval / time.Duration(slots)
+	t := time.NewTicker(step)
 	defer t.Stop()
-	for slot := 0; ; slot = (slot + 1) % slots {
+	start, done := time.Now(), 0 // slots evaluated since start
+	for {
 		select {
 		case <-s.closing:
 			return
-		case <-t.C:
-			s.evaluateSlot(slot, slots)
+		case now := <-t.C:
+			due := int(now.Sub(start) / step)
+			if due-done > slots {
+				done = due - slots // more than a round behind: one round
+			}
+			for ; done < due; done++ {
+				s.evaluateSlot(done%slots, slots)
+			}
 		}
 	}
 }

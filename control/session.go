@@ -99,6 +99,10 @@ func (s *Server) handleEstablishment(from netip.AddrPort, h header, ies []*ie.IE
 		t.rollback()
 		return s.reject(a, err)
 	}
+	if err := s.checkUEPools(&sess.spec, cp.seid); err != nil {
+		t.rollback()
+		return s.reject(a, err)
+	}
 	if err := t.reserve(nil); err != nil {
 		t.rollback()
 		return s.reject(a, err)
@@ -117,6 +121,41 @@ func (s *Server) handleEstablishment(from netip.AddrPort, h header, ies []*ie.IE
 	out = append(out, s.createdPDRs(&sess.spec, t.created)...)
 	a.cause, a.ies = ie.CauseRequestAccepted, out
 	return a
+}
+
+// checkUEPools refuses a PDR that would match plain downlink packets
+// arriving on N6 (source interface Core or SGi-LAN, no local F-TEID) for
+// a UE address outside every UE pool: the N6 port steers only the pools'
+// addresses to Sluice, so such a session's downlink would never arrive.
+// The answer is Cause 73 with the PDR as Failed Rule ID, and a warning
+// names the address. Without UE pools nothing is checked.
+func (s *Server) checkUEPools(spec *flowtable.Session, cpSEID uint64) error {
+	if len(s.o.UEPools) == 0 {
+		return nil
+	}
+	inPool := func(p netip.Prefix) bool {
+		for _, pool := range s.o.UEPools {
+			if pool.Prefix.Bits() <= p.Bits() && pool.Prefix.Contains(p.Addr()) {
+				return true
+			}
+		}
+		return false
+	}
+	for i := range spec.PDRs {
+		d := &spec.PDRs[i].PDI
+		if d.HasLocalTEID || d.SourceInterface != flowtable.Core && d.SourceInterface != flowtable.SGiLAN {
+			continue
+		}
+		for _, p := range []netip.Prefix{netip.PrefixFrom(d.UEAddr4, 32), d.UEPrefix6} {
+			if !p.Addr().IsValid() || inPool(p) {
+				continue
+			}
+			s.log.Warn("session refused: its UE address lies outside every UE pool, and N6 steers only the pools to Sluice",
+				"ue", p, "pdr", spec.PDRs[i].ID, "cp_seid", cpSEID)
+			return ruleFailure(flowtable.KindPDR, uint32(spec.PDRs[i].ID), fmt.Errorf("UE address %v: %w", p, ErrOutsidePools))
+		}
+	}
+	return nil
 }
 
 // controlledBy reports whether a peer may change the session: it must be
@@ -500,6 +539,10 @@ func (s *Server) handleModification(from netip.AddrPort, h header, ies []*ie.IE,
 		for _, u := range next.URRs {
 			queried = append(queried, u.ID)
 		}
+	}
+	if err := s.checkUEPools(&next, sess.cpSEID); err != nil {
+		t.rollback()
+		return s.reject(a, err)
 	}
 	oldRes := resourcesOf(&sess.spec)
 	if err := t.reserve(oldRes); err != nil {

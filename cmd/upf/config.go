@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/sluice-net/sluice/control"
 )
 
 // Config is the upf configuration file.
@@ -43,16 +46,22 @@ type Config struct {
 const DefaultWorkerNice = -10
 
 // N4Config configures PFCP.
+//
+// The timers are optional: left out, they take control's defaults
+// (heartbeat_interval 10s, t1 3s, n1 3, report_interval 1s,
+// peer_failure_grace 0s). Given, heartbeat_interval, t1, report_interval
+// and n1 must be positive — a zero is an error, not "default" — and
+// peer_failure_grace 0s means a failed SMF's sessions are purged at once.
 type N4Config struct {
-	Addresses         []string `yaml:"addresses"`
-	NodeID            string   `yaml:"node_id"`
-	AllowedPeers      []string `yaml:"allowed_peers"`
-	SMFs              []string `yaml:"smfs"`
-	HeartbeatInterval Duration `yaml:"heartbeat_interval"`
-	T1                Duration `yaml:"t1"`
-	N1                int      `yaml:"n1"`
-	PeerFailureGrace  Duration `yaml:"peer_failure_grace"`
-	ReportInterval    Duration `yaml:"report_interval"`
+	Addresses         []string  `yaml:"addresses"`
+	NodeID            string    `yaml:"node_id"`
+	AllowedPeers      []string  `yaml:"allowed_peers"`
+	SMFs              []string  `yaml:"smfs"`
+	HeartbeatInterval *Duration `yaml:"heartbeat_interval"`
+	T1                *Duration `yaml:"t1"`
+	N1                *int      `yaml:"n1"`
+	PeerFailureGrace  *Duration `yaml:"peer_failure_grace"`
+	ReportInterval    *Duration `yaml:"report_interval"`
 }
 
 // Interface is one network interface Sluice serves.
@@ -137,69 +146,92 @@ func parseConfig(b []byte) (*parsed, error) {
 	return c.validate()
 }
 
+// validate checks the whole configuration and reports every error it
+// finds, each naming its field, joined in one error.
 func (c Config) validate() (*parsed, error) {
 	p := &parsed{cfg: c}
+	var errs []error
+	fail := func(field, format string, a ...any) { errs = append(errs, bad(field, format, a...)) }
 	if err := p.logLevel.UnmarshalText([]byte(or(c.LogLevel, "info"))); err != nil {
-		return nil, bad("log_level", "%q: want debug, info, warn or error", c.LogLevel)
+		fail("log_level", "%q: want debug, info, warn or error", c.LogLevel)
 	}
 	if c.Metrics != "" {
 		if _, err := netip.ParseAddrPort(c.Metrics); err != nil && !strings.HasPrefix(c.Metrics, ":") {
-			return nil, bad("metrics", "%q: want host:port, like 127.0.0.1:9100", c.Metrics)
+			fail("metrics", "%q: want host:port, like 127.0.0.1:9100", c.Metrics)
 		}
 	}
 	if len(c.N4.Addresses) == 0 {
-		return nil, bad("n4.addresses", "at least one address is needed, like 10.0.0.1:8805")
+		fail("n4.addresses", "at least one address is needed, like 10.0.0.1:8805")
 	}
 	for i, a := range c.N4.Addresses {
 		ap, err := parseAddrPort(a, 8805)
 		if err != nil {
-			return nil, bad(fmt.Sprintf("n4.addresses[%d]", i), "%v", err)
+			fail(fmt.Sprintf("n4.addresses[%d]", i), "%v", err)
 		}
 		p.n4 = append(p.n4, ap)
 	}
 	if c.N4.NodeID == "" {
-		return nil, bad("n4.node_id", "missing: an address or FQDN the SMF knows Sluice by")
+		fail("n4.node_id", "missing: an address or FQDN the SMF knows Sluice by")
 	}
 	if len(c.N4.AllowedPeers) == 0 {
-		return nil, bad("n4.allowed_peers", "empty: no SMF could associate; list their prefixes, like 10.0.0.0/24")
+		fail("n4.allowed_peers", "empty: no SMF could associate; list their prefixes, like 10.0.0.0/24")
 	}
 	for i, s := range c.N4.AllowedPeers {
 		pf, err := parsePrefix(s)
 		if err != nil {
-			return nil, bad(fmt.Sprintf("n4.allowed_peers[%d]", i), "%v", err)
+			fail(fmt.Sprintf("n4.allowed_peers[%d]", i), "%v", err)
 		}
 		p.allowed = append(p.allowed, pf)
 	}
 	for i, s := range c.N4.SMFs {
 		ap, err := parseAddrPort(s, 8805)
 		if err != nil {
-			return nil, bad(fmt.Sprintf("n4.smfs[%d]", i), "%v", err)
+			fail(fmt.Sprintf("n4.smfs[%d]", i), "%v", err)
 		}
 		p.smfs = append(p.smfs, ap)
 	}
-	if c.N4.N1 < 0 {
-		return nil, bad("n4.n1", "%d: must not be negative", c.N4.N1)
+	// PFCP timers: left out means the default; zero or negative is an
+	// error rather than a silent default.
+	for _, d := range []struct {
+		field string
+		v     *Duration
+		def   time.Duration
+	}{
+		{"n4.heartbeat_interval", c.N4.HeartbeatInterval, control.DefaultHeartbeatInterval},
+		{"n4.t1", c.N4.T1, control.DefaultT1},
+		{"n4.report_interval", c.N4.ReportInterval, control.DefaultReportInterval},
+	} {
+		if d.v != nil && *d.v <= 0 {
+			fail(d.field, "%v: must be positive; leave it out for the default %v", time.Duration(*d.v), d.def)
+		}
+	}
+	if c.N4.N1 != nil && *c.N4.N1 <= 0 {
+		fail("n4.n1", "%d: must be at least 1; leave it out for the default %d", *c.N4.N1, control.DefaultN1)
+	}
+	if c.N4.PeerFailureGrace != nil && *c.N4.PeerFailureGrace < 0 {
+		fail("n4.peer_failure_grace", "%v: must not be negative (0s purges a failed SMF's sessions at once)", time.Duration(*c.N4.PeerFailureGrace))
 	}
 	if len(c.Interfaces) == 0 {
-		return nil, bad("interfaces", "none: an n3 and an n6 interface are needed")
+		fail("interfaces", "none: an n3 and an n6 interface are needed")
 	}
 	roles := map[string]int{}
 	for i, in := range c.Interfaces {
 		f := fmt.Sprintf("interfaces[%d]", i)
 		if in.Device == "" {
-			return nil, bad(f+".device", "missing")
+			fail(f+".device", "missing")
 		}
 		switch in.Role {
 		case "n3", "n6", "n9":
 		default:
-			return nil, bad(f+".role", "%q: want n3, n6 or n9", in.Role)
+			fail(f+".role", "%q: want n3, n6 or n9", in.Role)
 		}
 		roles[in.Role]++
 		pi := parsedIface{Interface: in}
 		for j, s := range in.Addresses {
 			a, err := netip.ParseAddr(s)
 			if err != nil {
-				return nil, bad(fmt.Sprintf("%s.addresses[%d]", f, j), "%q is not an IP address", s)
+				fail(fmt.Sprintf("%s.addresses[%d]", f, j), "%q is not an IP address", s)
+				continue
 			}
 			pi.addrs = append(pi.addrs, a)
 			if a.Is4() && in.Role == "n3" && !p.n3v4.IsValid() {
@@ -209,58 +241,57 @@ func (c Config) validate() (*parsed, error) {
 				p.n9v4 = a
 			}
 		}
-		if in.Role != "n6" && len(pi.addrs) == 0 {
-			return nil, bad(f+".addresses", "a %s interface needs Sluice's GTP-U address", in.Role)
-		}
-		if in.Role != "n6" && !hasIPv4(pi.addrs) {
-			return nil, bad(f+".addresses", "the dataplane encapsulates over IPv4: give an IPv4 address")
+		switch {
+		case in.Role == "n6":
+		case len(in.Addresses) == 0:
+			fail(f+".addresses", "a %s interface needs Sluice's GTP-U address", in.Role)
+		case len(pi.addrs) == len(in.Addresses) && !hasIPv4(pi.addrs):
+			fail(f+".addresses", "the dataplane encapsulates over IPv4: give an IPv4 address")
 		}
 		if in.Queues < 0 {
-			return nil, bad(f+".queues", "%d: must not be negative", in.Queues)
+			fail(f+".queues", "%d: must not be negative", in.Queues)
+		} else if in.Queues != 0 && len(c.Cores) > 0 && in.Queues != len(c.Cores) {
+			fail(f+".queues", "%d queues for %d workers: each worker serves one queue of every interface, so give as many cores as queues", in.Queues, len(c.Cores))
 		}
 		p.ifaces = append(p.ifaces, pi)
 	}
-	if roles["n3"] != 1 || roles["n6"] != 1 || roles["n9"] > 1 {
-		return nil, bad("interfaces", "want exactly one n3 and one n6 interface (and at most one n9); have %d n3, %d n6, %d n9", roles["n3"], roles["n6"], roles["n9"])
+	if len(c.Interfaces) > 0 && (roles["n3"] != 1 || roles["n6"] != 1 || roles["n9"] > 1) {
+		fail("interfaces", "want exactly one n3 and one n6 interface (and at most one n9); have %d n3, %d n6, %d n9", roles["n3"], roles["n6"], roles["n9"])
 	}
 	if len(c.UEPools) == 0 {
-		return nil, bad("ue_pools", "empty: the n6 interface steers only UE pool addresses to Sluice")
+		fail("ue_pools", "empty: the n6 interface steers only UE pool addresses to Sluice")
 	}
 	for i, s := range c.UEPools {
 		pf, err := parsePrefix(s)
 		if err != nil {
-			return nil, bad(fmt.Sprintf("ue_pools[%d]", i), "%v", err)
+			fail(fmt.Sprintf("ue_pools[%d]", i), "%v", err)
+			continue
 		}
 		p.pools = append(p.pools, pf)
 	}
 	if c.TEIDs.First > c.TEIDs.Last && c.TEIDs.Last != 0 {
-		return nil, bad("teids", "first %d is after last %d", c.TEIDs.First, c.TEIDs.Last)
+		fail("teids", "first %d is after last %d", c.TEIDs.First, c.TEIDs.Last)
 	}
 	if len(c.Cores) == 0 {
-		return nil, bad("cores", "empty: list the CPUs that run workers, like [1]")
+		fail("cores", "empty: list the CPUs that run workers, like [1]")
 	}
 	seen := map[int]bool{}
 	for i, cpu := range c.Cores {
 		if cpu < 0 {
-			return nil, bad(fmt.Sprintf("cores[%d]", i), "%d: not a CPU", cpu)
+			fail(fmt.Sprintf("cores[%d]", i), "%d: not a CPU", cpu)
 		}
 		if seen[cpu] {
-			return nil, bad(fmt.Sprintf("cores[%d]", i), "CPU %d listed twice", cpu)
+			fail(fmt.Sprintf("cores[%d]", i), "CPU %d listed twice", cpu)
 		}
 		seen[cpu] = true
 	}
-	for i, in := range c.Interfaces {
-		if in.Queues != 0 && in.Queues != len(c.Cores) {
-			return nil, bad(fmt.Sprintf("interfaces[%d].queues", i), "%d queues for %d workers: each worker serves one queue of every interface, so give as many cores as queues", in.Queues, len(c.Cores))
-		}
-	}
 	if c.Sessions < 0 {
-		return nil, bad("sessions", "%d: must not be negative", c.Sessions)
+		fail("sessions", "%d: must not be negative", c.Sessions)
 	}
 	p.workerNice = DefaultWorkerNice
 	if c.WorkerNice != nil {
 		if n := *c.WorkerNice; n < -20 || n > 19 {
-			return nil, bad("worker_nice", "%d: want -20 to 19", n)
+			fail("worker_nice", "%d: want -20 to 19", n)
 		}
 		p.workerNice = *c.WorkerNice
 	}
@@ -268,9 +299,28 @@ func (c Config) validate() (*parsed, error) {
 	case "", "auto", "native", "generic":
 		p.xdpMode = or(c.XDPMode, "auto")
 	default:
-		return nil, bad("xdp_mode", "%q: want auto, native or generic", c.XDPMode)
+		fail("xdp_mode", "%q: want auto, native or generic", c.XDPMode)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	return p, nil
+}
+
+// n1 returns the configured N1, or control's default when left out.
+func n1(v *int) int {
+	if v == nil {
+		return control.DefaultN1
+	}
+	return *v
+}
+
+// durationOr returns a configured duration, or def when left out.
+func durationOr(d *Duration, def time.Duration) time.Duration {
+	if d == nil {
+		return def
+	}
+	return time.Duration(*d)
 }
 
 func or(s, def string) string {

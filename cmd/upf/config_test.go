@@ -2,9 +2,15 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/sluice-net/sluice/control"
 )
 
 func TestExampleConfigIsValid(t *testing.T) {
@@ -64,5 +70,99 @@ func TestVersionAndCheck(t *testing.T) {
 	}
 	if !strings.Contains(errb.String(), "interfaces[0].device") {
 		t.Errorf("check of missing devices said %q", errb.String())
+	}
+}
+
+// Explicit zeros in the PFCP timers are errors naming the field; left out,
+// the timers take control's defaults; peer_failure_grace 0s is valid.
+func TestConfigZeroTimers(t *testing.T) {
+	base, err := os.ReadFile("../../configs/upf.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ from, to, field string }{
+		{"heartbeat_interval: 10s", "heartbeat_interval: 0s", "n4.heartbeat_interval"},
+		{"t1: 3s", "t1: 0s", "n4.t1"},
+		{"n1: 3", "n1: 0", "n4.n1"},
+		{"report_interval: 1s", "report_interval: 0s", "n4.report_interval"},
+	} {
+		in := strings.Replace(string(base), c.from, c.to, 1)
+		_, err := parseConfig([]byte(in))
+		if err == nil || !strings.Contains(err.Error(), c.field+": ") || !strings.Contains(err.Error(), "must be") {
+			t.Errorf("%q: error %v, want one naming %s", c.to, err, c.field)
+		}
+	}
+	in := string(base)
+	for _, l := range []string{"  heartbeat_interval: 10s\n", "  t1: 3s\n", "  n1: 3\n", "  report_interval: 1s\n", "  peer_failure_grace: 0s   # 0s is meaningful: purge a lost SMF's sessions at once\n"} {
+		if !strings.Contains(in, l) {
+			t.Fatalf("example config lacks %q", l)
+		}
+		in = strings.Replace(in, l, "", 1)
+	}
+	p, err := parseConfig([]byte(in))
+	if err != nil {
+		t.Fatalf("timers left out: %v", err)
+	}
+	n4 := p.cfg.N4
+	if durationOr(n4.T1, control.DefaultT1) != 3*time.Second || n1(n4.N1) != 3 ||
+		durationOr(n4.HeartbeatInterval, control.DefaultHeartbeatInterval) != 10*time.Second ||
+		durationOr(n4.ReportInterval, control.DefaultReportInterval) != time.Second {
+		t.Errorf("timers left out do not take the defaults: %+v", n4)
+	}
+}
+
+// A configuration with several errors reports all of them, each with its
+// field path.
+func TestConfigReportsEveryError(t *testing.T) {
+	base, err := os.ReadFile("../../configs/upf.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := string(base)
+	for _, r := range [][2]string{
+		{"log_level: info", "log_level: loud"},
+		{"t1: 3s", "t1: 0s"},
+		{"role: n6", "role: n7"},
+		{"ue_pools: [10.45.0.0/16]", "ue_pools: [10.45.0.1/16]"},
+		{"cores: [1]", "cores: [1, 1]"},
+		{"xdp_mode: auto", "xdp_mode: fast"},
+	} {
+		if !strings.Contains(in, r[0]) {
+			t.Fatalf("example config lacks %q", r[0])
+		}
+		in = strings.Replace(in, r[0], r[1], 1)
+	}
+	_, err = parseConfig([]byte(in))
+	if err == nil {
+		t.Fatal("a configuration with six errors is accepted")
+	}
+	for _, f := range []string{"log_level: ", "n4.t1: ", "interfaces[1].role: ", "ue_pools[0]: ", "cores[1]: ", "xdp_mode: "} {
+		if !strings.Contains(err.Error(), f) {
+			t.Errorf("the error does not name %s:\n%v", strings.TrimSuffix(f, ": "), err)
+		}
+	}
+}
+
+// A core upf may not use fails `upf check`, and `upf run` before anything
+// starts (no N4, no ports).
+func TestCheckRefusesUnavailableCores(t *testing.T) {
+	base, err := os.ReadFile("../../configs/upf.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpu := runtime.NumCPU() + 3
+	path := filepath.Join(t.TempDir(), "upf.yaml")
+	if err := os.WriteFile(path, []byte(strings.Replace(string(base), "cores: [1]", fmt.Sprintf("cores: [%d]", cpu), 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range [][]string{{"check", "--config", path}, {"--config", path}} {
+		var out, errb bytes.Buffer
+		code := run(cmd, &out, &errb)
+		if code == 0 || !strings.Contains(errb.String(), fmt.Sprintf("cores[0]: CPU %d is not available", cpu)) {
+			t.Errorf("upf %v with cores [%d]: code %d, stderr %q; want a failure naming cores[0]", cmd, cpu, code, errb.String())
+		}
+		if strings.Contains(errb.String(), "starting") || strings.Contains(errb.String(), "N4 up") {
+			t.Errorf("upf %v started before refusing the cores:\n%s", cmd, errb.String())
+		}
 	}
 }

@@ -45,7 +45,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "check":
 		cfg, err := loadConfig(*path)
 		if err == nil {
-			err = checkInterfaces(cfg)
+			err = preflight(cfg)
 		}
 		if err != nil {
 			fmt.Fprintf(stderr, "upf: %s: %v\n", *path, err)
@@ -55,6 +55,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	cfg, err := loadConfig(*path)
+	if err == nil {
+		err = preflight(cfg) // before anything starts
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "upf: %s: %v\n", *path, err)
 		return 1

@@ -155,8 +155,8 @@ func start(cfg *parsed, log *slog.Logger) (_ *upf, err error) {
 		N4: cfg.n4, NodeID: c.NodeID, AllowedPeers: cfg.allowed, SMFs: cfg.smfs,
 		N3: control.GTPUAddrs{IPv4: cfg.n3v4}, N9: control.GTPUAddrs{IPv4: cfg.n9v4},
 		TEIDs: control.TEIDRange{First: cfg.cfg.TEIDs.First, Last: cfg.cfg.TEIDs.Last}, UEPools: uePools(cfg),
-		T1: time.Duration(c.T1), N1: c.N1, HeartbeatInterval: time.Duration(c.HeartbeatInterval),
-		PeerFailureGrace: time.Duration(c.PeerFailureGrace), ReportInterval: time.Duration(c.ReportInterval),
+		T1: durationOr(c.T1, control.DefaultT1), N1: n1(c.N1), HeartbeatInterval: durationOr(c.HeartbeatInterval, control.DefaultHeartbeatInterval),
+		PeerFailureGrace: durationOr(c.PeerFailureGrace, 0), ReportInterval: durationOr(c.ReportInterval, control.DefaultReportInterval),
 		Logger: log.With("part", "n4"), Table: u.tbl,
 	})
 	if err != nil {
