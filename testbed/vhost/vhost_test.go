@@ -254,16 +254,30 @@ func TestTestpmdLoop(t *testing.T) {
 // without reopening them.
 func TestTestpmdRestart(t *testing.T) {
 	needTestpmd(t)
+	for _, server := range []bool{false, true} {
+		t.Run(map[bool]string{false: "sluice-client", true: "sluice-server"}[server], func(t *testing.T) {
+			testRestart(t, server)
+		})
+	}
+}
+
+func testRestart(t *testing.T, server bool) {
 	dir := t.TempDir()
 	sockA, sockB := filepath.Join(dir, "a.sock"), filepath.Join(dir, "b.sock")
-	cfg := IOLoop(fmt.Sprintf("sluicer%d", os.Getpid()), sockA, sockB, false)
+	cfg := IOLoop(fmt.Sprintf("sluicer%d", os.Getpid()), sockA, sockB, server)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	var p *pair
+	if server {
+		p = openPair(t, sockA, sockB, true)
+	}
 	sw, err := Start(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := openPair(t, sockA, sockB, false)
+	if !server {
+		p = openPair(t, sockA, sockB, false)
+	}
 	p.waitUp(t)
 	p.probe(t)
 
@@ -286,6 +300,11 @@ func TestTestpmdRestart(t *testing.T) {
 		t.Fatal("nothing flowed before the restart")
 	}
 	sw.Kill()
+	if server {
+		if _, err := os.Stat(sockA); err != nil {
+			t.Fatalf("Sluice's listening socket is gone after the switch died: %v", err)
+		}
+	}
 	deadline := time.Now().Add(5 * time.Second)
 	for (p.a.Up() || p.b.Up() || p.a.Stats().Released == 0 || p.b.Stats().Released == 0) && time.Now().Before(deadline) {
 		flow(10 * time.Millisecond) // the worker keeps polling

@@ -33,6 +33,7 @@ type fakeSwitch struct {
 	vrings  [8]fakeVring
 	devs    [8]*vring.Device
 	conn    *net.UnixConn
+	qp      int // the queue pair inject and collect use
 }
 
 type fakeRegion struct {
@@ -261,7 +262,7 @@ var errNoBuffer = errors.New("no receive buffer")
 // inject writes a packet into the front-end's receive queue 0 as the
 // device, in bufs buffers (num_buffers), and calls if asked.
 func (s *fakeSwitch) inject(pkt []byte, bufs int) error {
-	d := s.devs[0]
+	d := s.devs[2*s.qp]
 	if d.Avail(bufs) < bufs {
 		return errNoBuffer
 	}
@@ -285,7 +286,7 @@ func (s *fakeSwitch) inject(pkt []byte, bufs int) error {
 	if d.PublishUsed() {
 		var one [8]byte
 		binary.LittleEndian.PutUint64(one[:], 1)
-		_, _ = unix.Write(s.vrings[0].call, one[:])
+		_, _ = unix.Write(s.vrings[2*s.qp].call, one[:])
 	}
 	return nil
 }
@@ -293,7 +294,7 @@ func (s *fakeSwitch) inject(pkt []byte, bufs int) error {
 // collect takes what the front-end transmitted on queue 0, checking each
 // header, and appends the packets to out.
 func (s *fakeSwitch) collect(out [][]byte, take bool) ([][]byte, error) {
-	d := s.devs[1]
+	d := s.devs[2*s.qp+1]
 	for k := d.Avail(256); k > 0; k-- {
 		h, ok := d.NextAvail()
 		if !ok {

@@ -396,3 +396,150 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestMultiQueue checks a port of two queue pairs: MQ negotiated, one pool
+// (memory region) per pair, and each pair carrying its own traffic.
+func TestMultiQueue(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "sw.sock")
+	sw := newFakeSwitch(t)
+	sw.offer |= virtio.NetFMQ
+	sw.queues = 2
+	ln := sw.listen(sock)
+	defer ln.Close()
+	p, err := Open(Config{Socket: sock, QueuePairs: 2, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := p.WaitUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sw.waitReady()
+	if !p.Features().Has(virtio.NetFMQ) {
+		t.Errorf("MQ not negotiated: %v", p.Features())
+	}
+	sw.mu.Lock()
+	regions := len(sw.regions)
+	ready := sw.devs[2] != nil && sw.devs[3] != nil
+	sw.mu.Unlock()
+	if regions != 2 || !ready || p.Pool(0) == p.Pool(1) {
+		t.Fatalf("%d memory regions (want 2, a pool per pair), pair 1 enabled %v", regions, ready)
+	}
+	var fr [dataplane.BurstSize]dataplane.Frame
+	p.Receive(0, fr[:])
+	p.Receive(1, fr[:])
+	sw.qp = 1
+	sw.inject(packet(4, 80), 1)
+	if n := p.Receive(0, fr[:]); n != 0 {
+		t.Errorf("pair 0 received pair 1's packet")
+	}
+	if n := p.Receive(1, fr[:]); n != 1 || fr[0].Queue != 1 || !bytes.Equal(fr[0].Data(), packet(4, 80)) {
+		t.Fatalf("pair 1 received %d", n)
+	}
+	if p.Transmit(1, fr[:1]) != 1 {
+		t.Fatal("pair 1 did not send")
+	}
+	out, err := sw.collect(nil, true)
+	if err != nil || len(out) != 1 {
+		t.Fatalf("switch got %d packets on pair 1 (%v)", len(out), err)
+	}
+}
+
+// TestRefusedQueues checks that a switch without enough queue pairs
+// keeps the port down (it retries) rather than half working.
+func TestRefusedQueues(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "sw.sock")
+	sw := newFakeSwitch(t)
+	ln := sw.listen(sock)
+	defer ln.Close()
+	p, err := Open(Config{Socket: sock, QueuePairs: 2, Logger: quiet(), Reconnect: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := p.WaitUp(ctx); err == nil {
+		t.Fatal("port with 2 queue pairs came up on a switch without MQ")
+	}
+}
+
+// TestHugePagePool checks that a pool asked for huge pages is usable
+// whether or not the machine has them reserved.
+func TestHugePagePool(t *testing.T) {
+	pool, err := NewPool(PoolConfig{HugePages: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	t.Logf("huge pages: %v", pool.HugePages())
+	if pool.FreeFrames() != pool.Frames() {
+		t.Error("new pool has frames in use")
+	}
+	off, _ := pool.pop()
+	pool.frame(off)[100] = 1 // touch it
+	if !pool.push(off) || pool.push(off) {
+		t.Error("a frame went back twice")
+	}
+}
+
+// BenchmarkBurst measures a burst received, transmitted back and echoed by
+// the fake switch.
+func BenchmarkBurst(b *testing.B) {
+	sock := filepath.Join(b.TempDir(), "sw.sock")
+	sw := newFakeSwitch(b)
+	ln := sw.listen(sock)
+	defer ln.Close()
+	p, err := Open(Config{Socket: sock, Logger: quiet()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := p.WaitUp(ctx); err != nil {
+		b.Fatal(err)
+	}
+	sw.waitReady()
+	var fr [dataplane.BurstSize]dataplane.Frame
+	p.Receive(0, fr[:])
+	for i := range dataplane.BurstSize {
+		sw.inject(packet(i, 64), 1)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	pkts := 0
+	for range b.N {
+		n := p.Receive(0, fr[:])
+		pkts += n
+		p.Transmit(0, fr[:n])
+		sw.echo()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(max(pkts, 1)), "ns/pkt")
+}
+
+// BenchmarkEmptyPoll measures a receive poll that finds nothing.
+func BenchmarkEmptyPoll(b *testing.B) {
+	sock := filepath.Join(b.TempDir(), "sw.sock")
+	sw := newFakeSwitch(b)
+	ln := sw.listen(sock)
+	defer ln.Close()
+	p, err := Open(Config{Socket: sock, Logger: quiet()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := p.WaitUp(ctx); err != nil {
+		b.Fatal(err)
+	}
+	sw.waitReady()
+	var fr [dataplane.BurstSize]dataplane.Frame
+	b.ReportAllocs()
+	for range b.N {
+		p.Receive(0, fr[:])
+	}
+}

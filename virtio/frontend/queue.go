@@ -19,8 +19,14 @@ const (
 )
 
 // armAfter is how many empty polls in a row make a queue ask the switch
-// to call it, so that a worker sleeping on PollFD is woken.
-const armAfter = 32
+// to call it, so that a worker sleeping on PollFD is woken; an idle queue
+// clears its call eventfd and arms again every rearmEvery empty polls, so
+// that a call that raced with the clearing cannot keep the worker from
+// sleeping for long.
+const (
+	armAfter   = 32
+	rearmEvery = 1024
+)
 
 // counters are a queue's statistics; the worker writes them once per burst.
 type counters struct {
@@ -120,7 +126,7 @@ func (q *queue) receive(frames []dataplane.Frame) int {
 	}
 	avail := q.rx.Used(len(frames))
 	if avail == 0 {
-		if q.empty++; q.empty%armAfter == 0 {
+		if q.empty++; q.empty == armAfter || q.empty%rearmEvery == 0 {
 			q.arm()
 		}
 		return 0
@@ -188,8 +194,7 @@ func (q *queue) receive(frames []dataplane.Frame) int {
 
 // arm asks the switch to call on the next packet, after clearing the call
 // eventfd of wakeups already handled or stale, so that a worker sleeping on
-// it wakes only for new packets. An idle queue does it every armAfter empty
-// polls: a call that raced with the clearing cannot keep it readable.
+// it wakes only for new packets.
 func (q *queue) arm() {
 	q.drainCall()
 	q.armed = true
