@@ -143,8 +143,8 @@ func TestConfigReportsEveryError(t *testing.T) {
 	}
 }
 
-// A core upf may not use fails `upf check`, and `upf run` before anything
-// starts (no N4, no ports).
+// A core upf may not use and an N4 address the host does not have fail
+// `upf check`, and `upf run` before anything starts (no N4, no ports).
 func TestCheckRefusesUnavailableCores(t *testing.T) {
 	base, err := os.ReadFile("../../configs/upf.yaml")
 	if err != nil {
@@ -152,14 +152,17 @@ func TestCheckRefusesUnavailableCores(t *testing.T) {
 	}
 	cpu := runtime.NumCPU() + 3
 	path := filepath.Join(t.TempDir(), "upf.yaml")
-	if err := os.WriteFile(path, []byte(strings.Replace(string(base), "cores: [1]", fmt.Sprintf("cores: [%d]", cpu), 1)), 0o644); err != nil {
+	in := strings.Replace(string(base), "cores: [1]", fmt.Sprintf("cores: [%d]", cpu), 1)
+	in = strings.Replace(in, `addresses: ["10.103.0.2:8805"]`, `addresses: ["192.0.2.77:8805"]`, 1)
+	if err := os.WriteFile(path, []byte(in), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	for _, cmd := range [][]string{{"check", "--config", path}, {"--config", path}} {
 		var out, errb bytes.Buffer
 		code := run(cmd, &out, &errb)
-		if code == 0 || !strings.Contains(errb.String(), fmt.Sprintf("cores[0]: CPU %d is not available", cpu)) {
-			t.Errorf("upf %v with cores [%d]: code %d, stderr %q; want a failure naming cores[0]", cmd, cpu, code, errb.String())
+		if code == 0 || !strings.Contains(errb.String(), fmt.Sprintf("cores[0]: CPU %d is not available", cpu)) ||
+			!strings.Contains(errb.String(), "n4.addresses[0]: 192.0.2.77 is not an address of this host") {
+			t.Errorf("upf %v with cores [%d] and N4 on 192.0.2.77: code %d, stderr %q; want a failure naming cores[0] and n4.addresses[0]", cmd, cpu, code, errb.String())
 		}
 		if strings.Contains(errb.String(), "starting") || strings.Contains(errb.String(), "N4 up") {
 			t.Errorf("upf %v started before refusing the cores:\n%s", cmd, errb.String())
