@@ -74,6 +74,9 @@ type Interface struct {
 	// Queues is the number of queues to serve: 0 or the number of cores,
 	// one per worker.
 	Queues int `yaml:"queues"`
+	// VhostUser makes the interface a vhost-user port (vhost.go); Device
+	// is then its name.
+	VhostUser *VhostUser `yaml:"vhost_user"`
 }
 
 // TEIDs is the range local TEIDs are allocated from.
@@ -253,6 +256,7 @@ func (c Config) validate() (*parsed, error) {
 		} else if in.Queues != 0 && len(c.Cores) > 0 && in.Queues != len(c.Cores) {
 			fail(f+".queues", "%d queues for %d workers: each worker serves one queue of every interface, so give as many cores as queues", in.Queues, len(c.Cores))
 		}
+		errs = append(errs, in.VhostUser.validate(f)...)
 		p.ifaces = append(p.ifaces, pi)
 	}
 	if len(c.Interfaces) > 0 && (roles["n3"] != 1 || roles["n6"] != 1 || roles["n9"] > 1) {

@@ -89,6 +89,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 func checkInterfaces(cfg *parsed) error {
 	var errs []error
 	for i, in := range cfg.ifaces {
+		if in.VhostUser != nil {
+			errs = append(errs, in.VhostUser.check(fmt.Sprintf("interfaces[%d]", i)))
+			continue
+		}
 		l, err := netlink.LinkByName(in.Device)
 		if err != nil {
 			errs = append(errs, bad(fmt.Sprintf("interfaces[%d].device", i), "%s: %v", in.Device, err))

@@ -62,6 +62,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descBuf, buffered)
 	counter(descEI, ei)
 	for i, p := range u.ports {
+		if p == nil { // a vhost-user port
+			continue
+		}
 		var st [4]uint64
 		for _, w := range u.workers {
 			ps := w.PortStats(i)

@@ -27,7 +27,8 @@ type upf struct {
 	log     *slog.Logger
 	cfg     *parsed
 	tbl     *flowtable.Table
-	ports   []*afxdp.Port // in configuration order
+	ports   []*afxdp.Port // in configuration order; nil for vhost-user ports
+	vhost   vhostPorts
 	nbrs    []*dataplane.Neighbors
 	workers []*dataplane.Worker
 	ctl     *control.Server
@@ -52,6 +53,14 @@ func start(cfg *parsed, log *slog.Logger) (_ *upf, err error) {
 	nw := len(cfg.cfg.Cores)
 	mode := map[string]afxdp.XDPMode{"auto": afxdp.XDPModeAuto, "native": afxdp.XDPModeNative, "generic": afxdp.XDPModeGeneric}[cfg.xdpMode]
 	for i, in := range cfg.ifaces {
+		if in.VhostUser != nil {
+			_, n, err := u.vhost.open(i, in, nw, countVhost(cfg), cfg.cfg.HugePages, log)
+			if err != nil {
+				return nil, err
+			}
+			u.ports, u.nbrs = append(u.ports, nil), append(u.nbrs, n)
+			continue
+		}
 		// An n3 or n9 port steers GTP-U to its addresses, an n6 port the
 		// UE pools.
 		role, addrs, pools := afxdp.RoleN3, in.addrs, []netip.Prefix(nil)
@@ -69,10 +78,10 @@ func start(cfg *parsed, log *slog.Logger) (_ *upf, err error) {
 		// Worker w serves queue w of every port, so the queues w of all
 		// ports share one UMEM, the first port's: a packet leaves by
 		// another port than it came in without being copied.
-		if i == 0 {
+		if base := firstAFXDP(u.ports); base == nil {
 			pc.NumFrames = afxdp.DefaultNumFrames * len(cfg.ifaces)
 		} else {
-			pc.ShareUMEM = u.ports[0]
+			pc.ShareUMEM = base
 		}
 		p, err := afxdp.Open(pc)
 		if err != nil && pc.ShareUMEM != nil {
@@ -112,7 +121,12 @@ func start(cfg *parsed, log *slog.Logger) (_ *upf, err error) {
 	for w := 0; w < nw; w++ {
 		var pcs []dataplane.PortConfig
 		for i, in := range cfg.ifaces {
-			pc := dataplane.PortConfig{Port: u.ports[i], Queue: w, MAC: u.ports[i].MAC(), Neighbors: u.nbrs[i]}
+			pc := dataplane.PortConfig{Port: u.ports[i], Queue: w, Neighbors: u.nbrs[i]}
+			if vp, ok := u.vhost.port(i); ok {
+				pc.Port, pc.MAC = vp, in.VhostUser.mac()
+			} else {
+				pc.MAC = u.ports[i].MAC()
+			}
 			switch in.Role {
 			case "n3":
 				pc.Role, pc.Source = dataplane.RoleN3, flowtable.Access
@@ -207,8 +221,11 @@ func (u *upf) stop() {
 	u.wg.Wait()
 	var errs []error
 	for i := len(u.ports) - 1; i >= 0; i-- { // ports on the first port's UMEM first
-		errs = append(errs, u.ports[i].Close())
+		if u.ports[i] != nil {
+			errs = append(errs, u.ports[i].Close())
+		}
 	}
+	errs = append(errs, u.vhost.close())
 	if err := errors.Join(errs...); err != nil {
 		u.log.Error("closing ports", "err", err)
 	}

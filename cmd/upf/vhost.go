@@ -1,0 +1,209 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sluice-net/sluice/dataplane"
+	"github.com/sluice-net/sluice/dataplane/afxdp"
+	"github.com/sluice-net/sluice/virtio/frontend"
+)
+
+// VhostUser makes an interface a vhost-user port: Sluice is the virtio
+// front-end (virtio-user) of a vswitch's port, as a container network
+// function with a userspace CNI is. Its packet memory is Sluice's own,
+// shared with the switch; worker w serves queue pair w, and the vhost-user
+// ports of one worker share one pool, so forwarding between them does not
+// copy.
+//
+//	interfaces:
+//	  - device: n3          # the port's name in logs and metrics
+//	    role: n3
+//	    addresses: [10.0.3.1]
+//	    vhost_user:
+//	      socket: /run/vswitch/n3.sock
+//	      mode: client      # client (default) or server
+//	      mtu: 1500
+//	      mac: 02:00:00:00:03:01
+//	      peer_mac: 02:00:00:00:03:02
+type VhostUser struct {
+	// Socket is the vhost-user socket's path.
+	Socket string `yaml:"socket"`
+	// Mode is client (Sluice connects to the switch's socket, the
+	// default) or server (Sluice listens and the switch connects, OVS's
+	// dpdkvhostuserclient).
+	Mode string `yaml:"mode"`
+	// MTU is the largest IP packet; default 1500, at most 1770 (Sluice's
+	// 2048-octet buffers with their headroom).
+	MTU int `yaml:"mtu"`
+	// MAC is Sluice's link-layer address on the port; default a locally
+	// administered one derived from the socket path.
+	MAC string `yaml:"mac"`
+	// PeerMAC is the next hop's link-layer address (the gNB's or the
+	// router's): nothing resolves neighbours on a vhost-user port.
+	PeerMAC string `yaml:"peer_mac"`
+}
+
+// maxVhostMTU is the largest MTU that fits the pool's 2048-octet frames.
+const maxVhostMTU = 2048 - dataplane.Headroom - 18 - 4
+
+// validate checks the vhost_user block of interfaces[i] (field f); a nil
+// block is an AF_XDP interface and has nothing to check.
+func (v *VhostUser) validate(f string) []error {
+	if v == nil {
+		return nil
+	}
+	f += ".vhost_user"
+	var errs []error
+	fail := func(field, format string, a ...any) { errs = append(errs, bad(f+field, format, a...)) }
+	if v.Socket == "" {
+		fail(".socket", "missing: the path of the vhost-user socket")
+	} else if !filepath.IsAbs(v.Socket) {
+		fail(".socket", "%q: give an absolute path", v.Socket)
+	}
+	switch v.Mode {
+	case "", "client", "server":
+	default:
+		fail(".mode", "%q: want client (Sluice connects) or server (Sluice listens)", v.Mode)
+	}
+	if v.MTU != 0 && (v.MTU < 576 || v.MTU > maxVhostMTU) {
+		fail(".mtu", "%d: want 576 to %d", v.MTU, maxVhostMTU)
+	}
+	if v.MAC != "" {
+		if _, err := parseMAC(v.MAC); err != nil {
+			fail(".mac", "%v", err)
+		}
+	}
+	if v.PeerMAC == "" {
+		fail(".peer_mac", "missing: the next hop's link-layer address (no neighbour resolution on vhost-user)")
+	} else if _, err := parseMAC(v.PeerMAC); err != nil {
+		fail(".peer_mac", "%v", err)
+	}
+	return errs
+}
+
+// check is upf check's look at the machine: the socket's directory must
+// exist (and, in server mode, a socket can be created there).
+func (v *VhostUser) check(f string) error {
+	dir := filepath.Dir(v.Socket)
+	st, err := os.Stat(dir)
+	if err != nil {
+		return bad(f+".vhost_user.socket", "directory of %s: %v", v.Socket, err)
+	}
+	if !st.IsDir() {
+		return bad(f+".vhost_user.socket", "%s is not a directory", dir)
+	}
+	if v.Mode == "server" {
+		if err := unix.Access(dir, unix.W_OK|unix.X_OK); err != nil {
+			return bad(f+".vhost_user.socket", "cannot create a socket in %s: %v", dir, err)
+		}
+	}
+	return nil
+}
+
+func parseMAC(s string) (dataplane.MAC, error) {
+	hw, err := net.ParseMAC(s)
+	if err != nil || len(hw) != 6 {
+		return dataplane.MAC{}, fmt.Errorf("%q is not an Ethernet address like 02:00:00:00:00:01", s)
+	}
+	if hw[0]&1 != 0 {
+		return dataplane.MAC{}, fmt.Errorf("%q is a multicast address", s)
+	}
+	return dataplane.MAC(hw), nil
+}
+
+// mac returns the port's own address.
+func (v *VhostUser) mac() dataplane.MAC {
+	if m, err := parseMAC(v.MAC); err == nil {
+		return m
+	}
+	h := fnv.New32a()
+	h.Write([]byte(v.Socket))
+	s := h.Sum32()
+	return dataplane.MAC{0x02, 0x5c, byte(s >> 24), byte(s >> 16), byte(s >> 8), byte(s)}
+}
+
+// vhostPorts are upf's vhost-user ports and the pools of their workers.
+type vhostPorts struct {
+	pools []*frontend.Pool       // by worker
+	ports map[int]*frontend.Port // by interface index
+}
+
+// open opens the vhost-user port of interfaces[i] with one queue pair per
+// worker; the pools are made on the first call, one per worker, sized for
+// nVhost ports. The port connects in the background.
+func (vp *vhostPorts) open(i int, in parsedIface, workers, nVhost int, huge bool, log *slog.Logger) (*frontend.Port, *dataplane.Neighbors, error) {
+	if vp.pools == nil {
+		for range workers {
+			pool, err := frontend.NewPool(frontend.PoolConfig{Rings: 2 * nVhost, Frames: 4096 * nVhost, HugePages: huge})
+			if err != nil {
+				return nil, nil, fmt.Errorf("create vhost-user packet memory: %w", err)
+			}
+			vp.pools = append(vp.pools, pool)
+		}
+		vp.ports = map[int]*frontend.Port{}
+	}
+	v := in.VhostUser
+	p, err := frontend.Open(frontend.Config{Name: in.Device, Socket: v.Socket, Server: v.Mode == "server",
+		QueuePairs: workers, MTU: v.MTU, Pools: vp.pools, Logger: log.With("port", in.Device)})
+	if err != nil {
+		return nil, nil, fmt.Errorf("open interfaces[%d] (%s): %w", i, in.Device, err)
+	}
+	vp.ports[i] = p
+	peer, _ := parseMAC(v.PeerMAC)
+	n := dataplane.NewNeighbors()
+	n.SetGateway(peer)
+	log.Info("vhost-user port open", "device", in.Device, "role", in.Role, "socket", v.Socket,
+		"mode", or(v.Mode, "client"), "queue_pairs", workers, "mac", macString(v.mac()),
+		"huge_pages", vp.pools[0].HugePages())
+	return p, n, nil
+}
+
+// port returns interfaces[i]'s port if it is a vhost-user one.
+func (vp *vhostPorts) port(i int) (*frontend.Port, bool) {
+	p, ok := vp.ports[i]
+	return p, ok
+}
+
+// close closes the ports, then their pools; the workers have stopped.
+func (vp *vhostPorts) close() error {
+	var errs []error
+	for _, p := range vp.ports {
+		errs = append(errs, p.Close())
+	}
+	for _, pool := range vp.pools {
+		errs = append(errs, pool.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// countVhost returns how many interfaces are vhost-user ports.
+func countVhost(cfg *parsed) int {
+	n := 0
+	for _, in := range cfg.ifaces {
+		if in.VhostUser != nil {
+			n++
+		}
+	}
+	return n
+}
+
+func macString(m dataplane.MAC) string { return net.HardwareAddr(m[:]).String() }
+
+// firstAFXDP returns the first AF_XDP port opened, whose UMEM the others
+// share, or nil.
+func firstAFXDP(ports []*afxdp.Port) *afxdp.Port {
+	for _, p := range ports {
+		if p != nil {
+			return p
+		}
+	}
+	return nil
+}

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+// vhostN3 replaces the example's N3 interface with a vhost-user one.
+func vhostN3(t *testing.T, block string) []byte {
+	t.Helper()
+	base, err := os.ReadFile("../../configs/upf.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n3 = "    role: n3\n"
+	if !strings.Contains(string(base), n3) {
+		t.Fatal("the example has no n3 interface to change")
+	}
+	return []byte(strings.Replace(string(base), n3, n3+"    vhost_user:\n"+block, 1))
+}
+
+// An interface set may mix kinds: N3 on vhost-user with N6 on AF_XDP.
+func TestVhostUserConfig(t *testing.T) {
+	p, err := parseConfig(vhostN3(t, "      socket: /run/vsw/n3.sock\n      mode: server\n      mtu: 1500\n      mac: 02:00:00:00:03:01\n      peer_mac: 02:00:00:00:03:02\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := p.ifaces[0].VhostUser
+	if v == nil || v.Socket != "/run/vsw/n3.sock" || v.Mode != "server" || p.ifaces[1].VhostUser != nil {
+		t.Fatalf("parsed interfaces %+v", p.ifaces)
+	}
+	if m := v.mac(); macString(m) != "02:00:00:00:03:01" {
+		t.Errorf("mac %s", macString(m))
+	}
+	// Without a mac, one is derived from the socket, stable and unicast.
+	v.MAC = ""
+	if a, b := v.mac(), v.mac(); a != b || a[0] != 0x02 {
+		t.Errorf("derived mac %s then %s", macString(a), macString(b))
+	}
+}
+
+func TestVhostUserConfigErrors(t *testing.T) {
+	const ok = "      peer_mac: 02:00:00:00:03:02\n"
+	for _, c := range []struct{ block, want string }{
+		{ok, "interfaces[0].vhost_user.socket: missing"},
+		{"      socket: n3.sock\n" + ok, "interfaces[0].vhost_user.socket"},
+		{"      socket: /x/n3.sock\n      mode: both\n" + ok, "interfaces[0].vhost_user.mode"},
+		{"      socket: /x/n3.sock\n      mtu: 9000\n" + ok, "interfaces[0].vhost_user.mtu"},
+		{"      socket: /x/n3.sock\n      mac: 01:00:5e:00:00:01\n" + ok, "interfaces[0].vhost_user.mac"},
+		{"      socket: /x/n3.sock\n", "interfaces[0].vhost_user.peer_mac: missing"},
+		{"      socket: /x/n3.sock\n      peer_mac: nope\n", "interfaces[0].vhost_user.peer_mac"},
+		{"      socket: /x/n3.sock\n      queue: 2\n" + ok, "field queue not found"},
+	} {
+		_, err := parseConfig(vhostN3(t, c.block))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("vhost_user block %q: error %v, want one with %q", c.block, err, c.want)
+		}
+	}
+}
+
+// upf check looks at the socket's directory, not at a kernel device.
+func TestVhostUserCheck(t *testing.T) {
+	dir := t.TempDir()
+	p, err := parseConfig(vhostN3(t, "      socket: "+dir+"/n3.sock\n      mode: server\n      peer_mac: 02:00:00:00:03:02\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.ifaces[0].VhostUser.check("interfaces[0]"); err != nil {
+		t.Errorf("check of a socket in an existing directory: %v", err)
+	}
+	p.ifaces[0].VhostUser.Socket = dir + "/missing/n3.sock"
+	if err := p.ifaces[0].VhostUser.check("interfaces[0]"); err == nil || !strings.Contains(err.Error(), "interfaces[0].vhost_user.socket") {
+		t.Errorf("check of a socket in a missing directory: %v", err)
+	}
+}
