@@ -63,8 +63,9 @@ type Config struct {
 	// Args are testpmd's own arguments after "--" (default: io forwarding,
 	// auto-start, 32768 mbufs).
 	Args []string
-	// Dir holds its output log (default: a new temporary directory).
-	Dir string
+	// Interactive runs it with -i: it forwards only when told "start"
+	// (Command), so a pcap replay is not lost before Sluice is attached.
+	Interactive bool
 }
 
 // Switch is a running testpmd. Its methods are safe for concurrent use.
@@ -110,7 +111,13 @@ func Start(ctx context.Context, cfg Config) (*Switch, error) {
 		cfg.MemMB = 1024
 	}
 	if cfg.Args == nil {
-		cfg.Args = []string{"--forward-mode=io", "--auto-start", "--total-num-mbufs=32768"}
+		cfg.Args = []string{"--forward-mode=io", "--total-num-mbufs=32768"}
+		if !cfg.Interactive {
+			cfg.Args = append(cfg.Args, "--auto-start")
+		}
+	}
+	if cfg.Interactive {
+		cfg.Args = append([]string{"-i"}, cfg.Args...)
 	}
 	if cfg.Prefix == "" {
 		cfg.Prefix = fmt.Sprintf("sluice%d", os.Getpid())
@@ -148,7 +155,8 @@ func Start(ctx context.Context, cfg Config) (*Switch, error) {
 		close(s.done)
 	}()
 	for {
-		ready := strings.Contains(s.out.String(), "Press enter to exit")
+		out := s.out.String()
+		ready := strings.Contains(out, "Press enter to exit") || cfg.Interactive && strings.Contains(out, "testpmd> ")
 		for _, sock := range cfg.Sockets {
 			if _, err := os.Stat(sock); err != nil {
 				ready = false
@@ -167,6 +175,13 @@ func Start(ctx context.Context, cfg Config) (*Switch, error) {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+}
+
+// Command sends a command line to an interactive testpmd ("start",
+// "stop", "show port stats all").
+func (s *Switch) Command(line string) error {
+	_, err := io.WriteString(s.stdin, line+"\n")
+	return err
 }
 
 // Output returns what testpmd printed so far.
