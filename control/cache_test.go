@@ -8,7 +8,8 @@ import (
 
 func TestResponseCacheExpires(t *testing.T) {
 	var c responseCache
-	c.init(30 * time.Millisecond)
+	const ttl = 300 * time.Millisecond
+	c.init(ttl)
 	p := netip.MustParseAddrPort("127.0.0.1:8805")
 	req := func(i int) []byte { return []byte{0x20, 1, 0, 4, byte(i >> 16), byte(i >> 8), byte(i), 0} }
 	for i := range 3000 {
@@ -18,10 +19,10 @@ func TestResponseCacheExpires(t *testing.T) {
 		t.Fatalf("lookup of a cached answer: %v %v", e.resp, ok)
 	}
 	// Expiry is checked on lookup, whether or not a sweep ran.
-	if _, ok := c.lookup(p, 8, 1, req(8), time.Now().Add(40*time.Millisecond)); ok {
+	if _, ok := c.lookup(p, 8, 1, req(8), time.Now().Add(ttl+time.Millisecond)); ok {
 		t.Fatal("an answer older than the TTL is served when no sweep ran")
 	}
-	time.Sleep(40 * time.Millisecond)
+	time.Sleep(ttl + 10*time.Millisecond)
 	c.sweep()
 	if n := c.len(); n != 0 {
 		t.Fatalf("%d answers cached after the TTL, want 0", n)
