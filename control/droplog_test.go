@@ -65,7 +65,7 @@ func TestDroppedDatagramsAreLogged(t *testing.T) {
 		o.Logger = slog.New(&rec)
 	})
 	s.dropLog.mu.Lock()
-	s.dropLog.interval = 200 * time.Millisecond
+	s.dropLog.interval = 500 * time.Millisecond
 	s.dropLog.mu.Unlock()
 	send := func(from string, b []byte, n int) {
 		t.Helper()
@@ -91,7 +91,7 @@ func TestDroppedDatagramsAreLogged(t *testing.T) {
 	if r := rec.matching("reason", "short"); len(r) != 1 || attr(r[0], "peer") != "127.0.0.1" {
 		t.Fatalf("after 5 short datagrams: %d warnings; want 1", len(r))
 	}
-	time.Sleep(250 * time.Millisecond)
+	time.Sleep(550 * time.Millisecond)
 	send("127.0.0.2", hb, 1)
 	eventually(t, 2*time.Second, "summary", func() bool { return len(rec.matching("reason", "unknown_peer")) == 2 })
 	r := rec.matching("reason", "unknown_peer")[1]
