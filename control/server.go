@@ -193,7 +193,7 @@ func (s *Server) receive(from netip.AddrPort, b []byte, reply func([]byte)) {
 			// the datagram (TS 29.244 7.6.3): a request is answered with
 			// Cause 68 Invalid length, anything else is discarded.
 			s.malformed(from, malLength, h, err)
-			s.invalidLength(from, h, b[:min(max(h.msgLen, h.hdrLen), len(b))], reply)
+			s.invalidLength(from, h, reply)
 			return
 		case err != nil:
 			s.malformed(from, malShort, h, err)
@@ -219,7 +219,7 @@ func (s *Server) malformed(from netip.AddrPort, r malReason, h header, err error
 // other mandatory IEs. A Heartbeat Response has no Cause and is sent as
 // usual: the peer learns that Sluice is alive and has not restarted.
 // Responses of invalid length end their transaction with an error.
-func (s *Server) invalidLength(from netip.AddrPort, h header, msg []byte, reply func([]byte)) {
+func (s *Server) invalidLength(from netip.AddrPort, h header, reply func([]byte)) {
 	if isResponse(h.typ) {
 		s.tx.fail(s, from, h, ErrInvalidLength)
 		return
