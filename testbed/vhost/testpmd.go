@@ -61,7 +61,8 @@ type Config struct {
 	// MemMB is -m (default 1024).
 	MemMB int
 	// Args are testpmd's own arguments after "--" (default: io forwarding,
-	// auto-start, 32768 mbufs).
+	// auto-start unless Interactive, 32768 mbufs, no wait for links to
+	// come up: a vhost-user link is down until Sluice attaches).
 	Args []string
 	// Interactive runs it with -i: it forwards only when told "start"
 	// (Command), so a pcap replay is not lost before Sluice is attached.
@@ -111,7 +112,7 @@ func Start(ctx context.Context, cfg Config) (*Switch, error) {
 		cfg.MemMB = 1024
 	}
 	if cfg.Args == nil {
-		cfg.Args = []string{"--forward-mode=io", "--total-num-mbufs=32768"}
+		cfg.Args = []string{"--forward-mode=io", "--total-num-mbufs=32768", "--disable-link-check"}
 		if !cfg.Interactive {
 			cfg.Args = append(cfg.Args, "--auto-start")
 		}
@@ -156,7 +157,10 @@ func Start(ctx context.Context, cfg Config) (*Switch, error) {
 	}()
 	for {
 		out := s.out.String()
-		ready := strings.Contains(out, "Press enter to exit") || cfg.Interactive && strings.Contains(out, "testpmd> ")
+		// Interactive, its prompt has no newline and stays in the
+		// buffer: the last port's set-up line comes before it.
+		ready := strings.Contains(out, "Press enter to exit") || cfg.Interactive && strings.Contains(out, "Interactive-mode selected") &&
+			strings.Contains(out, fmt.Sprintf("Port %d: ", len(cfg.Vdevs)-1))
 		for _, sock := range cfg.Sockets {
 			if _, err := os.Stat(sock); err != nil {
 				ready = false

@@ -17,6 +17,7 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
+	"github.com/wmnsk/go-pfcp/ie"
 
 	"github.com/sluice-net/sluice/testbed/e2e"
 	"github.com/sluice-net/sluice/testbed/smf"
@@ -110,10 +111,11 @@ func writePcap(path string, frames [][]byte) error {
 // dnSink counts the uplink packets arriving at the DN and checks each
 // payload.
 type dnSink struct {
-	mu   sync.Mutex
-	seen map[int]bool
-	bad  []string
-	c    *net.UDPConn
+	mu    sync.Mutex
+	seen  map[int]bool
+	total int // packets, repeats included
+	bad   []string
+	c     *net.UDPConn
 }
 
 func (s *dnSink) count() int {
@@ -122,10 +124,10 @@ func (s *dnSink) count() int {
 	return len(s.seen)
 }
 
-func (s *dnSink) reset() {
+func (s *dnSink) packets() int {
 	s.mu.Lock()
-	s.seen = map[int]bool{}
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	return s.total
 }
 
 func (s *dnSink) run() {
@@ -142,6 +144,7 @@ func (s *dnSink) run() {
 			s.bad = append(s.bad, fmt.Sprintf("%q from %v", buf[:n], from))
 		} else {
 			s.seen[seq] = true
+			s.total++
 		}
 		s.mu.Unlock()
 	}
@@ -164,8 +167,9 @@ func waitFor(d time.Duration, cond func() bool) bool {
 // DN decapsulated and intact, that unknown TEIDs are dropped and counted,
 // that downlink packets leave on N3 with the session's TEID and QFI and
 // their inner octets (read by tshark), that the uplink URR volume equals
-// the IP octets sent, and that after testpmd is killed and started again
-// traffic resumes without restarting upf.
+// the IP octets sent both ways, that after testpmd is killed and started
+// again mid-traffic the uplink resumes without restarting upf, and that a
+// closed QER gate stops it.
 func TestUPFOverVhostUser(t *testing.T) {
 	needTestpmd(t)
 	if _, err := os.Stat("/usr/bin/tshark"); err != nil {
@@ -173,11 +177,14 @@ func TestUPFOverVhostUser(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
+	t0 := time.Now()
+	phase := func(what string) { t.Logf("%5.1fs %s", time.Since(t0).Seconds(), what) }
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "upf")
 	if err := e2e.Build(ctx, bin); err != nil {
 		t.Fatal(err)
 	}
+	phase("built upf")
 	prefix := fmt.Sprintf("svh%d", os.Getpid()%100000)
 	_ = topo.Remove(topo.Options{Prefix: prefix})
 	tp, err := topo.Up(topo.Options{Prefix: prefix})
@@ -197,6 +204,7 @@ func TestUPFOverVhostUser(t *testing.T) {
 	if out, err := tp.Exec(topo.UPF, bin, "check", "--config", cfgPath).CombinedOutput(); err != nil {
 		t.Fatalf("upf check: %v\n%s", err, out)
 	}
+	phase("topology up, upf checked")
 	upf, err := e2e.LaunchUPF(tp, bin, cfgPath)
 	if err != nil {
 		t.Fatal(err)
@@ -219,6 +227,7 @@ func TestUPFOverVhostUser(t *testing.T) {
 	if err := e2e.Associate(ctx, c, upf, 15*time.Second); err != nil {
 		t.Fatal(err)
 	}
+	phase("associated")
 	s, _, err := c.Establish(ctx, smf.SessionParams{GNB: e2e.GNBN3, GNBTEID: dlTEID, QFI: qfi, URRs: []smf.URR{{ID: 7}}})
 	if err != nil {
 		t.Fatal(err)
@@ -255,27 +264,33 @@ func TestUPFOverVhostUser(t *testing.T) {
 	// --no-flush-rx: testpmd would otherwise drain the pcap port when
 	// forwarding starts.
 	swCfg := Config{Prefix: prefix, Interactive: true, Sockets: []string{sock},
-		Args:  []string{"--forward-mode=io", "--total-num-mbufs=32768", "--no-flush-rx"},
+		Args:  []string{"--forward-mode=io", "--total-num-mbufs=32768", "--no-flush-rx", "--disable-link-check"},
 		Vdevs: []string{"net_pcap0,rx_pcap=" + ul + ",tx_pcap=" + dl, "net_vhost0,iface=" + sock}}
-	start := func() *Switch {
+	starts := 0
+	start := func(cfg Config) *Switch {
 		t.Helper()
-		sw, err := Start(ctx, swCfg)
+		starts++
+		cfg.Prefix = fmt.Sprintf("%s-%d", prefix, starts)
+		sw, err := Start(ctx, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
+		phase("testpmd up")
 		// Forward only once upf's N3 is attached, so the replay is not
 		// lost: testpmd reports the device ready.
 		if !waitFor(15*time.Second, func() bool { return strings.Contains(sw.Output(), "virtio is now ready for processing") }) {
 			sw.Kill()
 			t.Fatalf("upf did not attach to testpmd's N3 socket within 15 s:\n%s\nupf:\n%s", tail(sw.Output(), 20), upf.Tail(20))
 		}
+		phase("upf attached")
 		time.Sleep(100 * time.Millisecond) // the worker posts its receive buffers
 		if err := sw.Command("start"); err != nil {
 			t.Fatal(err)
 		}
 		return sw
 	}
-	sw := start()
+	phase("session 1 established")
+	sw := start(swCfg)
 	if !waitFor(10*time.Second, func() bool { return sink.count() == n }) {
 		m, _ := e2e.Scrape(tp, e2e.Metrics)
 		ps, _ := sw.Stop()
@@ -285,6 +300,7 @@ func TestUPFOverVhostUser(t *testing.T) {
 		t.Fatalf("DN got packets that were not sent: %v", sink.bad[:min(5, len(sink.bad))])
 	}
 
+	phase("uplink checked")
 	// Downlink: DN to the UE, out on N3 through testpmd into dl.pcap.
 	const ndl = 50
 	if err := tp.Do(topo.DN, func() error {
@@ -311,11 +327,13 @@ func TestUPFOverVhostUser(t *testing.T) {
 	if got := m[`sluice_drops_total{reason="no_pdr"}`]; got < unknown {
 		t.Errorf("dropped %v packets for want of a PDR, want at least the %d with an unknown TEID", got, unknown)
 	}
+	phase("downlink sent, metrics read")
 	stats, err := sw.Stop()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("testpmd: %+v", stats)
+	phase("testpmd stopped")
 	out, err := e2e.Tshark(ctx, dl, "-Y", "gtp.message == 255", "-T", "fields", "-E", "separator=;",
 		"-e", "ip.src", "-e", "ip.dst", "-e", "gtp.teid", "-e", "gtp.ext_hdr.pdu_ses_con.qos_flow_id", "-e", "gtp.ext_hdr.pdu_ses_con.pdu_type", "-e", "udp.dstport", "-e", "data.data")
 	if err != nil {
@@ -335,15 +353,7 @@ func TestUPFOverVhostUser(t *testing.T) {
 		}
 	}
 
-	// Restart the switch: the same upf reattaches and the uplink flows.
-	sink.reset()
-	sw = start()
-	defer sw.Kill()
-	if !waitFor(10*time.Second, func() bool { return sink.count() == n }) {
-		t.Fatalf("after testpmd restarted, %d of %d uplink packets reached the DN", sink.count(), n)
-	}
-	sw.Kill()
-
+	phase("downlink checked")
 	r, err := c.Delete(ctx, s)
 	if err != nil {
 		t.Fatal(err)
@@ -352,7 +362,66 @@ func TestUPFOverVhostUser(t *testing.T) {
 	if err != nil || len(us) != 1 {
 		t.Fatalf("usage reports %+v (%v)", us, err)
 	}
-	if us[0].Uplink != uint64(2*innerBytes) {
-		t.Errorf("URR 7 reported %d uplink octets; %d IP octets were sent in two replays", us[0].Uplink, 2*innerBytes)
+	dlBytes := ndl * (28 + len("sluice downlink 000000"))
+	if us[0].Uplink != uint64(innerBytes) || us[0].Downlink != uint64(dlBytes) {
+		t.Errorf("URR 7 reported %d uplink and %d downlink octets; %d and %d IP octets were sent", us[0].Uplink, us[0].Downlink, innerBytes, dlBytes)
+	}
+
+	// A second session, replayed without end by a switch that is killed
+	// and started again mid-traffic: the same upf reattaches by itself and
+	// the uplink flows again; then its QER gate closes and it stops.
+	s2, _, err := c.Establish(ctx, smf.SessionParams{GNB: e2e.GNBN3, GNBTEID: dlTEID + 1, QFI: qfi})
+	if err != nil {
+		t.Fatal(err)
+	}
+	frames = frames[:0]
+	for i := range 64 {
+		b, _ := uplink(s2.ULTEID, s2.UE4, i)
+		frames = append(frames, b)
+	}
+	ul2 := filepath.Join(dir, "ul2.pcap")
+	if err := writePcap(ul2, frames); err != nil {
+		t.Fatal(err)
+	}
+	loop := Config{Prefix: prefix, Sockets: []string{sock}, Interactive: true, Args: swCfg.Args,
+		Vdevs: []string{"net_pcap0,rx_pcap=" + ul2 + ",tx_pcap=" + filepath.Join(dir, "dl2.pcap") + ",infinite_rx=1", "net_vhost0,iface=" + sock}}
+	flowing := func(within time.Duration) bool {
+		from := sink.packets()
+		return waitFor(within, func() bool { return sink.packets() >= from+500 })
+	}
+	phase("session 2 established")
+	sw = start(loop)
+	if !flowing(10 * time.Second) {
+		sw.Kill()
+		t.Fatalf("replay of session 2 did not reach the DN (%d packets)", sink.packets())
+	}
+	phase("session 2 flowing")
+	sw.Kill()
+	if !waitFor(5*time.Second, func() bool { return strings.Count(upf.Log(), "switch went away") >= 2 }) {
+		t.Fatal("upf did not notice that testpmd was killed")
+	}
+	phase("upf saw the switch die")
+	sw = start(loop)
+	defer sw.Kill()
+	phase("testpmd started again")
+	if !flowing(10 * time.Second) {
+		t.Fatalf("after testpmd was killed and started again the uplink did not resume (%d packets in all)", sink.packets())
+	}
+	phase("uplink resumed after the restart")
+	if _, err := c.Modify(ctx, s2, ie.NewUpdateQER(ie.NewQERID(smf.QERSession), ie.NewGateStatus(1, 1))); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // what was on its way
+	before := sink.packets()
+	time.Sleep(500 * time.Millisecond)
+	if got := sink.packets() - before; got != 0 {
+		t.Errorf("%d uplink packets passed a closed gate", got)
+	}
+	m, err = e2e.Scrape(tp, e2e.Metrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m[`sluice_drops_total{reason="gate_closed"}`] < 1000 {
+		t.Errorf("closed gate dropped %v packets of a replay of millions", m[`sluice_drops_total{reason="gate_closed"}`])
 	}
 }

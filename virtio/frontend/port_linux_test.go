@@ -293,6 +293,19 @@ func TestPeerRestart(t *testing.T) {
 			if st.Released != 257 {
 				t.Errorf("released %d frames, want 256 posted receive buffers and 1 unsent packet", st.Released)
 			}
+			// A worker sleeping on the port while the switch is away
+			// must sleep, not spin: the wakeups the control goroutine
+			// sent are cleared by the poll that sees the port down. (In
+			// server mode nothing reconnects until the switch dials.)
+			if server {
+				p.Receive(0, fr[:])
+				time.Sleep(20 * time.Millisecond)
+				p.Receive(0, fr[:])
+				fds := []unix.PollFd{{Fd: int32(p.PollFD(0)), Events: unix.POLLIN}}
+				if n, _ := unix.Poll(fds, 0); n != 0 {
+					t.Error("call eventfd readable while the switch is away: a sleeping worker would spin")
+				}
+			}
 			if server {
 				sw.dial(sock)
 			}

@@ -121,6 +121,10 @@ func (q *queue) stop() {
 func (q *queue) receive(frames []dataplane.Frame) int {
 	if q.state.Load() != stateRunning || !q.active {
 		if !q.sync() {
+			// The control goroutine signals state changes on the call
+			// eventfd: clear it, or a worker sleeping on it would spin
+			// for as long as the switch is away.
+			q.drainCall()
 			return 0
 		}
 	}
