@@ -239,6 +239,10 @@ func (w *Worker) apply(f *Frame, fl *flowtable.Flow, v *flowtable.Verdict, ipOff
 	// The common rule is all in its verdict, taken from the table's
 	// bucket line; the rule itself is read only when it does more.
 	w.ctr.CountPDR(v, uint64(ipLen))
+	if !w.tbl.Police(v, w.now, ipLen) {
+		w.drop(f, DropMBR)
+		return
+	}
 	r := v.Rule()
 	if r != nil {
 		if !w.applyActions(f, r, ipOff, ipLen) {

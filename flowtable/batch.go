@@ -91,7 +91,7 @@ func (b *Batch) Rule(j int) *Rule {
 // Each stage issues one independent load per packet, so the CPU overlaps
 // the misses of the whole burst: the first bucket lines, the second
 // bucket lines of the few keys that spilled there, the rules of the few
-// keys whose verdicts do not suffice, and the counter lines.
+// keys whose verdicts do not suffice, and the counter and meter lines.
 func (t *Table) MatchBatch(b *Batch, c *WorkerCounters) {
 	n := b.n
 	b.t = t
@@ -164,6 +164,12 @@ func (t *Table) MatchBatch(b *Batch, c *WorkerCounters) {
 				p := c.PDR(v.PDRSlot())
 				v.pdr = p
 				sink += p.Packets.peek()
+				if v.act&vURR2 != 0 {
+					sink += urrAfter(p).Packets.peek()
+				}
+				if v.act&vMeters != 0 {
+					sink += uint64(t.slab.at(v.meter - 1).tat.Load())
+				}
 				if v.rule != nil {
 					sink += c.touch(v.rule)
 				}
@@ -231,5 +237,12 @@ func (b *Batch) take(a *bucketArray, j int, iface Interface, first bool) uint8 {
 	}
 	v := &b.v[j]
 	v.tun, v.act = tun, act&^(vMulti|vUE4|63<<vMatchQFIShift)
+	if act&vMeters != 0 {
+		if act&vEncap == 0 {
+			v.meter = uint32(tun)
+		} else {
+			v.meter = ue4
+		}
+	}
 	return 0
 }

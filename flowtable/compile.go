@@ -27,7 +27,11 @@ type Rule struct {
 	URRSlots  []uint32
 	urrInline [2]uint32
 	// PDRSlot indexes the worker counters of the PDR.
-	PDRSlot    uint32
+	PDRSlot uint32
+	// meter is the slot plus one of the rule's first meter when its meters
+	// (at most two) are at consecutive slots, which the verdict can name;
+	// else 0.
+	meter      uint32
 	Precedence uint32
 	FARID      uint32
 	ue4        uint32 // the UE IPv4 address checked when ue4on
@@ -78,7 +82,8 @@ func (r *Rule) Extras() *RuleExtras { return r.RuleExtras }
 type RuleExtras struct {
 	// Policy is the FAR's forwarding policy identifier, if any.
 	Policy string
-	// Meters are the MBR token buckets of this direction's QERs.
+	// Meters are the MBR token buckets of this direction's QERs, in the
+	// Table's meter slab.
 	Meters []*Meter
 	// Notify, when the FAR buffers or notifies, reports the first
 	// buffered packet to the control plane.
@@ -146,6 +151,48 @@ func (r *Rule) matchConditions(f *Flow) bool {
 	return false
 }
 
+// elideSDF drops the rule's SDF filters when one of them matches every
+// packet that reaches the rule through key k (keyed) and its UE address
+// check: the common "permit out ip from any to assigned" on a PDR keyed
+// by the UE address is then decided here, not per packet.
+func (r *Rule) elideSDF(k key, keyed bool) {
+	c := r.cond
+	if c == nil || len(c.sdf) == 0 {
+		return
+	}
+	for i := range c.sdf {
+		if c.sdf[i].impliedBy(r, k, keyed) {
+			c.sdf = nil
+			if c.ue6 == nil {
+				r.cond = nil
+			}
+			return
+		}
+	}
+}
+
+// impliedBy reports whether every packet that reaches rule r through key
+// k (when keyed) matches the filter: it constrains no protocol, ports,
+// ToS or remote address, and its UE side is any address or the IPv4
+// address the key or the rule's UE check already pins.
+func (m *sdfMatcher) impliedBy(r *Rule, k key, keyed bool) bool {
+	if m.proto != 0 || m.tosMask != 0 || m.remotePorts != nil || m.uePorts != nil || m.remoteMk != [2]uint64{} {
+		return false
+	}
+	var v4 bool // every packet reaching r is IPv4 with UE address ue
+	var ue uint32
+	switch {
+	case keyed && k.a&^0xffff == kindUE4:
+		v4, ue = true, uint32(k.b)
+	case r.ue4on:
+		v4, ue = true, r.ue4
+	}
+	if m.ueMk == [2]uint64{} {
+		return m.anyFamily || !m.v6 && v4
+	}
+	return v4 && !m.v6 && m.ueMk == [2]uint64{^uint64(0), ^uint64(0)} && m.ueAddr == [2]uint64{0, v4Mapped | uint64(ue)}
+}
+
 type compiled struct {
 	entries map[key][]*Rule
 	state   *sessionState
@@ -197,22 +244,25 @@ func (t *Table) compile(s *Session, old *sessionState) (*compiled, error) {
 
 	pdrIDs := make(map[uint16]bool, len(s.PDRs))
 	rules := make([]*Rule, 0, len(s.PDRs))
+	mbrs := make([][]qerRate, 0, len(s.PDRs))
 	for i := range s.PDRs {
 		p := &s.PDRs[i]
 		if pdrIDs[p.ID] {
 			return nil, &RuleError{KindPDR, uint32(p.ID), ErrDuplicateRule}
 		}
 		pdrIDs[p.ID] = true
-		r, err := t.compilePDR(s.LocalSEID, p, fars, qers, urrIDs, bars, st, old)
+		r, m, err := t.compilePDR(s.LocalSEID, p, fars, qers, urrIDs, bars, st)
 		if err != nil {
 			return nil, &RuleError{KindPDR, uint32(p.ID), err}
 		}
 		rules = append(rules, r)
+		mbrs = append(mbrs, m)
 	}
 
 	// Keys: group rules by key and check no other session owns the key.
 	for i, r := range rules {
 		k, keyed := ruleKey(r, &s.PDRs[i])
+		r.elideSDF(k, keyed)
 		if !keyed {
 			x := st.ext()
 			x.wild = append(x.wild, r)
@@ -231,7 +281,25 @@ func (t *Table) compile(s *Session, old *sessionState) (*compiled, error) {
 		sortRules(e)
 	}
 
-	// Everything checked: take counters. Rule and URR IDs the old session
+	// Everything checked: take meters, then counters. A QER's meter of a
+	// direction is shared by the rules it applies to, and kept from the
+	// old session when its rate stays.
+	t.mtr.fresh = t.mtr.fresh[:0]
+	meterSlots := make([][]uint32, len(rules))
+	for i, r := range rules {
+		t.mtr.begin()
+		for _, q := range mbrs[i] {
+			m, slot, err := t.meterFor(st, old, q.id, r.Uplink, q.rate)
+			if err != nil {
+				t.rollbackMeters()
+				return nil, err
+			}
+			r.extras().Meters = append(r.extras().Meters, m)
+			meterSlots[i] = append(meterSlots[i], slot)
+		}
+	}
+
+	// Counters. Rule and URR IDs the old session
 	// had keep theirs, so counts carry over; the rest are laid out so
 	// that a rule's PDR counter and the URR half it counts into share a
 	// line.
@@ -246,16 +314,38 @@ func (t *Table) compile(s *Session, old *sessionState) (*compiled, error) {
 	t.cells.begin()
 	st.pdrSlots = make([]idSlot, len(rules))
 	for i, r := range rules {
-		var half, pdr *uint32
-		if ids := s.PDRs[i].URRIDs; len(ids) > 0 {
-			if h := &urrOf(ids[0]).half[dirOf(r.Uplink)]; *h == noSlot {
-				half = h
+		ids := s.PDRs[i].URRIDs
+		fresh := func(j int) *uint32 {
+			if h := &urrOf(ids[j]).half[dirOf(r.Uplink)]; *h == noSlot {
+				return h
 			}
+			return nil
 		}
-		if !reuseSlot(old, uint32(r.PDRID), &r.PDRSlot) {
-			pdr = &r.PDRSlot
+		if ms := meterSlots[i]; len(ms) == 1 || len(ms) == 2 && ms[1] == ms[0]+1 {
+			r.meter = ms[0] + 1
 		}
-		t.cells.place(half, pdr)
+		if o, ok := reuseSlot(old, uint32(r.PDRID)); ok {
+			r.PDRSlot = o.slot
+			if len(ids) > 0 {
+				if h := fresh(0); h != nil {
+					t.cells.place(h, nil)
+				}
+			}
+			st.pdrSlots[i] = o
+			continue
+		}
+		var h0, h1 *uint32
+		if len(ids) > 0 {
+			h0 = fresh(0)
+		}
+		if len(ids) == 2 && ids[0] != ids[1] {
+			h1 = fresh(1)
+		}
+		if h0 != nil && h1 != nil {
+			t.cells.placePair(h0, h1, &r.PDRSlot)
+		} else {
+			t.cells.place(h0, &r.PDRSlot)
+		}
 		st.pdrSlots[i] = idSlot{uint32(r.PDRID), r.PDRSlot}
 	}
 	for i, r := range rules {
@@ -266,10 +356,8 @@ func (t *Table) compile(s *Session, old *sessionState) (*compiled, error) {
 		}
 	}
 	if err := t.ensureChunks(); err != nil {
-		for _, l := range t.cells.fresh {
-			t.cells.live[l] = 0
-			t.cells.free = append(t.cells.free, l)
-		}
+		t.cells.rollback()
+		t.rollbackMeters()
 		return nil, err
 	}
 	t.resetLines(t.cells.fresh)
@@ -288,17 +376,16 @@ func (t *Table) compile(s *Session, old *sessionState) (*compiled, error) {
 	return c, nil
 }
 
-func reuseSlot(old *sessionState, id uint32, slot *uint32) bool {
+func reuseSlot(old *sessionState, id uint32) (idSlot, bool) {
 	if old == nil {
-		return false
+		return idSlot{}, false
 	}
 	for _, p := range old.pdrSlots {
 		if p.id == id {
-			*slot = p.slot
-			return true
+			return p, true
 		}
 	}
-	return false
+	return idSlot{}, false
 }
 
 func reuseURR(old *sessionState, u *urrSlots) {
@@ -338,16 +425,23 @@ func checkFAR(f *FAR) error {
 	return nil
 }
 
-// compilePDR resolves one PDR; it leaves PDRSlot and URRSlots for the
-// caller to fill once every rule has passed its checks.
+// qerRate is a QER's MBR in one direction.
+type qerRate struct {
+	id   uint32
+	rate uint64
+}
+
+// compilePDR resolves one PDR; it leaves PDRSlot, URRSlots and the meters
+// of the MBRs it returns for the caller to fill once every rule has
+// passed its checks.
 func (t *Table) compilePDR(seid uint64, p *PDR, fars map[uint32]*FAR, qers map[uint32]*QER,
-	urrs map[uint32]bool, bars map[uint8]*BAR, st *sessionState, old *sessionState) (*Rule, error) {
+	urrs map[uint32]bool, bars map[uint8]*BAR, st *sessionState) (*Rule, []qerRate, error) {
 	d := &p.PDI
 	if d.SourceInterface >= NumInterfaces {
-		return nil, fmt.Errorf("%w: source interface %d", ErrInvalidRule, d.SourceInterface)
+		return nil, nil, fmt.Errorf("%w: source interface %d", ErrInvalidRule, d.SourceInterface)
 	}
 	if d.QFI > 63 {
-		return nil, fmt.Errorf("%w: QFI %d exceeds 63", ErrInvalidRule, d.QFI)
+		return nil, nil, fmt.Errorf("%w: QFI %d exceeds 63", ErrInvalidRule, d.QFI)
 	}
 	r := &Rule{
 		SEID:        seid,
@@ -362,7 +456,7 @@ func (t *Table) compilePDR(seid uint64, p *PDR, fars map[uint32]*FAR, qers map[u
 	for _, f := range d.SDFFilters {
 		m, err := compileSDF(f, d.UEAddr4, d.UEPrefix6)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		r.conds().sdf = append(r.conds().sdf, m)
 	}
@@ -387,7 +481,7 @@ func (t *Table) compilePDR(seid uint64, p *PDR, fars map[uint32]*FAR, qers map[u
 
 	far, ok := fars[p.FARID]
 	if !ok {
-		return nil, fmt.Errorf("FAR %d %w", p.FARID, ErrMissingRule)
+		return nil, nil, fmt.Errorf("FAR %d %w", p.FARID, ErrMissingRule)
 	}
 	r.Action = far.Apply
 	if fp := far.Forwarding; fp != nil && far.Apply&ActForward != 0 {
@@ -418,7 +512,7 @@ func (t *Table) compilePDR(seid uint64, p *PDR, fars map[uint32]*FAR, qers map[u
 		if far.BARID != 0 {
 			bar, ok := bars[far.BARID]
 			if !ok {
-				return nil, fmt.Errorf("BAR %d of FAR %d %w", far.BARID, far.ID, ErrMissingRule)
+				return nil, nil, fmt.Errorf("BAR %d of FAR %d %w", far.BARID, far.ID, ErrMissingRule)
 			}
 			if bar.SuggestedBufferingPackets != 0 {
 				limit = int(bar.SuggestedBufferingPackets)
@@ -434,10 +528,11 @@ func (t *Table) compilePDR(seid uint64, p *PDR, fars map[uint32]*FAR, qers map[u
 		}
 	}
 
+	var mbrs []qerRate
 	for _, id := range p.QERIDs {
 		q, ok := qers[id]
 		if !ok {
-			return nil, fmt.Errorf("QER %d %w", id, ErrMissingRule)
+			return nil, nil, fmt.Errorf("QER %d %w", id, ErrMissingRule)
 		}
 		gate, mbr := q.GateDL, q.MBRDL
 		if r.Uplink {
@@ -447,8 +542,7 @@ func (t *Table) compilePDR(seid uint64, p *PDR, fars map[uint32]*FAR, qers map[u
 			r.GateClosed = true
 		}
 		if mbr != 0 {
-			e := r.extras()
-			e.Meters = append(e.Meters, meterFor(st, old, id, r.Uplink, mbr))
+			mbrs = append(mbrs, qerRate{id, mbr})
 		}
 		if q.QFI != 0 && r.QFI == 0 {
 			r.QFI, r.RQI, r.PPI, r.HasPPI = q.QFI, q.RQI, q.PPI, q.HasPPI
@@ -459,10 +553,10 @@ func (t *Table) compilePDR(seid uint64, p *PDR, fars map[uint32]*FAR, qers map[u
 	}
 	for _, id := range p.URRIDs {
 		if !urrs[id] {
-			return nil, fmt.Errorf("URR %d %w", id, ErrMissingRule)
+			return nil, nil, fmt.Errorf("URR %d %w", id, ErrMissingRule)
 		}
 	}
-	return r, nil
+	return r, mbrs, nil
 }
 
 // ruleKey returns the lookup key of a PDR, or false for a wildcard.
@@ -488,43 +582,48 @@ func ruleKey(r *Rule, p *PDR) (key, bool) {
 	return key{}, false
 }
 
-func meterFor(st, old *sessionState, qerID uint32, uplink bool, mbr uint64) *Meter {
-	var m *Meter
+// meterFor returns the meter of a QER's MBR in one direction, and its
+// slot: the one another rule of the session already took, else the old
+// session's if its rate is the same (so the bucket's state carries over),
+// else a new one.
+func (t *Table) meterFor(st, old *sessionState, qerID uint32, uplink bool, mbr uint64) (*Meter, uint32, error) {
 	x := st.ext()
-	for i := range x.meters {
-		if x.meters[i].id == qerID {
-			m = pick(&x.meters[i], uplink, nil)
-		}
+	d := dirOf(uplink)
+	idx := slices.IndexFunc(x.meters, func(im idMeter) bool { return im.id == qerID })
+	if idx >= 0 && x.meters[idx].slot[d] != 0 {
+		s := x.meters[idx].slot[d] - 1
+		return t.slab.at(s), s, nil
 	}
-	if m == nil && old != nil && old.extras != nil {
-		for i := range old.meters {
-			if old.meters[i].id == qerID {
-				m = pick(&old.meters[i], uplink, nil)
+	slot := uint32(0)
+	if old != nil && old.extras != nil {
+		for _, om := range old.meters {
+			if om.id == qerID && om.slot[d] != 0 && t.slab.at(om.slot[d]-1).rateBPS == mbr {
+				slot = om.slot[d]
 			}
 		}
 	}
-	if m == nil || m.rateBPS != mbr {
-		m = NewMeter(mbr)
+	if slot == 0 {
+		s := t.mtr.alloc()
+		if err := t.slab.ensure(t.mtr.next); err != nil {
+			return nil, 0, err
+		}
+		t.slab.at(s).init(mbr)
+		slot = s + 1
 	}
-	idx := slices.IndexFunc(x.meters, func(im idMeter) bool { return im.id == qerID })
 	if idx < 0 {
 		x.meters = append(x.meters, idMeter{id: qerID})
 		idx = len(x.meters) - 1
 	}
-	pick(&x.meters[idx], uplink, m)
-	return m
+	x.meters[idx].slot[d] = slot
+	return t.slab.at(slot - 1), slot - 1, nil
 }
 
-// pick returns (and, when set is non-nil, stores) the meter of a direction.
-func pick(im *idMeter, uplink bool, set *Meter) *Meter {
-	p := &im.dl
-	if uplink {
-		p = &im.ul
+// rollbackMeters frees the meters a failed compile took.
+func (t *Table) rollbackMeters() {
+	for _, s := range t.mtr.fresh {
+		t.mtr.release(s)
 	}
-	if set != nil {
-		*p = set
-	}
-	return *p
+	t.mtr.fresh = t.mtr.fresh[:0]
 }
 
 func addr4(a netip.Addr) uint32 {

@@ -2,6 +2,7 @@ package flowtable
 
 import (
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"time"
 )
@@ -91,13 +92,48 @@ type WorkerCounters struct {
 	// span is odd while the worker is inside a span (Enter, Exit). Written
 	// by the worker; Table writers wait on it (quiesce).
 	span atomic.Uint64
+	// unmap frees the chunks once the counters are unreachable.
+	unmap *unmapper
 }
+
+// unmapper frees memory outside the Go heap once its owner is garbage
+// (runtime.AddCleanup). Writer only until then.
+type unmapper struct{ fns []func() }
+
+func newUnmapper[T any](owner *T) *unmapper {
+	u := &unmapper{}
+	runtime.AddCleanup(owner, func(u *unmapper) {
+		for _, f := range u.fns {
+			f()
+		}
+	}, u)
+	return u
+}
+
+func (u *unmapper) add(f func()) { u.fns = append(u.fns, f) }
 
 // addChunk gives w chunk i. Counter chunks stay on small pages: on this
 // kind of VM, lines written at random in huge pages measured slower than
 // in small ones (see the flowtable commit that tried it), unlike the
 // read-mostly bucket array.
-func (w *WorkerCounters) addChunk(i int) { w.chunks[i].Store(new(counterChunk)) }
+func (w *WorkerCounters) addChunk(i int) {
+	c, free := newHuge[counterChunk]()
+	w.unmap.add(free)
+	w.chunks[i].Store(c)
+}
+
+// prefault writes to every page of chunk i, so that a worker registered
+// after sessions exist does not take the page faults of its counters on
+// the fast path (the chunks of a worker registered first are written by
+// the Table writer as it lays out sessions). Table writer only, before it
+// publishes the worker.
+func (w *WorkerCounters) prefault(i int) {
+	c := w.chunks[i].Load()
+	const pageLines = 4096 / 64
+	for l := 0; l < chunkLines; l += pageLines {
+		c[l][0].Packets.v = 0
+	}
+}
 
 func (w *WorkerCounters) line(l uint32) *counterLine {
 	return &w.chunks[l>>chunkLineBits].Load()[l&(chunkLines-1)]
@@ -160,14 +196,21 @@ func (w *WorkerCounters) CountURRs(v *Verdict, n uint64, now int64) {
 		return
 	}
 	if v.act&vURR != 0 {
-		u := urrBefore(v.pdr)
-		u.Packets.Add(1)
-		u.Bytes.Add(n)
-		if u.First.get() == 0 {
-			u.First.Set(now)
-		}
-		u.Last.Set(now)
+		urrBefore(v.pdr).count(n, now)
 	}
+	if v.act&vURR2 != 0 {
+		urrAfter(v.pdr).count(n, now)
+	}
+}
+
+// count adds one packet of n octets at time now.
+func (u *URRCount) count(n uint64, now int64) {
+	u.Packets.Add(1)
+	u.Bytes.Add(n)
+	if u.First.get() == 0 {
+		u.First.Set(now)
+	}
+	u.Last.Set(now)
 }
 
 // countURRs is CountURRs for a verdict with a rule, or without MatchBatch's
@@ -177,8 +220,13 @@ func (w *WorkerCounters) countURRs(v *Verdict, n uint64, now int64) {
 		for _, s := range r.URRSlots {
 			w.CountURR(s, r.Uplink, n, now)
 		}
-	} else if v.act&vURR != 0 {
+		return
+	}
+	if v.act&vURR != 0 {
 		w.CountURR(v.PDRSlot()-2, false, n, now)
+	}
+	if v.act&vURR2 != 0 {
+		w.CountURR(v.PDRSlot()+2, false, n, now)
 	}
 }
 
@@ -190,11 +238,18 @@ const noSlot = ^uint32(0)
 // session takes it and a worker still finishing a burst with an old rule
 // adds to a line nobody reads. A line is freed when its last live cell
 // is; its other cells are not handed out again before. Writer only.
+//
+// A rule that counts two URRs takes a pair of lines, an even one and the
+// next: the first URR's half and the PDR counter in the first, the second
+// URR's half at the start of the second. Freed pairs are reused as pairs.
 type cellAlloc struct {
-	next uint32   // lines handed out so far
-	free []uint32 // FIFO of free lines: take from the front
-	head int
-	live []uint8 // live cells by line
+	next  uint32   // lines handed out so far
+	free  []uint32 // FIFO of free lines: take from the front
+	head  int
+	pairs []uint32 // FIFO of free pairs, by their even line
+	phead int
+	live  []uint8 // live cells by line
+	pair  []bool  // the line is one of a pair
 	// open is the line being filled for the session being compiled and
 	// used its cells taken; fresh lists the lines it opened.
 	open, used uint32
@@ -217,10 +272,48 @@ func (a *cellAlloc) newLine() uint32 {
 		l = a.next
 		a.next++
 		a.live = append(a.live, 0)
+		a.pair = append(a.pair, false)
 	}
 	a.fresh = append(a.fresh, l)
 	a.open, a.used = l, 0
 	return l
+}
+
+// newPair takes a pair of lines: an even line and the next.
+func (a *cellAlloc) newPair() uint32 {
+	var l uint32
+	if len(a.pairs)-a.phead > quarantine/2 {
+		l = a.pairs[a.phead]
+		a.phead++
+		if a.phead > len(a.pairs)/2 {
+			a.pairs = append(a.pairs[:0], a.pairs[a.phead:]...)
+			a.phead = 0
+		}
+	} else {
+		if a.next%2 != 0 { // an odd line left over serves as a single
+			a.live = append(a.live, 0)
+			a.pair = append(a.pair, false)
+			a.free = append(a.free, a.next)
+			a.next++
+		}
+		l = a.next
+		a.next += 2
+		a.live = append(a.live, 0, 0)
+		a.pair = append(a.pair, true, true)
+	}
+	a.fresh = append(a.fresh, l, l+1)
+	// What else the session places may go to the rest of the second line.
+	a.open, a.used = l+1, 2
+	return l
+}
+
+// placePair lays out a rule with two URR halves and its PDR counter in a
+// new pair of lines.
+func (a *cellAlloc) placePair(half0, half1, pdr *uint32) {
+	l := a.newPair()
+	c := l * lineCells
+	*half0, *pdr, *half1 = c, c+2, c+lineCells
+	a.live[l], a.live[l+1] = 3, 2
 }
 
 // begin starts placing one session's new counters: they never share a
@@ -265,8 +358,34 @@ func (a *cellAlloc) place(half, pdr *uint32) {
 func (a *cellAlloc) release(c uint32, n uint8) {
 	l := c / lineCells
 	if a.live[l] -= n; a.live[l] == 0 {
-		a.free = append(a.free, l)
+		a.freeLine(l)
 	}
+}
+
+// freeLine queues a line whose cells are all free: a single on its own,
+// a pair once both its lines are free.
+func (a *cellAlloc) freeLine(l uint32) {
+	switch {
+	case !a.pair[l]:
+		a.free = append(a.free, l)
+	case a.live[l^1] == 0:
+		a.pairs = append(a.pairs, l&^1)
+	}
+}
+
+// rollback frees the lines taken since begin, for a compile that failed.
+func (a *cellAlloc) rollback() {
+	for _, l := range a.fresh {
+		a.live[l] = 0
+	}
+	for _, l := range a.fresh {
+		if !a.pair[l] {
+			a.free = append(a.free, l)
+		} else if l%2 == 0 {
+			a.pairs = append(a.pairs, l)
+		}
+	}
+	a.fresh = a.fresh[:0]
 }
 
 // ensureChunks makes sure every worker has the chunks that hold the lines

@@ -12,5 +12,11 @@ func urrBefore(p *PDRCount) *URRCount {
 	return (*URRCount)(unsafe.Add(unsafe.Pointer(p), -2*int(unsafe.Sizeof(*p))))
 }
 
+// urrAfter is the URR half two cells after the PDR counter p, at the start
+// of the second line of its pair (vURR2).
+func urrAfter(p *PDRCount) *URRCount {
+	return (*URRCount)(unsafe.Add(unsafe.Pointer(p), 2*int(unsafe.Sizeof(*p))))
+}
+
 var _ = [1]struct{}{}[unsafe.Sizeof(URRCount{})-2*unsafe.Sizeof(PDRCount{})]
 var _ = [1]struct{}{}[unsafe.Sizeof(counterLine{})-64]

@@ -37,3 +37,35 @@ func madviseHuge(p, n uintptr) {
 	_, _, _ = unix.Syscall(unix.SYS_MADVISE, p, n, unix.MADV_HUGEPAGE)
 	_, _, _ = unix.Syscall(unix.SYS_MADVISE, p, n, unix.MADV_COLLAPSE)
 }
+
+// newHuge returns a zeroed T outside the Go heap, aligned to a huge page
+// and advised to be backed by huge pages, and the function that unmaps it.
+// T must hold no Go pointers and be a multiple of hugePage in size. On
+// error (no address space) it falls back to the Go heap and small pages.
+//
+// Counter and meter chunks live here: the fast path writes them at
+// random, a line per packet per array, and on small pages every such
+// write at a million sessions misses the TLB. A Go allocation of a chunk
+// is not aligned to a huge page, so it could not be backed by one.
+func newHuge[T any]() (*T, func()) {
+	var zero T
+	n := unsafe.Sizeof(zero)
+	b, err := unix.Mmap(-1, 0, int(n+hugePage), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+	if err != nil {
+		return new(T), func() {}
+	}
+	base := unsafe.Pointer(unsafe.SliceData(b))
+	p := uintptr(base)
+	off := (p+hugePage-1)&^(hugePage-1) - p
+	mem := unsafe.Add(base, off)
+	lo := uintptr(mem)
+	// Keep the aligned part only.
+	if off > 0 {
+		_, _, _ = unix.Syscall(unix.SYS_MUNMAP, p, off, 0)
+	}
+	if end := p + n + hugePage; end > lo+n {
+		_, _, _ = unix.Syscall(unix.SYS_MUNMAP, lo+n, end-(lo+n), 0)
+	}
+	_, _, _ = unix.Syscall(unix.SYS_MADVISE, lo, n, unix.MADV_HUGEPAGE)
+	return (*T)(mem), func() { _, _, _ = unix.Syscall(unix.SYS_MUNMAP, lo, n, 0) }
+}

@@ -66,10 +66,12 @@ type Table struct {
 	m     *hmap
 	wild  atomic.Pointer[wildcards] // PDRs with no TEID / UE address key
 	epoch time.Time
+	slab  *meterSlab // chunks allocated under mu, read by workers
 
 	mu       sync.Mutex // serialises writers; guards the fields below
 	sessions map[uint64]*sessionState
 	cells    cellAlloc
+	mtr      meterAlloc
 	workers  []*WorkerCounters
 	chunks   int // counter chunks allocated per worker
 
@@ -94,6 +96,7 @@ func New(o Options) *Table {
 		m:        newHmap(o.Capacity, rand.Uint64()),
 		epoch:    time.Now(),
 		sessions: make(map[uint64]*sessionState),
+		slab:     newMeterSlab(),
 		notes:    make(chan Notification, 4096),
 	}
 	t.wild.Store(&wildcards{})
@@ -110,8 +113,10 @@ func (t *Table) NewWorker() *WorkerCounters {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	w := &WorkerCounters{}
+	w.unmap = newUnmapper(w)
 	for i := 0; i < t.chunks; i++ {
 		w.addChunk(i)
+		w.prefault(i)
 	}
 	t.workers = append(t.workers, w)
 	return w
@@ -169,9 +174,11 @@ func dirOf(uplink bool) int {
 	return 1
 }
 
+// idMeter is a QER's meters in the slab by direction (uplink first), each
+// slot plus one, 0 where the QER has no MBR.
 type idMeter struct {
-	id     uint32
-	ul, dl *Meter
+	id   uint32
+	slot [2]uint32
 }
 
 // Install compiles and installs a new session. On error nothing changes.
@@ -242,6 +249,7 @@ func (t *Table) Remove(seid uint64) (map[uint32]Usage, error) {
 	for _, p := range st.pdrSlots {
 		t.cells.release(p.slot, 1)
 	}
+	t.freeMeters(st, nil)
 	delete(t.sessions, seid)
 	return usage, nil
 }
@@ -314,11 +322,32 @@ func (t *Table) freeUnused(old, st *sessionState) {
 			t.cells.release(p.slot, 1)
 		}
 	}
+	t.freeMeters(old, st)
 	for _, u := range old.urrs {
 		for _, s := range u.half {
 			if s != noSlot && !slices.ContainsFunc(st.urrs, func(q urrSlots) bool { return q.half[0] == s || q.half[1] == s }) {
 				t.cells.release(s, 2)
 			}
+		}
+	}
+}
+
+// freeMeters releases the meters that old has and st (nil: none) has not.
+func (t *Table) freeMeters(old, st *sessionState) {
+	if old.extras == nil {
+		return
+	}
+	for _, om := range old.meters {
+		for _, s := range om.slot {
+			if s == 0 {
+				continue
+			}
+			if st != nil && st.extras != nil && slices.ContainsFunc(st.meters, func(m idMeter) bool {
+				return m.slot[0] == s || m.slot[1] == s
+			}) {
+				continue
+			}
+			t.mtr.release(s - 1)
 		}
 	}
 }

@@ -10,10 +10,11 @@ package flowtable
 // verdict from MatchBatch with a worker's counters is counted with that
 // worker's (CountPDR, CountURRs).
 type Verdict struct {
-	tun  uint64 // the tunnel's TEID (high half) and IPv4 peer (low half), when vEncap
-	act  uint64 // PDR counter slot (low half) and the flags below
-	rule *Rule
-	pdr  *PDRCount // the PDR counter of the matching worker, once MatchBatch found it
+	tun   uint64 // the tunnel's TEID (high half) and IPv4 peer (low half), when vEncap
+	act   uint64 // PDR counter slot (low half) and the flags below
+	rule  *Rule
+	pdr   *PDRCount // the PDR counter of the matching worker, once MatchBatch found it
+	meter uint32    // with vMeters, the slot plus one of the first meter; the second follows it
 }
 
 const (
@@ -22,11 +23,18 @@ const (
 	vRemove    = 1 << 34
 	vEncap     = 1 << 35
 	vURR       = 1 << 36 // one URR, counted in the half two cells before the PDR counter
+	vURR2      = 1 << 39 // with vURR, a second URR counted in the half two cells after the PDR counter
 	vRQI       = 1 << 37
 	vHasPPI    = 1 << 38
 	vQFIShift  = 40 // 6 bits: the QFI to mark, 0: none
 	vPPIShift  = 46 // 3 bits
 	vDestShift = 49 // 3 bits
+	// vMeterShift: 2 bits, the number of meters (at most 2) at
+	// consecutive slots from the verdict's meter on (Table.Police). A
+	// bucket slot keeps the meter in its tun word when the rule does not
+	// encapsulate, else in its ue4 word.
+	vMeterShift = 54
+	vMeters     = 3 << vMeterShift
 
 	// In a bucket slot only:
 	vMulti         = 1 << 52 // resolve through the rules: several of them, or conditions the slot cannot check
@@ -35,6 +43,23 @@ const (
 
 	gtpuPort = 2152
 )
+
+// Police charges a packet of n octets at time now to the meters of the
+// rule v found, when the verdict carries them, and reports whether it
+// conforms to all of them. A packet stops at the first meter it exceeds;
+// the meters before it are charged. (A verdict with a Rule leaves its
+// meters to the caller: RuleExtras.Meters.) Safe for concurrent use.
+func (t *Table) Police(v *Verdict, now int64, n int) bool {
+	k := v.act & vMeters >> vMeterShift
+	if k == 0 {
+		return true
+	}
+	m := t.slab.at(v.meter - 1)
+	if !m.Allow(now, n) {
+		return false
+	}
+	return k < 2 || t.slab.at(v.meter).Allow(now, n)
+}
 
 // Found reports whether a rule matched.
 func (v *Verdict) Found() bool { return v.act&vFound != 0 }
@@ -99,14 +124,27 @@ func (r *Rule) verdict() (tun, act uint64) {
 		p := r.Encap.Peer4
 		tun = uint64(r.Encap.TEID)<<32 | uint64(p[0])<<24 | uint64(p[1])<<16 | uint64(p[2])<<8 | uint64(p[3])
 	}
-	oneURR := len(r.URRSlots) == 1 && r.URRSlots[0]+2 == r.PDRSlot && r.URRSlots[0]/lineCells == r.PDRSlot/lineCells
-	if oneURR {
-		act |= vURR
+	urrs := len(r.URRSlots) == 0
+	if n := len(r.URRSlots); n > 0 && r.URRSlots[0]+2 == r.PDRSlot && r.URRSlots[0]/lineCells == r.PDRSlot/lineCells {
+		switch {
+		case n == 1:
+			act |= vURR
+			urrs = true
+		case n == 2 && r.URRSlots[1] == r.PDRSlot+2:
+			act |= vURR | vURR2
+			urrs = true
+		}
 	}
-	if r.Action != ActForward || r.RuleExtras != nil || r.Dest > 7 ||
-		r.Encap != nil && (r.Encap.IPv6 || r.Encap.Port != gtpuPort) ||
-		len(r.URRSlots) > 0 && !oneURR {
+	x := r.RuleExtras
+	// Meters the verdict can name: at most two at consecutive slots, and a
+	// bucket word to name them with (slotVerdict).
+	meters := x == nil || len(x.Meters) == 0 || r.meter != 0 && (r.Encap == nil || !r.ue4on)
+	if r.Action != ActForward || r.Dest > 7 || !urrs || !meters ||
+		x != nil && (x.Policy != "" || x.Notify != nil || x.Buffer != nil) ||
+		r.Encap != nil && (r.Encap.IPv6 || r.Encap.Port != gtpuPort) {
 		act |= vSlow
+	} else if x != nil && len(x.Meters) > 0 {
+		act |= uint64(len(x.Meters)) << vMeterShift
 	}
 	return tun, act
 }
@@ -123,6 +161,13 @@ func (r *Rule) slotVerdict() (tun, act uint64, ue4 uint32) {
 		ue4 = r.ue4
 	}
 	act |= uint64(r.qfi&63) << vMatchQFIShift
+	if act&vMeters != 0 {
+		if act&vEncap == 0 {
+			tun = uint64(r.meter)
+		} else {
+			ue4 = r.meter // r.ue4on is false (verdict)
+		}
+	}
 	return tun, act, ue4
 }
 
@@ -133,8 +178,11 @@ func (v *Verdict) setRule(r *Rule) {
 		return
 	}
 	v.tun, v.act = r.verdict()
-	v.rule = nil
+	v.rule, v.meter = nil, 0
 	if v.act&vSlow != 0 {
 		v.rule = r
+	}
+	if v.act&vMeters != 0 {
+		v.meter = r.meter
 	}
 }
