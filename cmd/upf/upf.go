@@ -180,7 +180,7 @@ func start(cfg *parsed, log *slog.Logger) (_ *upf, err error) {
 
 	if cfg.cfg.Metrics != "" {
 		reg := prometheus.NewRegistry()
-		reg.MustRegister(&collector{u: u}, collectors.NewGoCollector())
+		reg.MustRegister(&collector{u: u}, &vhostCollector{u: u}, collectors.NewGoCollector())
 		ln, err := net.Listen("tcp", cfg.cfg.Metrics)
 		if err != nil {
 			return nil, fmt.Errorf("listen for metrics on %s: %w", cfg.cfg.Metrics, err)

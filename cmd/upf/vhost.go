@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
 	"github.com/sluice-net/sluice/dataplane"
@@ -206,4 +207,55 @@ func firstAFXDP(ports []*afxdp.Port) *afxdp.Port {
 		}
 	}
 	return nil
+}
+
+// vhostCollector exports the vhost-user ports' counters: the workers'
+// packet and octet counts (as for AF_XDP ports, under the same names) and
+// the ports' own. It describes nothing (an unchecked collector) because the
+// per-port packet metrics are collector's too.
+type vhostCollector struct{ u *upf }
+
+var (
+	descVhostUp    = prometheus.NewDesc("sluice_vhost_user_up", "Whether a vhost-user port is connected to its switch and set up.", []string{"port"}, nil)
+	descVhostConn  = prometheus.NewDesc("sluice_vhost_user_connections_total", "Connections a vhost-user port set up (reconnections after a switch restart included).", []string{"port"}, nil)
+	descVhostFrame = prometheus.NewDesc("sluice_vhost_user_frames_total", "vhost-user port frame events: released (held by a connection that died), tx_dropped (no room, or the switch away), tx_copied (from other memory), rx_dropped (bad length, merged buffers), invalid (used entries the switch got wrong), pool_empty (receive refills short of frames).", []string{"port", "event"}, nil)
+)
+
+// Describe implements prometheus.Collector: nothing, see vhostCollector.
+func (c *vhostCollector) Describe(chan<- *prometheus.Desc) {}
+
+// Collect implements prometheus.Collector.
+func (c *vhostCollector) Collect(ch chan<- prometheus.Metric) {
+	u := c.u
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	for i, p := range u.vhost.ports {
+		var st [4]uint64
+		for _, w := range u.workers {
+			ps := w.PortStats(i)
+			st[0] += ps.RxPackets.Load()
+			st[1] += ps.RxBytes.Load()
+			st[2] += ps.TxPackets.Load()
+			st[3] += ps.TxBytes.Load()
+		}
+		name := p.Name()
+		counter(descPackets, st[0], name, "rx")
+		counter(descBytes, st[1], name, "rx")
+		counter(descPackets, st[2], name, "tx")
+		counter(descBytes, st[3], name, "tx")
+		s := p.Stats()
+		up := 0.0
+		if s.Up {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descVhostUp, prometheus.GaugeValue, up, name)
+		counter(descVhostConn, s.Connects, name)
+		counter(descVhostFrame, s.Released, name, "released")
+		counter(descVhostFrame, s.TxDropped, name, "tx_dropped")
+		counter(descVhostFrame, s.TxCopied, name, "tx_copied")
+		counter(descVhostFrame, s.RxDropped, name, "rx_dropped")
+		counter(descVhostFrame, s.Invalid, name, "invalid")
+		counter(descVhostFrame, s.PoolEmpty, name, "pool_empty")
+	}
 }

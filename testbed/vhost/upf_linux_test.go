@@ -301,6 +301,14 @@ func TestUPFOverVhostUser(t *testing.T) {
 	}
 
 	phase("uplink checked")
+	// Idle, with the switch attached, the worker sleeps on the ports'
+	// eventfds rather than spinning.
+	if cpu, err := cpuShare(upf.Pid(), time.Second); err != nil {
+		t.Error(err)
+	} else if t.Logf("idle upf used %.1f%% of a core", 100*cpu); cpu > 0.10 {
+		t.Errorf("idle upf used %.0f%% of a core, want it asleep (under 10%%)", 100*cpu)
+	}
+
 	// Downlink: DN to the UE, out on N3 through testpmd into dl.pcap.
 	const ndl = 50
 	if err := tp.Do(topo.DN, func() error {
@@ -323,6 +331,12 @@ func TestUPFOverVhostUser(t *testing.T) {
 	m, err := e2e.Scrape(tp, e2e.Metrics)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if got := m[`sluice_port_packets_total{direction="rx",port="n3v"}`]; got != n+unknown {
+		t.Errorf("upf counted %v packets received on its vhost-user N3, want the %d replayed", got, n+unknown)
+	}
+	if m[`sluice_vhost_user_up{port="n3v"}`] != 1 || m[`sluice_vhost_user_connections_total{port="n3v"}`] != 1 {
+		t.Errorf("vhost-user N3 metrics: up %v, connections %v; want 1 and 1", m[`sluice_vhost_user_up{port="n3v"}`], m[`sluice_vhost_user_connections_total{port="n3v"}`])
 	}
 	if got := m[`sluice_drops_total{reason="no_pdr"}`]; got < unknown {
 		t.Errorf("dropped %v packets for want of a PDR, want at least the %d with an unknown TEID", got, unknown)
@@ -401,6 +415,12 @@ func TestUPFOverVhostUser(t *testing.T) {
 		t.Fatal("upf did not notice that testpmd was killed")
 	}
 	phase("upf saw the switch die")
+	// With the switch away the worker sleeps too.
+	if cpu, err := cpuShare(upf.Pid(), 500*time.Millisecond); err != nil {
+		t.Error(err)
+	} else if cpu > 0.10 {
+		t.Errorf("upf used %.0f%% of a core while its switch was away, want it asleep (under 10%%)", 100*cpu)
+	}
 	sw = start(loop)
 	defer sw.Kill()
 	phase("testpmd started again")
@@ -421,7 +441,43 @@ func TestUPFOverVhostUser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if m[`sluice_vhost_user_connections_total{port="n3v"}`] != 3 || m[`sluice_vhost_user_frames_total{event="released",port="n3v"}`] == 0 {
+		t.Errorf("after two switch restarts: %v connections (want 3), %v frames released (want some)",
+			m[`sluice_vhost_user_connections_total{port="n3v"}`], m[`sluice_vhost_user_frames_total{event="released",port="n3v"}`])
+	}
 	if m[`sluice_drops_total{reason="gate_closed"}`] < 1000 {
 		t.Errorf("closed gate dropped %v packets of a replay of millions", m[`sluice_drops_total{reason="gate_closed"}`])
 	}
+}
+
+// cpuShare returns the share of one CPU process pid used over d.
+func cpuShare(pid int, d time.Duration) (float64, error) {
+	ticks := func() (uint64, error) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return 0, err
+		}
+		// Fields after the command name (which may hold spaces).
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+		if len(f) < 13 {
+			return 0, fmt.Errorf("short /proc/%d/stat", pid)
+		}
+		ut, err1 := strconv.ParseUint(f[11], 10, 64)
+		st, err2 := strconv.ParseUint(f[12], 10, 64)
+		if err1 != nil || err2 != nil {
+			return 0, fmt.Errorf("bad /proc/%d/stat", pid)
+		}
+		return ut + st, nil
+	}
+	a, err := ticks()
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	time.Sleep(d)
+	b, err := ticks()
+	if err != nil {
+		return 0, err
+	}
+	return float64(b-a) / 100 / time.Since(start).Seconds(), nil // USER_HZ is 100 on Linux
 }
