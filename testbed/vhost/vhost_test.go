@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sluice-net/sluice/dataplane"
+	"github.com/sluice-net/sluice/virtio"
 	"github.com/sluice-net/sluice/virtio/frontend"
 )
 
@@ -340,4 +341,93 @@ func testRestart(t *testing.T, server bool) {
 		t.Errorf("connections a %d b %d, want 2 each (the same ports reconnected)", sa.Connects, sb.Connects)
 	}
 	t.Logf("before the restart %d frames in 300 ms, after %d; released a %d b %d", before, after, sa.Released, sb.Released)
+}
+
+// TestTestpmdMultiQueue attaches two ports of two queue pairs each (one
+// pool per pair, as two workers would have) to testpmd's vhost PMD with
+// queues=2, and checks that each pair carries its own traffic: what a
+// sends on pair q, testpmd forwards from its queue q to b's pair q.
+func TestTestpmdMultiQueue(t *testing.T) {
+	needTestpmd(t)
+	dir := t.TempDir()
+	sockA, sockB := filepath.Join(dir, "a.sock"), filepath.Join(dir, "b.sock")
+	cfg := IOLoop(fmt.Sprintf("sluicem%d", os.Getpid()), sockA, sockB, false)
+	for i := range cfg.Vdevs {
+		cfg.Vdevs[i] += ",queues=2"
+	}
+	cfg.Args = []string{"--forward-mode=io", "--auto-start", "--total-num-mbufs=32768", "--disable-link-check", "--rxq=2", "--txq=2"}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	sw, err := Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sw.Kill()
+	var pools []*frontend.Pool
+	for range 2 {
+		pool, err := frontend.NewPool(frontend.PoolConfig{Rings: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pool.Close()
+		pools = append(pools, pool)
+	}
+	log := slog.New(slog.DiscardHandler)
+	open := func(name, sock string) *frontend.Port {
+		p, err := frontend.Open(frontend.Config{Name: name, Socket: sock, QueuePairs: 2, Pools: pools, Logger: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Close() })
+		return p
+	}
+	a, b := open("a", sockA), open("b", sockB)
+	var fr [dataplane.BurstSize]dataplane.Frame
+	deadline := time.Now().Add(10 * time.Second)
+	for !(a.Up() && b.Up()) && time.Now().Before(deadline) {
+		for q := range 2 {
+			a.Receive(q, fr[:])
+			b.Receive(q, fr[:])
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if !a.Up() || !b.Up() {
+		t.Fatal("ports of two queue pairs not up within 10 s")
+	}
+	gen := dataplane.NewMemPort("gen", 1, 512, false)
+	// Each pair sends frames marked with its number until 32 of them
+	// have come back on the same pair of b.
+	for q := range 2 {
+		got := 0
+		for try := 0; got < 32 && time.Now().Before(deadline); try++ {
+			for i := range 8 {
+				f := frame(uint32(q<<16|(try&0xff)<<8|i), 100)
+				gen.Inject(0, f)
+			}
+			n := gen.Receive(0, fr[:8])
+			a.Transmit(q, fr[:n])
+			end := time.Now().Add(20 * time.Millisecond)
+			for time.Now().Before(end) {
+				for bq := range 2 {
+					k := b.Receive(bq, fr[:])
+					for _, f := range fr[:k] {
+						seq := binary.BigEndian.Uint32(f.Data()[f.Len-4:])
+						if seq>>31 == 0 && int(seq>>16) != bq {
+							t.Fatalf("frame sent on pair %d arrived on pair %d", seq>>16, bq)
+						}
+						if bq == q {
+							got++
+						}
+					}
+					b.Free(fr[:k])
+				}
+			}
+		}
+		if got < 32 {
+			t.Fatalf("pair %d: %d of 32 frames came back on b's pair %d", q, got, q)
+		}
+	}
+	if !a.Features().Has(virtio.NetFMQ) {
+		t.Errorf("MQ not negotiated: %v", a.Features())
+	}
 }
