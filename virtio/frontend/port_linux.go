@@ -500,18 +500,21 @@ func (q *queue) closeFDs() {
 	for i := range 2 {
 		if q.kick[i] >= 0 {
 			unix.Close(q.kick[i])
+			q.kick[i] = -1
 		}
 		if q.call[i] >= 0 {
 			unix.Close(q.call[i])
+			q.call[i] = -1
 		}
 	}
 }
 
+// release closes the eventfds and the pools the port made. The queues stay,
+// so that Stats still answers after Close.
 func (p *Port) release() {
 	for _, q := range p.queues {
 		q.closeFDs()
 	}
-	p.queues = nil
 	for _, pool := range p.own {
 		_ = pool.Close()
 	}
