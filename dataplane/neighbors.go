@@ -25,6 +25,9 @@ type Neighbors struct {
 	missHi    atomic.Uint64
 	missLo    atomic.Uint64
 	missCount atomic.Uint64
+	// missed receives a token (without blocking the worker) when a miss
+	// is recorded, so the resolver waits on it instead of polling.
+	missed chan struct{}
 }
 
 type neighborSet struct {
@@ -35,7 +38,7 @@ type neighborSet struct {
 
 // NewNeighbors returns an empty neighbour table.
 func NewNeighbors() *Neighbors {
-	n := &Neighbors{}
+	n := &Neighbors{missed: make(chan struct{}, 1)}
 	n.cur.Store(&neighborSet{hosts: map[flowtable.Addr]MAC{}})
 	return n
 }
@@ -86,6 +89,10 @@ func (n *Neighbors) lookupIn(s *neighborSet, dst *flowtable.Addr) (MAC, bool) {
 		n.missHi.Store(dst[0])
 		n.missLo.Store(dst[1])
 		n.missFlag.Store(2)
+		select {
+		case n.missed <- struct{}{}:
+		default:
+		}
 	}
 	return MAC{}, false
 }
@@ -122,6 +129,10 @@ func (n *Neighbors) TakeMiss() (netip.Addr, bool) {
 	n.missFlag.Store(0)
 	return a.Netip(), true
 }
+
+// Missed returns a channel that receives when a worker records a miss
+// for TakeMiss: the resolver waits on it.
+func (n *Neighbors) Missed() <-chan struct{} { return n.missed }
 
 // Misses returns how many lookups found no entry.
 func (n *Neighbors) Misses() uint64 { return n.missCount.Load() }

@@ -16,8 +16,9 @@ import (
 // WatchNeighbors keeps n current with the kernel's neighbour and route
 // tables for one link: on-link neighbours become host entries and the
 // gateway of the link's default route becomes the default. It subscribes
-// to neighbour updates, and when a worker misses (Neighbors.TakeMiss) it
-// makes the kernel resolve the address by sending it a datagram. It returns
+// to neighbour and route updates, and when a worker misses (Neighbors.Missed,
+// TakeMiss) it makes the kernel resolve the address by sending it a
+// datagram. It has no timers: an idle UPF does not wake it. It returns
 // when ctx is done. The kernel sees ARP and ND because the XDP program
 // passes them up.
 func WatchNeighbors(ctx context.Context, link string, n *Neighbors, log *slog.Logger) error {
@@ -37,10 +38,10 @@ func WatchNeighbors(ctx context.Context, link string, n *Neighbors, log *slog.Lo
 		log.Info("next hop gateway", "link", link, "gateway", gw)
 		probe(link, gw)
 	}
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	routeTick := time.NewTicker(5 * time.Second)
-	defer routeTick.Stop()
+	routes := make(chan netlink.RouteUpdate, 64)
+	if err := netlink.RouteSubscribe(routes, done); err != nil {
+		return fmt.Errorf("subscribe to routes of %s: %w", link, err)
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -69,11 +70,17 @@ func WatchNeighbors(ctx context.Context, link string, n *Neighbors, log *slog.Lo
 			if ip == gw {
 				n.SetGateway(mac)
 			}
-		case <-tick.C:
+		case <-n.Missed():
 			if a, ok := n.TakeMiss(); ok {
 				probe(link, a)
 			}
-		case <-routeTick.C:
+		case r, ok := <-routes:
+			if !ok {
+				return fmt.Errorf("route updates of %s ended", link)
+			}
+			if r.LinkIndex != idx {
+				continue
+			}
 			if g := defaultGateway(idx); g != gw && g.IsValid() {
 				log.Info("next hop gateway changed", "link", link, "gateway", g)
 				gw = g

@@ -74,7 +74,7 @@ type WorkerConfig struct {
 	// control plane releases; exactly one worker should.
 	HandleReleases bool
 	// IdlePolls is the number of empty polls before the worker sleeps on
-	// its ports; 0 means the default.
+	// its ports; 0 means the default (64).
 	IdlePolls int
 }
 
@@ -111,6 +111,13 @@ type Worker struct {
 	nhAddr flowtable.Addr
 
 	stop atomic.Bool
+	// wake is an eventfd an idle worker's sleep also waits on: Stop and
+	// the table's handoffs (releases, End Markers) write it. Closed when
+	// the worker is garbage.
+	wake int
+	// sleepMS is the timeout of the next idle sleep: it doubles while the
+	// worker stays idle, up to maxSleepMS. Worker only.
+	sleepMS int
 	// Busy and Idle count polls that found work and polls that did not.
 	Busy, Idle flowtable.Counter
 	// Buffered counts packets handed to session buffers.
@@ -152,7 +159,7 @@ func NewWorker(c WorkerConfig) (*Worker, error) {
 		w.eiInterval = int64(time.Millisecond)
 	}
 	if w.idlePolls <= 0 {
-		w.idlePolls = 256
+		w.idlePolls = 64
 	}
 	// Encapsulated packets toward the core leave by the N9 port, if any.
 	for i := range w.tunnelEgress {
@@ -187,6 +194,12 @@ func NewWorker(c WorkerConfig) (*Worker, error) {
 		}
 	}
 	w.ctr = c.Table.NewWorker()
+	if err := w.openWake(); err != nil {
+		return nil, err
+	}
+	if w.releases {
+		c.Table.OnHandoff(w.kick)
+	}
 	return w, nil
 }
 
@@ -198,7 +211,10 @@ func (w *Worker) Counters() *flowtable.WorkerCounters { return w.ctr }
 func (w *Worker) PortStats(i int) *PortStats { return &w.ports[i].Stats }
 
 // Stop asks Run to return; safe from any goroutine.
-func (w *Worker) Stop() { w.stop.Store(true) }
+func (w *Worker) Stop() {
+	w.stop.Store(true)
+	w.kick()
+}
 
 // Run polls the worker's ports until Stop. It locks its OS thread, pins
 // it when a CPU is configured and gives it the configured nice value. A
@@ -221,9 +237,11 @@ func (w *Worker) Run() error {
 		}
 	}
 	empty := 0
+	w.sleepMS = minSleepMS
 	for !w.stop.Load() {
 		if w.Poll() > 0 {
 			empty = 0
+			w.sleepMS = minSleepMS
 			continue
 		}
 		if empty++; empty >= w.idlePolls {

@@ -1,6 +1,8 @@
 package dataplane
 
 import (
+	"fmt"
+	"runtime"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -17,14 +19,41 @@ func setNice(nice int) error {
 	return unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), nice)
 }
 
-// sleepTimeoutMS bounds an idle sleep so Stop is noticed promptly.
-const sleepTimeoutMS = 10
+// An idle worker sleeps in poll(2) on its ports and its wake eventfd. The
+// timeout starts at minSleepMS and doubles while nothing comes, up to
+// maxSleepMS: the ports, Stop and the table's handoffs wake it, so the
+// timeout only bounds what a port without a descriptor might miss.
+const (
+	minSleepMS = 10
+	maxSleepMS = 1000
+)
+
+// openWake creates the worker's wake eventfd, closed when the worker is
+// garbage.
+func (w *Worker) openWake() error {
+	fd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("create worker wake eventfd: %w", err)
+	}
+	w.wake = fd
+	runtime.AddCleanup(w, func(fd int) { _ = unix.Close(fd) }, fd)
+	return nil
+}
+
+// kick wakes the worker if it sleeps; safe from any goroutine, never
+// blocks.
+func (w *Worker) kick() {
+	var one = [8]byte{1}
+	_, _ = unix.Write(w.wake, one[:])
+}
 
 // sleep blocks until a port may have work: on the ports' file descriptors
-// when every port has one, else on the first Waiter, else briefly.
+// and the wake eventfd when every port has a descriptor, else on the first
+// Waiter, else briefly.
 func (w *Worker) sleep() {
-	var fds [8]unix.PollFd
-	n := 0
+	var fds [9]unix.PollFd
+	fds[0] = unix.PollFd{Fd: int32(w.wake), Events: unix.POLLIN}
+	n := 1
 	for i := range w.ports {
 		p, ok := w.ports[i].Port.(FDPoller)
 		if !ok || n == len(fds) {
@@ -35,7 +64,16 @@ func (w *Worker) sleep() {
 		n++
 	}
 	if n > 0 {
-		_, _ = unix.Poll(fds[:n], sleepTimeoutMS)
+		k, _ := unix.Poll(fds[:n], w.sleepMS)
+		if fds[0].Revents&unix.POLLIN != 0 {
+			var b [8]byte
+			_, _ = unix.Read(w.wake, b[:])
+		}
+		if k == 0 {
+			w.sleepMS = min(2*w.sleepMS, maxSleepMS)
+		} else {
+			w.sleepMS = minSleepMS
+		}
 		return
 	}
 	for i := range w.ports {

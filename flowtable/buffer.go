@@ -100,4 +100,5 @@ func (t *Table) release(seid uint64, b *Buffer) {
 		return
 	}
 	t.released.push(Released{SEID: seid, Source: Core, Pkts: p})
+	t.kick()
 }

@@ -20,7 +20,22 @@ type EndMarker struct {
 // Replace that moved the FAR to its new tunnel, so that the worker sends the
 // marker after the packets it forwarded with the old rules. Safe for
 // concurrent use.
-func (t *Table) SendEndMarker(m EndMarker) { t.endMarkers.push(m) }
+func (t *Table) SendEndMarker(m EndMarker) {
+	t.endMarkers.push(m)
+	t.kick()
+}
+
+// OnHandoff registers f to be called (from the control plane's goroutine)
+// after a release or an End Marker is queued, so that the worker that
+// takes them can sleep while idle and still take them at once. f must
+// not block. Safe for concurrent use.
+func (t *Table) OnHandoff(f func()) { t.wake.Store(&f) }
+
+func (t *Table) kick() {
+	if f := t.wake.Load(); f != nil {
+		(*f)()
+	}
+}
 
 // PendingEndMarkers reports cheaply whether TakeEndMarkers has work; the
 // worker that handles releases checks it once per burst.

@@ -81,6 +81,7 @@ type Table struct {
 	// its own.
 	released   handoff[Released]
 	endMarkers handoff[EndMarker]
+	wake       atomic.Pointer[func()] // OnHandoff
 }
 
 // wildcards are the PDRs without a lookup key, by source interface, sorted

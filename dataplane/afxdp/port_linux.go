@@ -393,12 +393,15 @@ type QueueStats struct {
 	TxDropped uint64 // given to Transmit and not queued: ring full, no free frame, invalid
 	Invalid   uint64 // frames given back that were not this queue's, or not valid
 
-	// Counted by the kernel (XDP_STATISTICS).
+	// Counted by the kernel (XDP_STATISTICS), each drop under one cause.
+	// In copy mode the kernel counts a packet that found the fill ring
+	// empty both as dropped and as fill ring empty; RxDropped leaves
+	// those out.
 	RxDropped            uint64 // dropped for other reasons, e.g. too big for a frame
 	RxInvalidDescs       uint64
 	TxInvalidDescs       uint64
-	RxRingFull           uint64 // dropped because Sluice did not keep up
-	RxFillRingEmptyDescs uint64 // times the kernel found no frame to receive into
+	RxRingFull           uint64 // dropped because the rx ring was full: Sluice did not keep up
+	RxFillRingEmptyDescs uint64 // times the kernel found no frame to receive into (in copy mode, each a drop)
 	TxRingEmptyDescs     uint64
 }
 
@@ -423,13 +426,27 @@ func (p *Port) Stats(q int) (QueueStats, error) {
 		TxCopied:             pq.c.txCopied.Load(),
 		TxDropped:            pq.c.txDropped.Load(),
 		Invalid:              pq.c.invalid.Load(),
-		RxDropped:            ks.Rx_dropped,
+		RxDropped:            rxDropped(ks, pq.sock.zeroCopy),
 		RxInvalidDescs:       ks.Rx_invalid_descs,
 		TxInvalidDescs:       ks.Tx_invalid_descs,
 		RxRingFull:           ks.Rx_ring_full,
 		RxFillRingEmptyDescs: ks.Rx_fill_ring_empty_descs,
 		TxRingEmptyDescs:     ks.Tx_ring_empty_descs,
 	}, nil
+}
+
+// rxDropped is the kernel's count of dropped received packets without those
+// it also counts as finding the fill ring empty: in copy mode (__xsk_rcv)
+// a packet with no fill entry adds to both. A zero-copy driver counts only
+// the fill ring, when it finds it empty, which need not drop anything.
+func rxDropped(ks unix.XDPStatistics, zeroCopy bool) uint64 {
+	switch {
+	case zeroCopy:
+		return ks.Rx_dropped
+	case ks.Rx_fill_ring_empty_descs > ks.Rx_dropped:
+		return 0
+	}
+	return ks.Rx_dropped - ks.Rx_fill_ring_empty_descs
 }
 
 // Steer makes the program send packets addressed to dst (an N3 address as

@@ -1,0 +1,86 @@
+package dataplane
+
+import (
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sluice-net/sluice/flowtable"
+)
+
+// fdPort is a MemPort with a descriptor to sleep on that never becomes
+// readable, as an idle AF_XDP socket.
+type fdPort struct {
+	*MemPort
+	fd int
+}
+
+func (p *fdPort) PollFD(int) int { return p.fd }
+
+// An idle worker sleeps longer and longer, so it polls its ports only a
+// few hundred times a second at first and less later; Stop and the table's
+// handoffs still wake it at once.
+func TestIdleWorkerSleeps(t *testing.T) {
+	fds := make([]int, 2)
+	if err := unix.Pipe2(fds, unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	tbl := flowtable.New(flowtable.Options{})
+	nb := NewNeighbors()
+	port := &fdPort{NewMemPort("n6", 1, 64, true), fds[0]}
+	w, err := NewWorker(WorkerConfig{Table: tbl, CPU: -1, Egress: [flowtable.NumInterfaces]int{-1, -1, -1, -1, -1},
+		HandleReleases: true, Ports: []PortConfig{{Port: port, Role: RoleN6, Source: flowtable.Core, Neighbors: nb}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- w.Run() }()
+	time.Sleep(1500 * time.Millisecond)
+	// 10, 20, 40, ... ms sleeps: about 7 wakeups of 64 polls in 1.5 s.
+	if idle := w.Idle.Load(); idle > 1000 {
+		t.Errorf("idle worker polled %d times in 1.5 s, want a few hundred at most", idle)
+	}
+	// A handoff (an End Marker) is taken at once, not after the sleep.
+	before := w.Idle.Load()
+	tbl.SendEndMarker(flowtable.EndMarker{TEID: 1})
+	deadline := time.Now().Add(200 * time.Millisecond)
+	for tbl.PendingEndMarkers() && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if tbl.PendingEndMarkers() || w.Idle.Load() == before {
+		t.Error("a queued End Marker did not wake the idle worker within 200 ms")
+	}
+	start := time.Now()
+	w.Stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(start); d > 200*time.Millisecond {
+			t.Errorf("Stop took %v to end an idle worker", d)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("Stop did not end the idle worker within 3 s")
+	}
+}
+
+// A worker that misses a neighbour tells the resolver at once.
+func TestNeighborMissSignalled(t *testing.T) {
+	n := NewNeighbors()
+	a := flowtable.Addr4([4]byte{192, 0, 2, 9})
+	if _, ok := n.Lookup(&a); ok {
+		t.Fatal("empty table resolved an address")
+	}
+	select {
+	case <-n.Missed():
+	default:
+		t.Fatal("a miss did not signal the resolver")
+	}
+	if got, ok := n.TakeMiss(); !ok || got.String() != "192.0.2.9" {
+		t.Errorf("TakeMiss = %v, %v; want 192.0.2.9", got, ok)
+	}
+}
