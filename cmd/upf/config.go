@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -19,7 +20,10 @@ import (
 type Config struct {
 	LogLevel string `yaml:"log_level"`
 	// Metrics is the address of the Prometheus endpoint; empty: none.
-	Metrics    string      `yaml:"metrics"`
+	Metrics string `yaml:"metrics"`
+	// Admin is the path of the admin API's UNIX socket (upf show, upf
+	// capture); empty: none.
+	Admin      string      `yaml:"admin"`
 	N4         N4Config    `yaml:"n4"`
 	Interfaces []Interface `yaml:"interfaces"`
 	UEPools    []string    `yaml:"ue_pools"`
@@ -162,6 +166,9 @@ func (c Config) validate() (*parsed, error) {
 		if _, err := netip.ParseAddrPort(c.Metrics); err != nil && !strings.HasPrefix(c.Metrics, ":") {
 			fail("metrics", "%q: want host:port, like 127.0.0.1:9100", c.Metrics)
 		}
+	}
+	if c.Admin != "" && !filepath.IsAbs(c.Admin) {
+		fail("admin", "%q: want an absolute path, like /run/sluice/admin.sock", c.Admin)
 	}
 	if len(c.N4.Addresses) == 0 {
 		fail("n4.addresses", "at least one address is needed, like 10.0.0.1:8805")

@@ -4,6 +4,9 @@
 //	upf --config configs/upf.yaml        run
 //	upf check --config configs/upf.yaml  validate the configuration and interfaces
 //	upf version                          print the version
+//	upf show associations|sessions|session SEID|ports
+//	                                     inspect a running upf (admin socket)
+//	upf capture --port n3 -w file.pcapng capture a running upf's port
 package main
 
 import (
@@ -28,6 +31,9 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "show" {
+		return runShow(args[1:], stdout, stderr)
+	}
 	cmd := "run"
 	if len(args) > 0 && (args[0] == "run" || args[0] == "check" || args[0] == "version") {
 		cmd, args = args[0], args[1:]

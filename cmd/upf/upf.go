@@ -33,6 +33,7 @@ type upf struct {
 	workers []*dataplane.Worker
 	ctl     *control.Server
 	metrics *http.Server
+	admin   *adminServer // nil without an admin socket
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -191,6 +192,11 @@ func start(cfg *parsed, log *slog.Logger) (_ *upf, err error) {
 		go func() { _ = u.metrics.Serve(ln) }()
 		log.Info("metrics up", "address", ln.Addr().String())
 	}
+	if cfg.cfg.Admin != "" {
+		if u.admin, err = startAdmin(u, cfg.cfg.Admin, log); err != nil {
+			return nil, err
+		}
+	}
 	return u, nil
 }
 
@@ -206,6 +212,7 @@ func uePools(cfg *parsed) []control.UEPool {
 // asked to release their associations, for up to 3 s; no new rules), then
 // workers, then the ports (detaching XDP). Safe on a partial start.
 func (u *upf) stop() {
+	u.admin.close()
 	if u.metrics != nil {
 		_ = u.metrics.Close()
 	}
