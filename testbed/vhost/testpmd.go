@@ -64,6 +64,8 @@ type Config struct {
 	// auto-start unless Interactive, 32768 mbufs, no wait for links to
 	// come up: a vhost-user link is down until Sluice attaches).
 	Args []string
+	// EAL are extra EAL arguments (like --single-file-segments).
+	EAL []string
 	// Interactive runs it with -i: it forwards only when told "start"
 	// (Command), so a pcap replay is not lost before Sluice is attached.
 	Interactive bool
@@ -128,6 +130,7 @@ func Start(ctx context.Context, cfg Config) (*Switch, error) {
 	}
 	args := []string{"-l", cfg.Lcores, "--main-lcore", strconv.Itoa(cfg.MainLcore), "--no-huge", "-m", strconv.Itoa(cfg.MemMB),
 		"--no-pci", "--file-prefix=" + cfg.Prefix, "--log-level=lib.eal:notice"}
+	args = append(args, cfg.EAL...)
 	for _, v := range cfg.Vdevs {
 		args = append(args, "--vdev", v)
 	}

@@ -2,7 +2,6 @@ package vhost
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
@@ -14,9 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
-	"github.com/google/gopacket/pcapgo"
 	"github.com/wmnsk/go-pfcp/ie"
 
 	"github.com/sluice-net/sluice/testbed/e2e"
@@ -61,51 +57,15 @@ sessions: 1024
 `, e2e.Metrics, e2e.N4, e2e.UPFN3, topo.GNBN3Addr.Masked(), e2e.UPFN3, sock, upfMAC, gnbMAC, topo.N6If, topo.DefaultUEPool, core)
 }
 
-// uplink returns a GTP-U G-PDU from the gNB to Sluice's N3 carrying a UDP
-// packet from the UE to the DN, whose payload numbers it.
+// uplink returns a G-PDU from the testbed's gNB to Sluice's N3 carrying a
+// UDP packet from the UE to the DN whose payload numbers it.
 func uplink(teid uint32, ue netip.Addr, seq int) ([]byte, int) {
-	buf := gopacket.NewSerializeBuffer()
-	opts := gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}
-	in4 := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: ue.AsSlice(), DstIP: e2e.DNAddr.AsSlice()}
-	inUDP := &layers.UDP{SrcPort: ulPort, DstPort: dlPort}
-	_ = inUDP.SetNetworkLayerForChecksum(in4)
-	payload := []byte(fmt.Sprintf("sluice uplink %06d", seq))
-	if err := gopacket.SerializeLayers(buf, opts, in4, inUDP, gopacket.Payload(payload)); err != nil {
-		panic(err)
-	}
-	inner := append([]byte(nil), buf.Bytes()...)
-	// GTP-U with a PDU Session Container (UL PDU SESSION INFORMATION).
-	gtp := []byte{0x34, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x85, 1, 0x10, qfi, 0}
-	binary.BigEndian.PutUint16(gtp[2:], uint16(len(gtp)-8+len(inner)))
-	binary.BigEndian.PutUint32(gtp[4:], teid)
-	eth := &layers.Ethernet{SrcMAC: gnbMAC, DstMAC: upfMAC, EthernetType: layers.EthernetTypeIPv4}
-	out4 := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: e2e.GNBN3.AsSlice(), DstIP: e2e.UPFN3.AsSlice()}
-	outUDP := &layers.UDP{SrcPort: 2152, DstPort: 2152}
-	_ = outUDP.SetNetworkLayerForChecksum(out4)
-	buf = gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, opts, eth, out4, outUDP, gopacket.Payload(append(gtp, inner...))); err != nil {
-		panic(err)
-	}
-	return buf.Bytes(), len(inner)
-}
-
-func writePcap(path string, frames [][]byte) error {
-	f, err := os.Create(path)
+	b, n, err := Uplink{SrcMAC: gnbMAC, DstMAC: upfMAC, GNB: e2e.GNBN3, UPF: e2e.UPFN3, TEID: teid, QFI: qfi,
+		UE: ue, DN: e2e.DNAddr, SrcPort: ulPort, DstPort: dlPort, Payload: []byte(fmt.Sprintf("sluice uplink %06d", seq))}.Frame()
 	if err != nil {
-		return err
+		panic(err)
 	}
-	defer f.Close()
-	w := pcapgo.NewWriter(f)
-	if err := w.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
-		return err
-	}
-	for _, b := range frames {
-		ci := gopacket.CaptureInfo{Timestamp: time.Now(), CaptureLength: len(b), Length: len(b)}
-		if err := w.WritePacket(ci, b); err != nil {
-			return err
-		}
-	}
-	return nil
+	return b, n
 }
 
 // dnSink counts the uplink packets arriving at the DN and checks each
@@ -246,7 +206,7 @@ func TestUPFOverVhostUser(t *testing.T) {
 		frames = append(frames, b)
 	}
 	ul, dl := filepath.Join(dir, "ul.pcap"), filepath.Join(dir, "dl.pcap")
-	if err := writePcap(ul, frames); err != nil {
+	if err := WritePcap(ul, frames); err != nil {
 		t.Fatal(err)
 	}
 
@@ -394,7 +354,7 @@ func TestUPFOverVhostUser(t *testing.T) {
 		frames = append(frames, b)
 	}
 	ul2 := filepath.Join(dir, "ul2.pcap")
-	if err := writePcap(ul2, frames); err != nil {
+	if err := WritePcap(ul2, frames); err != nil {
 		t.Fatal(err)
 	}
 	loop := Config{Prefix: prefix, Sockets: []string{sock}, Interactive: true, Args: swCfg.Args,

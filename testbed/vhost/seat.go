@@ -1,0 +1,94 @@
+package vhost
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+)
+
+// The vhost-user benchmark topology ("the seat"): a testpmd switch with
+// its forwarding core on CPU 0 replays a pcap without end into the N3
+// socket (pcap port 0 to vhost port 1) and counts what comes out of the N6
+// socket in a null sink (vhost port 2 to null port 3); the unit under test
+// sits on CPU 1 attached to both sockets as their virtio-user front-end.
+// The unit is Sluice (upf with vhost-user N3 and N6) or, for the ceiling,
+// a testpmd forwarding in io mode between two virtio-user ports, looking at
+// no packet.
+
+// SeatSockets returns the N3 and N6 socket paths of a seat in dir.
+func SeatSockets(dir string) (n3, n6 string) {
+	return filepath.Join(dir, "n3.sock"), filepath.Join(dir, "n6.sock")
+}
+
+// SeatSwitch returns the switch of a seat in dir replaying pcap: run it
+// Interactive, and "start" it once the unit is attached.
+func SeatSwitch(prefix, dir, pcap string) Config {
+	n3, n6 := SeatSockets(dir)
+	return Config{
+		Prefix:      prefix,
+		Interactive: true,
+		Sockets:     []string{n3, n6},
+		Vdevs: []string{
+			"net_pcap0,rx_pcap=" + pcap + ",infinite_rx=1",
+			"net_vhost0,iface=" + n3,
+			"net_vhost1,iface=" + n6,
+			"net_null0,no-rx=1",
+		},
+		Args: []string{"--forward-mode=io", "--total-num-mbufs=32768", "--no-flush-rx", "--disable-link-check"},
+	}
+}
+
+// CeilingUnit returns the testpmd that stands in Sluice's seat for the
+// vhost-user ceiling: two virtio-user ports on the seat's sockets,
+// forwarding in io mode on CPU 1.
+func CeilingUnit(prefix, dir string) Config {
+	n3, n6 := SeatSockets(dir)
+	return Config{
+		Prefix:    prefix,
+		Lcores:    "0,1",
+		MainLcore: 0,
+		MemMB:     512,
+		Vdevs: []string{
+			"net_virtio_user0,path=" + n3 + ",queues=1",
+			"net_virtio_user1,path=" + n6 + ",queues=1",
+		},
+		Args: []string{"--forward-mode=io", "--auto-start", "--total-num-mbufs=16384", "--disable-link-check"},
+		EAL:  []string{"--single-file-segments"},
+	}
+}
+
+// Throughput is what a seat's switch counted over a run.
+type Throughput struct {
+	Offered, Delivered uint64 // packets into N3, out of N6
+	Elapsed            time.Duration
+}
+
+// OfferedMpps and DeliveredMpps are the rates in millions of packets per
+// second.
+func (t Throughput) OfferedMpps() float64   { return float64(t.Offered) / t.Elapsed.Seconds() / 1e6 }
+func (t Throughput) DeliveredMpps() float64 { return float64(t.Delivered) / t.Elapsed.Seconds() / 1e6 }
+
+// RunSeat starts a seat's switch once the unit has attached (attached
+// reports it), forwards for d and stops it, returning its counts. The
+// caller stops the unit.
+func RunSeat(ctx context.Context, sw *Switch, d time.Duration) (Throughput, error) {
+	if err := sw.Command("start"); err != nil {
+		return Throughput{}, err
+	}
+	start := time.Now()
+	select {
+	case <-ctx.Done():
+		return Throughput{}, ctx.Err()
+	case <-time.After(d):
+	}
+	ps, err := sw.Stop()
+	el := time.Since(start)
+	if err != nil {
+		return Throughput{}, err
+	}
+	if len(ps) < 4 {
+		return Throughput{}, fmt.Errorf("switch reported %d ports, want 4", len(ps))
+	}
+	return Throughput{Offered: ps[0].RxPackets, Delivered: ps[3].TxPackets, Elapsed: el}, nil
+}
