@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
 	"net/netip"
 	"slices"
@@ -153,6 +154,29 @@ func sampleResults() *Results {
 	return r
 }
 
+// The scale table sets Sluice's rates at 100 and 100,000 sessions side by
+// side and judges them against the targets.
+func TestWriteScaleTable(t *testing.T) {
+	r := sampleResults()
+	r.Config.Shape = ShapeReal
+	for _, c := range r.Cases {
+		if c.Sessions == 100000 && c.Direction == Uplink && c.Size == 64 {
+			c.setPoint(Sluice, &Point{OfferedPPS: 3e6, DeliveredPPS: 0.6e6, Runs: []Trial{{}}})
+		}
+	}
+	var b bytes.Buffer
+	if err := r.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{"Sluice at 100 and 100000 sessions (real sessions)", "100000/100 (>= 0.9)",
+		"0.86 MISSED", "1.00 ok", "0.75 MISSED", "0.88 MISSED"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+}
+
 func TestWriteTable(t *testing.T) {
 	var b bytes.Buffer
 	if err := sampleResults().WriteTable(&b); err != nil {
@@ -202,8 +226,14 @@ func TestWriteSVG(t *testing.T) {
 }
 
 // The establishment template carries each session's own SEID, TEIDs and
-// UE address, as go-pfcp decodes them.
+// UE address, as go-pfcp decodes them, in both shapes.
 func TestEstTemplate(t *testing.T) {
+	for _, sh := range []Shape{ShapePlain, ShapeReal} {
+		t.Run(string(sh), func(t *testing.T) { testEstTemplate(t, sh) })
+	}
+}
+
+func testEstTemplate(t *testing.T, shape Shape) {
 	c, err := smf.New(smf.Options{Local: netip.MustParseAddrPort("127.0.0.1:0"), UPF: netip.MustParseAddrPort("127.0.0.1:8805")})
 	if err != nil {
 		t.Fatal(err)
@@ -212,6 +242,7 @@ func TestEstTemplate(t *testing.T) {
 	pl := sessionPlan{
 		N3: netip.MustParseAddr("10.103.0.2"), GNB: netip.MustParseAddr("10.103.0.1"),
 		ULTEID: 0x100000, DLTEID: 0x200000, QFI: 9, UE: func(i int) netip.Addr { return topo.UEAddr(UEPool, i) },
+		Shape: shape,
 	}
 	tmpl, err := newEstTemplate(c, pl)
 	if err != nil {
@@ -279,5 +310,68 @@ func TestEstTemplate(t *testing.T) {
 	}
 	if dl != pl.DLTEID+i {
 		t.Errorf("downlink TEID %#x, want %#x", dl, pl.DLTEID+i)
+	}
+	if shape == ShapeReal {
+		checkRealShape(t, req)
+	}
+}
+
+// checkRealShape checks an establishment has the real session shape: both
+// PDRs apply QERs 1 and 2 and URRs 1 and 2, the downlink PDR alone has
+// the SDF filter, QER 1 limits 60 Mbit/s each way, QER 2 50 up and 30
+// down, and there are two URRs.
+func checkRealShape(t *testing.T, req *message.SessionEstablishmentRequest) {
+	t.Helper()
+	for _, pdr := range req.CreatePDR {
+		var qers, urrs []uint32
+		var sdfs []string
+		var src uint8
+		kids, err := pdr.CreatePDR()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range kids {
+			switch k.Type {
+			case ie.QERID:
+				v, _ := k.QERID()
+				qers = append(qers, v)
+			case ie.URRID:
+				v, _ := k.URRID()
+				urrs = append(urrs, v)
+			case ie.PDI:
+				for _, x := range k.ChildIEs {
+					switch x.Type {
+					case ie.SourceInterface:
+						src, _ = x.SourceInterface()
+					case ie.SDFFilter:
+						f, _ := x.SDFFilter()
+						sdfs = append(sdfs, f.FlowDescription)
+					}
+				}
+			}
+		}
+		if fmt.Sprint(qers) != "[1 2]" || fmt.Sprint(urrs) != "[1 2]" {
+			t.Errorf("PDR from interface %d applies QERs %v and URRs %v, want [1 2] and [1 2]", src, qers, urrs)
+		}
+		want := "[]"
+		if src == ie.SrcInterfaceCore {
+			want = "[" + realSDF + "]"
+		}
+		if fmt.Sprint(sdfs) != want {
+			t.Errorf("PDR from interface %d has SDF filters %v, want %s", src, sdfs, want)
+		}
+	}
+	mbrs := map[uint32][2]uint64{}
+	for _, q := range req.CreateQER {
+		id, _ := q.QERID()
+		ul, _ := q.MBRUL()
+		dl, _ := q.MBRDL()
+		mbrs[id] = [2]uint64{ul, dl}
+	}
+	if mbrs[1] != [2]uint64{60000, 60000} || mbrs[2] != [2]uint64{50000, 30000} {
+		t.Errorf("QER MBRs (kbit/s) %v, want 1: 60000/60000, 2: 50000/30000", mbrs)
+	}
+	if len(req.CreateURR) != 2 {
+		t.Errorf("%d URRs, want 2", len(req.CreateURR))
 	}
 }

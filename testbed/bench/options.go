@@ -32,6 +32,31 @@ const (
 	Sluice  System = "sluice" // the upf binary
 )
 
+// Shape is the form of the sessions a Sluice phase establishes.
+type Shape string
+
+const (
+	// ShapeReal is the shape SMFs commonly install: per session an uplink
+	// PDR (TEID and UE address) and a downlink PDR (UE address, SDF
+	// filter "permit out ip from any to assigned"), a session QER (MBR 60
+	// Mbit/s each way, the QFI) and an application QER (50 Mbit/s up, 30
+	// down) on both, two URRs on both (a volume threshold; a periodic
+	// report), outer header creation downlink.
+	ShapeReal Shape = "real"
+	// ShapePlain is the least a session needs: the two PDRs, their FARs,
+	// a QER marking the QFI, no rates, no URR.
+	ShapePlain Shape = "plain"
+)
+
+// ParseShape parses a shape name.
+func ParseShape(s string) (Shape, error) {
+	switch Shape(s) {
+	case ShapeReal, ShapePlain:
+		return Shape(s), nil
+	}
+	return "", fmt.Errorf("%w: unknown session shape %q (want real or plain)", ErrOptions, s)
+}
+
 // Direction is the direction of the offered traffic.
 type Direction string
 
@@ -137,6 +162,8 @@ type Options struct {
 	// 0x200000 and 9.
 	ULTEIDBase, DLTEIDBase uint32
 	QFI                    uint8
+	// Shape is the form of the sessions; default ShapeReal.
+	Shape Shape
 
 	// TestPMD is DPDK's dpdk-testpmd, run for the afxdp-io system; empty
 	// finds TestPMDCommand on PATH.
@@ -219,6 +246,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.QFI == 0 {
 		o.QFI = DefaultQFI
+	}
+	if o.Shape == "" {
+		o.Shape = ShapeReal
 	}
 	if o.Log == nil {
 		o.Log = io.Discard

@@ -70,6 +70,7 @@ type Config struct {
 	ULTEIDBase   uint32      `json:"ul_teid_base"`
 	DLTEIDBase   uint32      `json:"dl_teid_base"`
 	QFI          uint8       `json:"qfi"`
+	Shape        Shape       `json:"session_shape"`
 	UEPool       string      `json:"ue_pool"`
 	TestPMD      string      `json:"testpmd,omitempty"` // the afxdp-io system's binary
 	PMDBusyPoll  bool        `json:"pmd_busy_poll"`
@@ -82,7 +83,7 @@ func configOf(o Options) Config {
 		MaxForeign: o.MaxForeign, QuietWait: o.QuietWait.Seconds(),
 		IdleWindow: max(o.IdleWindow, 0).Seconds(), GenCPU: o.GenCPU, DUTCPU: o.DUTCPU, DUTPriority: o.DUTPriority,
 		SinkPriority: o.SinkPriority, SinkDefer: o.SinkDefer, SinkFlush: float64(o.SinkFlush) / float64(time.Microsecond),
-		ULTEIDBase: o.ULTEIDBase, DLTEIDBase: o.DLTEIDBase, QFI: o.QFI, UEPool: UEPool.String(),
+		ULTEIDBase: o.ULTEIDBase, DLTEIDBase: o.DLTEIDBase, QFI: o.QFI, Shape: o.Shape, UEPool: UEPool.String(),
 		TestPMD: o.TestPMD, PMDBusyPoll: o.PMDBusyPoll,
 	}
 }
@@ -263,6 +264,10 @@ func (r *Results) WriteTable(w io.Writer) error {
 		fmt.Fprintln(w, "not measured:", s)
 	}
 
+	if err := r.writeScale(w); err != nil {
+		return err
+	}
+
 	fmt.Fprintln(w, "\nCPU during the runs (medians, in CPUs): generator CPU busy; unit-under-test CPU busy = NAPI + process (upf, testpmd) + other,")
 	fmt.Fprintln(w, "of which foreign: other processes' threads seen there; runs with too much other work are repeated and not counted")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -311,6 +316,69 @@ func (r *Results) WriteTable(w io.Writer) error {
 		fmt.Fprintln(w, "error:", e)
 	}
 	return nil
+}
+
+// Targets of the scale table: Sluice's rate with the most sessions over
+// its rate with the fewest, and over the AF_XDP ceiling, same run.
+const (
+	TargetScale   = 0.9
+	TargetCeiling = 0.9
+)
+
+// writeScale writes Sluice's delivered rates with the fewest and the most
+// sessions side by side, with their ratio and their ratios to the AF_XDP
+// ceiling, against the targets.
+func (r *Results) writeScale(w io.Writer) error {
+	lo, hi := 0, 0
+	for _, c := range r.Cases {
+		if lo == 0 || c.Sessions < lo {
+			lo = c.Sessions
+		}
+		hi = max(hi, c.Sessions)
+	}
+	if lo == hi {
+		return nil
+	}
+	find := func(d Direction, size, n int) *Case {
+		for _, c := range r.Cases {
+			if c.Direction == d && c.Size == size && c.Sessions == n {
+				return c
+			}
+		}
+		return nil
+	}
+	fmt.Fprintf(w, "\nSluice at %d and %d sessions (%s sessions), delivered Mpps, medians:\n", lo, hi, r.Config.Shape)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "direction\tsize\t%d\t%d\t%d/%d (>= %.1f)\tof ceiling at %d (>= %.1f)\tof ceiling at %d (>= %.1f)\t\n",
+		lo, hi, hi, lo, TargetScale, lo, TargetCeiling, hi, TargetCeiling)
+	for _, c := range r.Cases {
+		if c.Sessions != lo {
+			continue
+		}
+		h := find(c.Direction, c.Size, hi)
+		if h == nil {
+			continue
+		}
+		scale := "-"
+		if c.Sluice != nil && h.Sluice != nil && c.Sluice.DeliveredPPS > 0 && len(h.Sluice.Runs) > 0 {
+			scale = verdict(h.Sluice.DeliveredPPS/c.Sluice.DeliveredPPS, TargetScale)
+		}
+		fmt.Fprintf(tw, "%s\t%d B\t%s\t%s\t%s\t%s\t%s\t\n", c.Direction, c.Size, mpps(c.Sluice, true), mpps(h.Sluice, true),
+			scale, verdict(c.CeilingRatio, TargetCeiling), verdict(h.CeilingRatio, TargetCeiling))
+	}
+	return tw.Flush()
+}
+
+// verdict is a ratio with ok or MISSED against an at-least target; "-"
+// for a ratio not measured.
+func verdict(v, target float64) string {
+	if v == 0 {
+		return "-"
+	}
+	if v >= target {
+		return fmt.Sprintf("%.2f ok", v)
+	}
+	return fmt.Sprintf("%.2f MISSED", v)
 }
 
 func mpps(p *Point, delivered bool) string {

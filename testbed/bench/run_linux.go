@@ -231,7 +231,7 @@ func (r *runner) sluicePhase(ctx context.Context, n int) (err error) {
 	start := time.Now()
 	plan := sessionPlan{
 		N3: topo.UPFN3Addr.Addr(), GNB: topo.GNBN3Addr.Addr(),
-		ULTEID: r.o.ULTEIDBase, DLTEID: r.o.DLTEIDBase, QFI: r.o.QFI, UE: r.tp.UEAddr,
+		ULTEID: r.o.ULTEIDBase, DLTEID: r.o.DLTEIDBase, QFI: r.o.QFI, UE: r.tp.UEAddr, Shape: r.o.Shape,
 	}
 	if err := establishAll(ctx, c, plan, n, establishInflight); err != nil {
 		return fmt.Errorf("%w\n%s", err, u.Tail(10))
