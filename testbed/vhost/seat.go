@@ -53,7 +53,9 @@ func CeilingUnit(prefix, dir string) Config {
 			"net_virtio_user0,path=" + n3 + ",queues=1",
 			"net_virtio_user1,path=" + n6 + ",queues=1",
 		},
-		Args: []string{"--forward-mode=io", "--auto-start", "--total-num-mbufs=16384", "--disable-link-check"},
+		// Rings of 256, as upf's vhost-user queues (their depth changes
+		// what the switch drops when the unit lags).
+		Args: []string{"--forward-mode=io", "--auto-start", "--total-num-mbufs=16384", "--disable-link-check", "--rxd=256", "--txd=256"},
 		EAL:  []string{"--single-file-segments"},
 	}
 }
