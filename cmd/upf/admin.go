@@ -85,6 +85,7 @@ func (a *adminServer) handler() http.Handler {
 	mux.HandleFunc("GET /v1/sessions", a.sessions)
 	mux.HandleFunc("GET /v1/sessions/{seid}", a.session)
 	mux.HandleFunc("GET /v1/ports", a.ports)
+	mux.HandleFunc("GET /v1/capture", a.capture)
 	return mux
 }
 

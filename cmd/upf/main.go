@@ -34,6 +34,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "show" {
 		return runShow(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "capture" {
+		return runCapture(args[1:], stdout, stderr)
+	}
 	cmd := "run"
 	if len(args) > 0 && (args[0] == "run" || args[0] == "check" || args[0] == "version") {
 		cmd, args = args[0], args[1:]

@@ -34,6 +34,7 @@ type upf struct {
 	ctl     *control.Server
 	metrics *http.Server
 	admin   *adminServer // nil without an admin socket
+	taps    []tapped     // by interface: the ports the workers use, behind capture taps
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -142,6 +143,7 @@ func start(cfg *parsed, log *slog.Logger) (_ *upf, err error) {
 					break
 				}
 			}
+			pc.Port = u.tapPort(i, pc.Port, in.Role)
 			pcs = append(pcs, pc)
 		}
 		wk, err := dataplane.NewWorker(dataplane.WorkerConfig{Table: u.tbl, Ports: pcs, Egress: egress,
