@@ -325,6 +325,7 @@ func (p *Port) Stats() Stats {
 // run is the control goroutine: connect, set up, watch, and again.
 func (p *Port) run() {
 	defer close(p.done)
+	failures := 0
 	for p.ctx.Err() == nil {
 		c, err := p.connect()
 		if err != nil {
@@ -336,11 +337,19 @@ func (p *Port) run() {
 		}
 		n, err := p.setUp(c)
 		if err != nil {
-			p.log.Warn("vhost-user: setting up the device failed", "port", p.name, "socket", p.cfg.Socket, "err", err)
+			// A switch that refuses what the port needs refuses it
+			// again: back off (up to 64 pauses) and log less often.
+			if failures&(failures-1) == 0 {
+				p.log.Warn("vhost-user: setting up the device failed", "port", p.name, "socket", p.cfg.Socket, "err", err, "failures", failures+1)
+			}
+			failures++
 			c.Close()
-			p.pause()
+			for range 1 << min(failures-1, 6) {
+				p.pause()
+			}
 			continue
 		}
+		failures = 0
 		p.mu.Lock()
 		p.up, p.features = true, n.Features
 		p.connects++
