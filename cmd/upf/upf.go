@@ -11,8 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sys/unix"
 
@@ -182,8 +180,7 @@ func start(cfg *parsed, log *slog.Logger) (_ *upf, err error) {
 	log.Info("N4 up", "addresses", u.ctl.Addrs(), "node_id", c.NodeID)
 
 	if cfg.cfg.Metrics != "" {
-		reg := prometheus.NewRegistry()
-		reg.MustRegister(&collector{u: u}, &vhostCollector{u: u}, collectors.NewGoCollector())
+		reg := u.registry()
 		ln, err := net.Listen("tcp", cfg.cfg.Metrics)
 		if err != nil {
 			return nil, fmt.Errorf("listen for metrics on %s: %w", cfg.cfg.Metrics, err)

@@ -198,9 +198,6 @@ func TestCaptureReadByTshark(t *testing.T) {
 		}
 	}
 	path := filepath.Join(t.TempDir(), "n3.pcapng")
-	if k := os.Getenv("KEEPDIR"); k != "" {
-		path = k + "/n3.pcapng"
-	}
 	file, err := os.Create(path)
 	if err != nil {
 		t.Fatal(err)
