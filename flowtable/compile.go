@@ -196,6 +196,86 @@ func (m *sdfMatcher) impliedBy(r *Rule, k key, keyed bool) bool {
 type compiled struct {
 	entries map[key][]*Rule
 	state   *sessionState
+	// folds are URRs of the new state that leave halves they shared with
+	// twins: once the old rules are unpublished and no worker span can
+	// count with them, the halves' counts join the URR's base.
+	folds []fold
+}
+
+type fold struct {
+	urr  int // index in state.urrs
+	half [2]uint32
+}
+
+// twinURRs finds the session's twin URRs: URRs that the same rules count
+// (the common session has a volume URR and a periodic URR on both PDRs).
+// Twins share their halves, so a rule counts into one. It returns every
+// URR ID's leader, the twin whose halves the group uses (a URR without
+// twins leads itself).
+//
+// New URRs become twins of each other only, never of URRs with counts.
+// Twins of the old session stay so while they keep the same rules; when
+// they diverge or one leaves, every one of them moves to new halves and
+// folds the old halves' counts into its base (compiled.folds), so each
+// keeps exactly its own usage.
+func (t *Table) twinURRs(s *Session, old *sessionState, st *sessionState, c *compiled) map[uint32]uint32 {
+	sig := make(map[uint32]string, len(s.URRs)) // the rules counting a URR
+	for i := range s.PDRs {
+		for _, id := range s.PDRs[i].URRIDs {
+			sig[id] += string(rune(i + 1))
+		}
+	}
+	lead := make(map[uint32]uint32, len(s.URRs))
+	for _, u := range st.urrs {
+		lead[u.id] = u.id
+	}
+	shared := func(u urrSlots) bool { return u.half != [2]uint32{noSlot, noSlot} }
+	if old != nil {
+		// Groups of the old session: URRs with the same halves.
+		for i, o := range old.urrs {
+			if !shared(o) || slices.ContainsFunc(old.urrs[:i], func(q urrSlots) bool { return q.half == o.half }) {
+				continue // no halves, or the group was seen
+			}
+			var members []uint32
+			keep := true
+			for _, q := range old.urrs[i:] {
+				if q.half != o.half {
+					continue
+				}
+				members = append(members, q.id)
+				if _, ok := lead[q.id]; !ok || sig[q.id] != sig[o.id] {
+					keep = false
+				}
+			}
+			if len(members) < 2 {
+				continue
+			}
+			for _, id := range members {
+				j := slices.IndexFunc(st.urrs, func(u urrSlots) bool { return u.id == id })
+				if j < 0 {
+					continue
+				}
+				if keep {
+					lead[id] = members[0]
+					continue
+				}
+				c.folds = append(c.folds, fold{j, st.urrs[j].half})
+				st.urrs[j].half = [2]uint32{noSlot, noSlot}
+			}
+		}
+	}
+	// New twins among the URRs without counts.
+	for i, u := range st.urrs {
+		if shared(u) || sig[u.id] == "" || lead[u.id] != u.id {
+			continue
+		}
+		for _, q := range st.urrs[i+1:] {
+			if !shared(q) && sig[q.id] == sig[u.id] && lead[q.id] == q.id {
+				lead[q.id] = u.id
+			}
+		}
+	}
+	return lead
 }
 
 // compile turns a session into rules and lookup entries without touching
@@ -311,10 +391,20 @@ func (t *Table) compile(s *Session, old *sessionState) (*compiled, error) {
 	urrOf := func(id uint32) *urrSlots {
 		return &st.urrs[slices.IndexFunc(st.urrs, func(u urrSlots) bool { return u.id == id })]
 	}
+	lead := t.twinURRs(s, old, st, c)
+	// eff are the URRs each rule counts into: one of each group of twins.
+	eff := make([][]uint32, len(rules))
+	for i := range rules {
+		for _, id := range s.PDRs[i].URRIDs {
+			if l := lead[id]; !slices.Contains(eff[i], l) {
+				eff[i] = append(eff[i], l)
+			}
+		}
+	}
 	t.cells.begin()
 	st.pdrSlots = make([]idSlot, len(rules))
 	for i, r := range rules {
-		ids := s.PDRs[i].URRIDs
+		ids := eff[i]
 		fresh := func(j int) *uint32 {
 			if h := &urrOf(ids[j]).half[dirOf(r.Uplink)]; *h == noSlot {
 				return h
@@ -349,10 +439,15 @@ func (t *Table) compile(s *Session, old *sessionState) (*compiled, error) {
 		st.pdrSlots[i] = idSlot{uint32(r.PDRID), r.PDRSlot}
 	}
 	for i, r := range rules {
-		for _, id := range s.PDRs[i].URRIDs {
+		for _, id := range eff[i] {
 			if h := &urrOf(id).half[dirOf(r.Uplink)]; *h == noSlot {
 				t.cells.place(h, nil)
 			}
+		}
+	}
+	for i := range st.urrs {
+		if l := lead[st.urrs[i].id]; l != st.urrs[i].id {
+			st.urrs[i].half = urrOf(l).half
 		}
 	}
 	if err := t.ensureChunks(); err != nil {
@@ -363,7 +458,7 @@ func (t *Table) compile(s *Session, old *sessionState) (*compiled, error) {
 	t.resetLines(t.cells.fresh)
 	// A rule's URR slots live in the rule when they fit.
 	for i, r := range rules {
-		ids := s.PDRs[i].URRIDs
+		ids := eff[i]
 		if len(ids) <= len(r.urrInline) {
 			r.URRSlots = r.urrInline[:0:len(ids)]
 		} else {

@@ -63,8 +63,8 @@ func TestRealShapeVerdict(t *testing.T) {
 		if !v.Found() || v.Rule() != nil {
 			t.Fatalf("%s: found %v, rule %+v; want a verdict that needs no rule", c.name, v.Found(), v.Rule())
 		}
-		if got := v.act & vMeters >> vMeterShift; got != 2 || v.act&(vURR|vURR2) != vURR|vURR2 {
-			t.Fatalf("%s: verdict carries %d meters and URR flags %#x, want 2 meters and two URRs", c.name, got, v.act&(vURR|vURR2))
+		if got := v.act & vMeters >> vMeterShift; got != 2 || v.act&(vURR|vURR2) != vURR {
+			t.Fatalf("%s: verdict carries %d meters and URR flags %#x, want 2 meters and one URR half for the twin URRs", c.name, got, v.act&(vURR|vURR2))
 		}
 		now := tb.Now()
 		passed := 0
@@ -211,5 +211,90 @@ func TestRealShapeReplaceKeeps(t *testing.T) {
 	v = matchOne(tb, w, &b, false, 0, dlf)
 	if !tb.Police(v, now, 1000) {
 		t.Error("the application QER's new rate did not start a new meter")
+	}
+}
+
+// Twin URRs (counted by the same rules) share their counters while they
+// stay twins; when a Replace sets them apart, or removes one, each keeps
+// exactly what it counted.
+func TestTwinURRsDiverge(t *testing.T) {
+	tb := New(Options{})
+	w := tb.NewWorker()
+	ue := ueAddr(7)
+	if err := tb.Install(realSession(1, 100, ue)); err != nil {
+		t.Fatal(err)
+	}
+	var b Batch
+	ulf := flow4(ue.String(), "198.51.100.1", 17, 1000, 53)
+	dlf := flow4("198.51.100.1", ue.String(), 17, 53, 1000)
+	send := func(uplink bool, n int, octets uint64) {
+		for range n {
+			f := dlf
+			if uplink {
+				f = ulf
+			}
+			v := matchOne(tb, w, &b, uplink, 100, f)
+			if !v.Found() {
+				t.Fatal("no rule matched")
+			}
+			w.CountPDR(v, octets)
+			w.CountURRs(v, octets, tb.Now())
+		}
+	}
+	usage := func(id uint32) Usage {
+		u, err := tb.URRUsage(1, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	send(true, 3, 100)
+	send(false, 2, 1000)
+	if u1, u2 := usage(1), usage(2); u1 != u2 || u1.ULBytes != 300 || u1.DLBytes != 2000 {
+		t.Fatalf("twins counted %+v and %+v, want 300 up and 2000 down each", u1, u2)
+	}
+
+	// URR 2 leaves the downlink PDR: from now on downlink counts in URR 1
+	// only, and URR 2 keeps what it had.
+	s := realSession(1, 100, ue)
+	s.PDRs[1].URRIDs = []uint32{1}
+	if err := tb.Replace(s); err != nil {
+		t.Fatal(err)
+	}
+	send(false, 1, 1000)
+	send(true, 1, 100)
+	u1, u2 := usage(1), usage(2)
+	if u1.ULBytes != 400 || u1.DLBytes != 3000 || u1.ULPackets != 4 || u1.DLPackets != 3 {
+		t.Errorf("URR 1 after the split %+v, want 400 octets in 4 packets up, 3000 in 3 down", u1)
+	}
+	if u2.ULBytes != 400 || u2.DLBytes != 2000 || u2.ULPackets != 4 || u2.DLPackets != 2 {
+		t.Errorf("URR 2 after the split %+v, want 400 octets in 4 packets up, 2000 in 2 down", u2)
+	}
+	if u2.First == 0 || u2.First != u1.First {
+		t.Errorf("first packet times %v and %v, want the same, not zero", u1.First, u2.First)
+	}
+
+	// Removing URR 1 reports exactly its usage; URR 2 goes on.
+	s.URRs = s.URRs[1:]
+	s.PDRs[1].URRIDs = nil
+	s.PDRs[0].URRIDs = []uint32{2}
+	final, err := tb.ReplaceFinal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if final[1] != u1 {
+		t.Errorf("final usage of URR 1 %+v, want %+v", final[1], u1)
+	}
+	send(true, 1, 100)
+	if u := usage(2); u.ULBytes != 500 || u.DLBytes != 2000 {
+		t.Errorf("URR 2 at the end %+v, want 500 up and 2000 down", u)
+	}
+	if _, err := tb.Remove(1); err != nil {
+		t.Fatal(err)
+	}
+	for l, n := range tb.cells.live {
+		if n != 0 {
+			t.Errorf("line %d keeps %d live cells after the session left", l, n)
+		}
 	}
 }

@@ -163,9 +163,13 @@ type idSlot struct {
 
 // urrSlots are a URR's counter slots by direction (uplink first), noSlot
 // where no rule counts it.
+//
+// Twin URRs (twinURRs) share their halves. base is what the URR counted in
+// halves it no longer has; its usage is base plus its halves.
 type urrSlots struct {
 	id   uint32
 	half [2]uint32
+	base Usage
 }
 
 func dirOf(uplink bool) int {
@@ -245,8 +249,8 @@ func (t *Table) Remove(seid uint64) (map[uint32]Usage, error) {
 	usage := make(map[uint32]Usage, len(st.urrs))
 	for _, u := range st.urrs {
 		usage[u.id] = t.sumURR(u)
-		t.releaseURR(u)
 	}
+	t.releaseURRs(st.urrs, nil)
 	for _, p := range st.pdrSlots {
 		t.cells.release(p.slot, 1)
 	}
@@ -285,8 +289,18 @@ func (t *Table) publish(s *Session, old *sessionState, final map[uint32]Usage) e
 		if len(ow) > 0 || len(nw) > 0 {
 			t.setWildcards(ow, nw)
 		}
+		waited := false
 		if final != nil {
-			t.finalUsage(old, st, final)
+			waited = t.finalUsage(old, st, final)
+		}
+		if len(c.folds) > 0 {
+			if !waited {
+				t.quiesce()
+			}
+			for _, f := range c.folds {
+				u := &st.urrs[f.urr]
+				u.base = mergeUsage(u.base, t.sumHalves(f.half))
+			}
 		}
 		t.freeUnused(old, st)
 		if old.extras != nil && old.buffer != nil && (st.extras == nil || !st.buffering) {
@@ -302,8 +316,7 @@ func (t *Table) publish(s *Session, old *sessionState, final map[uint32]Usage) e
 // finalUsage reads into final the usage of each URR that old has and st
 // has not, once old's rules are unpublished and no worker span can count
 // into them any more.
-func (t *Table) finalUsage(old, st *sessionState, final map[uint32]Usage) {
-	waited := false
+func (t *Table) finalUsage(old, st *sessionState, final map[uint32]Usage) (waited bool) {
 	for _, u := range old.urrs {
 		if slices.ContainsFunc(st.urrs, func(q urrSlots) bool { return q.id == u.id }) {
 			continue
@@ -314,6 +327,7 @@ func (t *Table) finalUsage(old, st *sessionState, final map[uint32]Usage) {
 		}
 		final[u.id] = t.sumURR(u)
 	}
+	return waited
 }
 
 // freeUnused releases the counters of rules that old had and st does not.
@@ -324,13 +338,7 @@ func (t *Table) freeUnused(old, st *sessionState) {
 		}
 	}
 	t.freeMeters(old, st)
-	for _, u := range old.urrs {
-		for _, s := range u.half {
-			if s != noSlot && !slices.ContainsFunc(st.urrs, func(q urrSlots) bool { return q.half[0] == s || q.half[1] == s }) {
-				t.cells.release(s, 2)
-			}
-		}
-	}
+	t.releaseURRs(old.urrs, st.urrs)
 }
 
 // freeMeters releases the meters that old has and st (nil: none) has not.
@@ -353,9 +361,17 @@ func (t *Table) freeMeters(old, st *sessionState) {
 	}
 }
 
-func (t *Table) releaseURR(u urrSlots) {
-	for _, s := range u.half {
-		if s != noSlot {
+// releaseURRs releases the halves of urrs that keep does not use, each
+// once however many twins shared it.
+func (t *Table) releaseURRs(urrs, keep []urrSlots) {
+	var done []uint32
+	for _, u := range urrs {
+		for _, s := range u.half {
+			if s == noSlot || slices.Contains(done, s) ||
+				slices.ContainsFunc(keep, func(q urrSlots) bool { return q.half[0] == s || q.half[1] == s }) {
+				continue
+			}
+			done = append(done, s)
 			t.cells.release(s, 2)
 		}
 	}
@@ -388,11 +404,15 @@ func sortRules(rs []*Rule) {
 	})
 }
 
-func (t *Table) sumURR(u urrSlots) Usage {
+func (t *Table) sumURR(u urrSlots) Usage { return mergeUsage(u.base, t.sumHalves(u.half)) }
+
+// sumHalves sums a URR's halves (uplink, downlink; noSlot for none) over
+// workers.
+func (t *Table) sumHalves(half [2]uint32) Usage {
 	var sum Usage
 	var first, last int64
 	for _, w := range t.workers {
-		for d, s := range u.half {
+		for d, s := range half {
 			if s == noSlot {
 				continue
 			}
@@ -412,6 +432,19 @@ func (t *Table) sumURR(u urrSlots) Usage {
 	}
 	sum.First, sum.Last = time.Duration(first), time.Duration(last)
 	return sum
+}
+
+// mergeUsage adds two measurements of one URR.
+func mergeUsage(a, b Usage) Usage {
+	a.ULPackets += b.ULPackets
+	a.ULBytes += b.ULBytes
+	a.DLPackets += b.DLPackets
+	a.DLBytes += b.DLBytes
+	if b.First != 0 && (a.First == 0 || b.First < a.First) {
+		a.First = b.First
+	}
+	a.Last = max(a.Last, b.Last)
+	return a
 }
 
 // URRUsage returns the usage a session's URR measured since it was created.
