@@ -9,35 +9,19 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"flag"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/sluice-net/sluice/testbed/e2e"
 	"github.com/sluice-net/sluice/testbed/smf"
 	"github.com/sluice-net/sluice/testbed/vhost"
-)
-
-var (
-	gnbMAC = net.HardwareAddr{0x02, 0, 0, 0, 0x33, 0x01}
-	n3MAC  = net.HardwareAddr{0x02, 0, 0, 0, 0x33, 0x02}
-	n6MAC  = net.HardwareAddr{0x02, 0, 0, 0, 0x66, 0x02}
-	dnMAC  = net.HardwareAddr{0x02, 0, 0, 0, 0x66, 0x01}
-	// Documentation addresses: the packets only ever travel between the
-	// processes' shared memory, never through the kernel.
-	gnbAddr = netip.MustParseAddr("192.0.2.1")
-	n3Addr  = netip.MustParseAddr("192.0.2.2")
-	dnAddr  = netip.MustParseAddr("198.51.100.1")
 )
 
 func main() {
@@ -91,17 +75,6 @@ func run(d time.Duration, sessions int, sizes, bin string) error {
 	return nil
 }
 
-// attached waits until the switch reports n devices ready.
-func attached(sw *vhost.Switch, n int, within time.Duration) error {
-	for end := time.Now().Add(within); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
-		if strings.Count(sw.Output(), "virtio is now ready for processing") >= n {
-			time.Sleep(100 * time.Millisecond)
-			return nil
-		}
-	}
-	return fmt.Errorf("the unit did not attach to the switch within %v", within)
-}
-
 func runCeiling(ctx context.Context, dir, pcap string, d time.Duration) (vhost.Throughput, error) {
 	pid := os.Getpid()
 	sw, err := vhost.Start(ctx, vhost.SeatSwitch(fmt.Sprintf("vbsw%d", pid), dir, pcap))
@@ -114,83 +87,42 @@ func runCeiling(ctx context.Context, dir, pcap string, d time.Duration) (vhost.T
 		return vhost.Throughput{}, err
 	}
 	defer unit.Kill()
-	if err := attached(sw, 2, 15*time.Second); err != nil {
+	if err := vhost.Attached(sw, 2, 15*time.Second); err != nil {
 		return vhost.Throughput{}, err
 	}
 	return vhost.RunSeat(ctx, sw, d)
 }
 
 func runSluice(ctx context.Context, dir, bin, pcap string, sessions, size int, d time.Duration) (vhost.Throughput, error) {
-	n4, err := freeUDPPort()
+	n4, err := vhost.FreeLoopbackPort("udp")
 	if err != nil {
 		return vhost.Throughput{}, err
 	}
-	n3sock, n6sock := vhost.SeatSockets(dir)
 	cfg := filepath.Join(dir, "upf.yaml")
-	yaml := fmt.Sprintf(`log_level: warn
-n4:
-  addresses: ["%v"]
-  node_id: 127.0.0.1
-  allowed_peers: ["127.0.0.0/8"]
-interfaces:
-  - device: n3v
-    role: n3
-    addresses: [%v]
-    vhost_user: {socket: %s, mac: "%v", peer_mac: "%v"}
-  - device: n6v
-    role: n6
-    vhost_user: {socket: %s, mac: "%v", peer_mac: "%v"}
-ue_pools: [10.45.0.0/16]
-teids: {first: 256, last: 1048575}
-cores: [1]
-sessions: %d
-`, n4, n3Addr, n3sock, n3MAC, gnbMAC, n6sock, n6MAC, dnMAC, max(sessions, 1024))
-	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
+	if err := os.WriteFile(cfg, vhost.SeatUPFConfig(dir, n4, netip.AddrPort{}, sessions), 0o644); err != nil {
 		return vhost.Throughput{}, err
 	}
-	var out bytes.Buffer
-	upf := exec.Command(bin, "--config", cfg)
-	upf.Stdout, upf.Stderr = &out, &out
-	upf.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := upf.Start(); err != nil {
+	upf, err := vhost.StartUPF(bin, cfg)
+	if err != nil {
 		return vhost.Throughput{}, err
 	}
-	defer func() {
-		_ = upf.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = upf.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = upf.Process.Kill()
-			<-done
-		}
-	}()
+	defer upf.Stop()
 	c, err := smf.New(smf.Options{Local: netip.MustParseAddrPort("127.0.0.1:0"), UPF: n4})
 	if err != nil {
 		return vhost.Throughput{}, err
 	}
 	defer c.Close()
-	for end := time.Now().Add(15 * time.Second); ; {
-		actx, cancel := context.WithTimeout(ctx, time.Second)
-		_, err := c.Associate(actx)
-		cancel()
-		if err == nil {
-			break
-		}
-		if time.Now().After(end) {
-			return vhost.Throughput{}, fmt.Errorf("associate: %w\n%s", err, out.String())
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := upf.Associate(ctx, c, 15*time.Second); err != nil {
+		return vhost.Throughput{}, err
 	}
 	var frames [][]byte
 	for i := range sessions {
-		s, _, err := c.Establish(ctx, smf.SessionParams{GNB: gnbAddr, GNBTEID: uint32(0x10000 + i), QFI: 9})
+		s, _, err := c.Establish(ctx, smf.SessionParams{GNB: vhost.SeatGNBAddr, GNBTEID: uint32(0x10000 + i), QFI: 9})
 		if err != nil {
 			return vhost.Throughput{}, fmt.Errorf("establish session %d: %w", i, err)
 		}
-		b, _, err := vhost.Uplink{SrcMAC: gnbMAC, DstMAC: n3MAC, GNB: gnbAddr, UPF: n3Addr, TEID: s.ULTEID, QFI: 9,
-			UE: s.UE4, DN: dnAddr, SrcPort: 40000, DstPort: 5001, Payload: make([]byte, size-28)}.Frame()
+		b, _, err := vhost.Uplink{SrcMAC: vhost.SeatGNBMAC, DstMAC: vhost.SeatN3MAC, GNB: vhost.SeatGNBAddr, UPF: vhost.SeatN3Addr,
+			TEID: s.ULTEID, QFI: 9, UE: s.UE4, DN: vhost.SeatDNAddr, SrcPort: 40000, DstPort: 5001, Payload: make([]byte, size-28)}.Frame()
 		if err != nil {
 			return vhost.Throughput{}, err
 		}
@@ -204,17 +136,8 @@ sessions: %d
 		return vhost.Throughput{}, err
 	}
 	defer sw.Kill()
-	if err := attached(sw, 2, 15*time.Second); err != nil {
-		return vhost.Throughput{}, fmt.Errorf("%w\n%s", err, out.String())
+	if err := vhost.Attached(sw, 2, 15*time.Second); err != nil {
+		return vhost.Throughput{}, fmt.Errorf("%w\n%s", err, upf.Log())
 	}
 	return vhost.RunSeat(ctx, sw, d)
-}
-
-func freeUDPPort() (netip.AddrPort, error) {
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		return netip.AddrPort{}, err
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).AddrPort(), nil
 }
