@@ -31,6 +31,11 @@ type Config struct {
 	// Cores are the CPUs of the workers, one worker each. Worker i serves
 	// queue i of every interface.
 	Cores []int `yaml:"cores"`
+	// Workers, instead of cores, runs that many workers on the first CPUs
+	// upf may run on (its affinity: in a Kubernetes pod with whole CPUs,
+	// those the CPU manager's static policy gave the container), whose
+	// numbers are not known before it starts (cores.go).
+	Workers int `yaml:"workers"`
 	// Sessions is the number of sessions the flow table is sized for.
 	Sessions int `yaml:"sessions"`
 	// XDPMode is "auto" (native, else generic), "native" or "generic".
@@ -283,8 +288,13 @@ func (c Config) validate() (*parsed, error) {
 	if c.TEIDs.First > c.TEIDs.Last && c.TEIDs.Last != 0 {
 		fail("teids", "first %d is after last %d", c.TEIDs.First, c.TEIDs.Last)
 	}
-	if len(c.Cores) == 0 {
-		fail("cores", "empty: list the CPUs that run workers, like [1]")
+	switch {
+	case c.Workers < 0:
+		fail("workers", "%d: must not be negative", c.Workers)
+	case c.Workers > 0 && len(c.Cores) > 0:
+		fail("workers", "give cores or workers, not both")
+	case len(c.Cores) == 0 && c.Workers == 0:
+		fail("cores", "empty: list the CPUs that run workers, like [1] (or give workers: N to take the first N CPUs upf may use)")
 	}
 	seen := map[int]bool{}
 	for i, cpu := range c.Cores {

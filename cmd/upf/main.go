@@ -3,6 +3,7 @@
 //
 //	upf --config configs/upf.yaml        run
 //	upf check --config configs/upf.yaml  validate the configuration and interfaces
+//	upf check -host=false --config f     validate the file alone (CI, Helm values)
 //	upf version                          print the version
 //	upf show associations|sessions|session SEID|ports
 //	                                     inspect a running upf (admin socket)
@@ -44,6 +45,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("upf "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "configs/upf.yaml", "configuration file")
+	host := fs.Bool("host", true, "check: also check this host (CPUs, N4 addresses, interfaces); -host=false checks the file alone")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -53,17 +55,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "check":
 		cfg, err := loadConfig(*path)
-		if err == nil {
-			err = preflight(cfg)
+		if err == nil && *host {
+			err = errors.Join(resolveCores(cfg), preflight(cfg))
 		}
 		if err != nil {
 			fmt.Fprintf(stderr, "upf: %s: %v\n", *path, err)
 			return 1
 		}
+		if !*host {
+			fmt.Fprintf(stdout, "%s: configuration is valid (this host not checked)\n", *path)
+			return 0
+		}
 		fmt.Fprintf(stdout, "%s: configuration and interfaces are valid\n", *path)
 		return 0
 	}
 	cfg, err := loadConfig(*path)
+	if err == nil {
+		err = resolveCores(cfg)
+	}
 	if err == nil {
 		err = preflight(cfg) // before anything starts
 	}
