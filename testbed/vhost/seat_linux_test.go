@@ -54,10 +54,7 @@ func TestUPFSeat(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "upf")
-	if err := e2e.Build(ctx, bin); err != nil {
-		t.Fatal(err)
-	}
+	bin := upfBinary(t)
 	n4, err := FreeLoopbackPort("udp")
 	if err != nil {
 		t.Fatal(err)

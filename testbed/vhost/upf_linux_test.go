@@ -140,10 +140,7 @@ func TestUPFOverVhostUser(t *testing.T) {
 	t0 := time.Now()
 	phase := func(what string) { t.Logf("%5.1fs %s", time.Since(t0).Seconds(), what) }
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "upf")
-	if err := e2e.Build(ctx, bin); err != nil {
-		t.Fatal(err)
-	}
+	bin := upfBinary(t)
 	phase("built upf")
 	prefix := fmt.Sprintf("svh%d", os.Getpid()%100000)
 	_ = topo.Remove(topo.Options{Prefix: prefix})
