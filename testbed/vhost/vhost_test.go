@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -53,10 +55,17 @@ type pair struct {
 }
 
 func openPair(t *testing.T, sockA, sockB string, server bool) *pair {
+	return openPairOn(t, sockA, sockB, server, false)
+}
+
+func openPairOn(t *testing.T, sockA, sockB string, server, huge bool) *pair {
 	t.Helper()
-	pool, err := frontend.NewPool(frontend.PoolConfig{Rings: 4})
+	pool, err := frontend.NewPool(frontend.PoolConfig{Rings: 4, HugePages: huge})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if pool.HugePages() != huge {
+		t.Fatalf("pool on huge pages: %v, want %v", pool.HugePages(), huge)
 	}
 	log := slog.New(slog.DiscardHandler)
 	p := &pair{pool: pool, mem: dataplane.NewMemPort("gen", 1, 512, false)}
@@ -171,8 +180,15 @@ func checkSeq(frames []dataplane.Frame, from uint32, size int, mark byte) error 
 // arrived in (no copy, one pool for both ports).
 func TestTestpmdLoop(t *testing.T) {
 	needTestpmd(t)
-	for _, server := range []bool{false, true} {
-		t.Run(map[bool]string{false: "sluice-client", true: "sluice-server"}[server], func(t *testing.T) {
+	for _, c := range []struct {
+		name         string
+		server, huge bool
+	}{{"sluice-client", false, false}, {"sluice-server", true, false}, {"huge-pages", false, true}} {
+		server := c.server
+		t.Run(c.name, func(t *testing.T) {
+			if c.huge {
+				reserveHugePages(t, 8)
+			}
 			dir := t.TempDir()
 			sockA, sockB := filepath.Join(dir, "a.sock"), filepath.Join(dir, "b.sock")
 			var p *pair
@@ -192,7 +208,7 @@ func TestTestpmdLoop(t *testing.T) {
 				}
 			}()
 			if !server {
-				p = openPair(t, sockA, sockB, false)
+				p = openPairOn(t, sockA, sockB, false, c.huge)
 			}
 			p.waitUp(t)
 			p.probe(t)
@@ -430,4 +446,27 @@ func TestTestpmdMultiQueue(t *testing.T) {
 	if !a.Features().Has(virtio.NetFMQ) {
 		t.Errorf("MQ not negotiated: %v", a.Features())
 	}
+}
+
+// reserveHugePages makes n more 2 MB huge pages free for the test, as an
+// operator reserves them for Sluice, and gives them back after it.
+func reserveHugePages(t *testing.T, n int) {
+	t.Helper()
+	const path = "/proc/sys/vm/nr_hugepages"
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Skipf("skipping: no huge pages here: %v", err)
+	}
+	was, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(strconv.Itoa(was+n)), 0o644); err != nil {
+		t.Skipf("skipping: cannot reserve huge pages: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := os.WriteFile(path, []byte(strconv.Itoa(was)), 0o644); err != nil {
+			t.Errorf("giving back huge pages: %v", err)
+		}
+	})
 }
