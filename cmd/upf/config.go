@@ -271,6 +271,9 @@ func (c Config) validate() (*parsed, error) {
 		errs = append(errs, in.VhostUser.validate(f)...)
 		p.ifaces = append(p.ifaces, pi)
 	}
+	if err := checkRingSizes(c.Interfaces); err != nil {
+		errs = append(errs, err)
+	}
 	if len(c.Interfaces) > 0 && (roles["n3"] != 1 || roles["n6"] != 1 || roles["n9"] > 1) {
 		fail("interfaces", "want exactly one n3 and one n6 interface (and at most one n9); have %d n3, %d n6, %d n9", roles["n3"], roles["n6"], roles["n9"])
 	}

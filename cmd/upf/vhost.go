@@ -44,6 +44,12 @@ type VhostUser struct {
 	// MTU is the largest IP packet; default 1500, at most 1770 (Sluice's
 	// 2048-octet buffers with their headroom).
 	MTU int `yaml:"mtu"`
+	// RingSize is the entries of each virtqueue, a power of two from 64
+	// to 4096; default 256. Deeper rings let the switch hold a longer
+	// burst while the worker is busy elsewhere, at the cost of memory and
+	// cache. The vhost-user interfaces share their workers' pools, so they
+	// must agree on it.
+	RingSize int `yaml:"ring_size"`
 	// MAC is Sluice's link-layer address on the port; default a locally
 	// administered one derived from the socket path.
 	MAC string `yaml:"mac"`
@@ -76,6 +82,9 @@ func (v *VhostUser) validate(f string) []error {
 	}
 	if v.MTU != 0 && (v.MTU < 576 || v.MTU > maxVhostMTU) {
 		fail(".mtu", "%d: want 576 to %d", v.MTU, maxVhostMTU)
+	}
+	if r := v.RingSize; r != 0 && (r < 64 || r > 4096 || r&(r-1) != 0) {
+		fail(".ring_size", "%d: want a power of two from 64 to 4096", r)
 	}
 	if v.MAC != "" {
 		if _, err := parseMAC(v.MAC); err != nil {
@@ -143,7 +152,8 @@ type vhostPorts struct {
 func (vp *vhostPorts) open(i int, in parsedIface, workers, nVhost int, huge bool, log *slog.Logger) (*frontend.Port, *dataplane.Neighbors, error) {
 	if vp.pools == nil {
 		for range workers {
-			pool, err := frontend.NewPool(frontend.PoolConfig{Rings: 2 * nVhost, Frames: 4096 * nVhost, HugePages: huge})
+			ring := in.VhostUser.ringSize()
+			pool, err := frontend.NewPool(frontend.PoolConfig{Rings: 2 * nVhost, RingSize: ring, Frames: max(4096, 4*ring) * nVhost, HugePages: huge})
 			if err != nil {
 				return nil, nil, fmt.Errorf("create vhost-user packet memory: %w", err)
 			}
@@ -183,6 +193,33 @@ func (vp *vhostPorts) close() error {
 		errs = append(errs, pool.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// ringSize returns the configured ring size or the default.
+func (v *VhostUser) ringSize() int {
+	if v.RingSize == 0 {
+		return 256
+	}
+	return v.RingSize
+}
+
+// checkRingSizes reports vhost-user interfaces that disagree on
+// ring_size (they share their workers' pools).
+func checkRingSizes(ifaces []Interface) error {
+	first := -1
+	for i, in := range ifaces {
+		if in.VhostUser == nil {
+			continue
+		}
+		if first < 0 {
+			first = i
+			continue
+		}
+		if a, b := ifaces[first].VhostUser.ringSize(), in.VhostUser.ringSize(); a != b {
+			return bad(fmt.Sprintf("interfaces[%d].vhost_user.ring_size", i), "%d, but interfaces[%d] has %d: the vhost-user ports of a worker share one pool and one ring size", b, first, a)
+		}
+	}
+	return nil
 }
 
 // countVhost returns how many interfaces are vhost-user ports.

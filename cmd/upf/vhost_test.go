@@ -51,6 +51,7 @@ func TestVhostUserConfigErrors(t *testing.T) {
 		{"      socket: /x/n3.sock\n", "interfaces[0].vhost_user.peer_mac: missing"},
 		{"      socket: /x/n3.sock\n      peer_mac: nope\n", "interfaces[0].vhost_user.peer_mac"},
 		{"      socket: /x/n3.sock\n      queue: 2\n" + ok, "field queue not found"},
+		{"      socket: /x/n3.sock\n      ring_size: 100\n" + ok, "interfaces[0].vhost_user.ring_size"},
 	} {
 		_, err := parseConfig(vhostN3(t, c.block))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -72,5 +73,23 @@ func TestVhostUserCheck(t *testing.T) {
 	p.ifaces[0].VhostUser.Socket = dir + "/missing/n3.sock"
 	if err := p.ifaces[0].VhostUser.check("interfaces[0]"); err == nil || !strings.Contains(err.Error(), "interfaces[0].vhost_user.socket") {
 		t.Errorf("check of a socket in a missing directory: %v", err)
+	}
+}
+
+// The vhost-user ports of a worker share a pool: their ring sizes agree.
+func TestVhostUserRingSizesAgree(t *testing.T) {
+	both := func(a, b string) []byte {
+		in := string(vhostN3(t, "      socket: /x/n3.sock\n      peer_mac: 02:00:00:00:03:02\n"+a))
+		return []byte(strings.Replace(in, "    role: n6\n", "    role: n6\n    vhost_user: {socket: /x/n6.sock, peer_mac: 02:00:00:00:06:02"+b+"}\n", 1))
+	}
+	if _, err := parseConfig(both("      ring_size: 1024\n", ", ring_size: 1024")); err != nil {
+		t.Errorf("N3 and N6 with ring_size 1024: %v", err)
+	}
+	if _, err := parseConfig(both("", "")); err != nil {
+		t.Errorf("N3 and N6 with the default ring size: %v", err)
+	}
+	_, err := parseConfig(both("      ring_size: 1024\n", ""))
+	if err == nil || !strings.Contains(err.Error(), "interfaces[1].vhost_user.ring_size") {
+		t.Errorf("ring sizes 1024 and default: %v, want an error naming interfaces[1].vhost_user.ring_size", err)
 	}
 }

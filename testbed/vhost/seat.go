@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"time"
 )
 
@@ -40,9 +41,10 @@ func SeatSwitch(prefix, dir, pcap string) Config {
 }
 
 // CeilingUnit returns the testpmd that stands in Sluice's seat for the
-// vhost-user ceiling: two virtio-user ports on the seat's sockets,
-// forwarding in io mode on CPU 1.
-func CeilingUnit(prefix, dir string) Config {
+// vhost-user ceiling: two virtio-user ports on the seat's sockets with rings
+// of ring entries (as deep as Sluice's in a fair comparison), forwarding in
+// io mode on CPU 1.
+func CeilingUnit(prefix, dir string, ring int) Config {
 	n3, n6 := SeatSockets(dir)
 	return Config{
 		Prefix:    prefix,
@@ -53,10 +55,9 @@ func CeilingUnit(prefix, dir string) Config {
 			"net_virtio_user0,path=" + n3 + ",queues=1",
 			"net_virtio_user1,path=" + n6 + ",queues=1",
 		},
-		// Rings of 256, as upf's vhost-user queues (their depth changes
-		// what the switch drops when the unit lags).
-		Args: []string{"--forward-mode=io", "--auto-start", "--total-num-mbufs=16384", "--disable-link-check", "--rxd=256", "--txd=256"},
-		EAL:  []string{"--single-file-segments"},
+		Args: []string{"--forward-mode=io", "--auto-start", "--total-num-mbufs=16384", "--disable-link-check",
+			"--rxd=" + strconv.Itoa(ring), "--txd=" + strconv.Itoa(ring)},
+		EAL: []string{"--single-file-segments"},
 	}
 }
 

@@ -64,7 +64,7 @@ func TestUPFSeat(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := filepath.Join(dir, "upf.yaml")
-	if err := os.WriteFile(cfg, SeatUPFConfig(dir, n4, metrics, 1), 0o644); err != nil {
+	if err := os.WriteFile(cfg, SeatUPFConfig(dir, n4, metrics, 1, 0), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	upf, err := StartUPF(bin, cfg)

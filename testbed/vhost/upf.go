@@ -27,9 +27,10 @@ var (
 )
 
 // SeatUPFConfig is the configuration of a upf in the seat in dir: N3 and N6
-// vhost-user ports (Sluice the client) on the seat's sockets, N4 and
-// metrics (if valid) on loopback, its worker on CPU 1.
-func SeatUPFConfig(dir string, n4, metrics netip.AddrPort, sessions int) []byte {
+// vhost-user ports (Sluice the client) with rings of ring entries (0: upf's
+// default) on the seat's sockets, N4 and metrics (if valid) on loopback,
+// its worker on CPU 1.
+func SeatUPFConfig(dir string, n4, metrics netip.AddrPort, sessions, ring int) []byte {
 	n3, n6 := SeatSockets(dir)
 	m := ""
 	if metrics.IsValid() {
@@ -44,16 +45,16 @@ interfaces:
   - device: n3v
     role: n3
     addresses: [%v]
-    vhost_user: {socket: %s, mac: "%v", peer_mac: "%v"}
+    vhost_user: {socket: %s, mac: "%v", peer_mac: "%v", ring_size: %d}
   - device: n6v
     role: n6
-    vhost_user: {socket: %s, mac: "%v", peer_mac: "%v"}
+    vhost_user: {socket: %s, mac: "%v", peer_mac: "%v", ring_size: %d}
 ue_pools: [10.45.0.0/16]
 teids: {first: 256, last: 1048575}
 cores: [1]
 worker_nice: 0
 sessions: %d
-`, m, n4, SeatN3Addr, n3, SeatN3MAC, SeatGNBMAC, n6, SeatN6MAC, SeatDNMAC, max(sessions, 1024))
+`, m, n4, SeatN3Addr, n3, SeatN3MAC, SeatGNBMAC, ring, n6, SeatN6MAC, SeatDNMAC, ring, max(sessions, 1024))
 }
 
 // UPF is a upf process in the caller's network namespace.

@@ -29,14 +29,15 @@ func main() {
 	sessions := flag.Int("sessions", 100, "sessions (one replayed packet each)")
 	sizes := flag.String("sizes", "64,1400", "inner IP packet sizes in octets")
 	bin := flag.String("upf", "", "upf binary; empty: build one")
+	ring := flag.Int("ring", 256, "virtqueue entries, Sluice's and the ceiling unit's")
 	flag.Parse()
-	if err := run(*d, *sessions, *sizes, *bin); err != nil {
+	if err := run(*d, *sessions, *ring, *sizes, *bin); err != nil {
 		fmt.Fprintln(os.Stderr, "vhostbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(d time.Duration, sessions int, sizes, bin string) error {
+func run(d time.Duration, sessions, ring int, sizes, bin string) error {
 	if _, err := vhost.Available(); err != nil {
 		return err
 	}
@@ -53,7 +54,7 @@ func run(d time.Duration, sessions int, sizes, bin string) error {
 			return err
 		}
 	}
-	fmt.Printf("vhost-user seat: switch on CPU 0, unit on CPU 1; uplink, %d sessions, %v per run\n", sessions, d)
+	fmt.Printf("vhost-user seat: switch on CPU 0, unit on CPU 1; uplink, %d sessions, rings of %d, %v per run\n", sessions, ring, d)
 	fmt.Printf("%-6s %-22s %12s %14s %8s\n", "size", "unit", "offered Mpps", "delivered Mpps", "ratio")
 	for _, f := range strings.Split(sizes, ",") {
 		size, err := strconv.Atoi(strings.TrimSpace(f))
@@ -61,11 +62,11 @@ func run(d time.Duration, sessions int, sizes, bin string) error {
 			return fmt.Errorf("size %q: want 28 to 1500", f)
 		}
 		pcap := filepath.Join(dir, fmt.Sprintf("ul%d.pcap", size))
-		sl, err := runSluice(ctx, dir, bin, pcap, sessions, size, d)
+		sl, err := runSluice(ctx, dir, bin, pcap, sessions, ring, size, d)
 		if err != nil {
 			return fmt.Errorf("upf, %d octets: %w", size, err)
 		}
-		ceil, err := runCeiling(ctx, dir, pcap, d)
+		ceil, err := runCeiling(ctx, dir, pcap, ring, d)
 		if err != nil {
 			return fmt.Errorf("ceiling, %d octets: %w", size, err)
 		}
@@ -75,14 +76,14 @@ func run(d time.Duration, sessions int, sizes, bin string) error {
 	return nil
 }
 
-func runCeiling(ctx context.Context, dir, pcap string, d time.Duration) (vhost.Throughput, error) {
+func runCeiling(ctx context.Context, dir, pcap string, ring int, d time.Duration) (vhost.Throughput, error) {
 	pid := os.Getpid()
 	sw, err := vhost.Start(ctx, vhost.SeatSwitch(fmt.Sprintf("vbsw%d", pid), dir, pcap))
 	if err != nil {
 		return vhost.Throughput{}, err
 	}
 	defer sw.Kill()
-	unit, err := vhost.Start(ctx, vhost.CeilingUnit(fmt.Sprintf("vbunit%d", pid), dir))
+	unit, err := vhost.Start(ctx, vhost.CeilingUnit(fmt.Sprintf("vbunit%d", pid), dir, ring))
 	if err != nil {
 		return vhost.Throughput{}, err
 	}
@@ -93,13 +94,13 @@ func runCeiling(ctx context.Context, dir, pcap string, d time.Duration) (vhost.T
 	return vhost.RunSeat(ctx, sw, d)
 }
 
-func runSluice(ctx context.Context, dir, bin, pcap string, sessions, size int, d time.Duration) (vhost.Throughput, error) {
+func runSluice(ctx context.Context, dir, bin, pcap string, sessions, ring, size int, d time.Duration) (vhost.Throughput, error) {
 	n4, err := vhost.FreeLoopbackPort("udp")
 	if err != nil {
 		return vhost.Throughput{}, err
 	}
 	cfg := filepath.Join(dir, "upf.yaml")
-	if err := os.WriteFile(cfg, vhost.SeatUPFConfig(dir, n4, netip.AddrPort{}, sessions), 0o644); err != nil {
+	if err := os.WriteFile(cfg, vhost.SeatUPFConfig(dir, n4, netip.AddrPort{}, sessions, ring), 0o644); err != nil {
 		return vhost.Throughput{}, err
 	}
 	upf, err := vhost.StartUPF(bin, cfg)
