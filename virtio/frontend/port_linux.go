@@ -153,7 +153,14 @@ func Open(cfg Config) (_ *Port, err error) {
 		p.queues = append(p.queues, q)
 	}
 	if cfg.Server {
-		_ = os.Remove(cfg.Socket)
+		// A socket left by an earlier run is replaced; anything else at
+		// the path is not Sluice's to remove.
+		if st, err := os.Lstat(cfg.Socket); err == nil {
+			if st.Mode()&os.ModeSocket == 0 {
+				return nil, fmt.Errorf("%w: %s exists and is not a socket", ErrConfig, cfg.Socket)
+			}
+			_ = os.Remove(cfg.Socket)
+		}
 		ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: cfg.Socket, Net: "unix"})
 		if err != nil {
 			return nil, fmt.Errorf("listening on %s: %w", cfg.Socket, err)

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"net"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -393,6 +395,34 @@ func TestSharedPool(t *testing.T) {
 	if _, err := Open(Config{Socket: "/nonexistent/x", Pools: []*Pool{pool}, Logger: quiet()}); err == nil {
 		t.Error("a third port on a pool of 4 rings opened")
 	}
+}
+
+// A server-mode port replaces a stale socket but never another file.
+func TestServerSocketPath(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "not-a-socket")
+	if err := os.WriteFile(file, []byte("keep"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := Open(Config{Socket: file, Server: true, Logger: quiet()}); err == nil {
+		p.Close()
+		t.Fatal("server port opened over a regular file")
+	}
+	if b, err := os.ReadFile(file); err != nil || string(b) != "keep" {
+		t.Fatalf("the regular file was touched: %q %v", b, err)
+	}
+	sock := filepath.Join(dir, "stale.sock")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.SetUnlinkOnClose(false)
+	ln.Close() // leaves the socket file, as a killed process does
+	p, err := Open(Config{Socket: sock, Server: true, Logger: quiet()})
+	if err != nil {
+		t.Fatalf("server port over a stale socket: %v", err)
+	}
+	p.Close()
 }
 
 func TestConfigErrors(t *testing.T) {
