@@ -76,6 +76,10 @@ func run(d time.Duration, sessions, ring int, sizes, bin string) error {
 	return nil
 }
 
+// settle is the pause between the unit attaching and the replay starting,
+// for both units alike.
+const settle = 2 * time.Second
+
 func runCeiling(ctx context.Context, dir, pcap string, ring int, d time.Duration) (vhost.Throughput, error) {
 	pid := os.Getpid()
 	sw, err := vhost.Start(ctx, vhost.SeatSwitch(fmt.Sprintf("vbsw%d", pid), dir, pcap))
@@ -91,6 +95,7 @@ func runCeiling(ctx context.Context, dir, pcap string, ring int, d time.Duration
 	if err := vhost.Attached(sw, 2, 15*time.Second); err != nil {
 		return vhost.Throughput{}, err
 	}
+	time.Sleep(settle)
 	return vhost.RunSeat(ctx, sw, d)
 }
 
@@ -140,5 +145,6 @@ func runSluice(ctx context.Context, dir, bin, pcap string, sessions, ring, size 
 	if err := vhost.Attached(sw, 2, 15*time.Second); err != nil {
 		return vhost.Throughput{}, fmt.Errorf("%w\n%s", err, upf.Log())
 	}
+	time.Sleep(settle)
 	return vhost.RunSeat(ctx, sw, d)
 }
