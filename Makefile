@@ -23,6 +23,7 @@ lint: deps
 # plane). Tests that need root (namespaces, XDP) skip with a reason without it.
 test: lint
 	$(GO) test -race -count=1 -timeout 20m ./...
+	cd deploy && $(GO) vet ./... && $(GOBIN)/staticcheck ./... && $(GO) test -count=1 -timeout 20m ./...
 
 # Sluice's main job on a namespace testbed (needs root): upf up, sessions
 # over PFCP, ping and iperf3 through it both ways, figures and counters.
