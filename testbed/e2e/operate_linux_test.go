@@ -87,14 +87,19 @@ func TestShowAndCapture(t *testing.T) {
 			t.Fatalf("uplink PDR's TEID: %v, want %#x", p.LocalTEID, s.ULTEID)
 		}
 	}
+	if out, _, err := upfCLI(t, ctx, "show", "--socket", sock, "sessions"); err == nil {
+		t.Logf("upf show sessions:\n%s", out)
+	}
 	out, errs, err = upfCLI(t, ctx, "show", "--socket", sock, "ports")
 	if err != nil || !strings.Contains(out, "af_xdp") || !strings.Contains(out, ":copy") {
 		t.Fatalf("upf show ports: %v %s; want AF_XDP ports in copy mode (veth)\n%s", err, errs, out)
 	}
+	t.Logf("upf show ports:\n%s", out)
 	out, _, err = upfCLI(t, ctx, "show", "--socket", sock, "associations")
 	if err != nil || !strings.Contains(out, "up") || !strings.Contains(out, b.SMF.Addr().Addr().String()) {
 		t.Fatalf("upf show associations: %v; want the SMF %v up\n%s", err, b.SMF.Addr(), out)
 	}
+	t.Logf("upf show associations:\n%s", out)
 
 	// Capture N3 (uplink tunnel only) and N6 (the UE's packets) while the
 	// UE pings.
@@ -127,6 +132,7 @@ func TestShowAndCapture(t *testing.T) {
 			if r.err != nil || !strings.Contains(r.errs, "8 frames written") {
 				t.Fatalf("upf capture --port %s: %v; want 8 frames written: %s", c.name, r.err, r.errs)
 			}
+			t.Logf("upf capture --port %s: %s", c.name, r.errs)
 		case <-ctx.Done():
 			t.Fatalf("upf capture --port %s did not end", c.name)
 		}
