@@ -120,8 +120,8 @@ type UDPRun struct {
 	// direction and its stream-opening datagram; the hops count them with
 	// the datagrams.
 	Control int64
-	Mbps           float64
-	Hops           []Hop
+	Mbps    float64
+	Hops    []Hop
 }
 
 // LostPercent is the end-to-end loss.
