@@ -20,7 +20,8 @@ type Conn struct {
 }
 
 // NewConn wraps a connected Unix socket. timeout bounds each request and
-// its reply.
+// its reply; zero waits without a bound (a back-end waiting for the
+// front-end's next request).
 func NewConn(c *net.UnixConn, timeout time.Duration) *Conn {
 	return &Conn{c: c, timeout: timeout, oob: make([]byte, unix.CmsgSpace(4*MaxRegions))}
 }
@@ -32,6 +33,13 @@ func (c *Conn) Close() error { return c.c.Close() }
 // peer's going away.
 func (c *Conn) UnixConn() *net.UnixConn { return c.c }
 
+func (c *Conn) deadline() time.Time {
+	if c.timeout == 0 {
+		return time.Time{}
+	}
+	return time.Now().Add(c.timeout)
+}
+
 // Send writes one message with the file descriptors fds.
 func (c *Conn) Send(req Request, flags uint32, payload []byte, fds ...int) error {
 	c.buf = AppendMessage(c.buf[:0], req, flags, payload)
@@ -39,7 +47,7 @@ func (c *Conn) Send(req Request, flags uint32, payload []byte, fds ...int) error
 	if len(fds) > 0 {
 		oob = unix.UnixRights(fds...)
 	}
-	if err := c.c.SetDeadline(time.Now().Add(c.timeout)); err != nil {
+	if err := c.c.SetDeadline(c.deadline()); err != nil {
 		return err
 	}
 	n, _, err := c.c.WriteMsgUnix(c.buf, oob, nil)
@@ -55,7 +63,7 @@ func (c *Conn) Send(req Request, flags uint32, payload []byte, fds ...int) error
 // Recv reads one message and the descriptors that came with it. The
 // payload is valid until the next Recv. The caller owns the descriptors.
 func (c *Conn) Recv() (Header, []byte, []int, error) {
-	if err := c.c.SetDeadline(time.Now().Add(c.timeout)); err != nil {
+	if err := c.c.SetDeadline(c.deadline()); err != nil {
 		return Header{}, nil, nil, err
 	}
 	var hb [HeaderLen]byte

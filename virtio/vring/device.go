@@ -60,6 +60,11 @@ func (d *Device) Pending() int {
 	return int(d.availIdx - d.lastAvail)
 }
 
+// Ahead returns how far the driver's index, as Avail or Pending last
+// loaded it, is ahead of the next entry to take, without loading it. More
+// than the ring size means the driver broke the ring.
+func (d *Device) Ahead() int { return int(d.availIdx - d.lastAvail) }
+
 // NextAvail takes the next available head, which Avail must have counted.
 // ok is false when the driver wrote a head outside the table.
 func (d *Device) NextAvail() (head uint16, ok bool) {

@@ -1,0 +1,32 @@
+// Package backend is Sluice as the vhost-user back-end: it serves the
+// vhost-user sockets that VMs (QEMU virtio-net) and containers (DPDK
+// virtio-user) attach to, and drives their virtqueues as the virtio device.
+//
+// Everything a front-end writes is untrusted: its messages, its memory
+// table, its descriptors and its ring indices. Memory maps the front-end's
+// memory table and translates its addresses region by region, refusing
+// anything outside; walk (chain.go) follows a descriptor chain bounded by
+// the ring size; the message handler checks each message's size and file
+// descriptors. A front-end that breaks the rules fails its queue (the
+// worker stops serving it until the front-end sets the ring up again) or
+// its connection (closed, and the port accepts or dials again), with one
+// log line and a counter by reason (Stats.Faults); it never makes Sluice
+// read or write outside the mapped memory, panic or hang, and the other
+// ports keep forwarding.
+//
+// Threading: a control goroutine per port speaks the protocol and owns the
+// connection, the memory table and the ring set-up; each queue pair is a
+// dataplane queue served by one worker. The control goroutine hands a
+// queue to its worker by publishing an immutable set-up (an atomic
+// pointer) and takes it back by publishing a stopped one and waiting until
+// the worker has passed a quiescent point (it is outside Receive and
+// Transmit, or has entered them again since). Only after that does it read
+// a ring's index (GET_VRING_BASE) or unmap memory a new table replaced.
+//
+// Packets are copied once on the way in (from the front-end's transmit
+// buffers into the port's own frames, which have dataplane.Headroom for
+// encapsulation) and once on the way out (into the front-end's receive
+// buffers, header and packet written straight there); no front-end
+// buffer is held between two calls of a worker, so a front-end that goes
+// away leaves nothing of Sluice's behind.
+package backend
