@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sluice-net/sluice/dataplane"
+	"github.com/sluice-net/sluice/virtio"
 	"github.com/sluice-net/sluice/virtio/vhostuser"
 )
 
@@ -41,6 +42,9 @@ type Config struct {
 	MTU int
 	// Frames is the number of frames of each queue pair (default 1024).
 	Frames int
+	// Offer limits the virtio features offered (default
+	// virtio.NetSupported; MQ only with several queue pairs).
+	Offer virtio.Features
 	// Reconnect is the pause between connection attempts in client mode
 	// (default 100 ms).
 	Reconnect time.Duration
@@ -82,6 +86,7 @@ type Port struct {
 	connects    uint64
 	disconnects uint64
 	memTables   uint64
+	features    virtio.Features
 }
 
 // Open creates a port and starts listening (or connecting) in the
@@ -101,6 +106,9 @@ func Open(cfg Config) (*Port, error) {
 	}
 	if cfg.Frames == 0 {
 		cfg.Frames = 1024
+	}
+	if cfg.Offer == 0 {
+		cfg.Offer = virtio.NetSupported
 	}
 	if cfg.Reconnect == 0 {
 		cfg.Reconnect = 100 * time.Millisecond
@@ -167,6 +175,14 @@ func (p *Port) Up() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.up
+}
+
+// Features returns the virtio features the current (or last) front-end
+// acknowledged.
+func (p *Port) Features() virtio.Features {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.features
 }
 
 // Running reports whether queue pair q's rings both run now (the

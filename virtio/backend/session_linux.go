@@ -61,7 +61,7 @@ type session struct {
 }
 
 func newSession(p *Port) *session {
-	s := &session{p: p, offered: virtio.NetSupported | virtio.FProtocolFeats, mtu: p.cfg.MTU}
+	s := &session{p: p, offered: p.cfg.Offer&virtio.NetSupported | virtio.FProtocolFeats, mtu: p.cfg.MTU}
 	if len(p.queues) == 1 {
 		s.offered &^= virtio.NetFMQ
 	}
@@ -75,6 +75,11 @@ func newSession(p *Port) *session {
 // serve handles messages until the connection ends or the front-end
 // breaks the protocol; faults are counted and logged here.
 func (s *session) serve(c *vhostuser.Conn) error {
+	defer func() {
+		s.p.mu.Lock()
+		s.p.features = s.features
+		s.p.mu.Unlock()
+	}()
 	for {
 		h, payload, fds, err := c.Recv()
 		if err != nil {
@@ -153,6 +158,9 @@ func (s *session) handle(h vhostuser.Header, p []byte, fds []int) ([]byte, error
 			return nil, faultf(FaultFeatures, "%w: %v not offered", vhostuser.ErrFeatures, f&^s.offered)
 		}
 		s.features, s.featSet = f, true
+		s.p.mu.Lock()
+		s.p.features = f
+		s.p.mu.Unlock()
 		return nil, s.syncAll()
 	case vhostuser.GetProtocolFeatures:
 		return vhostuser.U64(uint64(offeredProtocol)), nil
