@@ -264,30 +264,39 @@ func (s *Server) FindSessions(f SessionFilter) SessionPage {
 	page := SessionPage{Sessions: []SessionInfo{}}
 	s.mu.Lock()
 	page.Total = len(s.sessions)
+	filtering := f.UE.IsValid() || f.TEID != 0
 	match := func(sess *session) bool {
-		if sess.seid <= f.After {
-			return false
-		}
 		return (!f.UE.IsValid() || usesUE(&sess.spec, f.UE)) && (f.TEID == 0 || usesTEID(&sess.spec, f.TEID))
 	}
 	var keys seidHeap
 	more := false
 	if f.SEID != 0 {
-		if sess, ok := s.sessions[f.SEID]; ok && match(sess) {
+		if sess, ok := s.sessions[f.SEID]; ok && f.SEID > f.After && match(sess) {
 			keys = append(keys, f.SEID)
 		}
 	} else {
+		// The keys alone decide most entries, without touching the
+		// sessions (a million of them do not fit in the caches).
 		for seid, sess := range s.sessions {
-			if !match(sess) {
+			if seid <= f.After {
 				continue
 			}
-			if len(keys) < limit {
+			full := len(keys) == limit
+			if full && seid > keys[0] && !filtering {
+				more = true
+				continue
+			}
+			if filtering && !match(sess) {
+				continue
+			}
+			switch {
+			case !full:
 				heap.Push(&keys, seid)
-			} else if seid < keys[0] {
+			case seid < keys[0]:
 				keys[0] = seid
 				heap.Fix(&keys, 0)
 				more = true
-			} else {
+			default:
 				more = true
 			}
 		}
