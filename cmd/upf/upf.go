@@ -122,7 +122,7 @@ func start(cfg *parsed, log *slog.Logger) (_ *upf, err error) {
 		var pcs []dataplane.PortConfig
 		for i, in := range cfg.ifaces {
 			pc := dataplane.PortConfig{Port: u.ports[i], Queue: w, Neighbors: u.nbrs[i]}
-			if vp, ok := u.vhost.port(i); ok {
+			if vp, ok := u.vhost.dataPort(i); ok {
 				pc.Port, pc.MAC = vp, in.VhostUser.mac()
 			} else {
 				pc.MAC = u.ports[i].MAC()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sluice-net/sluice/dataplane"
 	"github.com/sluice-net/sluice/dataplane/afxdp"
+	"github.com/sluice-net/sluice/virtio/backend"
 	"github.com/sluice-net/sluice/virtio/frontend"
 )
 
@@ -34,9 +35,21 @@ import (
 //	      mtu: 1500
 //	      mac: 02:00:00:00:03:01
 //	      peer_mac: 02:00:00:00:03:02
+//
+// With side: backend, Sluice is the vhost-user back-end instead: it serves
+// the socket that a VM (QEMU virtio-net) or a container (DPDK
+// virtio-user) attaches to as the front-end, with no vswitch in between.
+// Its mode then defaults to server (Sluice listens; client: Sluice
+// connects to a front-end that listens, QEMU server=on or DPDK
+// virtio-user server=1). The front-end's memory is its own: each packet
+// is copied in on receipt and out into the front-end's buffers.
 type VhostUser struct {
 	// Socket is the vhost-user socket's path.
 	Socket string `yaml:"socket"`
+	// Side is frontend (the default: Sluice is the virtio-user front-end
+	// of a switch's port) or backend (Sluice serves the socket as the
+	// vhost-user back-end).
+	Side string `yaml:"side"`
 	// Mode is client (Sluice connects to the switch's socket, the
 	// default) or server (Sluice listens and the switch connects, OVS's
 	// dpdkvhostuserclient).
@@ -75,6 +88,11 @@ func (v *VhostUser) validate(f string) []error {
 	} else if !filepath.IsAbs(v.Socket) {
 		fail(".socket", "%q: give an absolute path", v.Socket)
 	}
+	switch v.Side {
+	case "", "frontend", "backend":
+	default:
+		fail(".side", "%q: want frontend (Sluice is the virtio-user front-end) or backend (Sluice serves the socket)", v.Side)
+	}
 	switch v.Mode {
 	case "", "client", "server":
 	default:
@@ -110,7 +128,7 @@ func (v *VhostUser) check(f string) error {
 	if !st.IsDir() {
 		return bad(f+".vhost_user.socket", "%s is not a directory", dir)
 	}
-	if v.Mode == "server" {
+	if v.server() {
 		if err := unix.Access(dir, unix.W_OK|unix.X_OK); err != nil {
 			return bad(f+".vhost_user.socket", "cannot create a socket in %s: %v", dir, err)
 		}
@@ -140,16 +158,49 @@ func (v *VhostUser) mac() dataplane.MAC {
 	return dataplane.MAC{0x02, 0x5c, byte(s >> 24), byte(s >> 16), byte(s >> 8), byte(s)}
 }
 
+// backend reports whether Sluice is the port's vhost-user back-end.
+func (v *VhostUser) backend() bool { return v.Side == "backend" }
+
+// server reports whether Sluice listens on the socket.
+func (v *VhostUser) server() bool { return v.Mode == "server" || v.Mode == "" && v.backend() }
+
+// modeName is the socket mode for logs and upf show.
+func (v *VhostUser) modeName() string {
+	if v.server() {
+		return "server"
+	}
+	return "client"
+}
+
 // vhostPorts are upf's vhost-user ports and the pools of their workers.
 type vhostPorts struct {
-	pools []*frontend.Pool       // by worker
-	ports map[int]*frontend.Port // by interface index
+	pools    []*frontend.Pool       // by worker
+	ports    map[int]*frontend.Port // front-end ports by interface index
+	backends map[int]*backend.Port  // back-end ports by interface index
 }
 
 // open opens the vhost-user port of interfaces[i] with one queue pair per
 // worker; the pools are made on the first call, one per worker, sized for
 // nVhost ports. The port connects in the background.
-func (vp *vhostPorts) open(i int, in parsedIface, workers, nVhost int, huge bool, log *slog.Logger) (*frontend.Port, *dataplane.Neighbors, error) {
+func (vp *vhostPorts) open(i int, in parsedIface, workers, nVhost int, huge bool, log *slog.Logger) (dataplane.Port, *dataplane.Neighbors, error) {
+	v := in.VhostUser
+	peer, _ := parseMAC(v.PeerMAC)
+	n := dataplane.NewNeighbors()
+	n.SetGateway(peer)
+	if v.backend() {
+		p, err := backend.Open(backend.Config{Name: in.Device, Socket: v.Socket, Client: !v.server(), QueuePairs: workers,
+			MTU: v.MTU, Frames: max(1024, 4*v.ringSize()), Logger: log.With("port", in.Device)})
+		if err != nil {
+			return nil, nil, fmt.Errorf("open interfaces[%d] (%s): %w", i, in.Device, err)
+		}
+		if vp.backends == nil {
+			vp.backends = map[int]*backend.Port{}
+		}
+		vp.backends[i] = p
+		log.Info("vhost-user back-end port open", "device", in.Device, "role", in.Role, "socket", v.Socket,
+			"mode", v.modeName(), "queue_pairs", workers, "mac", macString(v.mac()))
+		return p, n, nil
+	}
 	if vp.pools == nil {
 		for range workers {
 			ring := in.VhostUser.ringSize()
@@ -161,32 +212,43 @@ func (vp *vhostPorts) open(i int, in parsedIface, workers, nVhost int, huge bool
 		}
 		vp.ports = map[int]*frontend.Port{}
 	}
-	v := in.VhostUser
-	p, err := frontend.Open(frontend.Config{Name: in.Device, Socket: v.Socket, Server: v.Mode == "server",
+	p, err := frontend.Open(frontend.Config{Name: in.Device, Socket: v.Socket, Server: v.server(),
 		QueuePairs: workers, MTU: v.MTU, Pools: vp.pools, Logger: log.With("port", in.Device)})
 	if err != nil {
 		return nil, nil, fmt.Errorf("open interfaces[%d] (%s): %w", i, in.Device, err)
 	}
 	vp.ports[i] = p
-	peer, _ := parseMAC(v.PeerMAC)
-	n := dataplane.NewNeighbors()
-	n.SetGateway(peer)
 	log.Info("vhost-user port open", "device", in.Device, "role", in.Role, "socket", v.Socket,
 		"mode", or(v.Mode, "client"), "queue_pairs", workers, "mac", macString(v.mac()),
 		"huge_pages", vp.pools[0].HugePages())
 	return p, n, nil
 }
 
-// port returns interfaces[i]'s port if it is a vhost-user one.
+// port returns interfaces[i]'s port if it is a vhost-user front-end one.
 func (vp *vhostPorts) port(i int) (*frontend.Port, bool) {
 	p, ok := vp.ports[i]
 	return p, ok
+}
+
+// dataPort returns interfaces[i]'s port if it is a vhost-user one, of
+// either side.
+func (vp *vhostPorts) dataPort(i int) (dataplane.Port, bool) {
+	if p, ok := vp.ports[i]; ok {
+		return p, true
+	}
+	if p, ok := vp.backends[i]; ok {
+		return p, true
+	}
+	return nil, false
 }
 
 // close closes the ports, then their pools; the workers have stopped.
 func (vp *vhostPorts) close() error {
 	var errs []error
 	for _, p := range vp.ports {
+		errs = append(errs, p.Close())
+	}
+	for _, p := range vp.backends {
 		errs = append(errs, p.Close())
 	}
 	for _, pool := range vp.pools {
@@ -208,7 +270,7 @@ func (v *VhostUser) ringSize() int {
 func checkRingSizes(ifaces []Interface) error {
 	first := -1
 	for i, in := range ifaces {
-		if in.VhostUser == nil {
+		if in.VhostUser == nil || in.VhostUser.backend() {
 			continue
 		}
 		if first < 0 {
@@ -255,6 +317,7 @@ type vhostCollector struct{ u *upf }
 var (
 	descVhostUp    = prometheus.NewDesc("sluice_vhost_user_up", "Whether a vhost-user port is connected to its switch and set up.", []string{"port"}, nil)
 	descVhostConn  = prometheus.NewDesc("sluice_vhost_user_connections_total", "Connections a vhost-user port set up (reconnections after a switch restart included).", []string{"port"}, nil)
+	descVhostFault = prometheus.NewDesc("sluice_vhost_user_faults_total", "Rule breaches by the front-ends of vhost-user back-end ports, by reason: each failed a queue or the connection.", []string{"port", "reason"}, nil)
 	descVhostFrame = prometheus.NewDesc("sluice_vhost_user_frames_total", "vhost-user port frame events: released (held by a connection that died), tx_dropped (no room, or the switch away), tx_copied (from other memory), rx_dropped (bad length, merged buffers), invalid (used entries the switch got wrong), pool_empty (receive refills short of frames).", []string{"port", "event"}, nil)
 )
 
@@ -294,5 +357,32 @@ func (c *vhostCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descVhostFrame, s.RxDropped, name, "rx_dropped")
 		counter(descVhostFrame, s.Invalid, name, "invalid")
 		counter(descVhostFrame, s.PoolEmpty, name, "pool_empty")
+	}
+	for i, p := range u.vhost.backends {
+		var st [4]uint64
+		for _, w := range u.workers {
+			ps := w.PortStats(i)
+			st[0] += ps.RxPackets.Load()
+			st[1] += ps.RxBytes.Load()
+			st[2] += ps.TxPackets.Load()
+			st[3] += ps.TxBytes.Load()
+		}
+		name := p.Name()
+		counter(descPackets, st[0], name, "rx")
+		counter(descBytes, st[1], name, "rx")
+		counter(descPackets, st[2], name, "tx")
+		counter(descBytes, st[3], name, "tx")
+		s := p.Stats()
+		up := 0.0
+		if s.Up {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descVhostUp, prometheus.GaugeValue, up, name)
+		counter(descVhostConn, s.Connects, name)
+		counter(descVhostFrame, s.TxDropped, name, "tx_dropped")
+		counter(descVhostFrame, s.RxDropped, name, "rx_dropped")
+		for _, f := range backend.Faults() {
+			counter(descVhostFault, s.Faults[f], name, f.String())
+		}
 	}
 }

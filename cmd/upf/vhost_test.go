@@ -93,3 +93,28 @@ func TestVhostUserRingSizesAgree(t *testing.T) {
 		t.Errorf("ring sizes 1024 and default: %v, want an error naming interfaces[1].vhost_user.ring_size", err)
 	}
 }
+
+// side: backend makes Sluice the vhost-user back-end; its socket mode
+// defaults to server (Sluice listens), and it needs no pool of its own.
+func TestVhostUserBackendConfig(t *testing.T) {
+	p, err := parseConfig(vhostN3(t, "      socket: /run/vm/n3.sock\n      side: backend\n      peer_mac: 02:00:00:00:03:02\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := p.ifaces[0].VhostUser
+	if !v.backend() || !v.server() || v.modeName() != "server" {
+		t.Errorf("side backend: backend %v, server %v (%s), want a listening back-end", v.backend(), v.server(), v.modeName())
+	}
+	v.Mode = "client"
+	if v.server() {
+		t.Error("side backend, mode client: Sluice should connect to a listening front-end")
+	}
+	v.Side, v.Mode = "", ""
+	if v.backend() || v.server() {
+		t.Error("the default side is the front-end, in client mode")
+	}
+	_, err = parseConfig(vhostN3(t, "      socket: /x/n3.sock\n      side: middle\n      peer_mac: 02:00:00:00:03:02\n"))
+	if err == nil || !strings.Contains(err.Error(), "interfaces[0].vhost_user.side") {
+		t.Errorf("side middle: error %v, want one naming interfaces[0].vhost_user.side", err)
+	}
+}
