@@ -177,3 +177,97 @@ func loopThrough(t *testing.T, gen *dataplane.MemPort, from, to *backend.Port, q
 	}
 	return got
 }
+
+// TestBackendTestpmdRestart kills DPDK's virtio-user (testpmd) while
+// Sluice's back-end ports carry its traffic, in both socket modes: the
+// ports go down, count what they could not send, and once testpmd starts
+// again (a new front-end on the same sockets) traffic resumes, octet for
+// octet, without the ports being reopened.
+func TestBackendTestpmdRestart(t *testing.T) {
+	needTestpmd(t)
+	for _, sluiceServer := range []bool{true, false} {
+		t.Run(fmt.Sprintf("sluiceserver%v", sluiceServer), func(t *testing.T) {
+			dir := t.TempDir()
+			sockA, sockB := filepath.Join(dir, "a.sock"), filepath.Join(dir, "b.sock")
+			open := func(name, sock string) *backend.Port {
+				p, err := backend.Open(backend.Config{Name: name, Socket: sock, Client: !sluiceServer,
+					Reconnect: 20 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { p.Close() })
+				return p
+			}
+			a, b := open("a", sockA), open("b", sockB)
+			gen := dataplane.NewMemPort("gen", 1, 512, false)
+			running := func(within time.Duration) bool {
+				deadline := time.Now().Add(within)
+				for time.Now().Before(deadline) {
+					if a.Running(0) && b.Running(0) {
+						return true
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+				return false
+			}
+			for round := range 2 {
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				sw, err := Start(ctx, virtioUserLoop(fmt.Sprintf("sluicebr%d-%d", os.Getpid(), round), sockA, sockB, 1, true, !sluiceServer))
+				cancel()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !running(10 * time.Second) {
+					sw.Kill()
+					t.Fatalf("round %d: rings not running: a %+v b %+v\n%s", round, a.Stats(), b.Stats(), tail(sw.Output(), 20))
+				}
+				seq := uint32(round) << 20
+				got := loopThrough(t, gen, a, b, 0, seq, 256, 200)
+				if err := checkSeq(got, seq, 200, 0); err != nil {
+					sw.Kill()
+					t.Fatalf("round %d: %v", round, err)
+				}
+				b.Free(got)
+				if round == 1 {
+					sw.Kill()
+					break
+				}
+				// Kill it under traffic: a keeps transmitting until it
+				// is down.
+				before := a.Stats().TxDropped
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					var fr [32]dataplane.Frame
+					deadline := time.Now().Add(5 * time.Second)
+					for a.Up() && time.Now().Before(deadline) {
+						for i := range fr {
+							gen.Inject(0, frame(uint32(i), 200))
+						}
+						a.Transmit(0, fr[:gen.Receive(0, fr[:])])
+						var in [32]dataplane.Frame
+						b.Free(in[:b.Receive(0, in[:])])
+						time.Sleep(100 * time.Microsecond)
+					}
+					// And a burst while it is away.
+					for i := range fr {
+						gen.Inject(0, frame(uint32(i), 200))
+					}
+					a.Transmit(0, fr[:gen.Receive(0, fr[:])])
+				}()
+				time.Sleep(50 * time.Millisecond)
+				sw.Kill()
+				<-done
+				if a.Up() || a.Running(0) {
+					t.Fatalf("port a still up after testpmd died: %+v", a.Stats())
+				}
+				if st := a.Stats(); st.TxDropped < before+32 || st.Disconnects != 1 {
+					t.Fatalf("port a with its front-end gone: %+v, want at least %d transmit drops counted and one disconnect", st, before+32)
+				}
+			}
+			if st := a.Stats(); st.Connects != 2 {
+				t.Errorf("port a connected %d times, want 2", st.Connects)
+			}
+		})
+	}
+}
