@@ -70,7 +70,11 @@ type peer struct {
 	gen *dataplane.MemPort
 }
 
-func openPeer(t *testing.T, sock string, qp int) *peer {
+func openPeer(t *testing.T, sock string, qp int) *peer { return openPeerQP(t, sock, qp) }
+
+func openPeerTB(tb testing.TB, sock string) *peer { return openPeerQP(tb, sock, 1) }
+
+func openPeerQP(t testing.TB, sock string, qp int) *peer {
 	t.Helper()
 	fe, err := frontend.Open(frontend.Config{Name: sock, Socket: sock, QueuePairs: qp, Logger: quiet, Reconnect: 10 * time.Millisecond})
 	if err != nil {
@@ -134,7 +138,9 @@ func check(got [][]byte, from uint32, size int) error {
 	return nil
 }
 
-func openBackend(t *testing.T, sock string, qp int) *Port {
+func openBackendTB(tb testing.TB, sock string) *Port { return openBackend(tb, sock, 1) }
+
+func openBackend(t testing.TB, sock string, qp int) *Port {
 	t.Helper()
 	p, err := Open(Config{Name: filepath.Base(sock), Socket: sock, QueuePairs: qp, Logger: quiet})
 	if err != nil {
@@ -144,7 +150,9 @@ func openBackend(t *testing.T, sock string, qp int) *Port {
 	return p
 }
 
-func waitRunning(t *testing.T, p *Port, qp int) {
+func waitRunningTB(tb testing.TB, p *Port) { waitRunning(tb, p, 1) }
+
+func waitRunning(t testing.TB, p *Port, qp int) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
