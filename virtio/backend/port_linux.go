@@ -12,12 +12,17 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/sluice-net/sluice/dataplane"
 	"github.com/sluice-net/sluice/virtio"
 	"github.com/sluice-net/sluice/virtio/vhostuser"
 )
 
-var _ dataplane.Port = (*Port)(nil)
+var (
+	_ dataplane.Port     = (*Port)(nil)
+	_ dataplane.FDPoller = (*Port)(nil)
+)
 
 // Errors of the back-end port.
 var (
@@ -128,17 +133,26 @@ func Open(cfg Config) (*Port, error) {
 	p := &Port{name: cfg.Name, cfg: cfg, log: cfg.Logger, done: make(chan struct{})}
 	frameSize := (dataplane.Headroom + cfg.MTU + 18 + 63) &^ 63
 	for i := range cfg.QueuePairs {
-		p.queues = append(p.queues, newQueue(p, uint16(i), cfg.Frames, frameSize))
+		q := newQueue(p, uint16(i), cfg.Frames, frameSize)
+		fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+		if err != nil {
+			p.closeEpoll()
+			return nil, fmt.Errorf("opening vhost-user back-end %s: %w", cfg.Name, err)
+		}
+		q.epfd = fd
+		p.queues = append(p.queues, q)
 	}
 	if !cfg.Client {
 		if st, err := os.Lstat(cfg.Socket); err == nil {
 			if st.Mode()&os.ModeSocket == 0 {
+				p.closeEpoll()
 				return nil, fmt.Errorf("%w: %s exists and is not a socket", ErrConfig, cfg.Socket)
 			}
 			_ = os.Remove(cfg.Socket)
 		}
 		ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: cfg.Socket, Net: "unix"})
 		if err != nil {
+			p.closeEpoll()
 			return nil, fmt.Errorf("opening vhost-user back-end %s: listening on %s: %w", cfg.Name, cfg.Socket, err)
 		}
 		ln.SetUnlinkOnClose(true)
@@ -166,6 +180,20 @@ func (p *Port) Free(frames []dataplane.Frame) {
 	for i := range frames {
 		if f := &frames[i]; int(f.Queue) < len(p.queues) {
 			p.queues[f.Queue].push(f.Handle)
+		}
+	}
+}
+
+// PollFD implements dataplane.FDPoller: an epoll descriptor that polls
+// readable when the front-end kicks queue pair q's transmit queue, which
+// it does once the queue has asked for kicks (after a run of empty polls).
+func (p *Port) PollFD(q int) int { return p.queues[q].epfd }
+
+func (p *Port) closeEpoll() {
+	for _, q := range p.queues {
+		if q.epfd >= 0 {
+			unix.Close(q.epfd)
+			q.epfd = -1
 		}
 	}
 }
@@ -314,5 +342,6 @@ func (p *Port) Close() error {
 		p.ln.Close()
 	}
 	<-p.done
+	p.closeEpoll()
 	return nil
 }

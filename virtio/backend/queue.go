@@ -20,6 +20,7 @@ type setup struct {
 	rx, tx *vring.Device // the front-end's receive and transmit virtqueues; nil when stopped
 	rxCall int           // call eventfds, -1 for none
 	txCall int
+	txKick int // the transmit queue's kick eventfd (non-blocking), -1 for none
 	hdrLen int
 	mrg    bool
 }
@@ -42,7 +43,15 @@ type queue struct {
 	cur   atomic.Pointer[setup]
 	epoch atomic.Uint64 // odd while the worker is inside Receive or Transmit
 
+	// epfd is an epoll descriptor watching the transmit queue's kick
+	// eventfd (PollFD); the control goroutine adds and removes the kick
+	// (epKick, its own) as connections come and go.
+	epfd   int
+	epKick int
+
 	// The worker's own.
+	armed     bool // kicks asked for
+	empty     int  // empty polls in a row
 	failed    *setup // the set-up this queue failed under: not served until replaced
 	frames    []byte // frame arena
 	frameSize int
@@ -57,8 +66,26 @@ func newQueue(p *Port, idx uint16, nframes, frameSize int) *queue {
 	for i := range q.free {
 		q.free[i] = uint32(nframes - 1 - i)
 	}
-	q.cur.Store(&setup{rxCall: -1, txCall: -1})
+	q.cur.Store(&setup{rxCall: -1, txCall: -1, txKick: -1})
+	q.epfd, q.epKick = -1, -1
 	return q
+}
+
+// armAfter is how many empty polls in a row make a queue ask the
+// front-end to kick, so that a worker sleeping on PollFD is woken; an idle
+// queue clears the kick eventfd and arms again every rearmEvery empty
+// polls.
+const (
+	armAfter   = 32
+	rearmEvery = 1024
+)
+
+// drainKick clears the kick eventfd after a wakeup.
+func (q *queue) drainKick(s *setup) {
+	if s.txKick >= 0 {
+		var b [8]byte
+		_, _ = unix.Read(s.txKick, b[:])
+	}
 }
 
 func (q *queue) frame(i uint32) []byte {
@@ -99,8 +126,19 @@ func (q *queue) receive(frames []dataplane.Frame) int {
 	}
 	avail := d.Avail(len(frames))
 	if avail == 0 {
+		if q.empty++; q.empty == armAfter || q.empty%rearmEvery == 0 {
+			q.drainKick(s)
+			q.armed = true
+			d.ArmKicks()
+		}
 		return 0
 	}
+	if q.armed {
+		q.armed = false
+		d.DisarmKicks()
+		q.drainKick(s)
+	}
+	q.empty = 0
 	if d.Ahead() > d.Ring().Size() {
 		q.fail(s, FaultAhead)
 		return 0

@@ -327,12 +327,21 @@ func (s *session) setVringFD(h vhostuser.Header, p []byte, fds []int) error {
 		return err
 	}
 	// A kick starts the ring (polled when it comes without a
-	// descriptor: Sluice polls anyway).
-	if v.kick >= 0 {
-		unix.Close(v.kick)
+	// descriptor: Sluice polls anyway). The worker reads the eventfd to
+	// clear it, which must not block.
+	if fd >= 0 {
+		if err := unix.SetNonblock(fd, true); err != nil {
+			unix.Close(fd)
+			return faultf(FaultFDs, "%w: kick descriptor: %v", vhostuser.ErrMessage, err)
+		}
 	}
+	old := v.kick
 	v.kick, v.started = fd, true
-	return s.restart(int(idx))
+	err = s.restart(int(idx))
+	if old >= 0 {
+		unix.Close(old)
+	}
+	return err
 }
 
 // restart applies a change to virtqueue i: its queue pair is stopped and
@@ -360,9 +369,13 @@ func (s *session) runnable(v *vq) bool {
 // rings), then starts again those of its virtqueues that are to run.
 func (s *session) sync(i int) error {
 	q := s.p.queues[i]
-	q.cur.Store(&setup{rxCall: -1, txCall: -1})
+	q.cur.Store(&setup{rxCall: -1, txCall: -1, txKick: -1})
 	s.p.quiesce()
-	next := &setup{mem: s.mem, rxCall: -1, txCall: -1, hdrLen: virtio.HeaderLen(s.features), mrg: s.features.Has(virtio.NetFMrgRxbuf)}
+	if q.epKick >= 0 {
+		_ = unix.EpollCtl(q.epfd, unix.EPOLL_CTL_DEL, q.epKick, nil)
+		q.epKick = -1
+	}
+	next := &setup{mem: s.mem, rxCall: -1, txCall: -1, txKick: -1, hdrLen: virtio.HeaderLen(s.features), mrg: s.features.Has(virtio.NetFMrgRxbuf)}
 	for k := range 2 {
 		v := &s.vqs[2*i+k]
 		if v.dev != nil {
@@ -385,7 +398,13 @@ func (s *session) sync(i int) error {
 		if k == 0 {
 			next.rx, next.rxCall = v.dev, v.call
 		} else {
-			next.tx, next.txCall = v.dev, v.call
+			next.tx, next.txCall, next.txKick = v.dev, v.call, v.kick
+			if v.kick >= 0 && q.epfd >= 0 {
+				ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(v.kick)}
+				if unix.EpollCtl(q.epfd, unix.EPOLL_CTL_ADD, v.kick, &ev) == nil {
+					q.epKick = v.kick
+				}
+			}
 		}
 	}
 	q.cur.Store(next)
