@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/sluice-net/sluice/flowtable"
@@ -529,9 +530,13 @@ func (s *Server) pumpReports() []reportSend {
 func (s *Server) sendReports(sends []reportSend) {
 	for _, x := range sends {
 		s.stats.usage.Add(uint64(len(x.covers)))
+		start := time.Now()
 		s.request(x.q.to, message.MsgTypeSessionReportRequest, func(seq uint32) []byte {
 			return encode(message.MsgTypeSessionReportRequest, true, x.cp, seq, x.ies)
-		}, func(r *response, err error) { s.usageReportDone(x, r, err) })
+		}, func(r *response, err error) {
+			s.stats.reportLatency.observe(x.q.to.Addr(), start, r, err)
+			s.usageReportDone(x, r, err)
+		})
 	}
 }
 
@@ -581,9 +586,13 @@ func (s *Server) reportDest(sess *session) netip.AddrPort {
 
 // sessionReport sends a Session Report Request and handles the answer.
 func (s *Server) sessionReport(to netip.AddrPort, seid, cpSEID uint64, ies []*ie.IE) {
+	start := time.Now()
 	s.request(to, message.MsgTypeSessionReportRequest, func(seq uint32) []byte {
 		return encode(message.MsgTypeSessionReportRequest, true, cpSEID, seq, ies)
-	}, func(r *response, err error) { s.reportDone(seid, r, err) })
+	}, func(r *response, err error) {
+		s.stats.reportLatency.observe(to.Addr(), start, r, err)
+		s.reportDone(seid, r, err)
+	})
 }
 
 // reportDone handles a Session Report Response. Context not found means
@@ -641,4 +650,73 @@ func (s *Server) applyReportResponse(seid uint64, ies []*ie.IE) {
 		return
 	}
 	sess.spec = next
+}
+
+// ReportLatencyBuckets are the upper bounds, in seconds, of the buckets
+// of Stats.ReportLatency: from well under a millisecond (an SMF on the
+// same host) to past the default T1 × (N1+1).
+var ReportLatencyBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+
+// LatencyHistogram is the distribution of report latencies toward one
+// SMF peer: the time from sending a Session Report Request to receiving
+// its response, retransmissions included. Requests given up on are not in
+// it (Stats counts them as timeouts).
+type LatencyHistogram struct {
+	// Buckets[i] counts latencies of at most ReportLatencyBuckets[i]
+	// seconds and more than the bound before (not cumulative); latencies
+	// past the last bound are only in Count.
+	Buckets []uint64
+	// Count and Sum are the number of responses and their total latency.
+	Count uint64
+	Sum   time.Duration
+}
+
+// observe adds the latency of a report since start to the histogram of
+// peer a, when the report was answered (a malformed answer is an answer).
+func (h *reportLatency) observe(a netip.Addr, start time.Time, r *response, err error) {
+	if err != nil || r == nil {
+		return
+	}
+	d := time.Since(start)
+	i, _ := slices.BinarySearch(ReportLatencyBuckets, d.Seconds())
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.peers == nil {
+		h.peers = make(map[netip.Addr]*LatencyHistogram)
+	}
+	p := h.peers[a]
+	if p == nil {
+		if len(h.peers) >= maxPeerStats {
+			a = netip.Addr{}
+		}
+		if p = h.peers[a]; p == nil {
+			p = &LatencyHistogram{Buckets: make([]uint64, len(ReportLatencyBuckets))}
+			h.peers[a] = p
+		}
+	}
+	if i < len(p.Buckets) {
+		p.Buckets[i]++
+	}
+	p.Count++
+	p.Sum += d
+}
+
+// reportLatency holds the report latencies per peer (past maxPeerStats
+// peers, the rest share the zero address). Safe for concurrent use.
+type reportLatency struct {
+	mu    sync.Mutex
+	peers map[netip.Addr]*LatencyHistogram // guarded by mu
+}
+
+// snapshot returns a copy of the histograms.
+func (h *reportLatency) snapshot() map[netip.Addr]LatencyHistogram {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make(map[netip.Addr]LatencyHistogram, len(h.peers))
+	for a, p := range h.peers {
+		c := *p
+		c.Buckets = slices.Clone(p.Buckets)
+		out[a] = c
+	}
+	return out
 }

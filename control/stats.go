@@ -42,6 +42,10 @@ type Stats struct {
 	// UsageReports and DLDataReports count the reports sent (in Session
 	// Report Requests and in responses).
 	UsageReports, DLDataReports uint64
+	// ReportLatency has, per SMF peer address (the zero address past the
+	// peers counted one by one), how long Session Report Requests took to
+	// be answered, retransmissions included.
+	ReportLatency map[netip.Addr]LatencyHistogram
 	// Sessions and Associations are current counts.
 	Sessions, Associations int
 }
@@ -91,6 +95,8 @@ type counters struct {
 	unmatched   atomic.Uint64
 	usage       atomic.Uint64
 	dlData      atomic.Uint64
+
+	reportLatency reportLatency
 
 	mu     sync.Mutex
 	causes map[[2]uint8]uint64       // guarded by mu
@@ -169,6 +175,7 @@ func (s *Server) Stats() Stats {
 		Unmatched:          s.stats.unmatched.Load(),
 		UsageReports:       s.stats.usage.Load(),
 		DLDataReports:      s.stats.dlData.Load(),
+		ReportLatency:      s.stats.reportLatency.snapshot(),
 	}
 	for r := range s.stats.malformed {
 		n := s.stats.malformed[r].Load()

@@ -44,7 +44,8 @@ type panel struct {
 // exportedMetrics returns the names of the metrics upf's registry
 // exports: every descriptor its collectors describe, and every metric a
 // scrape of a upf with a control plane and a vhost-user port returns
-// (collectors that describe nothing are found so).
+// (collectors that describe nothing are found so); a histogram NAME is
+// exported as the series NAME_bucket, NAME_sum and NAME_count.
 func exportedMetrics(t *testing.T) map[string]bool {
 	t.Helper()
 	b := newAdminBed(t)
@@ -67,12 +68,25 @@ func exportedMetrics(t *testing.T) map[string]bool {
 			}
 		}
 	}
+	series := func(name string) {
+		for _, sfx := range []string{"_bucket", "_sum", "_count"} {
+			names[name+sfx] = true
+		}
+	}
+	for _, d := range histogramDescs {
+		if m := fq.FindStringSubmatch(d.String()); m != nil {
+			series(m[1])
+		}
+	}
 	mfs, err := u.registry().Gather()
 	if err != nil {
 		t.Fatalf("gather: %v", err)
 	}
 	for _, mf := range mfs {
 		names[mf.GetName()] = true
+		if typ := mf.GetType().String(); typ == "HISTOGRAM" || typ == "GAUGE_HISTOGRAM" {
+			series(mf.GetName())
+		}
 	}
 	return names
 }
@@ -132,7 +146,8 @@ func TestMetricNames(t *testing.T) {
 // TestDashboard checks deploy/grafana/sluice.json: it loads, its panels
 // are distinct, every query names only metrics upf exports, and the
 // operator's questions (throughput and drops by port and reason, sessions,
-// PFCP messages and causes, worker busy share) each have a panel.
+// PFCP messages and causes, report latency, worker busy share) each have a
+// panel.
 func TestDashboard(t *testing.T) {
 	raw, err := os.ReadFile("../../deploy/grafana/sluice.json")
 	if err != nil {
@@ -193,7 +208,8 @@ func TestDashboard(t *testing.T) {
 		check("variable "+v.Name, q.Query)
 	}
 	for _, m := range []string{"sluice_port_bytes_total", "sluice_drops_total", "sluice_xsk_ring_drops_total", "sluice_sessions",
-		"sluice_pfcp_messages_total", "sluice_pfcp_responses_total", "sluice_worker_polls_total"} {
+		"sluice_pfcp_messages_total", "sluice_pfcp_responses_total", "sluice_worker_polls_total",
+		"sluice_pfcp_report_latency_seconds_bucket"} {
 		if !used[m] {
 			t.Errorf("no panel shows %s", m)
 		}

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"net/netip"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sluice-net/sluice/control"
 	"github.com/sluice-net/sluice/dataplane"
 )
 
@@ -32,10 +34,18 @@ var (
 	descPFCPTmo = prometheus.NewDesc("sluice_pfcp_timeouts_total", "PFCP requests Sluice gave up on after N1 retransmissions, by peer.", []string{"peer"}, nil)
 	descPFCPDup = prometheus.NewDesc("sluice_pfcp_duplicates_total", "Retransmitted PFCP requests answered from the response cache, by peer.", []string{"peer"}, nil)
 	descPFCPAbn = prometheus.NewDesc("sluice_pfcp_reports_abandoned_total", "Session Report Requests with usage given up on (their usage goes into the next report), by peer.", []string{"peer"}, nil)
+	descRepLat  = prometheus.NewDesc("sluice_pfcp_report_latency_seconds", "Time from sending a Session Report Request to receiving its response, retransmissions included (unanswered ones are in sluice_pfcp_timeouts_total), by SMF peer.", []string{"peer"}, nil)
 )
+
+// histogramDescs are the collector's histograms: each is queried as the
+// series NAME_bucket, NAME_sum and NAME_count.
+var histogramDescs = []*prometheus.Desc{descRepLat}
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPackets, descBytes, descDrops, descPolls, descBuf, descEI, descNeigh, descXSK, descSess, descAssoc, descPFCP, descCause, descPFCPDrp, descPFCPMal, descPFCPRtx, descPFCPTmo, descPFCPDup, descPFCPAbn} {
+		ch <- d
+	}
+	for _, d := range histogramDescs {
 		ch <- d
 	}
 }
@@ -113,13 +123,28 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descPFCPMal, v, r)
 	}
 	for a, p := range s.Peers {
-		peer := a.String()
-		if !a.IsValid() {
-			peer = "other" // past the number of peers counted one by one
-		}
+		peer := peerLabel(a)
 		counter(descPFCPRtx, p.Retransmissions, peer)
 		counter(descPFCPTmo, p.Timeouts, peer)
 		counter(descPFCPDup, p.Duplicates, peer)
 		counter(descPFCPAbn, p.ReportsAbandoned, peer)
 	}
+	for a, h := range s.ReportLatency {
+		buckets := make(map[float64]uint64, len(h.Buckets))
+		var cum uint64
+		for i, n := range h.Buckets {
+			cum += n
+			buckets[control.ReportLatencyBuckets[i]] = cum
+		}
+		ch <- prometheus.MustNewConstHistogram(descRepLat, h.Count, h.Sum.Seconds(), buckets, peerLabel(a))
+	}
+}
+
+// peerLabel is the peer label of a PFCP peer's address: "other" for the
+// zero address, which the peers past those counted one by one share.
+func peerLabel(a netip.Addr) string {
+	if !a.IsValid() {
+		return "other"
+	}
+	return a.String()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -113,5 +114,104 @@ func TestPFCPFailureMetrics(t *testing.T) {
 	}
 	if got := m["sluice_pfcp_messages_total|direction=tx|type=HeartbeatResponse"]; got != 3 {
 		t.Errorf("Heartbeat Responses sent: %v, want 3 (one replayed from the cache, one to the request of invalid length)", got)
+	}
+}
+
+// The report latency an operator watches per SMF is exported as a
+// histogram from a real exchange: a usage report the SMF answers is one
+// observation, in the buckets control measures with.
+func TestReportLatencyMetric(t *testing.T) {
+	lo := netip.MustParseAddrPort("127.0.0.1:0")
+	tbl := flowtable.New(flowtable.Options{})
+	ctl, err := control.New(control.Options{
+		N4: []netip.AddrPort{lo}, NodeID: "127.0.0.1", AllowedPeers: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+		N3: control.GTPUAddrs{IPv4: netip.MustParseAddr("192.0.2.1")}, UEPools: []control.UEPool{{Prefix: netip.MustParsePrefix("10.45.0.0/16")}},
+		T1: time.Second, N1: 2, HeartbeatInterval: time.Hour, ReportInterval: 20 * time.Millisecond, Table: tbl,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ctl.Close()
+	c, err := smf.New(smf.Options{Local: lo, UPF: ctl.Addrs()[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.Associate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ue := netip.MustParseAddr("10.45.0.9")
+	sess, _, err := c.Establish(ctx, smf.SessionParams{UE4: ue, URRs: []smf.URR{{ID: 1, VolumeThreshold: 1000}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f flowtable.Flow
+	f.SetIPv4(ue.As4(), [4]byte{198, 51, 100, 7})
+	f.Proto, f.SrcPort, f.DstPort = 17, 40000, 53
+	ul := tbl.MatchTEID(flowtable.Access, sess.ULTEID, &f)
+	if ul == nil || len(ul.URRSlots) == 0 {
+		t.Fatalf("no uplink rule with a URR for TEID %#x", sess.ULTEID)
+	}
+	w := tbl.NewWorker()
+	for range 11 {
+		w.CountURR(ul.URRSlots[0], true, 100, tbl.Now())
+	}
+	select {
+	case <-c.Reports():
+	case <-ctx.Done():
+		t.Fatal("no Session Report Request after the volume threshold")
+	}
+	peer := c.Addr().Addr().String()
+	deadline := time.Now().Add(2 * time.Second)
+	for ctl.Stats().ReportLatency[c.Addr().Addr()].Count == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the answered report's latency was not measured: %+v", ctl.Stats().ReportLatency)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(&collector{u: &upf{ctl: ctl}})
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found bool
+	var count uint64
+	var sum float64
+	var bounds []float64
+	var cum []uint64
+	for _, mf := range mfs {
+		if mf.GetName() != "sluice_pfcp_report_latency_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if h := m.GetHistogram(); h != nil && len(m.GetLabel()) == 1 && m.GetLabel()[0].GetName() == "peer" && m.GetLabel()[0].GetValue() == peer {
+				found, count, sum = true, h.GetSampleCount(), h.GetSampleSum()
+				for _, b := range h.GetBucket() {
+					bounds, cum = append(bounds, b.GetUpperBound()), append(cum, b.GetCumulativeCount())
+				}
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("no sluice_pfcp_report_latency_seconds{peer=%q} histogram in %v", peer, mfs)
+	}
+	if count != 1 || sum <= 0 || sum >= time.Second.Seconds() {
+		t.Fatalf("report latency: %d samples summing %vs; want 1 answered report under T1 (1s)", count, sum)
+	}
+	if !slices.Equal(bounds, control.ReportLatencyBuckets) {
+		t.Fatalf("bucket bounds %v, want %v", bounds, control.ReportLatencyBuckets)
+	}
+	for i, le := range bounds {
+		want := uint64(0)
+		if sum <= le {
+			want = 1
+		}
+		if cum[i] != want {
+			t.Fatalf("bucket le=%v holds %d; want %d for the one latency of %vs", le, cum[i], want, sum)
+		}
 	}
 }
