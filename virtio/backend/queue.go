@@ -50,8 +50,8 @@ type queue struct {
 	epKick int
 
 	// The worker's own.
-	armed     bool // kicks asked for
-	empty     int  // empty polls in a row
+	armed     bool   // kicks asked for
+	empty     int    // empty polls in a row
 	failed    *setup // the set-up this queue failed under: not served until replaced
 	frames    []byte // frame arena
 	frameSize int
