@@ -17,13 +17,6 @@ import (
 	"github.com/sluice-net/sluice/testbed/smf"
 )
 
-// backendUPFConfig is the seat's upf configuration with Sluice the
-// vhost-user back-end of both N3 and N6 (it listens; DPDK's virtio-user
-// attaches as the front-end).
-func backendUPFConfig(dir string, n4, metrics netip.AddrPort) []byte {
-	return []byte(strings.ReplaceAll(string(SeatUPFConfig(dir, n4, metrics, 1, 0)), "vhost_user: {", "vhost_user: {side: backend, "))
-}
-
 // downlink returns an IP packet from the DN to the UE in an Ethernet frame
 // to Sluice's N6, its UDP payload p.
 func downlink(ue netip.Addr, p []byte) ([]byte, error) {
@@ -65,7 +58,7 @@ func TestUPFBackend(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := filepath.Join(dir, "upf.yaml")
-	if err := os.WriteFile(cfg, backendUPFConfig(dir, n4, metrics), 0o644); err != nil {
+	if err := os.WriteFile(cfg, SeatBackendUPFConfig(dir, n4, metrics, 1, 0), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	upf, err := StartUPF(bin, cfg)

@@ -5,7 +5,12 @@
 // Sluice's seat (the vhost-user ceiling). It prints offered and delivered
 // Mpps and the ratio. It needs root and dpdk-testpmd.
 //
+// With -side backend the unit is the vhost-user back-end instead: the
+// generator attaches to it as DPDK virtio-user front-ends, and the ceiling
+// is a testpmd with two vhost PMD ports forwarding in io mode.
+//
 //	go run ./testbed/vhost/cmd/vhostbench -d 10s -sessions 100 -sizes 64,1400
+//	go run ./testbed/vhost/cmd/vhostbench -side backend
 package main
 
 import (
@@ -30,7 +35,13 @@ func main() {
 	sizes := flag.String("sizes", "64,1400", "inner IP packet sizes in octets")
 	bin := flag.String("upf", "", "upf binary; empty: build one")
 	ring := flag.Int("ring", 256, "virtqueue entries, Sluice's and the ceiling unit's")
+	side := flag.String("side", "frontend", "Sluice's vhost-user side in the seat: frontend or backend")
 	flag.Parse()
+	if *side != "frontend" && *side != "backend" {
+		fmt.Fprintln(os.Stderr, "vhostbench: -side: want frontend or backend")
+		os.Exit(2)
+	}
+	backendSide = *side == "backend"
 	if err := run(*d, *sessions, *ring, *sizes, *bin); err != nil {
 		fmt.Fprintln(os.Stderr, "vhostbench:", err)
 		os.Exit(1)
@@ -54,6 +65,9 @@ func run(d time.Duration, sessions, ring int, sizes, bin string) error {
 			return err
 		}
 	}
+	if backendSide {
+		fmt.Print("Sluice the back-end; ")
+	}
 	fmt.Printf("vhost-user seat: switch on CPU 0, unit on CPU 1; uplink, %d sessions, rings of %d, %v per run\n", sessions, ring, d)
 	fmt.Printf("%-6s %-22s %12s %14s %8s\n", "size", "unit", "offered Mpps", "delivered Mpps", "ratio")
 	for _, f := range strings.Split(sizes, ",") {
@@ -76,12 +90,32 @@ func run(d time.Duration, sessions, ring int, sizes, bin string) error {
 	return nil
 }
 
+// backendSide makes the unit the vhost-user back-end.
+var backendSide bool
+
 // settle is the pause between the unit attaching and the replay starting,
 // for both units alike.
 const settle = 2 * time.Second
 
 func runCeiling(ctx context.Context, dir, pcap string, ring int, d time.Duration) (vhost.Throughput, error) {
 	pid := os.Getpid()
+	if backendSide {
+		unit, err := vhost.Start(ctx, vhost.BackendCeilingUnit(fmt.Sprintf("vbunit%d", pid), dir, ring))
+		if err != nil {
+			return vhost.Throughput{}, err
+		}
+		defer unit.Kill()
+		sw, err := vhost.Start(ctx, vhost.BackendSeatGenerator(fmt.Sprintf("vbsw%d", pid), dir, pcap))
+		if err != nil {
+			return vhost.Throughput{}, err
+		}
+		defer sw.Kill()
+		if err := vhost.Attached(unit, 2, 15*time.Second); err != nil {
+			return vhost.Throughput{}, err
+		}
+		time.Sleep(settle)
+		return vhost.RunSeat(ctx, sw, d)
+	}
 	sw, err := vhost.Start(ctx, vhost.SeatSwitch(fmt.Sprintf("vbsw%d", pid), dir, pcap))
 	if err != nil {
 		return vhost.Throughput{}, err
@@ -105,7 +139,11 @@ func runSluice(ctx context.Context, dir, bin, pcap string, sessions, ring, size 
 		return vhost.Throughput{}, err
 	}
 	cfg := filepath.Join(dir, "upf.yaml")
-	if err := os.WriteFile(cfg, vhost.SeatUPFConfig(dir, n4, netip.AddrPort{}, sessions, ring), 0o644); err != nil {
+	conf := vhost.SeatUPFConfig(dir, n4, netip.AddrPort{}, sessions, ring)
+	if backendSide {
+		conf = vhost.SeatBackendUPFConfig(dir, n4, netip.AddrPort{}, sessions, ring)
+	}
+	if err := os.WriteFile(cfg, conf, 0o644); err != nil {
 		return vhost.Throughput{}, err
 	}
 	upf, err := vhost.StartUPF(bin, cfg)
@@ -137,12 +175,21 @@ func runSluice(ctx context.Context, dir, bin, pcap string, sessions, ring, size 
 	if err := vhost.WritePcap(pcap, frames); err != nil {
 		return vhost.Throughput{}, err
 	}
-	sw, err := vhost.Start(ctx, vhost.SeatSwitch(fmt.Sprintf("vbsl%d", os.Getpid()), dir, pcap))
+	swCfg := vhost.SeatSwitch(fmt.Sprintf("vbsl%d", os.Getpid()), dir, pcap)
+	if backendSide {
+		swCfg = vhost.BackendSeatGenerator(fmt.Sprintf("vbsl%d", os.Getpid()), dir, pcap)
+	}
+	sw, err := vhost.Start(ctx, swCfg)
 	if err != nil {
 		return vhost.Throughput{}, err
 	}
 	defer sw.Kill()
-	if err := vhost.Attached(sw, 2, 15*time.Second); err != nil {
+	if backendSide {
+		err = vhost.FrontendsAttached(upf, 2, 15*time.Second)
+	} else {
+		err = vhost.Attached(sw, 2, 15*time.Second)
+	}
+	if err != nil {
 		return vhost.Throughput{}, fmt.Errorf("%w\n%s", err, upf.Log())
 	}
 	time.Sleep(settle)
