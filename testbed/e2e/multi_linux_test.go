@@ -212,26 +212,6 @@ func (w *lockedBuilder) Write(p []byte) (int, error) {
 
 func syncWriter(b *strings.Builder) *lockedBuilder { return &lockedBuilder{b: b} }
 
-// spreadingSMF is the SMF's side of several UPFs: it gives each new
-// session a UE address from the instances' pools in turn and establishes
-// it on the instance that owns that pool, as an SMF selecting UPFs by UE
-// pool (or DNN and slice) does.
-type spreadingSMF struct {
-	ins  []*instance
-	next []int // per instance, the next UE address index
-	n    int
-}
-
-func (s *spreadingSMF) establish(ctx context.Context, gnbTEID uint32) (*smf.Session, *instance, error) {
-	k := s.n % len(s.ins)
-	s.n++
-	in := s.ins[k]
-	ue := topo.UEAddr(in.pool, s.next[k])
-	s.next[k]++
-	sess, _, err := in.smf.Establish(ctx, smf.SessionParams{UE4: ue, GNB: multiGNB, GNBTEID: gnbTEID})
-	return sess, in, err
-}
-
 // gpdu builds a G-PDU of TEID carrying an ICMP echo request from ue to
 // the DN, as the gNB sends it (without Ethernet).
 func gpdu(t *testing.T, teid uint32, ue netip.Addr, seq uint16) []byte {
@@ -251,7 +231,8 @@ func gpdu(t *testing.T, teid uint32, ue netip.Addr, seq uint16) []byte {
 }
 
 // TestTwoInstancesOneSMF runs two upfs behind one SMF: the SMF spreads
-// sessions over them by UE pool, each instance allocates TEIDs from its
+// sessions over them by UE pool (smf.Spread, as smfctl run does with
+// several --upf), each instance allocates TEIDs from its
 // own range and refuses UEs of the other's pool, and pings from UEs of
 // both pools cross their own instance both ways.
 func TestTwoInstancesOneSMF(t *testing.T) {
@@ -259,7 +240,14 @@ func TestTwoInstancesOneSMF(t *testing.T) {
 	defer cancel()
 	gnbNS, ins := multiBed(t, ctx)
 
-	s := &spreadingSMF{ins: ins, next: make([]int, len(ins))}
+	var targets []smf.Instance
+	for _, in := range ins {
+		targets = append(targets, smf.Instance{Client: in.smf, Pool: in.pool})
+	}
+	spread, err := smf.NewSpread(targets)
+	if err != nil {
+		t.Fatal(err)
+	}
 	type est struct {
 		sess    *smf.Session
 		in      *instance
@@ -268,9 +256,13 @@ func TestTwoInstancesOneSMF(t *testing.T) {
 	var sessions []est
 	for k := range 6 {
 		teid := uint32(0x20000 + k)
-		sess, in, err := s.establish(ctx, teid)
+		sess, j, _, err := spread.Establish(ctx, k, smf.SessionParams{GNB: multiGNB, GNBTEID: teid})
 		if err != nil {
 			t.Fatalf("session %d: %v", k, err)
+		}
+		in := ins[j]
+		if !in.pool.Contains(sess.UE4) {
+			t.Fatalf("session %d on %s: UE %v outside the instance's pool %v", k, in.ns, sess.UE4, in.pool)
 		}
 		if sess.ULTEID < in.teidFirst || sess.ULTEID > in.teidLast || sess.N3 != in.n3 {
 			t.Fatalf("session %d on %s: F-TEID %#x at %v; want a TEID in [%#x, %#x] at %v", k, in.ns, sess.ULTEID, sess.N3, in.teidFirst, in.teidLast, in.n3)

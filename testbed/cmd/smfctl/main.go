@@ -11,7 +11,7 @@
 //	smfctl [global flags] release            release the association (the UPF deletes its sessions)
 //
 // Global flags (accepted before or after the command): --upf (the UPF's N4
-// address, default 10.103.0.2:8805), --local (source address, default
+// address, default 10.103.0.2:8805; see "Several UPFs"), --local (source address, default
 // 10.103.0.1:0), --node-id (default: the source address), --recovery (the
 // Recovery Time Stamp: RFC 3339 or "now"), --t1 and --n1 (retransmission
 // timer and count: every request gives up after T1 × (N1+1)), --json.
@@ -41,6 +41,21 @@
 // deletion responses) and releases the association, within
 // --cleanup-timeout. A second signal exits at once, without cleaning up.
 //
+// # Several UPFs
+//
+// run spreads its sessions over several UPF instances by UE pool, as an
+// SMF selecting UPFs by pool does: give --upf once per instance with the
+// UE pool it owns, --upf ADDR=POOL (10.113.0.2:8805=10.45.0.0/20). run
+// associates with each (one client, one source port, per instance, with
+// the same Node ID and Recovery Time Stamp); session i goes to instance i
+// mod n, in the order of the --upf flags, with the (i div n)-th address of
+// its pool after the network address (smf.Spread). A single --upf may
+// have a pool too: the sessions take its addresses in turn. With pools,
+// --ue-first is refused; with several UPFs, so is --ulteid-first (each
+// UPF has its own N3 address). Reports, modification and deletion go to
+// the session's UPF, and every association is released at the end. The
+// single-shot commands take one --upf without a pool.
+//
 // # Single-shot commands
 //
 // Sluice keeps an association as long as its peer answers heartbeats, so a
@@ -66,21 +81,22 @@
 //	{"event":"associated","time":T,"upf":"10.103.0.2:8805","local":"10.103.0.1:41234","node_id":"10.103.0.1",
 //	 "recovery":T,"upf_node_id":"10.103.0.2","upf_recovery":T}
 //	{"event":"session","time":T,"index":0,"cp_seid":"1","up_seid":"1","ue":"10.45.0.1","ue6":"2001:db8:45::/64",
-//	 "ul_teid":1,"n3":"10.103.0.2","gnb":"10.103.0.1","dl_teid":65536,"qfi":9,"dl":"forward"}
+//	 "ul_teid":1,"n3":"10.103.0.2","gnb":"10.103.0.1","dl_teid":65536,"qfi":9,"dl":"forward","upf":"10.103.0.2:8805"}
 //	{"event":"summary","time":T,"phase":"establish","ok":20,"failed":0,"seconds":0.012}
 //	{"event":"usage","time":T,"source":"report","cp_seid":"1","up_seid":"1","ue":"10.45.0.1","urr_id":1,"seqn":0,
 //	 "triggers":["VOLTH"],"ul_bytes":1200,"dl_bytes":0,"total_bytes":1200,"duration_s":0,"start":T,"end":T}
 //	{"event":"dl_data","time":T,"cp_seid":"1","up_seid":"1","ue":"10.45.0.1","pdr_id":2,"qfi":9}
 //	{"event":"modified","time":T,"cp_seid":"1","up_seid":"1","ue":"10.45.0.1","actions":["dl-buffer"]}
 //	{"event":"deleted","time":T,"cp_seid":"1","up_seid":"1","ue":"10.45.0.1"}
-//	{"event":"released","time":T,"node_id":"10.103.0.1"}
+//	{"event":"released","time":T,"node_id":"10.103.0.1","upf":"10.103.0.2:8805"}
 //	{"event":"error","time":T,"op":"establish","index":3,"cause":75,"cause_name":"No resources available",
 //	 "error":"SessionEstablishmentResponse: cause 75 (No resources available)"}
 //
 // session: ue is empty when the session has no IPv4 address, ue6 is only
 // present with --ue6; ul_teid and n3 are the UPF's uplink F-TEID, gnb and
 // dl_teid the downlink tunnel smfctl assigned (also when --dl is not
-// forward, for a later dl-forward); dl is the initial downlink action.
+// forward, for a later dl-forward); dl is the initial downlink action;
+// upf is the N4 address of the UPF that holds the session.
 // establish prints one session event with index 0.
 //
 // usage: source is "report" (a Session Report Request), "modification" or
@@ -114,6 +130,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -136,25 +153,56 @@ func main() {
 
 // globals are the flags every command takes.
 type globals struct {
-	upf, local, node, recovery string
-	t1                         time.Duration
-	n1                         int
-	json                       bool
+	upf                   upfList
+	local, node, recovery string
+	t1                    time.Duration
+	n1                    int
+	json                  bool
 
 	// Set by check and client.
+	upfs               []upfTarget // one per --upf, in order
 	upfAddr, localAddr netip.AddrPort
 	recoveryAt         time.Time
 	nodeIDStr          string
 }
 
+// upfList is the --upf flag: it may be given several times; the first
+// time replaces the default.
+type upfList struct {
+	vals []string
+	set  bool
+}
+
+func (l *upfList) String() string {
+	if l == nil {
+		return ""
+	}
+	return strings.Join(l.vals, " ")
+}
+
+func (l *upfList) Set(s string) error {
+	if !l.set {
+		l.vals, l.set = nil, true
+	}
+	l.vals = append(l.vals, s)
+	return nil
+}
+
+// upfTarget is one --upf: the UPF's N4 address and, optionally, the UE
+// pool it owns.
+type upfTarget struct {
+	addr netip.AddrPort
+	pool netip.Prefix
+}
+
 func newGlobals() *globals {
-	return &globals{upf: "10.103.0.2:8805", local: "10.103.0.1:0", t1: time.Second, n1: 3}
+	return &globals{upf: upfList{vals: []string{"10.103.0.2:8805"}}, local: "10.103.0.1:0", t1: time.Second, n1: 3}
 }
 
 // register adds the global flags to fs, defaulting to their current
 // values, so that a command's flag set keeps what came before the command.
 func (g *globals) register(fs *flag.FlagSet) {
-	fs.StringVar(&g.upf, "upf", g.upf, "the UPF's N4 address (port 8805 when omitted)")
+	fs.Var(&g.upf, "upf", "the UPF's N4 address (port 8805 when omitted), or ADDR=POOL with the UE pool it owns; run takes it once per UPF and spreads sessions over them by pool")
 	fs.StringVar(&g.local, "local", g.local, "source address; port 0 picks one")
 	fs.StringVar(&g.node, "node-id", g.node, "the SMF's Node ID: an address or FQDN; empty: the source address")
 	fs.StringVar(&g.recovery, "recovery", g.recovery, "Recovery Time Stamp, RFC 3339 or now; empty: now for run, 2020-01-01 for the others")
@@ -176,9 +224,29 @@ func parseAddrPort(s string, port uint16) (netip.AddrPort, error) {
 
 func (g *globals) check() error {
 	var err error
-	if g.upfAddr, err = parseAddrPort(g.upf, 8805); err != nil {
-		return usageErr("--upf: %v", err)
+	g.upfs = g.upfs[:0]
+	for _, v := range g.upf.vals {
+		a, pool, hasPool := strings.Cut(v, "=")
+		var u upfTarget
+		if u.addr, err = parseAddrPort(a, 8805); err != nil {
+			return usageErr("--upf: %v", err)
+		}
+		if hasPool {
+			if u.pool, err = netip.ParsePrefix(pool); err != nil {
+				return usageErr("--upf %s: UE pool: %v", v, err)
+			}
+		}
+		g.upfs = append(g.upfs, u)
 	}
+	if len(g.upfs) == 0 {
+		return usageErr("--upf: want at least one UPF")
+	}
+	for _, u := range g.upfs {
+		if len(g.upfs) > 1 && !u.pool.IsValid() || u.pool.IsValid() != g.upfs[0].pool.IsValid() {
+			return usageErr("--upf %v: several UPFs each need their UE pool (--upf ADDR=POOL)", u.addr)
+		}
+	}
+	g.upfAddr = g.upfs[0].addr
 	if g.localAddr, err = parseAddrPort(g.local, 0); err != nil {
 		return usageErr("--local: %v", err)
 	}
@@ -195,9 +263,16 @@ func (g *globals) check() error {
 	return nil
 }
 
-// client opens the PFCP client; def is the Recovery Time Stamp when
-// --recovery does not say.
+// client opens the PFCP client toward the (first) UPF; def is the
+// Recovery Time Stamp when --recovery does not say.
 func (g *globals) client(def time.Time) (*smf.Client, error) {
+	g.setRecovery(def)
+	return g.clientFor(g.upfAddr)
+}
+
+// setRecovery sets the Recovery Time Stamp of the clients to come; def is
+// the one when --recovery does not say.
+func (g *globals) setRecovery(def time.Time) {
 	switch g.recovery {
 	case "":
 		g.recoveryAt = def
@@ -206,7 +281,12 @@ func (g *globals) client(def time.Time) (*smf.Client, error) {
 	default:
 		g.recoveryAt, _ = time.Parse(time.RFC3339, g.recovery)
 	}
-	c, err := smf.New(smf.Options{Local: g.localAddr, UPF: g.upfAddr, NodeID: g.node, Recovery: g.recoveryAt, T1: g.t1, N1: g.n1})
+}
+
+// clientFor opens a PFCP client toward the UPF at upf, with the Recovery
+// Time Stamp setRecovery set.
+func (g *globals) clientFor(upf netip.AddrPort) (*smf.Client, error) {
+	c, err := smf.New(smf.Options{Local: g.localAddr, UPF: upf, NodeID: g.node, Recovery: g.recoveryAt, T1: g.t1, N1: g.n1})
 	if err != nil {
 		return nil, err
 	}
@@ -263,6 +343,9 @@ func smfctl(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		rc.register(sub)
 		do = func() error {
 			if err := rc.check(); err != nil {
+				return err
+			}
+			if err := rc.checkUPFs(g.upfs); err != nil {
 				return err
 			}
 			return run(ctx, g, rc, p)
@@ -326,6 +409,9 @@ func smfctl(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	err := g.check()
+	if err == nil && cmd != "run" && (len(g.upfs) > 1 || g.upfs[0].pool.IsValid()) {
+		err = usageErr("%s takes one --upf without a UE pool; run spreads sessions over several", cmd)
+	}
 	if err == nil {
 		p = newPrinter(g.json, stdout, stderr)
 		p.each = cmd != "run"

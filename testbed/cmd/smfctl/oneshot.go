@@ -23,7 +23,7 @@ func associateCmd(ctx context.Context, g *globals, p *printer) error {
 		return err
 	}
 	defer c.Close()
-	return associate(ctx, c, g, p)
+	return associate(ctx, c, g.upfAddr, g, p)
 }
 
 // establishCmd establishes one session under an existing association.
@@ -48,7 +48,7 @@ func establishCmd(ctx context.Context, g *globals, pl *plan, cpSEID uint64, p *p
 		p.failure("establish", -1, sessionRef{CPSEID: sp.CPSEID}, err, rejectionOf(err, resp))
 		return fmt.Errorf("establish: %w", errFailed)
 	}
-	rec.Session = s
+	rec.Session, rec.c, rec.upfAddr = s, c, g.upfAddr
 	p.sessions([]*record{rec})
 	return nil
 }
@@ -126,6 +126,6 @@ func releaseCmd(ctx context.Context, g *globals, p *printer) error {
 		p.failure("release", -1, sessionRef{}, err, rejectionOf(err, nil))
 		return fmt.Errorf("release: %w", errFailed)
 	}
-	p.released(g.nodeID())
+	p.released(g.nodeID(), g.upfAddr)
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -48,6 +49,7 @@ type sessionEvent struct {
 	DLTEID uint32 `json:"dl_teid"`
 	QFI    uint8  `json:"qfi"`
 	DL     string `json:"dl"`
+	UPF    string `json:"upf"`
 }
 
 type summaryEvent struct {
@@ -103,6 +105,7 @@ type deletedEvent struct {
 type releasedEvent struct {
 	meta
 	NodeID string `json:"node_id"`
+	UPF    string `json:"upf"`
 }
 
 type errorEvent struct {
@@ -178,20 +181,30 @@ func (p *printer) sessions(recs []*record) {
 			p.enc.Encode(sessionEvent{
 				meta: p.meta("session"), Index: r.index, CPSEID: r.CPSEID, UPSEID: r.UPSEID,
 				UE: addr(r.UE4), UE6: prefix(r.UE6), ULTEID: r.ULTEID, N3: addr(r.N3),
-				GNB: addr(r.gnb), DLTEID: r.dlTEID, QFI: r.qfi, DL: r.dl,
+				GNB: addr(r.gnb), DLTEID: r.dlTEID, QFI: r.qfi, DL: r.dl, UPF: r.upfAddr.String(),
 			})
 		}
 		return
 	}
+	// A UPF column when the sessions are spread over several.
+	several := slices.ContainsFunc(recs, func(r *record) bool { return r.upfAddr != recs[0].upfAddr })
 	tw := tabwriter.NewWriter(p.out, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "#\tCP SEID\tUP SEID\tUE\tUL TEID\tN3\tDL TEID\tgNB\tQFI\tDL")
+	head := "#\tCP SEID\tUP SEID\tUE\tUL TEID\tN3\tDL TEID\tgNB\tQFI\tDL"
+	if several {
+		head += "\tUPF"
+	}
+	fmt.Fprintln(tw, head)
 	for _, r := range recs {
 		ue := addr(r.UE4)
 		if r.UE6.IsValid() {
 			ue = strings.TrimPrefix(ue+" "+prefix(r.UE6), " ")
 		}
-		fmt.Fprintf(tw, "%d\t%#x\t%#x\t%s\t%#x\t%s\t%#x\t%s\t%d\t%s\n", r.index, r.CPSEID, r.UPSEID, orDash(ue),
+		fmt.Fprintf(tw, "%d\t%#x\t%#x\t%s\t%#x\t%s\t%#x\t%s\t%d\t%s", r.index, r.CPSEID, r.UPSEID, orDash(ue),
 			r.ULTEID, orDash(addr(r.N3)), r.dlTEID, orDash(addr(r.gnb)), r.qfi, r.dl)
+		if several {
+			fmt.Fprintf(tw, "\t%s", r.upfAddr)
+		}
+		fmt.Fprintln(tw)
 	}
 	tw.Flush()
 }
@@ -277,9 +290,9 @@ func (p *printer) deleted(ref sessionRef) {
 	}
 }
 
-func (p *printer) released(nodeID string) {
-	p.emit(releasedEvent{meta: p.meta("released"), NodeID: nodeID}, func(w io.Writer) {
-		fmt.Fprintf(w, "released the association of %s\n", nodeID)
+func (p *printer) released(nodeID string, upf netip.AddrPort) {
+	p.emit(releasedEvent{meta: p.meta("released"), NodeID: nodeID, UPF: upf.String()}, func(w io.Writer) {
+		fmt.Fprintf(w, "released the association of %s with %s\n", nodeID, upf)
 	})
 }
 

@@ -152,6 +152,10 @@ type record struct {
 	dlTEID uint32
 	qfi    uint8
 	dl     string // initial downlink action
+
+	upf     int            // index of the session's UPF among the run's
+	c       *smf.Client    // the client of the session's UPF
+	upfAddr netip.AddrPort // its N4 address
 }
 
 func (r *record) ref() sessionRef {

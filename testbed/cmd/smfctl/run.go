@@ -88,34 +88,60 @@ func (rc *runConfig) check() error {
 	return nil
 }
 
+// checkUPFs checks the session flags against the UPFs: addresses from
+// pools exclude --ue-first; several UPFs exclude --ulteid-first.
+func (rc *runConfig) checkUPFs(upfs []upfTarget) error {
+	if upfs[0].pool.IsValid() && rc.ue != "" {
+		return usageErr("--ue-first with UE pools in --upf: the sessions take their addresses from the pools")
+	}
+	if len(upfs) > 1 && rc.ulTEID != 0 {
+		return usageErr("--ulteid-first with several --upf: each UPF chooses its TEIDs on its own N3 address")
+	}
+	return nil
+}
+
+// upfConn is one UPF of a run: its N4 address and the client associated
+// with it.
+type upfConn struct {
+	addr netip.AddrPort
+	c    *smf.Client
+}
+
+// regKey identifies a session among the run's: CP SEIDs are the
+// clients' own, so the UPF's index tells them apart.
+type regKey struct {
+	upf    int
+	cpSEID uint64
+}
+
 // registry maps CP SEIDs to the run's sessions, for printing reports.
 // Safe for concurrent use.
 type registry struct {
 	mu   sync.Mutex
-	recs map[uint64]*record // guarded by mu
+	recs map[regKey]*record // guarded by mu
 }
 
-func (g *registry) ref(cpSEID uint64) sessionRef {
+func (g *registry) ref(upf int, cpSEID uint64) sessionRef {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if r := g.recs[cpSEID]; r != nil {
+	if r := g.recs[regKey{upf, cpSEID}]; r != nil {
 		return r.ref()
 	}
 	return sessionRef{CPSEID: cpSEID}
 }
 
-// printReports prints the Session Report Requests the client receives
-// until stop is closed, then those already received.
-func printReports(c *smf.Client, reg *registry, p *printer, stop <-chan struct{}) {
+// printReports prints the Session Report Requests the client of UPF k
+// receives until stop is closed, then those already received.
+func printReports(c *smf.Client, k int, reg *registry, p *printer, stop <-chan struct{}) {
 	for {
 		select {
 		case r := <-c.Reports():
-			printReport(r, reg.ref(r.SEID()), p)
+			printReport(r, reg.ref(k, r.SEID()), p)
 		case <-stop:
 			for {
 				select {
 				case r := <-c.Reports():
-					printReport(r, reg.ref(r.SEID()), p)
+					printReport(r, reg.ref(k, r.SEID()), p)
 				default:
 					return
 				}
@@ -154,66 +180,98 @@ func printUsage(p *printer, source string, ref sessionRef, reports []*ie.IE) {
 // errFailed is returned when some requests failed (each was printed).
 var errFailed = errors.New("requests failed")
 
-// run associates, establishes rc.sessions sessions, prints them, holds them
+// run associates with every UPF, establishes rc.sessions sessions (spread
+// over the UPFs by pool when they have pools), prints them, holds them
 // (printing reports, modifying them once if asked) until ctx is done or
-// the hold time is over, then deletes them and releases the association.
+// the hold time is over, then deletes them and releases the associations.
 // Deletion and release run on their own deadline even when ctx is done.
 func run(ctx context.Context, g *globals, rc *runConfig, p *printer) error {
-	c, err := g.client(time.Now())
-	if err != nil {
-		return err
+	g.setRecovery(time.Now())
+	ups := make([]upfConn, len(g.upfs))
+	for k, u := range g.upfs {
+		c, err := g.clientFor(u.addr)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		ups[k] = upfConn{u.addr, c}
 	}
-	defer c.Close()
-	if err := associate(ctx, c, g, p); err != nil {
-		return err
+	var spread *smf.Spread
+	if g.upfs[0].pool.IsValid() {
+		ins := make([]smf.Instance, len(ups))
+		for k, u := range ups {
+			ins[k] = smf.Instance{Client: u.c, Pool: g.upfs[k].pool}
+		}
+		var err error
+		if spread, err = smf.NewSpread(ins); err != nil {
+			return usageErr("--upf: %v", err)
+		}
+	}
+	for k, u := range ups {
+		if err := associate(ctx, u.c, u.addr, g, p); err != nil {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rc.cleanup)
+			defer cancel()
+			releaseAll(cctx, ups[:k], g, p)
+			return err
+		}
 	}
 
-	reg := &registry{recs: make(map[uint64]*record, rc.sessions)}
+	reg := &registry{recs: make(map[regKey]*record, rc.sessions)}
 	start := time.Now()
-	recs, failed, err := establishAll(ctx, c, rc, p)
+	recs, failed, err := establishAll(ctx, ups, spread, rc, p)
 	for _, r := range recs {
-		reg.recs[r.CPSEID] = r
+		reg.recs[regKey{r.upf, r.CPSEID}] = r
 	}
 	p.sessions(recs)
 	p.summary("establish", len(recs), failed, time.Since(start))
-	stop, printed := make(chan struct{}), make(chan struct{})
-	go func() {
-		printReports(c, reg, p, stop)
-		close(printed)
-	}()
+	stop := make(chan struct{})
+	var printed sync.WaitGroup
+	for k, u := range ups {
+		printed.Go(func() { printReports(u.c, k, reg, p, stop) })
+	}
 
 	if err == nil && failed > 0 && !rc.keepGoing {
 		err = fmt.Errorf("%d of %d establishments: %w", failed, rc.sessions, errFailed)
 	}
 	if err == nil {
-		failed += hold(ctx, c, rc, recs, p)
+		failed += hold(ctx, rc, recs, p)
 	}
 
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rc.cleanup)
 	defer cancel()
-	failed += deleteAll(cctx, c, rc.inflight, recs, p)
-	if _, rerr := c.Release(cctx); rerr != nil {
-		p.failure("release", -1, sessionRef{}, rerr, rejectionOf(rerr, nil))
-		failed++
-	} else {
-		p.released(g.nodeID())
-	}
+	failed += deleteAll(cctx, rc.inflight, recs, p)
+	failed += releaseAll(cctx, ups, g, p)
 	close(stop)
-	<-printed
+	printed.Wait()
 	if err == nil && failed > 0 {
 		err = fmt.Errorf("%d %w", failed, errFailed)
 	}
 	return err
 }
 
-// associate sets up the association and prints it.
-func associate(ctx context.Context, c *smf.Client, g *globals, p *printer) error {
+// releaseAll releases the associations with the UPFs and returns the
+// number of failures.
+func releaseAll(ctx context.Context, ups []upfConn, g *globals, p *printer) int {
+	failed := 0
+	for _, u := range ups {
+		if _, err := u.c.Release(ctx); err != nil {
+			p.failure("release", -1, sessionRef{}, err, rejectionOf(err, nil))
+			failed++
+		} else {
+			p.released(g.nodeID(), u.addr)
+		}
+	}
+	return failed
+}
+
+// associate sets up the association with the UPF at upf and prints it.
+func associate(ctx context.Context, c *smf.Client, upf netip.AddrPort, g *globals, p *printer) error {
 	r, err := c.Associate(ctx)
 	if err != nil {
 		p.failure("associate", -1, sessionRef{}, err, rejectionOf(err, r))
-		return fmt.Errorf("associate with %v: %w", g.upfAddr, errFailed)
+		return fmt.Errorf("associate with %v: %w", upf, errFailed)
 	}
-	e := associatedEvent{UPF: g.upfAddr.String(), Local: c.Addr().String(), NodeID: g.nodeID(), Recovery: g.recoveryAt}
+	e := associatedEvent{UPF: upf.String(), Local: c.Addr().String(), NodeID: g.nodeID(), Recovery: g.recoveryAt}
 	if r.NodeID != nil {
 		e.UPFNodeID, _ = r.NodeID.NodeID()
 	}
@@ -224,18 +282,27 @@ func associate(ctx context.Context, c *smf.Client, g *globals, p *printer) error
 	return nil
 }
 
-// establishAll establishes the sessions, rc.inflight at a time, and
-// returns those established in index order and the number that failed.
+// establishAll establishes the sessions, rc.inflight at a time, on the
+// UPF spread picks (the first UPF without a spread), and returns those
+// established in index order and the number that failed.
 // Without rc.keepGoing it stops at the first failure; it always stops
 // when the UPF does not answer or ctx is done (then it returns ctx's
 // error).
-func establishAll(ctx context.Context, c *smf.Client, rc *runConfig, p *printer) ([]*record, int, error) {
+func establishAll(ctx context.Context, ups []upfConn, spread *smf.Spread, rc *runConfig, p *printer) ([]*record, int, error) {
 	all := make([]*record, rc.sessions)
 	var failed int
 	var mu sync.Mutex // guards failed
 	forEach(ctx, rc.inflight, rc.sessions, func(ectx context.Context, i int) (bool, bool) {
 		sp, rec := rc.params(i)
-		s, resp, err := c.Establish(ectx, sp)
+		var s *smf.Session
+		var resp *message.SessionEstablishmentResponse
+		var err error
+		k := 0
+		if spread != nil {
+			s, k, resp, err = spread.Establish(ectx, i, sp)
+		} else {
+			s, resp, err = ups[0].c.Establish(ectx, sp)
+		}
 		if err != nil {
 			if ectx.Err() != nil {
 				return false, false // stopped by another failure or by ctx: not this session's fault
@@ -246,7 +313,7 @@ func establishAll(ctx context.Context, c *smf.Client, rc *runConfig, p *printer)
 			mu.Unlock()
 			return false, !rc.keepGoing || errors.Is(err, smf.ErrTimeout)
 		}
-		rec.Session = s
+		rec.Session, rec.upf, rec.c, rec.upfAddr = s, k, ups[k].c, ups[k].addr
 		all[i] = rec
 		return true, false
 	})
@@ -270,7 +337,7 @@ func establishAll(ctx context.Context, c *smf.Client, rc *runConfig, p *printer)
 
 // hold waits for the end of the hold time or ctx, modifying the sessions
 // on the way if asked. It returns the number of failed requests.
-func hold(ctx context.Context, c *smf.Client, rc *runConfig, recs []*record, p *printer) int {
+func hold(ctx context.Context, rc *runConfig, recs []*record, p *printer) int {
 	var end, mod <-chan time.Time
 	if rc.hold >= 0 {
 		t := time.NewTimer(time.Duration(rc.hold))
@@ -291,7 +358,7 @@ func hold(ctx context.Context, c *smf.Client, rc *runConfig, recs []*record, p *
 			return failed
 		case <-mod:
 			mod = nil
-			failed += modifyAll(ctx, c, rc.inflight, rc.actions, recs, p)
+			failed += modifyAll(ctx, rc.inflight, rc.actions, recs, p)
 		}
 	}
 }
@@ -329,13 +396,13 @@ loop:
 	return ok, count - ok // the ones not attempted failed too
 }
 
-// modifyAll applies the actions to every session and returns the number
-// of failures.
-func modifyAll(ctx context.Context, c *smf.Client, n int, acts []string, recs []*record, p *printer) int {
+// modifyAll applies the actions to every session, at its UPF, and returns
+// the number of failures.
+func modifyAll(ctx context.Context, n int, acts []string, recs []*record, p *printer) int {
 	start := time.Now()
 	ok, failed := forEach(ctx, n, len(recs), func(ctx context.Context, i int) (bool, bool) {
 		r := recs[i]
-		return modifyOne(ctx, c, r.Session, r.ref(), acts, r.gnb, r.dlTEID, p)
+		return modifyOne(ctx, r.c, r.Session, r.ref(), acts, r.gnb, r.dlTEID, p)
 	})
 	p.summary("modify "+strings.Join(acts, ","), ok, failed, time.Since(start))
 	return failed
@@ -361,16 +428,16 @@ func modifyOne(ctx context.Context, c *smf.Client, s *smf.Session, ref sessionRe
 	return true, false
 }
 
-// deleteAll deletes the sessions, printing their final usage reports, and
-// returns the number of failures. It stops when the UPF does not answer:
-// the release that follows deletes what is left.
-func deleteAll(ctx context.Context, c *smf.Client, n int, recs []*record, p *printer) int {
+// deleteAll deletes the sessions at their UPFs, printing their final usage
+// reports, and returns the number of failures. It stops when a UPF does
+// not answer: the releases that follow delete what is left.
+func deleteAll(ctx context.Context, n int, recs []*record, p *printer) int {
 	if len(recs) == 0 {
 		return 0
 	}
 	start := time.Now()
 	ok, failed := forEach(ctx, n, len(recs), func(ctx context.Context, i int) (bool, bool) {
-		return deleteOne(ctx, c, recs[i].Session, recs[i].ref(), p)
+		return deleteOne(ctx, recs[i].c, recs[i].Session, recs[i].ref(), p)
 	})
 	p.summary("delete", ok, failed, time.Since(start))
 	return failed

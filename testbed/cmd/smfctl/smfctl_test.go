@@ -25,6 +25,12 @@ var (
 // newUPF starts Sluice's PFCP server on loopback with a fresh table.
 func newUPF(t *testing.T) (*control.Server, *flowtable.Table) {
 	t.Helper()
+	return newUPFWith(t, n3v4, pool)
+}
+
+// newUPFWith starts a PFCP server with its own N3 address and UE pool.
+func newUPFWith(t *testing.T, n3v4 netip.Addr, pool netip.Prefix) (*control.Server, *flowtable.Table) {
+	t.Helper()
 	tbl := flowtable.New(flowtable.Options{})
 	s, err := control.New(control.Options{
 		N4:                []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")},
@@ -75,6 +81,7 @@ type event struct {
 	Cause      uint8    `json:"cause"`
 	CauseName  string   `json:"cause_name"`
 	Error      string   `json:"error"`
+	UPF        string   `json:"upf"`
 }
 
 // lines collects what smfctl writes, line by line, for a test to wait on.
@@ -133,6 +140,24 @@ func (l *lines) next(t *testing.T) event {
 	case <-time.After(5 * time.Second):
 		t.Fatalf("no output within 5 s; so far:\n%s", l)
 		return event{}
+	}
+}
+
+// rest returns the events written and not read yet, without waiting.
+func (l *lines) rest(t *testing.T) []event {
+	t.Helper()
+	var out []event
+	for {
+		select {
+		case s := <-l.ch:
+			var e event
+			if err := json.Unmarshal([]byte(s), &e); err != nil {
+				t.Fatalf("line %q is not a JSON event: %v", s, err)
+			}
+			out = append(out, e)
+		default:
+			return out
+		}
 	}
 }
 
@@ -410,6 +435,14 @@ func TestUsageErrors(t *testing.T) {
 		{"modify", "--up-seid", "1"},
 		{"delete"},
 		{"--upf", "nowhere", "associate"},
+		{"--upf", "127.0.0.1:1=10.45.0.0/20", "--upf", "127.0.0.1:2", "run"},
+		{"--upf", "127.0.0.1:1", "--upf", "127.0.0.1:2", "run"},
+		{"--upf", "127.0.0.1:1=10.45.0.0", "run"},
+		{"--upf", "127.0.0.1:1=10.45.0.0/20", "run", "--ue-first", "10.45.0.9"},
+		{"--upf", "127.0.0.1:1=10.45.0.0/20", "--upf", "127.0.0.1:2=10.46.0.0/20", "run", "--ulteid-first", "5", "--n3", "192.0.2.1"},
+		{"--local", "127.0.0.1:0", "--upf", "127.0.0.1:1=10.45.0.0/16", "--upf", "127.0.0.1:2=10.45.16.0/20", "run"},
+		{"--upf", "127.0.0.1:1=10.45.0.0/20", "associate"},
+		{"--upf", "127.0.0.1:1", "--upf", "127.0.0.1:2", "release"},
 	} {
 		var out, errs bytes.Buffer
 		if code := smfctl(context.Background(), args, &out, &errs); code != 2 {
@@ -453,5 +486,85 @@ func TestUPFGone(t *testing.T) {
 	}
 	if d := time.Since(begin); d > 3*time.Second {
 		t.Errorf("cleanup took %v against a silent UPF, want about 2 × T1 × (N1+1)", d)
+	}
+}
+
+// TestRunSpread spreads six sessions over two UPFs by UE pool: each UPF
+// gets every other session, with addresses of its own pool and its own N3
+// address, reports come back attributed to the right session, and the end
+// deletes every session at its UPF and releases both associations.
+func TestRunSpread(t *testing.T) {
+	n3 := []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")}
+	pools := []netip.Prefix{netip.MustParsePrefix("10.45.0.0/20"), netip.MustParsePrefix("10.45.16.0/20")}
+	var srv []*control.Server
+	var tbls []*flowtable.Table
+	for k := range 2 {
+		s, tbl := newUPFWith(t, n3[k], pools[k])
+		srv, tbls = append(srv, s), append(tbls, tbl)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	l := newLines()
+	done := make(chan int, 1)
+	args := []string{"--local", "127.0.0.1:0", "--t1", "200ms", "--n1", "2", "--json",
+		"--upf", srv[0].Addrs()[0].String() + "=" + pools[0].String(), "--upf", srv[1].Addrs()[0].String() + "=" + pools[1].String(),
+		"run", "--sessions", "6", "--inflight", "3", "--gnb", gnb.String(), "--urr-volume-threshold", "1000"}
+	go func() { done <- smfctl(ctx, args, l, stderr{l}) }()
+
+	evs := l.until(t, "summary")
+	if a := of(evs, "associated"); len(a) != 2 || a[0].UPF != srv[0].Addrs()[0].String() || a[1].UPF != srv[1].Addrs()[0].String() {
+		t.Fatalf("associated events %+v, want one per UPF in flag order:\n%s", a, l)
+	}
+	sess := of(evs, "session")
+	if len(sess) != 6 {
+		t.Fatalf("%d sessions, want 6:\n%s", len(sess), l)
+	}
+	for i, e := range sess {
+		k := i % 2
+		want := pools[k].Addr().As4()
+		want[3] += byte(i/2 + 1)
+		ue := netip.AddrFrom4(want)
+		if e.UPF != srv[k].Addrs()[0].String() || e.UE != ue.String() || e.N3 != n3[k].String() {
+			t.Fatalf("session %d: UPF %s, UE %s, N3 %s; want UPF %d (%v) with UE %v of its pool %v and its N3 %v",
+				i, e.UPF, e.UE, e.N3, k, srv[k].Addrs()[0], ue, pools[k], n3[k])
+		}
+		if ul := tbls[k].MatchTEID(flowtable.Access, e.ULTEID, ulFlow(ue, 9)); ul == nil || ul.SEID != e.UPSEID {
+			t.Fatalf("session %d: UPF %d has no uplink rule of UP SEID %d for TEID %#x", i, k, e.UPSEID, e.ULTEID)
+		}
+	}
+	for k, tbl := range tbls {
+		if got := tbl.Sessions(); got != 3 {
+			t.Fatalf("UPF %d holds %d sessions, want 3", k, got)
+		}
+	}
+
+	// A report from the second UPF names its session, though each
+	// client numbers its CP SEIDs on its own.
+	e := sess[3]
+	ul := tbls[1].MatchTEID(flowtable.Access, e.ULTEID, ulFlow(netip.MustParseAddr(e.UE), 9))
+	tbls[1].NewWorker().CountURR(ul.URRSlots[0], true, 1200, tbls[1].Now())
+	if u := l.next(t); u.Event != "usage" || u.Source != "report" || u.UPSEID != e.UPSEID || u.UE != e.UE || u.TotalBytes != 1200 {
+		t.Fatalf("got %+v, want a usage report of 1200 octets for session 3 (UE %s, UP SEID %d)", u, e.UE, e.UPSEID)
+	}
+
+	stop()
+	evs = l.until(t, "released")
+	if code := exitStatus(t, l, done); code != 0 {
+		t.Fatalf("exit status %d, want 0:\n%s", code, l)
+	}
+	evs = append(evs, of(l.rest(t), "released")...)
+	if n := len(of(evs, "deleted")); n != 6 {
+		t.Errorf("%d deleted events, want 6:\n%s", n, l)
+	}
+	if r := of(evs, "released"); len(r) != 2 || r[0].UPF == r[1].UPF {
+		t.Errorf("released events %+v, want one per UPF:\n%s", r, l)
+	}
+	for k := range 2 {
+		if got := tbls[k].Sessions(); got != 0 {
+			t.Errorf("UPF %d holds %d sessions after the run, want 0", k, got)
+		}
+		if a := srv[k].Associations(); len(a) != 0 {
+			t.Errorf("UPF %d: associations after the run: %v, want none", k, a)
+		}
 	}
 }
