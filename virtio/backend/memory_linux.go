@@ -49,7 +49,12 @@ func mapMemory(rs []vhostuser.MemRegion, fds []int) (*Memory, error) {
 			m.unmap()
 			return nil, fmt.Errorf("%w: region %d needs %d octets of a file of %d (%v)", ErrMemory, i, total, st.Size, err)
 		}
-		b, err := unix.Mmap(fds[i], 0, int(total), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+		// A file on hugetlbfs maps in whole pages of its block size.
+		length := total
+		if bs := uint64(st.Blksize); bs > 0 && bs&(bs-1) == 0 {
+			length = (total + bs - 1) &^ (bs - 1)
+		}
+		b, err := unix.Mmap(fds[i], 0, int(length), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 		if err != nil {
 			m.unmap()
 			return nil, fmt.Errorf("%w: mapping region %d: %v", ErrMemory, i, err)
