@@ -35,6 +35,7 @@ import (
 
 	"github.com/sluice-net/sluice/control"
 	"github.com/sluice-net/sluice/dataplane"
+	"github.com/sluice-net/sluice/virtio/backend"
 )
 
 // adminServer serves the admin API for one upf.
@@ -204,8 +205,11 @@ type PortInfo struct {
 	Kind string `json:"kind"`
 	// XDPMode is the XDP attachment of an AF_XDP port (native, generic).
 	XDPMode string `json:"xdp_mode,omitempty"`
-	// VhostRole is the socket role of a vhost-user port (client, server);
-	// Sluice is the virtio frontend either way.
+	// VhostSide is Sluice's side of a vhost-user port: frontend (Sluice is
+	// the virtio-user front-end of a switch's socket) or backend (Sluice
+	// serves the socket a VM or container attaches to).
+	VhostSide string `json:"vhost_side,omitempty"`
+	// VhostRole is the socket role of a vhost-user port (client, server).
 	VhostRole string            `json:"vhost_role,omitempty"`
 	Socket    string            `json:"socket,omitempty"`
 	Up        *bool             `json:"up,omitempty"`
@@ -264,8 +268,22 @@ func inspectPorts(u *upf) PortsView {
 		if i < len(u.nbrs) && u.nbrs[i] != nil {
 			p.Misses = u.nbrs[i].Misses()
 		}
+		if bp, ok := u.vhost.backends[i]; ok {
+			p.Kind, p.VhostSide, p.VhostRole, p.Socket = "vhost-user", "backend", socketRole(in.VhostUser), in.VhostUser.Socket
+			s := bp.Stats()
+			p.Up = &s.Up
+			p.Drops["tx_dropped"], p.Drops["rx_dropped"] = s.TxDropped, s.RxDropped
+			for _, f := range backend.Faults() {
+				p.Drops["fault_"+f.String()] = s.Faults[f]
+			}
+			for q := 0; q < bp.Queues(); q++ {
+				p.Queues = append(p.Queues, QueueInfo{Queue: q, ID: q, Mode: "copy"})
+			}
+			v.Ports = append(v.Ports, p)
+			continue
+		}
 		if vp, ok := u.vhost.port(i); ok {
-			p.Kind, p.VhostRole, p.Socket = "vhost-user", or(in.VhostUser.Mode, "client"), in.VhostUser.Socket
+			p.Kind, p.VhostSide, p.VhostRole, p.Socket = "vhost-user", "frontend", socketRole(in.VhostUser), in.VhostUser.Socket
 			s := vp.Stats()
 			p.Up = &s.Up
 			p.Drops["tx_dropped"], p.Drops["rx_dropped"], p.Drops["invalid"], p.Drops["pool_empty"] = s.TxDropped, s.RxDropped, s.Invalid, s.PoolEmpty
@@ -343,4 +361,13 @@ func (c *adminClient) getJSON(path string, v any) error {
 		return fmt.Errorf("decode upf's answer to %s: %w", strings.SplitN(path, "?", 2)[0], err)
 	}
 	return nil
+}
+
+// socketRole is a vhost-user port's socket role: server when Sluice
+// listens, client when it connects.
+func socketRole(v *VhostUser) string {
+	if v.server() {
+		return "server"
+	}
+	return "client"
 }

@@ -277,7 +277,7 @@ func showPorts(w io.Writer, v any) {
 			if pt.Up != nil && *pt.Up {
 				up = "up"
 			}
-			mode = pt.VhostRole + " (" + up + ")"
+			mode = pt.VhostSide + ", " + pt.VhostRole + " (" + up + ")"
 		}
 		var qm []string
 		for _, q := range pt.Queues {

@@ -2,9 +2,11 @@ package vhost
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -58,7 +60,8 @@ func TestUPFBackend(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := filepath.Join(dir, "upf.yaml")
-	if err := os.WriteFile(cfg, SeatBackendUPFConfig(dir, n4, metrics, 1, 0), 0o644); err != nil {
+	admin := filepath.Join(dir, "admin.sock")
+	if err := os.WriteFile(cfg, append(SeatBackendUPFConfig(dir, n4, metrics, 1, 0), "\nadmin: "+admin+"\n"...), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	upf, err := StartUPF(bin, cfg)
@@ -152,6 +155,41 @@ func TestUPFBackend(t *testing.T) {
 	for k, v := range m {
 		if strings.HasPrefix(k, "sluice_vhost_user_faults_total") && v != 0 {
 			t.Errorf("%s = %v from DPDK's virtio-user", k, v)
+		}
+	}
+	// The admin API shows both ports as attached back-ends with what they
+	// carried.
+	out, err := exec.CommandContext(ctx, bin, "show", "--socket", admin, "-o", "json", "ports").Output()
+	if err != nil {
+		t.Fatalf("upf show ports: %v", err)
+	}
+	var view struct {
+		Ports []struct {
+			Name      string `json:"name"`
+			Kind      string `json:"kind"`
+			VhostSide string `json:"vhost_side"`
+			VhostRole string `json:"vhost_role"`
+			Up        *bool  `json:"up"`
+			TxPackets uint64 `json:"tx_packets"`
+		}
+	}
+	if err := json.Unmarshal(out, &view); err != nil {
+		t.Fatalf("upf show -o json ports: %v\n%s", err, out)
+	}
+	for _, name := range []string{"n3v", "n6v"} {
+		seen := false
+		for _, p := range view.Ports {
+			if p.Name != name {
+				continue
+			}
+			seen = true
+			if p.Kind != "vhost-user" || p.VhostSide != "backend" || p.VhostRole != "server" || p.Up == nil || !*p.Up || p.TxPackets != n {
+				t.Errorf("upf show ports: %s is %s, %s, %s, up %v, %d sent; want vhost-user, backend, server, up, %d sent",
+					name, p.Kind, p.VhostSide, p.VhostRole, p.Up != nil && *p.Up, p.TxPackets, n)
+			}
+		}
+		if !seen {
+			t.Errorf("upf show ports does not list %s:\n%s", name, out)
 		}
 	}
 	// Idle with the front-ends attached: the worker sleeps on the kick
