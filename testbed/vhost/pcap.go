@@ -60,6 +60,33 @@ func (u Uplink) Frame() ([]byte, int, error) {
 	return out.Bytes(), len(inner), nil
 }
 
+// Downlink describes the IP packets a switch replays into Sluice's N6: an
+// Ethernet frame carrying a UDP packet from the DN to the UE whose payload
+// is Payload.
+type Downlink struct {
+	SrcMAC, DstMAC   net.HardwareAddr
+	DN, UE           netip.Addr
+	SrcPort, DstPort uint16
+	Payload          []byte
+}
+
+// Frame returns the Ethernet frame and the length of its IP packet (what a
+// URR counts).
+func (d Downlink) Frame() ([]byte, int, error) {
+	opts := gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}
+	eth := &layers.Ethernet{SrcMAC: d.SrcMAC, DstMAC: d.DstMAC, EthernetType: layers.EthernetTypeIPv4}
+	ip4 := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: d.DN.AsSlice(), DstIP: d.UE.AsSlice()}
+	udp := &layers.UDP{SrcPort: layers.UDPPort(d.SrcPort), DstPort: layers.UDPPort(d.DstPort)}
+	if err := udp.SetNetworkLayerForChecksum(ip4); err != nil {
+		return nil, 0, err
+	}
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, opts, eth, ip4, udp, gopacket.Payload(d.Payload)); err != nil {
+		return nil, 0, fmt.Errorf("building the downlink packet: %w", err)
+	}
+	return buf.Bytes(), int(ip4.Length), nil // the frame may carry Ethernet padding
+}
+
 // WritePcap writes Ethernet frames to a pcap file for testpmd's pcap PMD.
 func WritePcap(path string, frames [][]byte) error {
 	f, err := os.Create(path)

@@ -26,14 +26,28 @@ func SeatSockets(dir string) (n3, n6 string) {
 // Interactive, and "start" it once the unit is attached.
 func SeatSwitch(prefix, dir, pcap string) Config {
 	n3, n6 := SeatSockets(dir)
+	return seatSwitch(prefix, pcap, n3, n6)
+}
+
+// DownlinkSeatSwitch is SeatSwitch the other way: it replays pcap (IP
+// frames from the DN) into the N6 socket (pcap port 0 to vhost port 1) and
+// counts what comes out of the N3 socket (vhost port 2 to null port 3), so
+// RunSeat's Offered is packets into N6 and Delivered packets out of N3.
+func DownlinkSeatSwitch(prefix, dir, pcap string) Config {
+	n3, n6 := SeatSockets(dir)
+	return seatSwitch(prefix, pcap, n6, n3)
+}
+
+// seatSwitch replays pcap into the socket in and counts what leaves out.
+func seatSwitch(prefix, pcap, in, out string) Config {
 	return Config{
 		Prefix:      prefix,
 		Interactive: true,
-		Sockets:     []string{n3, n6},
+		Sockets:     []string{in, out},
 		Vdevs: []string{
 			"net_pcap0,rx_pcap=" + pcap + ",infinite_rx=1",
-			"net_vhost0,iface=" + n3,
-			"net_vhost1,iface=" + n6,
+			"net_vhost0,iface=" + in,
+			"net_vhost1,iface=" + out,
 			"net_null0,no-rx=1",
 		},
 		Args: []string{"--forward-mode=io", "--total-num-mbufs=32768", "--no-flush-rx", "--disable-link-check"},
@@ -63,7 +77,7 @@ func CeilingUnit(prefix, dir string, ring int) Config {
 
 // Throughput is what a seat's switch counted over a run.
 type Throughput struct {
-	Offered, Delivered uint64 // packets into N3, out of N6
+	Offered, Delivered uint64 // packets into N3, out of N6 (uplink; downlink: into N6, out of N3)
 	Elapsed            time.Duration
 }
 

@@ -21,13 +21,26 @@ import (
 // it once both front-ends are set up.
 func BackendSeatGenerator(prefix, dir, pcap string) Config {
 	n3, n6 := SeatSockets(dir)
+	return backendSeatGenerator(prefix, pcap, n3, n6)
+}
+
+// DownlinkBackendSeatGenerator is BackendSeatGenerator the other way: it
+// replays pcap into N6 and counts what comes out of N3.
+func DownlinkBackendSeatGenerator(prefix, dir, pcap string) Config {
+	n3, n6 := SeatSockets(dir)
+	return backendSeatGenerator(prefix, pcap, n6, n3)
+}
+
+// backendSeatGenerator replays pcap into the socket in and counts what
+// leaves out.
+func backendSeatGenerator(prefix, pcap, in, out string) Config {
 	return Config{
 		Prefix:      prefix,
 		Interactive: true,
 		Vdevs: []string{
 			"net_pcap0,rx_pcap=" + pcap + ",infinite_rx=1",
-			"net_virtio_user0,path=" + n3 + ",queues=1",
-			"net_virtio_user1,path=" + n6 + ",queues=1",
+			"net_virtio_user0,path=" + in + ",queues=1",
+			"net_virtio_user1,path=" + out + ",queues=1",
 			"net_null0,no-rx=1",
 		},
 		EAL:  []string{"--single-file-segments"},

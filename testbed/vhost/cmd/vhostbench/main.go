@@ -3,7 +3,8 @@
 // Sluice's N3 socket and counts what leaves its N6 socket, with upf's
 // worker on CPU 1; then the same with a testpmd forwarding in io mode in
 // Sluice's seat (the vhost-user ceiling). It prints offered and delivered
-// Mpps and the ratio. It needs root and dpdk-testpmd.
+// Mpps and the ratio. With -downlink the switch replays IP packets into
+// N6 and counts GTP-U out of N3 instead. It needs root and dpdk-testpmd.
 //
 // With -side backend the unit is the vhost-user back-end instead: the
 // generator attaches to it as DPDK virtio-user front-ends, and the ceiling
@@ -11,13 +12,13 @@
 //
 //	go run ./testbed/vhost/cmd/vhostbench -d 10s -sessions 100 -sizes 64,1400
 //	go run ./testbed/vhost/cmd/vhostbench -side backend
+//	go run ./testbed/vhost/cmd/vhostbench -downlink
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -25,7 +26,6 @@ import (
 	"time"
 
 	"github.com/sluice-net/sluice/testbed/e2e"
-	"github.com/sluice-net/sluice/testbed/smf"
 	"github.com/sluice-net/sluice/testbed/vhost"
 )
 
@@ -36,6 +36,7 @@ func main() {
 	bin := flag.String("upf", "", "upf binary; empty: build one")
 	ring := flag.Int("ring", 256, "virtqueue entries, Sluice's and the ceiling unit's")
 	side := flag.String("side", "frontend", "Sluice's vhost-user side in the seat: frontend or backend")
+	flag.BoolVar(&downlink, "downlink", false, "replay IP packets into N6 and count GTP-U out of N3 (default: uplink)")
 	flag.Parse()
 	if *side != "frontend" && *side != "backend" {
 		fmt.Fprintln(os.Stderr, "vhostbench: -side: want frontend or backend")
@@ -68,19 +69,22 @@ func run(d time.Duration, sessions, ring int, sizes, bin string) error {
 	if backendSide {
 		fmt.Print("Sluice the back-end; ")
 	}
-	fmt.Printf("vhost-user seat: switch on CPU 0, unit on CPU 1; uplink, %d sessions, rings of %d, %v per run\n", sessions, ring, d)
+	dirName := "uplink"
+	if downlink {
+		dirName = "downlink"
+	}
+	fmt.Printf("vhost-user seat: switch on CPU 0, unit on CPU 1; %s, %d sessions, rings of %d, %v per run\n", dirName, sessions, ring, d)
 	fmt.Printf("%-6s %-22s %12s %14s %8s\n", "size", "unit", "offered Mpps", "delivered Mpps", "ratio")
 	for _, f := range strings.Split(sizes, ",") {
 		size, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || size < 28 || size > 1500 {
 			return fmt.Errorf("size %q: want 28 to 1500", f)
 		}
-		pcap := filepath.Join(dir, fmt.Sprintf("ul%d.pcap", size))
-		sl, err := runSluice(ctx, dir, bin, pcap, sessions, ring, size, d)
+		sl, r, err := runSluice(ctx, dir, bin, sessions, ring, size, d)
 		if err != nil {
 			return fmt.Errorf("upf, %d octets: %w", size, err)
 		}
-		ceil, err := runCeiling(ctx, dir, pcap, ring, d)
+		ceil, err := runCeiling(ctx, dir, r.PcapPath(), ring, d)
 		if err != nil {
 			return fmt.Errorf("ceiling, %d octets: %w", size, err)
 		}
@@ -90,8 +94,9 @@ func run(d time.Duration, sessions, ring int, sizes, bin string) error {
 	return nil
 }
 
-// backendSide makes the unit the vhost-user back-end.
-var backendSide bool
+// backendSide makes the unit the vhost-user back-end; downlink runs the
+// seat from N6 to N3.
+var backendSide, downlink bool
 
 // settle is the pause between the unit attaching and the replay starting,
 // for both units alike.
@@ -133,65 +138,9 @@ func runCeiling(ctx context.Context, dir, pcap string, ring int, d time.Duration
 	return vhost.RunSeat(ctx, sw, d)
 }
 
-func runSluice(ctx context.Context, dir, bin, pcap string, sessions, ring, size int, d time.Duration) (vhost.Throughput, error) {
-	n4, err := vhost.FreeLoopbackPort("udp")
-	if err != nil {
-		return vhost.Throughput{}, err
-	}
-	cfg := filepath.Join(dir, "upf.yaml")
-	conf := vhost.SeatUPFConfig(dir, n4, netip.AddrPort{}, sessions, ring)
-	if backendSide {
-		conf = vhost.SeatBackendUPFConfig(dir, n4, netip.AddrPort{}, sessions, ring)
-	}
-	if err := os.WriteFile(cfg, conf, 0o644); err != nil {
-		return vhost.Throughput{}, err
-	}
-	upf, err := vhost.StartUPF(bin, cfg)
-	if err != nil {
-		return vhost.Throughput{}, err
-	}
-	defer upf.Stop()
-	c, err := smf.New(smf.Options{Local: netip.MustParseAddrPort("127.0.0.1:0"), UPF: n4})
-	if err != nil {
-		return vhost.Throughput{}, err
-	}
-	defer c.Close()
-	if err := upf.Associate(ctx, c, 15*time.Second); err != nil {
-		return vhost.Throughput{}, err
-	}
-	var frames [][]byte
-	for i := range sessions {
-		s, _, err := c.Establish(ctx, smf.SessionParams{GNB: vhost.SeatGNBAddr, GNBTEID: uint32(0x10000 + i), QFI: 9})
-		if err != nil {
-			return vhost.Throughput{}, fmt.Errorf("establish session %d: %w", i, err)
-		}
-		b, _, err := vhost.Uplink{SrcMAC: vhost.SeatGNBMAC, DstMAC: vhost.SeatN3MAC, GNB: vhost.SeatGNBAddr, UPF: vhost.SeatN3Addr,
-			TEID: s.ULTEID, QFI: 9, UE: s.UE4, DN: vhost.SeatDNAddr, SrcPort: 40000, DstPort: 5001, Payload: make([]byte, size-28)}.Frame()
-		if err != nil {
-			return vhost.Throughput{}, err
-		}
-		frames = append(frames, b)
-	}
-	if err := vhost.WritePcap(pcap, frames); err != nil {
-		return vhost.Throughput{}, err
-	}
-	swCfg := vhost.SeatSwitch(fmt.Sprintf("vbsl%d", os.Getpid()), dir, pcap)
-	if backendSide {
-		swCfg = vhost.BackendSeatGenerator(fmt.Sprintf("vbsl%d", os.Getpid()), dir, pcap)
-	}
-	sw, err := vhost.Start(ctx, swCfg)
-	if err != nil {
-		return vhost.Throughput{}, err
-	}
-	defer sw.Kill()
-	if backendSide {
-		err = vhost.FrontendsAttached(upf, 2, 15*time.Second)
-	} else {
-		err = vhost.Attached(sw, 2, 15*time.Second)
-	}
-	if err != nil {
-		return vhost.Throughput{}, fmt.Errorf("%w\n%s", err, upf.Log())
-	}
-	time.Sleep(settle)
-	return vhost.RunSeat(ctx, sw, d)
+func runSluice(ctx context.Context, dir, bin string, sessions, ring, size int, d time.Duration) (vhost.Throughput, vhost.UPFSeatRun, error) {
+	r := vhost.UPFSeatRun{Dir: dir, Bin: bin, Prefix: fmt.Sprintf("vbsl%d", os.Getpid()), Sessions: sessions, Ring: ring,
+		Size: size, Downlink: downlink, Backend: backendSide, Settle: settle, D: d}
+	t, err := vhost.RunUPFSeat(ctx, r)
+	return t, r, err
 }

@@ -1,0 +1,124 @@
+package vhost
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/sluice-net/sluice/testbed/smf"
+)
+
+// UPFSeatRun is one measurement of Sluice in the seat: upf with vhost-user
+// N3 and N6, Sessions sessions established over PFCP, one replayed packet
+// of Size octets (inner IP packet uplink, IP packet downlink) per session.
+type UPFSeatRun struct {
+	Dir      string // the seat's directory: sockets, configuration, pcap
+	Bin      string // the upf binary
+	Prefix   string // testpmd's --file-prefix, unique among running instances
+	Sessions int
+	Ring     int // virtqueue entries (0: upf's default)
+	Size     int // 28 to 1500 octets
+	// Downlink replays IP packets into N6 and counts GTP-U out of N3;
+	// otherwise GTP-U into N3, IP out of N6.
+	Downlink bool
+	// Backend makes upf the vhost-user back-end of both ports.
+	Backend bool
+	// Settle is the pause between the switch attaching and the replay
+	// starting; D the forwarding time.
+	Settle, D time.Duration
+}
+
+// PcapPath is where r writes the frames it replays.
+func (r UPFSeatRun) PcapPath() string {
+	d := "ul"
+	if r.Downlink {
+		d = "dl"
+	}
+	return filepath.Join(r.Dir, fmt.Sprintf("%s%d.pcap", d, r.Size))
+}
+
+// RunUPFSeat starts upf in the seat, establishes the sessions, writes the
+// replayed frames to r.PcapPath, runs the seat for r.D and stops upf,
+// returning the switch's counts.
+func RunUPFSeat(ctx context.Context, r UPFSeatRun) (Throughput, error) {
+	if r.Size < 28 || r.Size > 1500 {
+		return Throughput{}, fmt.Errorf("size %d: want 28 to 1500", r.Size)
+	}
+	n4, err := FreeLoopbackPort("udp")
+	if err != nil {
+		return Throughput{}, err
+	}
+	cfg := filepath.Join(r.Dir, "upf.yaml")
+	conf := SeatUPFConfig(r.Dir, n4, netip.AddrPort{}, r.Sessions, r.Ring)
+	if r.Backend {
+		conf = SeatBackendUPFConfig(r.Dir, n4, netip.AddrPort{}, r.Sessions, r.Ring)
+	}
+	if err := os.WriteFile(cfg, conf, 0o644); err != nil {
+		return Throughput{}, err
+	}
+	upf, err := StartUPF(r.Bin, cfg)
+	if err != nil {
+		return Throughput{}, err
+	}
+	defer upf.Stop()
+	c, err := smf.New(smf.Options{Local: netip.MustParseAddrPort("127.0.0.1:0"), UPF: n4})
+	if err != nil {
+		return Throughput{}, err
+	}
+	defer c.Close()
+	if err := upf.Associate(ctx, c, 15*time.Second); err != nil {
+		return Throughput{}, err
+	}
+	var frames [][]byte
+	for i := range r.Sessions {
+		s, _, err := c.Establish(ctx, smf.SessionParams{GNB: SeatGNBAddr, GNBTEID: uint32(0x10000 + i), QFI: 9})
+		if err != nil {
+			return Throughput{}, fmt.Errorf("establish session %d: %w", i, err)
+		}
+		var b []byte
+		if r.Downlink {
+			b, _, err = Downlink{SrcMAC: SeatDNMAC, DstMAC: SeatN6MAC, DN: SeatDNAddr, UE: s.UE4,
+				SrcPort: 5001, DstPort: 40000, Payload: make([]byte, r.Size-28)}.Frame()
+		} else {
+			b, _, err = Uplink{SrcMAC: SeatGNBMAC, DstMAC: SeatN3MAC, GNB: SeatGNBAddr, UPF: SeatN3Addr,
+				TEID: s.ULTEID, QFI: 9, UE: s.UE4, DN: SeatDNAddr, SrcPort: 40000, DstPort: 5001, Payload: make([]byte, r.Size-28)}.Frame()
+		}
+		if err != nil {
+			return Throughput{}, err
+		}
+		frames = append(frames, b)
+	}
+	pcap := r.PcapPath()
+	if err := WritePcap(pcap, frames); err != nil {
+		return Throughput{}, err
+	}
+	var swCfg Config
+	switch {
+	case r.Backend && r.Downlink:
+		swCfg = DownlinkBackendSeatGenerator(r.Prefix, r.Dir, pcap)
+	case r.Backend:
+		swCfg = BackendSeatGenerator(r.Prefix, r.Dir, pcap)
+	case r.Downlink:
+		swCfg = DownlinkSeatSwitch(r.Prefix, r.Dir, pcap)
+	default:
+		swCfg = SeatSwitch(r.Prefix, r.Dir, pcap)
+	}
+	sw, err := Start(ctx, swCfg)
+	if err != nil {
+		return Throughput{}, err
+	}
+	defer sw.Kill()
+	if r.Backend {
+		err = FrontendsAttached(upf, 2, 15*time.Second)
+	} else {
+		err = Attached(sw, 2, 15*time.Second)
+	}
+	if err != nil {
+		return Throughput{}, fmt.Errorf("%w\n%s", err, upf.Log())
+	}
+	time.Sleep(r.Settle)
+	return RunSeat(ctx, sw, r.D)
+}
