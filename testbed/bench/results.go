@@ -16,7 +16,7 @@ const (
 	TargetRatio = 1.0
 	// TargetIdlePercent: Sluice uses less than this share of one core with
 	// sessions and no traffic.
-	TargetIdlePercent = 5.0
+	TargetIdlePercent = 1.0
 )
 
 // Results is what Run measured; its JSON form is the runner's output
