@@ -258,13 +258,8 @@ func inspectPorts(u *upf) PortsView {
 	}
 	for i, in := range u.cfg.ifaces {
 		p := PortInfo{Name: in.Device, Role: in.Role, Queues: []QueueInfo{}, Drops: map[string]uint64{}}
-		for _, wk := range u.workers {
-			ps := wk.PortStats(i)
-			p.RxPackets += ps.RxPackets.Load()
-			p.RxBytes += ps.RxBytes.Load()
-			p.TxPackets += ps.TxPackets.Load()
-			p.TxBytes += ps.TxBytes.Load()
-		}
+		t := u.portTraffic(i)
+		p.RxPackets, p.RxBytes, p.TxPackets, p.TxBytes = t.rxPackets, t.rxBytes, t.txPackets, t.txBytes
 		if i < len(u.nbrs) && u.nbrs[i] != nil {
 			p.Misses = u.nbrs[i].Misses()
 		}

@@ -75,19 +75,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		if p == nil { // a vhost-user port
 			continue
 		}
-		var st [4]uint64
-		for _, w := range u.workers {
-			ps := w.PortStats(i)
-			st[0] += ps.RxPackets.Load()
-			st[1] += ps.RxBytes.Load()
-			st[2] += ps.TxPackets.Load()
-			st[3] += ps.TxBytes.Load()
-		}
 		name := p.Name()
-		counter(descPackets, st[0], name, "rx")
-		counter(descBytes, st[1], name, "rx")
-		counter(descPackets, st[2], name, "tx")
-		counter(descBytes, st[3], name, "tx")
+		collectTraffic(ch, name, u.portTraffic(i))
 		counter(descNeigh, u.nbrs[i].Misses(), name)
 		for q := 0; q < p.Queues(); q++ {
 			s, err := p.Stats(q)
@@ -147,4 +136,31 @@ func peerLabel(a netip.Addr) string {
 		return "other"
 	}
 	return a.String()
+}
+
+// portCounts is a port's packet and octet counts, summed over the workers.
+type portCounts struct{ rxPackets, rxBytes, txPackets, txBytes uint64 }
+
+// portTraffic sums interfaces[i]'s counts over the workers.
+func (u *upf) portTraffic(i int) portCounts {
+	var t portCounts
+	for _, w := range u.workers {
+		ps := w.PortStats(i)
+		t.rxPackets += ps.RxPackets.Load()
+		t.rxBytes += ps.RxBytes.Load()
+		t.txPackets += ps.TxPackets.Load()
+		t.txBytes += ps.TxBytes.Load()
+	}
+	return t
+}
+
+// collectTraffic sends a port's packet and octet counters.
+func collectTraffic(ch chan<- prometheus.Metric, port string, t portCounts) {
+	for _, m := range []struct {
+		d   *prometheus.Desc
+		v   uint64
+		dir string
+	}{{descPackets, t.rxPackets, "rx"}, {descBytes, t.rxBytes, "rx"}, {descPackets, t.txPackets, "tx"}, {descBytes, t.txBytes, "tx"}} {
+		ch <- prometheus.MustNewConstMetric(m.d, prometheus.CounterValue, float64(m.v), port, m.dir)
+	}
 }

@@ -331,19 +331,8 @@ func (c *vhostCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
 	for i, p := range u.vhost.ports {
-		var st [4]uint64
-		for _, w := range u.workers {
-			ps := w.PortStats(i)
-			st[0] += ps.RxPackets.Load()
-			st[1] += ps.RxBytes.Load()
-			st[2] += ps.TxPackets.Load()
-			st[3] += ps.TxBytes.Load()
-		}
 		name := p.Name()
-		counter(descPackets, st[0], name, "rx")
-		counter(descBytes, st[1], name, "rx")
-		counter(descPackets, st[2], name, "tx")
-		counter(descBytes, st[3], name, "tx")
+		collectTraffic(ch, name, u.portTraffic(i))
 		s := p.Stats()
 		up := 0.0
 		if s.Up {
@@ -359,19 +348,8 @@ func (c *vhostCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descVhostFrame, s.PoolEmpty, name, "pool_empty")
 	}
 	for i, p := range u.vhost.backends {
-		var st [4]uint64
-		for _, w := range u.workers {
-			ps := w.PortStats(i)
-			st[0] += ps.RxPackets.Load()
-			st[1] += ps.RxBytes.Load()
-			st[2] += ps.TxPackets.Load()
-			st[3] += ps.TxBytes.Load()
-		}
 		name := p.Name()
-		counter(descPackets, st[0], name, "rx")
-		counter(descBytes, st[1], name, "rx")
-		counter(descPackets, st[2], name, "tx")
-		counter(descBytes, st[3], name, "tx")
+		collectTraffic(ch, name, u.portTraffic(i))
 		s := p.Stats()
 		up := 0.0
 		if s.Up {
