@@ -88,8 +88,8 @@ func resetFuzzState(t *testing.T, s *Server, tbl *flowtable.Table) {
 	if teids, ues := s.alloc.inUse(); teids != 0 || ues != 0 {
 		t.Fatalf("leaked resources: %d TEIDs, %d UE addresses", teids, ues)
 	}
-	if len(s.watch) != 0 || len(s.sessions) != 0 {
-		t.Fatalf("leaked state: %d watched URRs, %d sessions", len(s.watch), len(s.sessions))
+	if len(s.watch) != 0 || len(s.perio) != 0 || len(s.sessions) != 0 {
+		t.Fatalf("leaked state: %d watched URRs, %d periodic URRs, %d sessions", len(s.watch), len(s.perio), len(s.sessions))
 	}
 	s.cache.init(s.o.ResponseCacheTTL)
 	s.nextSEID = 1

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"container/heap"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -21,7 +22,11 @@ import (
 // evaluates only the URRs that need it (the watch list: URRs with volume,
 // time, periodic, start/stop, quota holding or validity triggers, or a
 // duration measurement); the others report only when queried, removed or
-// deleted.
+// deleted. URRs whose only such trigger is periodic are not in the watch
+// list but in a heap by deadline: their usage is read only when their
+// period ends, and the loop sleeps until the next deadline when nothing
+// else is watched. For those, Time of First Packet in a period after the
+// first with traffic is accurate to the period rather than the tick.
 //
 // Time is metered at the loop's granularity: a URR accrues the elapsed
 // time of a tick when a packet arrived during it, or when its previous
@@ -70,7 +75,10 @@ type urrTrack struct {
 	held      bool // quota holding time reported; re-armed by traffic
 	vfired    bool // validity time reported
 
-	watchIdx int // index in Server.watch; -1 when not watched
+	watchIdx int   // index in Server.watch; -1 when not watched
+	perioIdx int   // index in Server.perio; -1 when not in it
+	phase    int64 // offset of its periodic deadlines in ReportInterval
+	deadline int64 // table clock of its next periodic evaluation (in Server.perio)
 
 	// due are the Usage Report Trigger bits of a report waiting for the
 	// peer's window (the session is in its reportQueue); triggers that
@@ -138,7 +146,7 @@ func (s *Server) commitURRs(sess *session, t *txn, now int64, modify bool) {
 		tr := sess.tracker(c.id)
 		switch {
 		case tr == nil:
-			tr = &urrTrack{sess: sess, id: c.id, watchIdx: -1, start: now, lastTick: now, qstart: now}
+			tr = &urrTrack{sess: sess, id: c.id, watchIdx: -1, perioIdx: -1, start: now, lastTick: now, qstart: now}
 			sess.urrs = append(sess.urrs, tr)
 			if modify {
 				// A URR re-created under an ID the session used keeps
@@ -159,27 +167,42 @@ func (s *Server) commitURRs(sess *session, t *txn, now int64, modify bool) {
 	}
 }
 
-// rewatch adds a tracker to the watch list or removes it, per its URR.
+// rewatch puts a tracker where its URR needs it: in the watch list when
+// some trigger or measurement needs the usage every ReportInterval, in the
+// periodic heap when only the Measurement Period does (its usage is read
+// only at the period's deadlines), or in neither.
 func (s *Server) rewatch(tr *urrTrack) {
 	u := tr.sess.urr(tr.id)
-	need := u != nil && (u.Method&flowtable.MeasureDuration != 0 || tr.quvti ||
-		u.Triggers&(flowtable.TriggerPeriodic|flowtable.TriggerVolumeThreshold|flowtable.TriggerVolumeQuota|
+	polled := u != nil && (u.Method&flowtable.MeasureDuration != 0 || tr.quvti ||
+		u.Triggers&(flowtable.TriggerVolumeThreshold|flowtable.TriggerVolumeQuota|
 			flowtable.TriggerTimeThreshold|flowtable.TriggerTimeQuota|flowtable.TriggerStartOfTraffic|
 			flowtable.TriggerStopOfTraffic|flowtable.TriggerQuotaHoldingTime) != 0)
+	periodic := u != nil && u.Triggers&flowtable.TriggerPeriodic != 0 && u.MeasurementPeriod > 0
+	if periodic && tr.nextPerio == 0 {
+		tr.nextPerio = tr.start + int64(u.MeasurementPeriod)
+	}
 	switch {
-	case need && tr.watchIdx < 0:
+	case polled && tr.watchIdx < 0:
+		s.unqueuePerio(tr)
 		tr.watchIdx = len(s.watch)
 		s.watch = append(s.watch, tr)
-	case !need:
+		if len(s.watch) == 1 {
+			s.wake()
+		}
+	case polled:
+	case periodic:
 		s.unwatch(tr)
-	}
-	if u != nil && u.Triggers&flowtable.TriggerPeriodic != 0 && u.MeasurementPeriod > 0 && tr.nextPerio == 0 {
-		tr.nextPerio = tr.start + int64(u.MeasurementPeriod)
+		s.queuePerio(tr)
+	default:
+		s.unwatch(tr)
+		s.unqueuePerio(tr)
 	}
 }
 
-// unwatch removes a tracker from the watch list (swap with the last).
+// unwatch removes a tracker from the watch list (swap with the last) and
+// from the periodic heap.
 func (s *Server) unwatch(tr *urrTrack) {
+	s.unqueuePerio(tr)
 	i := tr.watchIdx
 	if i < 0 {
 		return
@@ -190,6 +213,80 @@ func (s *Server) unwatch(tr *urrTrack) {
 	s.watch[last] = nil
 	s.watch = s.watch[:last]
 	tr.watchIdx = -1
+}
+
+// queuePerio puts a periodic-only tracker in the periodic heap, or moves
+// it there, at its next deadline. A tracker's deadline is its nextPerio
+// rounded up to its phase (a point of the ReportInterval given to it on
+// entry, round robin over the slots), so that the periodic reports of
+// sessions set up together go out spread over an interval, as with the
+// watch list's slots, and each goes at most one ReportInterval late.
+func (s *Server) queuePerio(tr *urrTrack) {
+	if tr.perioIdx < 0 {
+		slots := s.reportSlots()
+		step := int64(s.o.ReportInterval) / int64(slots)
+		tr.phase = s.phaseSeq % int64(slots) * step
+		s.phaseSeq++
+	}
+	tr.deadline = roundUp(tr.nextPerio, tr.phase, int64(s.o.ReportInterval))
+	if tr.perioIdx < 0 {
+		heap.Push(&s.perio, tr)
+	} else {
+		heap.Fix(&s.perio, tr.perioIdx)
+	}
+	if tr.perioIdx == 0 {
+		s.wake()
+	}
+}
+
+// unqueuePerio takes a tracker out of the periodic heap.
+func (s *Server) unqueuePerio(tr *urrTrack) {
+	if tr.perioIdx >= 0 {
+		heap.Remove(&s.perio, tr.perioIdx)
+	}
+}
+
+// roundUp returns the first time at or after t that is phase past a
+// multiple of every.
+func roundUp(t, phase, every int64) int64 {
+	off := t - phase
+	if off <= 0 {
+		return phase
+	}
+	return phase + (off+every-1)/every*every
+}
+
+// wake tells the report loop that its next deadline may have moved
+// earlier. Caller holds s.mu.
+func (s *Server) wake() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// perioHeap is a min-heap of trackers by deadline (container/heap);
+// each tracker's perioIdx is its index. Guarded by Server.mu.
+type perioHeap []*urrTrack
+
+func (h perioHeap) Len() int           { return len(h) }
+func (h perioHeap) Less(i, j int) bool { return h[i].deadline < h[j].deadline }
+func (h perioHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].perioIdx, h[j].perioIdx = i, j
+}
+func (h *perioHeap) Push(x any) {
+	tr := x.(*urrTrack)
+	tr.perioIdx = len(*h)
+	*h = append(*h, tr)
+}
+func (h *perioHeap) Pop() any {
+	old := *h
+	tr := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	tr.perioIdx = -1
+	return tr
 }
 
 // accrue meters time and notes new packets up to now.
@@ -381,30 +478,96 @@ func volumeIE(d flowtable.Usage, mnop bool) *ie.IE {
 // spread over their period, not in one burst.
 const reportSlot = 10 * time.Millisecond
 
+// reportSlots is how many slots a ReportInterval is cut into.
+func (s *Server) reportSlots() int {
+	return max(1, min(100, int(s.o.ReportInterval/reportSlot)))
+}
+
 // reportLoop evaluates the watched URRs, a slice of the watch list per
-// slot, the whole list once every ReportInterval. Slots whose tick came
-// late (a busy machine drops ticks) are caught up at the next one, so
-// every URR is still evaluated once per round.
+// slot, the whole list once every ReportInterval, and the periodic-only
+// URRs at their deadlines. Slots whose tick came late (a busy machine
+// drops ticks) are caught up at the next one, so every watched URR is
+// still evaluated once per round. It sleeps until the next slot when the
+// watch list is not empty, else until the first periodic deadline, else
+// until a URR is added (Server.kick).
 func (s *Server) reportLoop() {
 	defer s.wg.Done()
-	slots := max(1, min(100, int(s.o.ReportInterval/reportSlot)))
+	slots := s.reportSlots()
 	step := s.o.ReportInterval / time.Duration(slots)
-	t := time.NewTicker(step)
+	t := time.NewTimer(step)
 	defer t.Stop()
 	start, done := time.Now(), 0 // slots evaluated since start
 	for {
 		select {
 		case <-s.closing:
 			return
-		case now := <-t.C:
-			due := int(now.Sub(start) / step)
-			if due-done > slots {
-				done = due - slots // more than a round behind: one round
-			}
-			for ; done < due; done++ {
-				s.evaluateSlot(done%slots, slots)
+		case <-s.kick:
+		case <-t.C:
+		}
+		due := int(time.Since(start) / step)
+		s.mu.Lock()
+		watched := len(s.watch) > 0
+		s.mu.Unlock()
+		if !watched {
+			done = due // nothing to evaluate in the slots passed
+		}
+		if due-done > slots {
+			done = due - slots // more than a round behind: one round
+		}
+		for ; done < due; done++ {
+			s.evaluateSlot(done%slots, slots)
+		}
+		s.evaluatePeriodic()
+		select {
+		case <-s.kick: // its own re-queued deadlines; the state is read below
+		default:
+		}
+		next := time.Duration(-1)
+		s.mu.Lock()
+		if len(s.watch) > 0 {
+			next = max(0, time.Until(start.Add(time.Duration(done+1)*step)))
+		}
+		if len(s.perio) > 0 {
+			if d := max(0, time.Duration(s.perio[0].deadline-s.tbl.Now())); next < 0 || d < next {
+				next = d
 			}
 		}
+		s.mu.Unlock()
+		if next < 0 {
+			t.Stop() // nothing due: wait for a kick
+			continue
+		}
+		t.Reset(next)
+	}
+}
+
+// evaluatePeriodic evaluates the periodic-only URRs whose deadline has
+// come, in batches, and queues their reports.
+func (s *Server) evaluatePeriodic() {
+	const batch = 2048
+	for more := true; more; {
+		s.mu.Lock()
+		now := s.tbl.Now()
+		for n := 0; n < batch && len(s.perio) > 0 && s.perio[0].deadline <= now; n++ {
+			tr := s.perio[0]
+			u := tr.sess.urr(tr.id)
+			if u == nil || u.MeasurementPeriod <= 0 {
+				heap.Pop(&s.perio)
+				continue
+			}
+			if trig, _ := s.evaluate(tr, now); trig != 0 {
+				tr.due |= trig
+				s.queueReport(tr.sess)
+			}
+			for tr.nextPerio <= now {
+				tr.nextPerio += int64(u.MeasurementPeriod) // the usage was not readable
+			}
+			s.queuePerio(tr)
+		}
+		more = len(s.perio) > 0 && s.perio[0].deadline <= now
+		sends := s.pumpReports()
+		s.mu.Unlock()
+		s.sendReports(sends)
 	}
 }
 

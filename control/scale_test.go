@@ -124,7 +124,7 @@ func TestScale(t *testing.T) {
 	}
 	s.mu.Lock()
 	teids, ues := s.alloc.inUse()
-	watched := len(s.watch)
+	watched := len(s.watch) + len(s.perio)
 	s.mu.Unlock()
 	if teids != 0 || ues != 0 || watched != 0 {
 		t.Fatalf("left behind: %d TEIDs, %d UE addresses, %d watched URRs", teids, ues, watched)

@@ -46,7 +46,9 @@ type Server struct {
 	sessions map[uint64]*session
 	nextSEID uint64
 	alloc    *allocator
-	watch    []*urrTrack // URRs the report loop evaluates
+	watch    []*urrTrack // URRs the report loop evaluates every ReportInterval
+	perio    perioHeap   // periodic-only URRs, by the time their report is due
+	phaseSeq int64       // spreads the periodic URRs' phases over ReportInterval
 	reportQs map[netip.AddrPort]*reportQueue
 	setups   map[netip.AddrPort]bool // UPF-initiated setups in flight
 
@@ -60,6 +62,7 @@ type Server struct {
 	sniff atomic.Pointer[func(from, to netip.AddrPort, b []byte)]
 
 	closing   chan struct{}
+	kick      chan struct{} // wakes the report loop: its next deadline moved earlier
 	closeOnce sync.Once
 	wg        sync.WaitGroup
 }
@@ -80,6 +83,7 @@ func New(o Options) (*Server, error) {
 		setups:   make(map[netip.AddrPort]bool),
 		reportQs: make(map[netip.AddrPort]*reportQueue),
 		closing:  make(chan struct{}),
+		kick:     make(chan struct{}, 1),
 	}
 	now := time.Now()
 	s.wallBase, s.tblBase = now, s.tbl.Now()
