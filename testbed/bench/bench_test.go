@@ -109,8 +109,16 @@ func TestOptions(t *testing.T) {
 	}
 	// 10 to 20 minutes for kernel and Sluice, a third more with the AF_XDP
 	// ceiling.
-	if d := Estimate(Options{}); d < 10*time.Minute || d > 25*time.Minute {
-		t.Errorf("full run estimated at %v, want 10 to 25 minutes", d)
+	if d := Estimate(Options{Topology: TopologyVeth}); d < 10*time.Minute || d > 25*time.Minute {
+		t.Errorf("full run of the veth topology estimated at %v, want 10 to 25 minutes", d)
+	}
+	// 16 cases of the vhost-user seat, two units each, 15 s a run.
+	vh := Estimate(Options{Topology: TopologyVhost})
+	if vh < 8*time.Minute || vh > 16*time.Minute {
+		t.Errorf("full run of the vhost-user topology estimated at %v, want 8 to 16 minutes", vh)
+	}
+	if all := Estimate(Options{}); all != Estimate(Options{Topology: TopologyVeth})+vh {
+		t.Errorf("full run of both topologies estimated at %v, want the sum of each's", all)
 	}
 	for _, bad := range []Options{
 		{Sizes: []int{20}},
@@ -121,6 +129,7 @@ func TestOptions(t *testing.T) {
 		{Directions: []Direction{"sideways"}},
 		{Systems: []System{"dpdk"}},
 		{Repeats: -1},
+		{Topology: "tap"},
 	} {
 		if _, err := bad.withDefaults(); !errors.Is(err, ErrOptions) {
 			t.Errorf("%+v: error %v, want ErrOptions", bad, err)

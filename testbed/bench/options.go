@@ -118,6 +118,10 @@ type Options struct {
 	Sessions   []int
 	Directions []Direction
 	Systems    []System
+	// Topology is what to measure: veth (the namespace topology), vhost
+	// (the vhost-user seat, testbed/vhost) or all (veth, then vhost);
+	// empty: all.
+	Topology string
 
 	// Duration is the length of one measured run, Repeats the number of
 	// runs per point (the point reports their medians), Warmup an
@@ -183,6 +187,13 @@ type Options struct {
 }
 
 func (o Options) withDefaults() (Options, error) {
+	switch o.Topology {
+	case "":
+		o.Topology = TopologyAll
+	case TopologyVeth, TopologyVhost, TopologyAll:
+	default:
+		return o, fmt.Errorf("%w: topology %q: want %s, %s or %s", ErrOptions, o.Topology, TopologyVeth, TopologyVhost, TopologyAll)
+	}
 	if o.Prefix == "" {
 		o.Prefix = fmt.Sprintf("slb%d", os.Getpid())
 	}
@@ -323,6 +334,17 @@ func Estimate(o Options) time.Duration {
 				d += max(o.IdleWindow, 0) + 5*time.Second + time.Duration(n)*100*time.Microsecond
 			}
 		}
+	}
+	if o.Topology == TopologyVhost {
+		d = 0
+	}
+	if o.Topology != TopologyVeth {
+		// Two sides, two units a case, each starting testpmd (or upf and
+		// the sessions) and settling for a few seconds.
+		for _, n := range o.Sessions {
+			d += time.Duration(2*points) * (2*(o.Duration+8*time.Second) + time.Duration(n)*100*time.Microsecond)
+		}
+		d += 2 * max(o.IdleWindow, 0)
 	}
 	return d
 }

@@ -29,6 +29,10 @@ type Results struct {
 	Config   Config    `json:"config"`
 	Cases    []*Case   `json:"cases"`
 	Idle     []Idle    `json:"idle"`
+	// Vhost and VhostIdle are the vhost-user topology's cases and idle
+	// CPU, measured after the veth topology's.
+	Vhost     []*VhostCase `json:"vhost,omitempty"`
+	VhostIdle []VhostIdle  `json:"vhost_idle,omitempty"`
 	// Skipped says which default systems were not measured and why
 	// (afxdp-io without dpdk-testpmd).
 	Skipped []string `json:"skipped,omitempty"`
@@ -247,6 +251,9 @@ func (r *Results) WriteJSON(w io.Writer) error {
 // WriteTable writes r as text tables: rates per case, then CPU use, then
 // idle CPU and the targets.
 func (r *Results) WriteTable(w io.Writer) error {
+	if len(r.Cases) == 0 {
+		return r.writeVhostOnly(w)
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "direction\tsize\tsessions\tkernel offered\tkernel delivered\tafxdp-io offered\tafxdp-io delivered\tsluice offered\tsluice delivered\tratio\tof ceiling\t")
 	for _, c := range r.Cases {
@@ -265,6 +272,9 @@ func (r *Results) WriteTable(w io.Writer) error {
 	}
 
 	if err := r.writeScale(w); err != nil {
+		return err
+	}
+	if err := r.writeVhost(w); err != nil {
 		return err
 	}
 

@@ -53,7 +53,9 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 	for _, n := range o.Sessions {
 		for _, d := range o.Directions {
 			for _, s := range o.Sizes {
-				res.Cases = append(res.Cases, &Case{Direction: d, Size: s, Sessions: n})
+				if o.Topology != TopologyVhost {
+					res.Cases = append(res.Cases, &Case{Direction: d, Size: s, Sessions: n})
+				}
 			}
 		}
 	}
@@ -68,7 +70,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 	if root, err := e2e.ModuleRoot(); err == nil {
 		res.Host.Revision = revision(root)
 	}
-	if r.needsUPF() {
+	if r.needsUPF() || o.Topology != TopologyVeth {
 		r.upf, res.Host.UPF = o.UPF, o.UPF
 		if r.upf == "" {
 			r.logf("building upf")
@@ -78,10 +80,26 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		}
 	}
 
-	r.logf("creating namespaces %s-{ue,gnb,upf,dn}", o.Prefix)
-	r.tp, err = topo.Up(topo.Options{Prefix: o.Prefix, UEPool: UEPool, StaticNeighbors: true, ThreadedNAPI: true})
+	if o.Topology != TopologyVhost {
+		if err := r.veth(ctx); err != nil {
+			return res, err
+		}
+	}
+	if o.Topology != TopologyVeth {
+		if err := r.vhostPhases(ctx); err != nil {
+			r.fail("vhost-user topology: %v", err)
+		}
+	}
+	res.finishVhost()
+	return res, ctx.Err()
+}
+
+// veth measures the namespace topology.
+func (r *runner) veth(ctx context.Context) (err error) {
+	r.logf("creating namespaces %s-{ue,gnb,upf,dn}", r.o.Prefix)
+	r.tp, err = topo.Up(topo.Options{Prefix: r.o.Prefix, UEPool: UEPool, StaticNeighbors: true, ThreadedNAPI: true})
 	if err != nil {
-		return res, fmt.Errorf("bringing up the topology: %w", err)
+		return fmt.Errorf("bringing up the topology: %w", err)
 	}
 	defer func() {
 		if err := r.tp.Down(); err != nil {
@@ -91,18 +109,18 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 	// PFCP and ARP into Sluice come from the kernel (the generator writes
 	// full checksums itself).
 	if err := e2e.SendCompleteChecksums(r.tp); err != nil {
-		return res, err
+		return err
 	}
-	restore, err := pinProcess(o.GenCPU)
+	restore, err := pinProcess(r.o.GenCPU)
 	if err != nil {
-		return res, err
+		return err
 	}
 	defer restore()
 
-	for _, n := range o.Sessions {
-		for _, s := range o.Systems {
+	for _, n := range r.o.Sessions {
+		for _, s := range r.o.Systems {
 			if err := ctx.Err(); err != nil {
-				return res, err
+				return err
 			}
 			var err error
 			switch s {
@@ -118,7 +136,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 			}
 		}
 	}
-	return res, ctx.Err()
+	return nil
 }
 
 // runner is the state of one Run; it is used by one goroutine.

@@ -79,6 +79,9 @@ func CeilingUnit(prefix, dir string, ring int) Config {
 type Throughput struct {
 	Offered, Delivered uint64 // packets into N3, out of N6 (uplink; downlink: into N6, out of N3)
 	Elapsed            time.Duration
+	// IdleCPU is upf's CPU use before the replay, in cores, if
+	// UPFSeatRun.Idle asked for it.
+	IdleCPU float64
 }
 
 // OfferedMpps and DeliveredMpps are the rates in millions of packets per

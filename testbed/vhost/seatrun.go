@@ -29,6 +29,10 @@ type UPFSeatRun struct {
 	// Settle is the pause between the switch attaching and the replay
 	// starting; D the forwarding time.
 	Settle, D time.Duration
+	// Idle, if positive, is how long upf's CPU use is sampled with the
+	// sessions established and both ports attached, before the replay
+	// starts (Throughput.IdleCPU).
+	Idle time.Duration
 }
 
 // PcapPath is where r writes the frames it replays.
@@ -106,7 +110,7 @@ func RunUPFSeat(ctx context.Context, r UPFSeatRun) (Throughput, error) {
 	default:
 		swCfg = SeatSwitch(r.Prefix, r.Dir, pcap)
 	}
-	sw, err := Start(ctx, swCfg)
+	sw, err := startBounded(ctx, withMbufs(swCfg, len(frames)))
 	if err != nil {
 		return Throughput{}, err
 	}
@@ -119,6 +123,14 @@ func RunUPFSeat(ctx context.Context, r UPFSeatRun) (Throughput, error) {
 	if err != nil {
 		return Throughput{}, fmt.Errorf("%w\n%s", err, upf.Log())
 	}
+	var idle float64
+	if r.Idle > 0 {
+		if idle, err = CPUShare(upf.Pid(), r.Idle); err != nil {
+			return Throughput{}, err
+		}
+	}
 	time.Sleep(r.Settle)
-	return RunSeat(ctx, sw, r.D)
+	t, err := RunSeat(ctx, sw, r.D)
+	t.IdleCPU = idle
+	return t, err
 }

@@ -49,7 +49,7 @@ interfaces:
   - device: n6v
     role: n6
     vhost_user: {socket: %s, mac: "%v", peer_mac: "%v", ring_size: %d}
-ue_pools: [10.45.0.0/16]
+ue_pools: [10.44.0.0/14]
 teids: {first: 256, last: 1048575}
 cores: [1]
 worker_nice: 0

@@ -14,12 +14,21 @@
 // prints tables and writes the results as JSON and a plot of delivered
 // rate by packet size (SVG).
 //
-//	benchrun                                  the full run: 15 s x 3 per point, about 13 minutes
-//	benchrun -quick                           3 s x 1 per point, about 2 minutes
+// After the veth topology it measures the vhost-user seat (testbed/vhost):
+// Sluice as the vhost-user front-end against testpmd io forwarding between
+// two virtio-user ports in the same seat, and Sluice as the back-end
+// against testpmd io forwarding between two vhost PMD ports, same cases,
+// with Sluice's rate over the ceiling and over kernel forwarding on veth
+// from the same run, and upf's idle CPU in the seat.
+//
+//	benchrun                                  the full run: 15 s x 3 per point on veth, about 13 minutes, then
+//	                                          15 s x 1 per point in the vhost-user seat, about 12 minutes
+//	benchrun -quick                           3 s x 1 per point, about 2 minutes on veth, 6 in the seat
 //	benchrun -duration 5s -repeats 1          anything in between
 //	benchrun -sizes 64 -sessions 100 -dirs uplink -systems sluice
 //	benchrun -systems kernel,afxdp-io,sluice  all three; fails without dpdk-testpmd
 //	benchrun -from out/bench/results.json     tables and plot of an earlier run
+//	benchrun -quick -topology vhost           only the vhost-user seat
 //
 // It needs root and the 2-CPU layout of the testbed machines: generator,
 // sinks and this process on -gen-cpu, the unit under test on -dut-cpu.
@@ -53,12 +62,13 @@ func main() {
 		systems  = flag.String("systems", "", "comma-separated systems: kernel (reference), afxdp-io (AF_XDP ceiling: dpdk-testpmd io forwarding), sluice;\nempty: all three, afxdp-io only if dpdk-testpmd is installed")
 		quick    = flag.Bool("quick", false, "short runs: -duration 3s -repeats 1 -warmup 500ms -idle 3s unless given")
 		out      = flag.String("out", "out/bench/results.json", "JSON results file; empty: none")
-		plot     = flag.String("plot", "out/bench/rate.svg", "SVG plot of delivered rate by packet size; empty: none")
+		plot     = flag.String("plot", "out/bench/rate.svg", "SVG plot of delivered rate by packet size; empty: none (the vhost-user seat's goes beside it, NAME-vhost.svg)")
 		timeout  = flag.Duration("timeout", 0, "bound on the whole run; 0: twice the estimate plus 5 minutes")
 		quiet    = flag.Bool("q", false, "no progress lines")
 		from     = flag.String("from", "", "do not run: print the tables of this earlier JSON results file and write its plot (-plot)")
 		shape    = flag.String("shape", string(bench.ShapeReal), "session shape: real (what SMFs install: SDF filter, session and application QERs with MBRs, two URRs) or plain (PDRs, FARs, a QER marking the QFI)")
 	)
+	flag.StringVar(&o.Topology, "topology", bench.TopologyAll, "what to measure: veth (namespace topology), vhost (vhost-user seat: Sluice as front-end and back-end\nagainst testpmd io forwarding; needs dpdk-testpmd), or all (veth, then vhost)")
 	flag.DurationVar(&o.Duration, "duration", bench.DefaultDuration, "length of each measured run")
 	flag.IntVar(&o.Repeats, "repeats", bench.DefaultRepeats, "measured runs per point (the point reports their medians)")
 	flag.DurationVar(&o.Warmup, "warmup", bench.DefaultWarmup, "unmeasured run before each point")
@@ -148,6 +158,9 @@ func main() {
 		}
 		if *plot != "" {
 			fmt.Println("plot:", *plot)
+			if len(res.Vhost) > 0 {
+				fmt.Println("vhost-user plot:", vhostPlot(*plot))
+			}
 		}
 	}
 	if err != nil {
@@ -185,8 +198,9 @@ func write(res *bench.Results, out, plot string) error {
 	}{
 		{out, func(w *os.File) error { return res.WriteJSON(w) }},
 		{plot, func(w *os.File) error { return res.WriteSVG(w) }},
+		{vhostPlot(plot), func(w *os.File) error { return res.WriteVhostSVG(w) }},
 	} {
-		if f.path == "" {
+		if f.path == "" || (f.path == vhostPlot(plot) && len(res.Vhost) == 0) {
 			continue
 		}
 		if err := os.MkdirAll(filepath.Dir(f.path), 0o755); err != nil {
@@ -205,6 +219,14 @@ func write(res *bench.Results, out, plot string) error {
 		}
 	}
 	return nil
+}
+
+// vhostPlot is where the vhost-user seat's plot goes beside plot.
+func vhostPlot(plot string) string {
+	if plot == "" {
+		return ""
+	}
+	return strings.TrimSuffix(plot, ".svg") + "-vhost.svg"
 }
 
 func ints(s string) ([]int, error) {
