@@ -195,7 +195,7 @@ func TestUPFBackend(t *testing.T) {
 	// Idle with the front-ends attached: the worker sleeps on the kick
 	// eventfds.
 	time.Sleep(200 * time.Millisecond)
-	if cpu, err := cpuShare(upf.Pid(), 500*time.Millisecond); err != nil {
+	if cpu, err := CPUShare(upf.Pid(), 500*time.Millisecond); err != nil {
 		t.Error(err)
 	} else if t.Logf("idle upf with two back-end ports attached: %.1f %% of a CPU", 100*cpu); cpu > 0.05 {
 		t.Errorf("an idle upf used %.1f %% of a CPU, want under 5 %%", 100*cpu)

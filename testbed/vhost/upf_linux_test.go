@@ -260,7 +260,7 @@ func TestUPFOverVhostUser(t *testing.T) {
 	phase("uplink checked")
 	// Idle, with the switch attached, the worker sleeps on the ports'
 	// eventfds rather than spinning.
-	if cpu, err := cpuShare(upf.Pid(), time.Second); err != nil {
+	if cpu, err := CPUShare(upf.Pid(), time.Second); err != nil {
 		t.Error(err)
 	} else if t.Logf("idle upf used %.1f%% of a core", 100*cpu); cpu > 0.10 {
 		t.Errorf("idle upf used %.0f%% of a core, want it asleep (under 10%%)", 100*cpu)
@@ -373,7 +373,7 @@ func TestUPFOverVhostUser(t *testing.T) {
 	}
 	phase("upf saw the switch die")
 	// With the switch away the worker sleeps too.
-	if cpu, err := cpuShare(upf.Pid(), 500*time.Millisecond); err != nil {
+	if cpu, err := CPUShare(upf.Pid(), 500*time.Millisecond); err != nil {
 		t.Error(err)
 	} else if cpu > 0.10 {
 		t.Errorf("upf used %.0f%% of a core while its switch was away, want it asleep (under 10%%)", 100*cpu)
@@ -405,36 +405,4 @@ func TestUPFOverVhostUser(t *testing.T) {
 	if m[`sluice_drops_total{reason="gate_closed"}`] < 1000 {
 		t.Errorf("closed gate dropped %v packets of a replay of millions", m[`sluice_drops_total{reason="gate_closed"}`])
 	}
-}
-
-// cpuShare returns the share of one CPU process pid used over d.
-func cpuShare(pid int, d time.Duration) (float64, error) {
-	ticks := func() (uint64, error) {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			return 0, err
-		}
-		// Fields after the command name (which may hold spaces).
-		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-		if len(f) < 13 {
-			return 0, fmt.Errorf("short /proc/%d/stat", pid)
-		}
-		ut, err1 := strconv.ParseUint(f[11], 10, 64)
-		st, err2 := strconv.ParseUint(f[12], 10, 64)
-		if err1 != nil || err2 != nil {
-			return 0, fmt.Errorf("bad /proc/%d/stat", pid)
-		}
-		return ut + st, nil
-	}
-	a, err := ticks()
-	if err != nil {
-		return 0, err
-	}
-	start := time.Now()
-	time.Sleep(d)
-	b, err := ticks()
-	if err != nil {
-		return 0, err
-	}
-	return float64(b-a) / 100 / time.Since(start).Seconds(), nil // USER_HZ is 100 on Linux
 }
