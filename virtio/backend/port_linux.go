@@ -304,29 +304,11 @@ func (p *Port) pause() {
 // connect accepts a front-end (server) or dials one (client) until it
 // succeeds or the port closes.
 func (p *Port) connect() (*net.UnixConn, error) {
-	for {
-		var uc *net.UnixConn
-		var err error
-		if p.ln != nil {
-			uc, err = p.ln.AcceptUnix()
-		} else {
-			var d net.Dialer
-			var nc net.Conn
-			if nc, err = d.DialContext(p.ctx, "unix", p.cfg.Socket); err == nil {
-				uc = nc.(*net.UnixConn)
-			}
-		}
-		if p.ctx.Err() != nil {
-			if uc != nil {
-				uc.Close()
-			}
-			return nil, ErrClosed
-		}
-		if err == nil {
-			return uc, nil
-		}
-		p.pause()
+	uc, err := vhostuser.Connect(p.ctx, p.ln, p.cfg.Socket, p.cfg.Reconnect)
+	if err != nil {
+		return nil, ErrClosed
 	}
+	return uc, nil
 }
 
 // Close stops the control goroutine and closes the connection and the

@@ -387,38 +387,19 @@ func (p *Port) pause() {
 // connect dials the switch (client) or accepts it (server) until it
 // succeeds or the port closes.
 func (p *Port) connect() (*vhostuser.Conn, error) {
-	for {
-		var uc *net.UnixConn
-		var err error
-		if p.ln != nil {
-			uc, err = p.ln.AcceptUnix()
-		} else {
-			var d net.Dialer
-			var nc net.Conn
-			nc, err = d.DialContext(p.ctx, "unix", p.cfg.Socket)
-			if err == nil {
-				uc = nc.(*net.UnixConn)
-			}
-		}
-		if p.ctx.Err() != nil {
-			if uc != nil {
-				uc.Close()
-			}
-			return nil, ErrClosed
-		}
-		if err == nil {
-			c := vhostuser.NewConn(uc, p.cfg.Timeout)
-			p.mu.Lock()
-			p.conn = c
-			p.mu.Unlock()
-			if p.ctx.Err() != nil { // Close ran before conn was set
-				c.Close()
-				return nil, ErrClosed
-			}
-			return c, nil
-		}
-		p.pause()
+	uc, err := vhostuser.Connect(p.ctx, p.ln, p.cfg.Socket, p.cfg.Reconnect)
+	if err != nil {
+		return nil, ErrClosed
 	}
+	c := vhostuser.NewConn(uc, p.cfg.Timeout)
+	p.mu.Lock()
+	p.conn = c
+	p.mu.Unlock()
+	if p.ctx.Err() != nil { // Close ran before conn was set
+		c.Close()
+		return nil, ErrClosed
+	}
+	return c, nil
 }
 
 // queuesDown waits until every worker has reclaimed its rings from the

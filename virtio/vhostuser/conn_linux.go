@@ -1,6 +1,7 @@
 package vhostuser
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -170,4 +171,36 @@ func (c *Conn) set(req Request, payload []byte, fds ...int) error {
 		return fmt.Errorf("%w: %v (status %d)", ErrRefused, req, v)
 	}
 	return nil
+}
+
+// Connect accepts a peer on ln (server mode) or, with ln nil, dials
+// socket (client mode), trying again every retry until it succeeds. Once
+// ctx is done it returns ctx's error and leaves no connection open.
+func Connect(ctx context.Context, ln *net.UnixListener, socket string, retry time.Duration) (*net.UnixConn, error) {
+	for {
+		var uc *net.UnixConn
+		var err error
+		if ln != nil {
+			uc, err = ln.AcceptUnix()
+		} else {
+			var d net.Dialer
+			var nc net.Conn
+			if nc, err = d.DialContext(ctx, "unix", socket); err == nil {
+				uc = nc.(*net.UnixConn)
+			}
+		}
+		if ctx.Err() != nil {
+			if uc != nil {
+				uc.Close()
+			}
+			return nil, ctx.Err()
+		}
+		if err == nil {
+			return uc, nil
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(retry):
+		}
+	}
 }
