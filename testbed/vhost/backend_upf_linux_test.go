@@ -51,40 +51,10 @@ func TestUPFBackend(t *testing.T) {
 	defer cancel()
 	dir := t.TempDir()
 	bin := upfBinary(t)
-	n4, err := FreeLoopbackPort("udp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	metrics, err := FreeLoopbackPort("tcp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(dir, "upf.yaml")
 	admin := filepath.Join(dir, "admin.sock")
-	if err := os.WriteFile(cfg, append(SeatBackendUPFConfig(dir, n4, metrics, 1, 0), "\nadmin: "+admin+"\n"...), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	upf, err := StartUPF(bin, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := smf.New(smf.Options{Local: netip.MustParseAddrPort("127.0.0.1:0"), UPF: n4})
-	if err != nil {
-		upf.Stop()
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := upf.Stop(); err != nil {
-			t.Error(err)
-		}
-		c.Close()
-		if t.Failed() {
-			t.Logf("upf log:\n%s", tail(upf.Log(), 40))
-		}
-	}()
-	if err := upf.Associate(ctx, c, 15*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	upf, c, metrics := startSeatUPF(ctx, t, bin, dir, func(n4, metrics netip.AddrPort) []byte {
+		return append(SeatBackendUPFConfig(dir, n4, metrics, 1, 0), "\nadmin: "+admin+"\n"...)
+	})
 	const gnbTEID, qfi = 0x99, 5
 	s, _, err := c.Establish(ctx, smf.SessionParams{GNB: SeatGNBAddr, GNBTEID: gnbTEID, QFI: qfi})
 	if err != nil {

@@ -55,39 +55,9 @@ func TestUPFSeat(t *testing.T) {
 	defer cancel()
 	dir := t.TempDir()
 	bin := upfBinary(t)
-	n4, err := FreeLoopbackPort("udp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	metrics, err := FreeLoopbackPort("tcp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(dir, "upf.yaml")
-	if err := os.WriteFile(cfg, SeatUPFConfig(dir, n4, metrics, 1, 0), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	upf, err := StartUPF(bin, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := smf.New(smf.Options{Local: netip.MustParseAddrPort("127.0.0.1:0"), UPF: n4})
-	if err != nil {
-		upf.Stop()
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := upf.Stop(); err != nil {
-			t.Error(err)
-		}
-		c.Close()
-		if t.Failed() {
-			t.Logf("upf log:\n%s", tail(upf.Log(), 40))
-		}
-	}()
-	if err := upf.Associate(ctx, c, 15*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	upf, c, metrics := startSeatUPF(ctx, t, bin, dir, func(n4, metrics netip.AddrPort) []byte {
+		return SeatUPFConfig(dir, n4, metrics, 1, 0)
+	})
 	s, _, err := c.Establish(ctx, smf.SessionParams{GNB: SeatGNBAddr, GNBTEID: 0x99, QFI: 5})
 	if err != nil {
 		t.Fatal(err)
@@ -164,4 +134,45 @@ func TestUPFSeat(t *testing.T) {
 			t.Fatalf("packet %d out of N6: %s, want %s", i, l, want)
 		}
 	}
+}
+
+// startSeatUPF starts upf from bin with the configuration that config
+// renders for a free N4 and metrics port, and associates an SMF with it.
+// Both are stopped when the test ends, with upf's log if it failed.
+func startSeatUPF(ctx context.Context, t *testing.T, bin, dir string, config func(n4, metrics netip.AddrPort) []byte) (*UPF, *smf.Client, netip.AddrPort) {
+	t.Helper()
+	n4, err := FreeLoopbackPort("udp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, err := FreeLoopbackPort("tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "upf.yaml")
+	if err := os.WriteFile(cfg, config(n4, metrics), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	upf, err := StartUPF(bin, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := smf.New(smf.Options{Local: netip.MustParseAddrPort("127.0.0.1:0"), UPF: n4})
+	if err != nil {
+		upf.Stop()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := upf.Stop(); err != nil {
+			t.Error(err)
+		}
+		c.Close()
+		if t.Failed() {
+			t.Logf("upf log:\n%s", tail(upf.Log(), 40))
+		}
+	})
+	if err := upf.Associate(ctx, c, 15*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return upf, c, metrics
 }
