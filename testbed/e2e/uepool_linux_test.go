@@ -32,8 +32,17 @@ func TestUEAddressOutsidePool(t *testing.T) {
 	if !errors.As(err, &ce) || ce.Cause != ie.CauseRuleCreationModificationFailure {
 		t.Fatalf("session with UE %v outside the pool: %v, want Cause 73", out, err)
 	}
-	if log := b.UPFLog(); !strings.Contains(log, "outside every UE pool") || !strings.Contains(log, out.String()) {
-		t.Errorf("upf log does not name the refused UE address %v:\n%s", out, log)
+	// upf's output reaches the bed through a pipe, so the line may arrive
+	// after the answer.
+	named := func(log string) bool {
+		return strings.Contains(log, "outside every UE pool") && strings.Contains(log, out.String())
+	}
+	log := b.UPFLog()
+	for end := time.Now().Add(5 * time.Second); !named(log) && time.Now().Before(end); log = b.UPFLog() {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !named(log) {
+		t.Errorf("upf log does not name the refused UE address %v within 5 s:\n%s", out, log)
 	}
 	m, err := b.Metrics()
 	if err != nil {
