@@ -27,6 +27,10 @@ type pending struct {
 // each rule. Staging lets the table's memory loads for different packets
 // overlap. Every frame ends queued for transmission or in the drop list.
 func (w *Worker) burst(in int, frames []Frame) {
+	if w.ports[in].Role == RoleProxy {
+		w.proxyBurst(in, frames)
+		return
+	}
 	b := &w.batch
 	b.Reset()
 	tunnel := w.ports[in].Role.tunnel()
@@ -245,7 +249,7 @@ func (w *Worker) apply(f *Frame, fl *flowtable.Flow, v *flowtable.Verdict, ipOff
 	}
 	r := v.Rule()
 	if r != nil {
-		if !w.applyActions(f, r, ipOff, ipLen) {
+		if !w.applyActions(f, r, ipOff, ipLen) || w.steer(f, r, fl, v, ipOff, ipLen) {
 			return
 		}
 		if t := r.Tunnel(); t != nil && t.IPv6 {

@@ -23,6 +23,9 @@ const (
 	RoleN6
 	// RoleN9 faces another UPF: GTP-U in and out.
 	RoleN9
+	// RoleProxy is a user-space TCP proxy: steered packets are
+	// transmitted to it, its output is received from it (proxy.go).
+	RoleProxy
 )
 
 func (r Role) String() string {
@@ -33,12 +36,14 @@ func (r Role) String() string {
 		return "n6"
 	case RoleN9:
 		return "n9"
+	case RoleProxy:
+		return "proxy"
 	}
 	return fmt.Sprintf("role(%d)", uint8(r))
 }
 
 // tunnel reports whether the port carries GTP-U.
-func (r Role) tunnel() bool { return r != RoleN6 }
+func (r Role) tunnel() bool { return r == RoleN3 || r == RoleN9 }
 
 // PortConfig is one port queue a worker serves.
 type PortConfig struct {
@@ -76,6 +81,10 @@ type WorkerConfig struct {
 	// IdlePolls is the number of empty polls before the worker sleeps on
 	// its ports; 0 means the default (64).
 	IdlePolls int
+	// ProxyPolicies are the forwarding policies whose rules' TCP flows
+	// the worker steers into its RoleProxy port, if it has one; a steered
+	// packet is marked with its policy's index here (proxy.go).
+	ProxyPolicies []string
 }
 
 // A burst is matched as one flowtable.Batch.
@@ -109,6 +118,14 @@ type Worker struct {
 	now   int64
 	// nhAddr is scratch for the next hop of an encapsulated packet.
 	nhAddr flowtable.Addr
+	// proxy is the index of the RoleProxy port, or -1; proxyPolicies
+	// are the policies it serves; fromProxy is set while a burst from it
+	// runs (proxy.go).
+	proxy         int
+	proxyPort     ProxyPort
+	proxyPolicies []string
+	fromProxy     bool
+	marks         [BurstSize]Mark
 
 	stop atomic.Bool
 	// wake is an eventfd an idle worker's sleep also waits on: Stop and
@@ -192,6 +209,9 @@ func NewWorker(c WorkerConfig) (*Worker, error) {
 		} else if p.Role.tunnel() {
 			return nil, fmt.Errorf("%w: tunnel port %s needs an IPv4 address", ErrConfig, p.Port.Name())
 		}
+	}
+	if err := w.initProxy(&c); err != nil {
+		return nil, err
 	}
 	w.ctr = c.Table.NewWorker()
 	if err := w.openWake(); err != nil {
@@ -320,7 +340,12 @@ func (w *Worker) flush() {
 			octets += uint64(p.out[j].Len)
 		}
 		p.Stats.TxBytes.Add(octets)
-		sent := p.Port.Transmit(p.Queue, p.out[:p.nout])
+		var sent int
+		if i == w.proxy {
+			sent = w.flushProxy(p)
+		} else {
+			sent = p.Port.Transmit(p.Queue, p.out[:p.nout])
+		}
 		p.Stats.TxPackets.Add(uint64(sent))
 		if lost := p.nout - sent; lost > 0 {
 			w.ctr.Drops[DropTxFull].Add(uint64(lost))
