@@ -18,25 +18,69 @@ const BurstSize = 64
 // this much.
 const Headroom = 256
 
+// HeadCap is the most octets the pipeline puts in a frame's Head: new
+// outer headers (Ethernet, IPv4, UDP, GTP-U with a PDU Session Container)
+// and the front of the IP header it rewrites (TTL and checksum), or a
+// whole GTP-U echo response or error indication.
+const HeadCap = 128
+
 // Frame is one packet in memory a port owns (UMEM, guest memory or a pool):
-// Buf is the whole buffer, the packet is Buf[Off:Off+Len]. A frame is owned
-// by exactly one stage at a time; whoever holds it must pass it to a port's
-// Transmit or give it back with Owner.Free. Frames are values, moved in
-// arrays, so handling them never allocates.
+// Buf is the whole buffer, and the packet is Head followed by
+// Buf[Off:Off+Len]. A frame is owned by exactly one stage at a time;
+// whoever holds it must pass it to a port's Transmit or give it back with
+// Owner.Free. Frames are values, moved in arrays, so handling them never
+// allocates.
+//
+// A port that hands over packets where they lie in a peer's memory (a
+// vhost-user front-end's transmit buffers) sets ReadOnly: the pipeline
+// then writes nothing into Buf, but builds the octets it changes (new
+// outer headers, the rewritten front of the IP header, a reply) in Head
+// and points Off past the octets they replace. Head is memory of the
+// worker that built it, valid until the frame is transmitted or freed;
+// it is empty on every frame a port receives. Transmit copies Head and
+// then Data() (CopyTo); a port that transmits frames of its own in place
+// only ever sees ReadOnly frames of other owners.
 type Frame struct {
-	Buf    []byte
-	Off    int
-	Len    int
-	Handle uint64     // the owner's own reference (UMEM address, descriptor index)
-	Queue  uint16     // the owner's queue the frame came from
-	Owner  FrameOwner // the port whose memory this is
+	Buf      []byte
+	Head     []byte // octets in front of Buf[Off:] (see above); empty on receive
+	Off      int
+	Len      int
+	Handle   uint64     // the owner's own reference (UMEM address, descriptor index)
+	Queue    uint16     // the owner's queue the frame came from
+	ReadOnly bool       // Buf is a peer's memory, not to be written
+	Owner    FrameOwner // the port whose memory this is
 }
 
-// Data returns the packet octets.
+// Data returns the octets in Buf: the whole packet when Head is empty.
 func (f *Frame) Data() []byte { return f.Buf[f.Off : f.Off+f.Len] }
 
+// Size returns the packet's length: Head and the octets in Buf.
+func (f *Frame) Size() int { return len(f.Head) + f.Len }
+
+// CopyTo copies the packet (Head, then the octets in Buf) into b and
+// returns how many octets it copied: all of them unless b is shorter.
+func (f *Frame) CopyTo(b []byte) int {
+	n := copy(b, f.Head)
+	return n + copy(b[n:], f.Buf[f.Off:f.Off+f.Len])
+}
+
+// CopyFrom copies into b the packet's octets from pos on (pos counts from
+// the start of Head) and returns how many it copied: as many as fit in b.
+// Ports that scatter a packet over several buffers use it.
+func (f *Frame) CopyFrom(b []byte, pos int) int {
+	n := 0
+	if pos < len(f.Head) {
+		n = copy(b, f.Head[pos:])
+		if n == len(b) {
+			return n
+		}
+	}
+	return n + copy(b[n:], f.Buf[f.Off+pos+n-len(f.Head):f.Off+f.Len])
+}
+
 // Prepend grows the packet by n octets at the front and reports whether the
-// headroom allowed it.
+// headroom allowed it. It is for frames Sluice may write (not ReadOnly)
+// and without a Head.
 func (f *Frame) Prepend(n int) bool {
 	if n > f.Off {
 		return false
@@ -46,7 +90,8 @@ func (f *Frame) Prepend(n int) bool {
 	return true
 }
 
-// Pull removes n octets from the front of the packet.
+// Pull removes n octets from the front of the packet, which must have no
+// Head.
 func (f *Frame) Pull(n int) {
 	f.Off += n
 	f.Len -= n

@@ -29,6 +29,10 @@ type memQueue struct {
 	txCount  flowtable.Counter
 	txFreed  int
 	Overruns int // injected packets lost for want of a frame
+	// readOnly: frames are handed out ReadOnly, each buffer followed by
+	// a copy of it to check against when it comes back.
+	readOnly  bool
+	scribbled flowtable.Counter
 }
 
 // NewMemPort returns a port with the given queues, each with a pool of
@@ -47,6 +51,24 @@ func NewMemPort(name string, queues, frames int, capture bool) *MemPort {
 }
 
 var _ Port = (*MemPort)(nil)
+
+// SetReadOnly makes Receive on queue q hand out frames marked ReadOnly,
+// as a port that lends a peer's memory does, and check, when each comes
+// back, that nothing wrote into its buffer (Scribbled counts those that
+// changed). Call it before the queue carries traffic.
+func (p *MemPort) SetReadOnly(q int) {
+	mq := &p.queues[q]
+	mq.mu.Lock()
+	defer mq.mu.Unlock()
+	mq.readOnly = true
+	for j := range mq.free {
+		mq.free[j] = make([]byte, FrameSize, 2*FrameSize)
+	}
+}
+
+// Scribbled returns how many read-only frames of queue q came back
+// changed.
+func (p *MemPort) Scribbled(q int) uint64 { return p.queues[q].scribbled.Load() }
 
 // Name implements Port.
 func (p *MemPort) Name() string { return p.name }
@@ -85,7 +107,24 @@ func (mq *memQueue) take(p *MemPort, q int, pkt []byte) (Frame, bool) {
 	buf := mq.free[len(mq.free)-1]
 	mq.free = mq.free[:len(mq.free)-1]
 	copy(buf[Headroom:], pkt)
+	if mq.readOnly {
+		n := Headroom + len(pkt)
+		copy(buf[FrameSize:2*FrameSize], buf[:n])
+		return Frame{Buf: buf, Off: Headroom, Len: len(pkt), Handle: uint64(n), Queue: uint16(q), ReadOnly: true, Owner: p}, true
+	}
 	return Frame{Buf: buf, Off: Headroom, Len: len(pkt), Queue: uint16(q), Owner: p}, true
+}
+
+// back returns a frame's buffer to the pool, checking a read-only one.
+func (mq *memQueue) back(f *Frame) {
+	if mq.readOnly {
+		b := f.Buf[:2*FrameSize]
+		n := int(f.Handle)
+		if string(b[:n]) != string(b[FrameSize:FrameSize+n]) {
+			mq.scribbled.Add(1)
+		}
+	}
+	mq.free = append(mq.free, f.Buf)
 }
 
 // Receive implements Port.
@@ -121,11 +160,13 @@ func (p *MemPort) Transmit(q int, frames []Frame) int {
 	for i := range frames {
 		f := &frames[i]
 		if mq.capture {
-			mq.sent = append(mq.sent, append([]byte(nil), f.Data()...))
+			b := make([]byte, f.Size())
+			f.CopyTo(b)
+			mq.sent = append(mq.sent, b)
 		}
 		mq.txCount.Add(1)
 		if f.Owner == Port(p) {
-			mq.free = append(mq.free, f.Buf)
+			mq.back(f)
 		}
 	}
 	mq.mu.Unlock()
@@ -142,7 +183,7 @@ func (p *MemPort) Free(frames []Frame) {
 	for i := range frames {
 		mq := &p.queues[frames[i].Queue]
 		mq.mu.Lock()
-		mq.free = append(mq.free, frames[i].Buf)
+		mq.back(&frames[i])
 		mq.txFreed++
 		mq.mu.Unlock()
 	}

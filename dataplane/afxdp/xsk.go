@@ -264,6 +264,7 @@ func (x *xsk) transmit(frames []dataplane.Frame) int {
 	for i := range frames {
 		f := &frames[i]
 		var addr uint64
+		n := f.Len
 		if x.local(f) {
 			if sent == room {
 				x.push(f.Handle)
@@ -280,22 +281,23 @@ func (x *xsk) transmit(frames []dataplane.Frame) int {
 			}
 			addr = f.Handle + uint64(f.Off)
 		} else {
-			if sent == room || x.fs.n == 0 || f.Len <= 0 || f.Len > int(fs)-dataplane.Headroom {
+			n = f.Size() // a frame of another owner may have a Head
+			if sent == room || x.fs.n == 0 || n <= 0 || n > int(fs)-dataplane.Headroom {
 				f.Owner.Free(frames[i : i+1])
 				continue
 			}
 			x.fs.n--
 			addr = x.fs.a[x.fs.n] + dataplane.Headroom
-			copy(x.umem[addr:addr+uint64(f.Len)], f.Data())
+			f.CopyTo(x.umem[addr : addr+uint64(n)])
 			f.Owner.Free(frames[i : i+1])
 			copied++
 		}
 		d := x.tx.prodEntry(sent)
 		d.addr = addr
-		d.len = uint32(f.Len)
+		d.len = uint32(n)
 		d.options = 0
 		sent++
-		bytes += uint64(f.Len)
+		bytes += uint64(n)
 	}
 	if dropped := uint32(len(frames)) - sent; dropped > 0 {
 		x.c.txDropped.Add(uint64(dropped))

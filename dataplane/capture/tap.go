@@ -162,7 +162,10 @@ type ring struct {
 	// matched counts frames the filter selected, missed those of them the
 	// ring had no room for; the worker writes both.
 	matched, missed atomic.Uint64
-	_               [64]byte
+	// flat holds a frame whose packet is in two pieces (Frame.Head)
+	// while the filter looks at it; worker-owned.
+	flat []byte
+	_    [64]byte
 }
 
 type slot struct {
@@ -190,6 +193,7 @@ func (t *Tap) Start(o Options) (*Capture, error) {
 	for i := range c.rings {
 		r := &c.rings[i]
 		r.slots, r.data, r.mask = make([]slot, size), make([]byte, size*o.Snaplen), uint64(size-1)
+		r.flat = make([]byte, o.Snaplen)
 	}
 	if !t.cur.CompareAndSwap(nil, c) {
 		return nil, ErrBusy
@@ -209,6 +213,11 @@ func (c *Capture) record(q int, frames []dataplane.Frame, d Dir) {
 	var matched, missed uint64
 	for i := range frames {
 		pkt := frames[i].Data()
+		size := len(pkt)
+		if f := &frames[i]; len(f.Head) > 0 {
+			size = f.Size()
+			pkt = r.flat[:f.CopyTo(r.flat)]
+		}
 		if !c.filter.Match(pkt, c.tap.tunnel) {
 			continue
 		}
@@ -220,7 +229,7 @@ func (c *Capture) record(q int, frames []dataplane.Frame, d Dir) {
 		idx := head & r.mask
 		off := int(idx) * c.snaplen
 		k := copy(r.data[off:off+c.snaplen], pkt)
-		r.slots[idx] = slot{ts: now, origLen: int32(len(pkt)), n: int32(k), dir: d}
+		r.slots[idx] = slot{ts: now, origLen: int32(size), n: int32(k), dir: d}
 		head++
 	}
 	if matched > 0 {
