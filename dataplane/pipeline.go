@@ -33,6 +33,7 @@ func (w *Worker) burst(in int, frames []Frame) {
 	}
 	b := &w.batch
 	b.Reset()
+	w.nhead = 0
 	tunnel := w.ports[in].Role.tunnel()
 	for j := range frames {
 		w.classify(in, tunnel, int32(j), &frames[j])
@@ -273,14 +274,37 @@ func (w *Worker) apply(f *Frame, fl *flowtable.Flow, v *flowtable.Verdict, ipOff
 	}
 	out := &w.ports[oi]
 
-	start := f.Off + ipOff // the packet's bounds in f.Buf
+	start := f.Off + ipOff // the packet's bounds in buf
 	end := start + ipLen
-	ip := f.Buf[start:end]
+	buf := f.Buf
+	ip := buf[start:end]
 	v6 := ip[0]>>4 == 6
 	// The UPF routes the inner packet where it leaves or enters a tunnel;
 	// a tunnel-to-tunnel hop (N9) leaves it alone.
 	removeOuter := v.RemoveOuter()
-	if tunneled && removeOuter && !encap || !tunneled && encap {
+	route := tunneled && removeOuter && !encap || !tunneled && encap
+	tail := -1 // a read-only frame's first octet in f.Buf after the head
+	if f.ReadOnly {
+		// Nothing is written into the peer's memory: the new headers are
+		// built backwards from the end of a head, in front of a copy of
+		// the octets of the IP header that routing rewrites (up to the
+		// IPv4 checksum or the IPv6 hop limit). The rest goes out from
+		// where it lies.
+		hk := 0
+		if route {
+			hk = 12
+			if v6 {
+				hk = 8
+			}
+		}
+		h := &w.heads[w.nhead]
+		w.nhead++
+		copy(h[HeadCap-hk:], ip[:hk])
+		tail = start + hk
+		buf, start, end = h[:], HeadCap-hk, HeadCap
+		ip = buf[start:end]
+	}
+	if route {
 		if v6 {
 			if ip[7] <= 1 {
 				w.drop(f, DropTTL)
@@ -319,7 +343,7 @@ func (w *Worker) apply(f *Frame, fl *flowtable.Flow, v *flowtable.Verdict, ipOff
 			return
 		}
 		start -= ipv4Len + udpLen + gl
-		b := f.Buf[start:end]
+		b := buf[start:end]
 		peer := v.Peer4Word()
 		putOuter4(b, out.ip4, peer, fl.ToS, sourcePort(fl), v.Port(), gl+ipLen)
 		g := b[ipv4Len+udpLen:]
@@ -337,7 +361,7 @@ func (w *Worker) apply(f *Frame, fl *flowtable.Flow, v *flowtable.Verdict, ipOff
 		}
 		if tunneled && !removeOuter {
 			// The outer packet goes on as it is, to its own destination.
-			w.nhAddr = outerDst(ip)
+			w.nhAddr = outerDst(f.Buf[f.Off+ipOff : f.Off+ipOff+ipLen])
 			nh = &w.nhAddr
 		} else {
 			nh = &fl.Dst
@@ -357,11 +381,16 @@ func (w *Worker) apply(f *Frame, fl *flowtable.Flow, v *flowtable.Verdict, ipOff
 		return
 	}
 	start -= ethLen
-	putEthWords(f.Buf[start:end], mac, out.mac, et)
+	putEthWords(buf[start:end], mac, out.mac, et)
 	w.ctr.CountURRs(v, uint64(ipLen), w.now)
 	o := &out.out[out.nout]
 	*o = *f
-	o.Off, o.Len = start, end-start
+	if tail < 0 {
+		o.Off, o.Len = start, end-start
+	} else {
+		o.Head = buf[start:]
+		o.Off, o.Len = tail, f.Off+ipOff+ipLen-tail
+	}
 	out.nout++
 }
 
@@ -452,13 +481,14 @@ func sourcePort(fl *flowtable.Flow) uint16 {
 // echoReply turns a GTP-U echo request into the response in place and
 // queues it back on the port it came from.
 func (w *Worker) echoReply(in int, f *Frame, et uint16, l4 int, seq uint16) {
-	if !w.canReply(f, et, l4, gtpu.EchoResponseLen) {
+	b := w.canReply(f, et, l4, gtpu.EchoResponseLen)
+	if b == nil {
 		return
 	}
-	udp := f.Data()[ethLen+ipv4Len:]
+	udp := b[ethLen+ipv4Len:]
 	sport := binary.BigEndian.Uint16(udp[0:2])
 	gtpu.PutEchoResponse(udp[udpLen:], seq, 0)
-	w.reply(in, f, gtpu.EchoResponseLen, sport)
+	w.reply(in, f, b, gtpu.EchoResponseLen, sport)
 }
 
 // errorIndication answers a G-PDU for an unknown TEID with an Error
@@ -471,40 +501,55 @@ func (w *Worker) errorIndication(in int, f *Frame, et uint16, l4 int, teid uint3
 	}
 	p := &w.ports[in]
 	n := gtpu.ErrorIndicationLen(p.Addr4, true)
-	if !w.canReply(f, et, l4, n) {
+	b := w.canReply(f, et, l4, n)
+	if b == nil {
 		return false
 	}
 	w.eiNext = w.now + w.eiInterval
-	udp := f.Data()[ethLen+ipv4Len:]
+	udp := b[ethLen+ipv4Len:]
 	sport := binary.BigEndian.Uint16(udp[0:2])
 	gtpu.PutErrorIndicationPort(udp[udpLen:], teid, p.Addr4, 0, sport)
-	w.reply(in, f, n, gtpu.Port)
+	w.reply(in, f, b, n, gtpu.Port)
 	w.ErrorIndications.Add(1)
 	return true
 }
 
-// canReply checks that a reply of n GTP-U octets can be built in place;
-// when it cannot, it drops the frame.
-func (w *Worker) canReply(f *Frame, et uint16, l4, n int) bool {
+// canReply checks that a reply of n GTP-U octets can be built and returns
+// the packet to build it in, whose first octets are the frame's Ethernet,
+// IPv4 and UDP headers: the frame itself, or for a read-only frame a head
+// that replaces the whole packet. When it cannot, it drops the frame and
+// returns nil.
+func (w *Worker) canReply(f *Frame, et uint16, l4, n int) []byte {
 	if et != etherIPv4 || l4 != ipv4Len {
 		w.drop(f, DropUnsupported) // IPv6 or IPv4 options: not answered here
-		return false
+		return nil
 	}
-	if f.Off+ethLen+ipv4Len+udpLen+n > len(f.Buf) {
+	size := ethLen + ipv4Len + udpLen + n
+	if f.ReadOnly {
+		if size > HeadCap {
+			w.drop(f, DropNoHeadroom)
+			return nil
+		}
+		h := w.heads[w.nhead][:size]
+		w.nhead++
+		copy(h, f.Data()[:ethLen+ipv4Len+udpLen])
+		f.Head, f.Len = h, 0
+		return h
+	}
+	if f.Off+size > len(f.Buf) {
 		w.drop(f, DropNoHeadroom)
-		return false
+		return nil
 	}
 	// The reply may be longer than the message it answers (an echo
 	// response carries a Recovery IE the request lacks): make room first.
-	f.Len = ethLen + ipv4Len + udpLen + n
-	return true
+	f.Len = size
+	return f.Data()
 }
 
-// reply turns the frame around: the GTP-U message of n octets is in place
-// after the UDP header; addresses are swapped and the reply goes back out
-// of the port it came in on, to UDP port dport.
-func (w *Worker) reply(in int, f *Frame, n int, dport uint16) {
-	b := f.Data() // canReply sized it
+// reply turns the frame around: the GTP-U message of n octets is in b
+// (canReply's) after the UDP header; addresses are swapped and the reply
+// goes back out of the port it came in on, to UDP port dport.
+func (w *Worker) reply(in int, f *Frame, b []byte, n int, dport uint16) {
 	p := &w.ports[in]
 	ip := b[ethLen:]
 	src, dst := [4]byte(ip[16:20]), [4]byte(ip[12:16]) // reply from the address the message was sent to

@@ -113,6 +113,10 @@ type Worker struct {
 	ndrop int
 	batch flowtable.Batch
 	pend  [BurstSize]pending // by lookup index in batch
+	// heads hold what the pipeline builds for read-only frames (see
+	// Frame.Head), one per frame of a burst, until the burst is flushed.
+	heads [BurstSize][HeadCap]byte
+	nhead int
 	gtp   gtpu.Parsed
 	psc   gtpu.PSC
 	now   int64
