@@ -1,6 +1,10 @@
 package backend
 
 import (
+	"encoding/binary"
+
+	"github.com/sluice-net/sluice/dataplane"
+	"github.com/sluice-net/sluice/virtio"
 	"github.com/sluice-net/sluice/virtio/vring"
 )
 
@@ -52,13 +56,71 @@ func gather(d *vring.Device, mem *Memory, head uint16, skip int, dst []byte) (co
 	}
 }
 
-// scatter writes hdr and then data into the writable chain at head and
-// returns how many octets of data it wrote and the header as it lies in
-// the front-end's memory (so that num_buffers can be set afterwards). The
-// first piece of the chain must hold the whole header.
-func scatter(d *vring.Device, mem *Memory, head uint16, hdr, data []byte) (wrote int, ghdr []byte, f Fault) {
+// locate checks the readable chain at head as gather does and returns
+// its octets after the first skip where they lie in the front-end's
+// memory, when they are in one piece (one descriptor, or a header
+// descriptor and one more); pkt is nil when they are in several. total is
+// their number either way.
+func locate(d *vring.Device, mem *Memory, head uint16, skip int) (pkt []byte, total int, f Fault) {
 	size := d.Ring().Size()
 	id := head
+	pieces := 0
+	for n := 0; ; n++ {
+		if n >= size {
+			return nil, total, FaultLoop
+		}
+		desc := d.Desc(id)
+		if desc.Flags&(vring.DescFWrite|vring.DescFIndirect) != 0 {
+			return nil, total, FaultFlags
+		}
+		a, l := desc.Addr, desc.Len
+		for first := true; l > 0; first = false {
+			b, ok := mem.translate(a, l)
+			if !ok {
+				if first {
+					return nil, total, FaultAddr
+				}
+				return nil, total, FaultLength
+			}
+			a += uint64(len(b))
+			l -= uint32(len(b))
+			if skip > 0 {
+				k := min(skip, len(b))
+				b = b[k:]
+				skip -= k
+			}
+			if len(b) > 0 {
+				if pieces == 0 {
+					pkt = b[:len(b):len(b)]
+				}
+				pieces++
+				total += len(b)
+			}
+		}
+		if desc.Flags&vring.DescFNext == 0 {
+			if pieces > 1 {
+				pkt = nil
+			}
+			return pkt, total, noFault
+		}
+		if desc.Next >= uint16(size) {
+			return nil, total, FaultLink
+		}
+		id = desc.Next
+	}
+}
+
+// scatter writes a virtio-net header of hl octets (numBuffers 1 when hl
+// is 12; none when hl is 0) and then f's packet from octet pos on into
+// the writable chain at head. It returns how many packet octets it wrote
+// and the header as it lies in the front-end's memory (so that
+// num_buffers can be set afterwards). The first piece of the chain must
+// hold the whole header.
+func scatter(d *vring.Device, mem *Memory, head uint16, hl int, f *dataplane.Frame, pos int) (wrote int, ghdr []byte, fl Fault) {
+	size := d.Ring().Size()
+	left := f.Size() - pos
+	id := head
+	hdrDone := hl == 0
 	for n := 0; ; n++ {
 		if n >= size {
 			return wrote, ghdr, FaultLoop
@@ -78,17 +140,23 @@ func scatter(d *vring.Device, mem *Memory, head uint16, hdr, data []byte) (wrote
 			}
 			a += uint64(len(b))
 			l -= uint32(len(b))
-			if ghdr == nil {
-				if len(b) < len(hdr) {
+			if !hdrDone {
+				if len(b) < hl {
 					return wrote, ghdr, FaultShort
 				}
-				ghdr = b[:len(hdr)]
-				copy(ghdr, hdr)
-				b = b[len(hdr):]
+				ghdr = b[:hl]
+				putNetHeader(ghdr)
+				b = b[hl:]
+				hdrDone = true
 			}
-			wrote += copy(b, data[wrote:])
+			if wrote < left && len(b) > 0 {
+				wrote += f.CopyFrom(b[:min(len(b), left-wrote)], pos+wrote)
+			}
 		}
 		if desc.Flags&vring.DescFNext == 0 {
+			if !hdrDone {
+				return wrote, ghdr, FaultShort
+			}
 			return wrote, ghdr, noFault
 		}
 		if desc.Next >= uint16(size) {
@@ -96,4 +164,15 @@ func scatter(d *vring.Device, mem *Memory, head uint16, hdr, data []byte) (wrote
 		}
 		id = desc.Next
 	}
+}
+
+// putNetHeader writes a virtio-net header with no offloads: 12 octets
+// with num_buffers 1, or the 10 of the legacy layout, in two stores.
+func putNetHeader(b []byte) {
+	if len(b) == virtio.NetHeaderLen {
+		binary.LittleEndian.PutUint64(b[0:8], 0)
+		binary.LittleEndian.PutUint32(b[8:12], 1<<16) // num_buffers
+		return
+	}
+	clear(b)
 }

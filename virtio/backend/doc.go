@@ -23,10 +23,19 @@
 // Transmit, or has entered them again since). Only after that does it read
 // a ring's index (GET_VRING_BASE) or unmap memory a new table replaced.
 //
-// Packets are copied once on the way in (from the front-end's transmit
-// buffers into the port's own frames, which have dataplane.Headroom for
-// encapsulation) and once on the way out (into the front-end's receive
-// buffers, header and packet written straight there); no front-end
-// buffer is held between two calls of a worker, so a front-end that goes
+// A packet is copied once between two front-ends. Receive lends a packet
+// that lies in one piece of the front-end's memory as it is: a ReadOnly
+// frame over the mapped buffer, into which Sluice writes nothing (the
+// pipeline builds new headers in the frame's Head); its buffer goes back
+// to the front-end when the frame is freed, and until then the worker
+// counts as inside the port (the epoch stays odd), so a memory table or a
+// ring change waits for the frame. Lengths and offsets are Sluice's own,
+// taken when the chain is walked, so a front-end that rewrites a lent
+// buffer meanwhile changes only its own packet's octets. A packet in
+// several pieces is copied into one of the port's frames (with
+// dataplane.Headroom). Transmit writes the virtio-net header, the frame's
+// Head and its octets straight into the front-end's receive buffers. The
+// worker frees every frame of a burst before its next poll, so no
+// front-end buffer is held between two polls, and a front-end that goes
 // away leaves nothing of Sluice's behind.
 package backend

@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sluice-net/sluice/dataplane"
 	"github.com/sluice-net/sluice/virtio"
 	"github.com/sluice-net/sluice/virtio/vhostuser"
 	"github.com/sluice-net/sluice/virtio/vring"
@@ -53,18 +54,26 @@ func FuzzWalk(f *testing.F) {
 		}
 		d := vring.NewDevice(r, false)
 		dst := make([]byte, 2048)
-		hdr := make([]byte, virtio.NetHeaderLen)
 		for head := range uint16(size + 2) {
 			if head >= size {
 				break
 			}
-			c, total, _ := gather(d, m, head, virtio.NetHeaderLen, dst)
+			c, total, gf := gather(d, m, head, virtio.NetHeaderLen, dst)
 			if c > len(dst) || c > total {
 				t.Fatalf("gather copied %d of %d into %d", c, total, len(dst))
 			}
-			w, ghdr, _ := scatter(d, m, head, hdr, dst[:c])
-			if w > c || ghdr != nil && len(ghdr) != len(hdr) {
-				t.Fatalf("scatter wrote %d of %d, header %d", w, c, len(ghdr))
+			pkt, ltotal, lf := locate(d, m, head, virtio.NetHeaderLen)
+			if lf != gf || lf == noFault && (ltotal != total || pkt != nil && len(pkt) != total) {
+				t.Fatalf("locate found %d octets (in one piece: %v), fault %v; gather %d, fault %v", ltotal, pkt != nil, lf, total, gf)
+			}
+			if pkt != nil && c == total && string(pkt) != string(dst[:c]) {
+				t.Fatal("locate's piece differs from what gather copied")
+			}
+			// A packet of two pieces, as the pipeline leaves it.
+			fr := dataplane.Frame{Head: []byte("head"), Buf: dst, Off: 0, Len: c}
+			w, ghdr, _ := scatter(d, m, head, virtio.NetHeaderLen, &fr, 0)
+			if w > fr.Size() || ghdr != nil && len(ghdr) != virtio.NetHeaderLen {
+				t.Fatalf("scatter wrote %d of %d, header %d", w, fr.Size(), len(ghdr))
 			}
 		}
 	})

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sluice-net/sluice/dataplane"
 	"github.com/sluice-net/sluice/virtio/vhostuser"
+	"github.com/sluice-net/sluice/virtio/vring"
 )
 
 // TestMemTableUnderTraffic has a front-end send its memory table again and
@@ -100,4 +101,85 @@ func TestMemTableUnderTraffic(t *testing.T) {
 		}
 	}
 	t.Logf("%d packets, %d memory tables applied", n, st.MemTables)
+}
+
+// TestLentFramesHoldTheMemory: a packet in one piece of the front-end's
+// memory is lent as it lies (read-only, no copy), and its buffer goes back
+// only when the frame is freed; a memory table sent meanwhile is applied
+// only after that, so the lent octets stay mapped. A packet in several
+// pieces is copied into a frame of the port's own, buffer returned at once.
+func TestLentFramesHoldTheMemory(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "h.sock")
+	h := openBackend(t, sock, 1)
+	f := dialFake(t, sock)
+	f.setUp()
+	waitRunning(t, h, 1)
+
+	// Slot 0: header and packet in one descriptor. Slot 1: header, then
+	// the packet in two descriptors (slots 1, 2, 3 of the table).
+	one, split := testFrame(1, 90), testFrame(2, 90)
+	off := fakeBufs
+	clear(f.mem[off : off+12])
+	copy(f.mem[off+12:], one)
+	f.desc(1, 0, uint64(fakeBase+off), 12+90, 0, 0)
+	off2 := fakeBufs + 4096
+	clear(f.mem[off2 : off2+12])
+	copy(f.mem[off2+100:], split[:40])
+	copy(f.mem[off2+300:], split[40:])
+	f.desc(1, 1, uint64(fakeBase+off2), 12, vring.DescFNext, 2)
+	f.desc(1, 2, uint64(fakeBase+off2+100), 40, vring.DescFNext, 3)
+	f.desc(1, 3, uint64(fakeBase+off2+300), 50, 0, 0)
+	f.offer(1, 0, 1)
+	f.offer(1, 1, 1)
+
+	var fr [dataplane.BurstSize]dataplane.Frame
+	k := 0
+	for deadline := time.Now().Add(3 * time.Second); k < 2 && time.Now().Before(deadline); {
+		k += h.Receive(0, fr[k:])
+	}
+	if k != 2 {
+		t.Fatalf("received %d of 2 packets: %+v", k, h.Stats())
+	}
+	if !fr[0].ReadOnly || !bytes.Equal(fr[0].Data(), one) {
+		t.Fatalf("packet in one piece: read-only %v, octets %x, want %x", fr[0].ReadOnly, fr[0].Data(), one)
+	}
+	// The frame is the front-end's buffer: what the front-end writes
+	// there shows in it (and Sluice does not copy).
+	f.mem[off+12+50] ^= 0xff
+	lent := fr[0].Data()[50] == one[50]^0xff
+	f.mem[off+12+50] ^= 0xff
+	if !lent {
+		t.Fatal("packet in one piece was copied, not lent where it lies")
+	}
+	if fr[1].ReadOnly || !bytes.Equal(fr[1].Data(), split) {
+		t.Fatalf("packet in two pieces: read-only %v (want a copy), octets %x, want %x", fr[1].ReadOnly, fr[1].Data(), split)
+	}
+	if u := f.usedIdx(1); u != 0 {
+		t.Fatalf("front-end got %d buffers back while a frame still lends one", u)
+	}
+
+	sent := make(chan error, 1)
+	go func() {
+		sent <- f.conn.Send(vhostuser.SetMemTable, 0, vhostuser.EncodeMemTable([]vhostuser.MemRegion{f.region()}), f.fd)
+	}()
+	before := h.Stats().MemTables
+	time.Sleep(100 * time.Millisecond)
+	if m := h.Stats().MemTables; m != before {
+		t.Fatalf("memory table applied (%d, was %d) while a frame lends the old one", m, before)
+	}
+	if !bytes.Equal(fr[0].Data(), one) {
+		t.Fatal("lent octets changed under the frame")
+	}
+	h.Free(fr[:2])
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(3 * time.Second); h.Stats().MemTables == before; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("memory table not applied after the lent frame was freed")
+		}
+	}
+	if u := f.usedIdx(1); u != 2 {
+		t.Errorf("front-end has %d of 2 buffers back after the frames were freed", u)
+	}
 }

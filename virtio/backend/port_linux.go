@@ -179,7 +179,7 @@ func (p *Port) Transmit(q int, frames []dataplane.Frame) int { return p.queues[q
 func (p *Port) Free(frames []dataplane.Frame) {
 	for i := range frames {
 		if f := &frames[i]; int(f.Queue) < len(p.queues) {
-			p.queues[f.Queue].push(f.Handle)
+			p.queues[f.Queue].put(f.Handle)
 		}
 	}
 }

@@ -40,8 +40,10 @@ type queue struct {
 	port *Port
 	idx  uint16
 
-	cur   atomic.Pointer[setup]
-	epoch atomic.Uint64 // odd while the worker is inside Receive or Transmit
+	cur atomic.Pointer[setup]
+	// epoch is odd while the worker is inside Receive or Transmit or
+	// holds frames lent from the front-end's memory (enter, exit).
+	epoch atomic.Uint64
 
 	// epfd is an epoll descriptor watching the transmit queue's kick
 	// eventfd (PollFD); the control goroutine adds and removes the kick
@@ -50,13 +52,15 @@ type queue struct {
 	epKick int
 
 	// The worker's own.
+	depth     int    // calls and a lent burst the worker is in (enter, exit)
+	lent      int    // frames lent out of the front-end's transmit buffers, not yet freed
+	lentUnder *setup // the set-up they were taken under
 	armed     bool   // kicks asked for
 	empty     int    // empty polls in a row
 	failed    *setup // the set-up this queue failed under: not served until replaced
 	frames    []byte // frame arena
 	frameSize int
 	free      []uint32 // free frame indices (a stack)
-	hdr       [virtio.NetHeaderLen]byte
 	call      [8]byte
 	c         counters
 }
@@ -79,6 +83,29 @@ const (
 	armAfter   = 32
 	rearmEvery = 1024
 )
+
+// lentFrame marks the Handle of a frame that lends a transmit buffer of
+// the front-end (the chain's head in the low 16 bits) rather than one of
+// the port's own frames.
+const lentFrame = 1 << 63
+
+// enter and exit bracket what the worker does with the front-end's
+// memory and rings: Receive, Transmit, and a burst of lent frames from
+// Receive until the last is freed. The epoch is odd from the outermost
+// enter to its exit, so the control goroutine's quiesce waits until no
+// lent frame is left before it reads a ring's index or unmaps memory.
+func (q *queue) enter() {
+	if q.depth == 0 {
+		q.epoch.Add(1)
+	}
+	q.depth++
+}
+
+func (q *queue) exit() {
+	if q.depth--; q.depth == 0 {
+		q.epoch.Add(1)
+	}
+}
 
 // drainKick clears the kick eventfd after a wakeup.
 func (q *queue) drainKick(s *setup) {
@@ -115,10 +142,13 @@ func (q *queue) signal(fd int) {
 }
 
 // receive implements Port.Receive: it takes the packets the front-end
-// transmitted, copies each into a frame and returns the buffers at once.
+// transmitted. A packet in one piece of the front-end's memory is lent
+// as it lies (a ReadOnly frame; its buffer goes back to the front-end
+// when the frame is freed, giveBack); one in several pieces is copied
+// into a frame of the port's own and its buffer returned at once.
 func (q *queue) receive(frames []dataplane.Frame) int {
-	q.epoch.Add(1)
-	defer q.epoch.Add(1)
+	q.enter()
+	defer q.exit()
 	s := q.cur.Load()
 	d := s.tx
 	if d == nil || s == q.failed {
@@ -143,7 +173,11 @@ func (q *queue) receive(frames []dataplane.Frame) int {
 		q.fail(s, FaultAhead)
 		return 0
 	}
-	n := 0
+	// Frames still lent under an older set-up (a caller that has not
+	// freed the last burst) keep this burst from lending.
+	lend := q.lent == 0 || q.lentUnder == s
+	max := q.frameSize - dataplane.Headroom
+	n, lent := 0, 0
 	var bytes, dropped uint64
 	for range avail {
 		head, ok := d.NextAvail()
@@ -151,33 +185,48 @@ func (q *queue) receive(frames []dataplane.Frame) int {
 			q.fail(s, FaultHead)
 			break
 		}
-		if len(q.free) == 0 {
-			// Nothing to copy into: the packet is dropped, the buffer
-			// goes back to the front-end.
+		pkt, total, f := locate(d, s.mem, head, s.hdrLen)
+		if f != noFault {
+			d.PutUsed(head, 0)
+			q.fail(s, f)
+			break
+		}
+		if total < 14 || total > max {
 			d.PutUsed(head, 0)
 			dropped++
 			continue
 		}
-		fi := q.free[len(q.free)-1]
-		buf := q.frame(fi)
-		copied, total, f := gather(d, s.mem, head, s.hdrLen, buf[dataplane.Headroom:])
-		d.PutUsed(head, 0)
-		if f != noFault {
-			q.fail(s, f)
-			break
-		}
-		if total != copied || total < 14 {
-			dropped++
-			continue
-		}
-		q.free = q.free[:len(q.free)-1]
 		fr := &frames[n]
-		fr.Buf, fr.Off, fr.Len = buf, dataplane.Headroom, copied
-		fr.Handle, fr.Queue, fr.Owner = uint64(fi), q.idx, q.port
-		bytes += uint64(copied)
+		if pkt != nil && lend {
+			fr.Buf, fr.Head, fr.Off, fr.Len = pkt, nil, 0, total
+			fr.Handle, fr.Queue, fr.ReadOnly, fr.Owner = lentFrame|uint64(head), q.idx, true, q.port
+			lent++
+		} else {
+			if len(q.free) == 0 {
+				// Nothing to copy into: the packet is dropped, the
+				// buffer goes back to the front-end.
+				d.PutUsed(head, 0)
+				dropped++
+				continue
+			}
+			fi := q.free[len(q.free)-1]
+			buf := q.frame(fi)
+			copied, _, _ := gather(d, s.mem, head, s.hdrLen, buf[dataplane.Headroom:])
+			d.PutUsed(head, 0)
+			q.free = q.free[:len(q.free)-1]
+			fr.Buf, fr.Head, fr.Off, fr.Len = buf, nil, dataplane.Headroom, copied
+			fr.Handle, fr.Queue, fr.ReadOnly, fr.Owner = uint64(fi), q.idx, false, q.port
+		}
+		bytes += uint64(total)
 		n++
 	}
-	if d.PublishUsed() {
+	if lent > 0 {
+		if q.lent == 0 {
+			q.enter() // until giveBack takes the last one back
+			q.lentUnder = s
+		}
+		q.lent += lent
+	} else if q.lent == 0 && d.PublishUsed() {
 		q.signal(s.txCall)
 	}
 	if n > 0 {
@@ -190,12 +239,30 @@ func (q *queue) receive(frames []dataplane.Frame) int {
 	return n
 }
 
+// giveBack returns the transmit buffer a freed lent frame held to the
+// front-end; with the last one the used entries of the burst are
+// published and the worker leaves the front-end's memory.
+func (q *queue) giveBack(head uint16) {
+	if q.lent == 0 {
+		return // not lent by this queue: a forged or stale frame
+	}
+	s := q.lentUnder
+	s.tx.PutUsed(head, 0)
+	if q.lent--; q.lent == 0 {
+		if s.tx.PublishUsed() {
+			q.signal(s.txCall)
+		}
+		q.lentUnder = nil
+		q.exit()
+	}
+}
+
 // transmit implements Port.Transmit: it writes each frame into the
-// front-end's receive buffers (the virtio-net header, then the packet) and
-// gives the frame back to its owner.
+// front-end's receive buffers (the virtio-net header, then the packet:
+// its Head and the octets after) and gives the frame back to its owner.
 func (q *queue) transmit(frames []dataplane.Frame) int {
-	q.epoch.Add(1)
-	defer q.epoch.Add(1)
+	q.enter()
+	defer q.exit()
 	s := q.cur.Load()
 	d := s.rx
 	sent := 0
@@ -206,9 +273,7 @@ func (q *queue) transmit(frames []dataplane.Frame) int {
 			q.signal(s.rxCall)
 		}
 	}
-	for i := range frames {
-		q.release(frames[i : i+1])
-	}
+	q.release(frames)
 	if sent > 0 {
 		q.c.txPackets.Add(uint64(sent))
 		q.c.txBytes.Add(bytes)
@@ -223,10 +288,9 @@ func (q *queue) transmit(frames []dataplane.Frame) int {
 // the buffers run out.
 func (q *queue) fill(s *setup, d *vring.Device, frames []dataplane.Frame) (sent int, bytes uint64) {
 	hl := s.hdrLen
-	hdr := q.hdr[:hl]
 	size := d.Ring().Size()
 	for i := range frames {
-		data := frames[i].Data()
+		f := &frames[i]
 		if d.Avail(1) == 0 {
 			return
 		}
@@ -236,10 +300,7 @@ func (q *queue) fill(s *setup, d *vring.Device, frames []dataplane.Frame) (sent 
 		}
 		// One chain holds the packet, or with MRG_RXBUF as many as it
 		// takes; num_buffers says how many.
-		clear(hdr)
-		if hl == virtio.NetHeaderLen {
-			virtio.NetHeader(hdr).SetNumBuffers(1)
-		}
+		total := f.Size()
 		var first []byte
 		wrote, nb := 0, 0
 		for {
@@ -248,49 +309,64 @@ func (q *queue) fill(s *setup, d *vring.Device, frames []dataplane.Frame) (sent 
 				q.fail(s, FaultHead)
 				return
 			}
-			w, ghdr, f := scatter(d, s.mem, head, hdr, data[wrote:])
-			if f == noFault && ghdr == nil {
-				f = FaultShort
+			h := hl
+			if nb > 0 {
+				h = 0 // later buffers of a merged packet carry no header
 			}
-			if f != noFault {
+			w, ghdr, fl := scatter(d, s.mem, head, h, f, wrote)
+			if fl != noFault {
 				d.PutUsed(head, 0)
-				q.fail(s, f)
+				q.fail(s, fl)
 				return
 			}
-			if first == nil {
+			if nb == 0 {
 				first = ghdr
 			}
-			d.PutUsed(head, uint32(hl+w))
+			d.PutUsed(head, uint32(h+w))
 			wrote += w
 			nb++
-			if wrote == len(data) || !s.mrg || d.Avail(1) == 0 {
+			if wrote == total || !s.mrg || d.Avail(1) == 0 {
 				break
 			}
-			// Later buffers of a merged packet carry no header of
-			// their own: scatter writes an empty one.
-			hdr = hdr[:0]
 		}
-		hdr = q.hdr[:hl]
 		if s.mrg && nb > 1 {
 			virtio.NetHeader(first).SetNumBuffers(uint16(nb))
 		}
-		if wrote < len(data) {
+		if wrote < total {
 			continue // truncated: counted as dropped
 		}
 		sent++
-		bytes += uint64(len(data))
+		bytes += uint64(total)
 	}
 	return
 }
 
-// release gives a transmitted frame back to its owner.
+// release gives transmitted frames back to their owners, runs of one
+// owner at a time.
 func (q *queue) release(fs []dataplane.Frame) {
-	f := &fs[0]
-	if f.Owner == q.port && f.Queue == q.idx {
-		q.push(f.Handle)
+	for i := 0; i < len(fs); {
+		f := &fs[i]
+		if f.Owner == q.port && f.Queue == q.idx {
+			q.put(f.Handle)
+			i++
+			continue
+		}
+		j := i + 1
+		for j < len(fs) && fs[j].Owner == f.Owner && (f.Owner != q.port || fs[j].Queue != q.idx) {
+			j++
+		}
+		if f.Owner != nil {
+			f.Owner.Free(fs[i:j])
+		}
+		i = j
+	}
+}
+
+// put takes back a frame of this queue: one of its own, or a lent one.
+func (q *queue) put(h uint64) {
+	if h&lentFrame != 0 {
+		q.giveBack(uint16(h))
 		return
 	}
-	if f.Owner != nil {
-		f.Owner.Free(fs)
-	}
+	q.push(h)
 }

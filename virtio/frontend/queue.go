@@ -259,14 +259,15 @@ func (q *queue) transmit(frames []dataplane.Frame) int {
 	var bytes, copied, dropped uint64
 	for i := range frames {
 		f := &frames[i]
-		if q.tx.Free() == 0 || f.Len <= 0 || f.Len > fs-dataplane.Headroom {
+		n := f.Size() // a frame of another owner may have a Head
+		if q.tx.Free() == 0 || n <= 0 || n > fs-dataplane.Headroom {
 			q.free1(frames[i : i+1])
 			dropped++
 			continue
 		}
 		var off uint64
 		var data int
-		if q.local(f) && f.Off >= hl && f.Off+f.Len <= fs {
+		if q.local(f) && len(f.Head) == 0 && f.Off >= hl && f.Off+f.Len <= fs {
 			off, data = f.Handle, f.Off
 		} else {
 			o, ok := q.pool.pop()
@@ -276,16 +277,16 @@ func (q *queue) transmit(frames []dataplane.Frame) int {
 				continue
 			}
 			off, data = o, dataplane.Headroom
-			copy(q.pool.frame(off)[data:], f.Data())
+			f.CopyTo(q.pool.frame(off)[data:])
 			q.free1(frames[i : i+1])
 			copied++
 		}
 		buf := q.pool.frame(off)
 		virtio.NetHeader(buf[data-hl : data]).Clear()
-		id := q.tx.Add(q.base+off+uint64(data-hl), uint32(f.Len+hl), 0)
+		id := q.tx.Add(q.base+off+uint64(data-hl), uint32(n+hl), 0)
 		q.txFrame[id] = off
 		sent++
-		bytes += uint64(f.Len)
+		bytes += uint64(n)
 	}
 	if sent > 0 {
 		if q.tx.Publish() {
