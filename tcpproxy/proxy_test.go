@@ -1,0 +1,418 @@
+package tcpproxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+
+	"github.com/sluice-net/sluice/dataplane"
+	"github.com/sluice-net/sluice/flowtable"
+)
+
+var (
+	ueAddr  = netip.MustParseAddr("10.45.0.7")
+	srvAddr = netip.MustParseAddr("198.51.100.20")
+)
+
+// host is a plain gVisor stack standing for the UE or the server.
+type host struct {
+	s  *stack.Stack
+	ch *channel.Endpoint
+}
+
+func newHost(t *testing.T, a netip.Addr) *host {
+	s := stack.New(stack.Options{NetworkProtocols: []stack.NetworkProtocolFactory{ipv4.NewProtocol},
+		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol}})
+	ch := channel.New(4096, 1400, "")
+	if err := s.CreateNIC(1, ch); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddProtocolAddress(1, tcpip.ProtocolAddress{Protocol: ipv4.ProtocolNumber,
+		AddressWithPrefix: tcpip.AddrFrom4(a.As4()).WithPrefix()}, stack.AddressProperties{}); err != nil {
+		t.Fatal(err)
+	}
+	s.SetRouteTable([]tcpip.Route{{Destination: header.IPv4EmptySubnet, NIC: 1}})
+	t.Cleanup(func() { s.Close(); ch.Close(); s.Wait() })
+	return &host{s: s, ch: ch}
+}
+
+type heapOwner struct{}
+
+func (heapOwner) Free([]dataplane.Frame) {}
+
+// rig runs a proxy between a UE host and a server host, with a goroutine
+// doing the worker's part.
+type rig struct {
+	t       *testing.T
+	tbl     *flowtable.Table
+	p       *Proxy
+	ue, srv *host
+	stop    chan struct{}
+	done    sync.WaitGroup
+	loss    float64 // drop probability of packets on the UE leg, both ways
+	rnd     *rand.Rand
+}
+
+func session(policy string) *flowtable.Session {
+	return &flowtable.Session{
+		LocalSEID: 1,
+		PDRs: []flowtable.PDR{
+			{ID: 1, Precedence: 100, PDI: flowtable.PDI{SourceInterface: flowtable.Access, HasLocalTEID: true, LocalTEID: 1, UEAddr4: ueAddr},
+				OuterHeaderRemoval: true, FARID: 1},
+			{ID: 2, Precedence: 100, PDI: flowtable.PDI{SourceInterface: flowtable.Core, UEAddr4: ueAddr}, FARID: 2},
+		},
+		FARs: []flowtable.FAR{
+			{ID: 1, Apply: flowtable.ActForward, Forwarding: &flowtable.ForwardingParams{DestInterface: flowtable.Core, ForwardingPolicy: policy}},
+			{ID: 2, Apply: flowtable.ActForward, Forwarding: &flowtable.ForwardingParams{DestInterface: flowtable.Access, ForwardingPolicy: policy,
+				OuterHeaderCreation: &flowtable.OuterHeaderCreation{TEID: 2, Peer: netip.MustParseAddr("192.0.2.10")}}},
+		},
+	}
+}
+
+func newRig(t *testing.T, o Options) *rig {
+	t.Helper()
+	tbl := flowtable.New(flowtable.Options{})
+	if err := tbl.Install(session("accel")); err != nil {
+		t.Fatal(err)
+	}
+	if o.Profiles == nil {
+		o.Profiles = []Profile{{Policy: "accel", UE: Leg{SACK: true, RACK: true}, DN: Leg{SACK: true}}}
+	}
+	o.Table = tbl
+	o.SweepInterval = 50 * time.Millisecond
+	o.DialTimeout = 2 * time.Second
+	p, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rig{t: t, tbl: tbl, p: p, ue: newHost(t, ueAddr), srv: newHost(t, srvAddr), stop: make(chan struct{}), rnd: rand.New(rand.NewPCG(1, 2))}
+	r.done.Add(1)
+	go r.pump()
+	t.Cleanup(func() {
+		close(r.stop)
+		r.done.Wait()
+		p.Close()
+	})
+	return r
+}
+
+// pump is the worker: hosts' output steered into the proxy, the proxy's
+// output delivered to the hosts.
+func (r *rig) pump() {
+	defer r.done.Done()
+	var frames [dataplane.BurstSize]dataplane.Frame
+	var marks [dataplane.BurstSize]dataplane.Mark
+	for {
+		select {
+		case <-r.stop:
+			return
+		default:
+		}
+		busy := false
+		for _, h := range []struct {
+			h   *host
+			leg uint8
+		}{{r.ue, dataplane.LegUE}, {r.srv, dataplane.LegDN}} {
+			n := 0
+			for n < len(frames) {
+				pkt := h.h.ch.Read()
+				if pkt == nil {
+					break
+				}
+				b := pkt.ToView().AsSlice()
+				pkt.DecRef()
+				if h.leg == dataplane.LegUE && r.loss > 0 && r.rnd.Float64() < r.loss {
+					continue
+				}
+				buf := make([]byte, dataplane.Headroom+len(b))
+				copy(buf[dataplane.Headroom:], b)
+				frames[n] = dataplane.Frame{Buf: buf, Off: dataplane.Headroom, Len: len(b), Owner: heapOwner{}}
+				marks[n] = dataplane.Mark{Leg: h.leg}
+				n++
+			}
+			if n > 0 {
+				busy = true
+				r.p.Steer(0, frames[:n], marks[:n])
+			}
+		}
+		n := r.p.Receive(0, frames[:])
+		for i := range frames[:n] {
+			f := &frames[i]
+			pkt := append([]byte(nil), f.Data()[14:]...)
+			to := r.srv
+			if f.Buf[f.Off-1] == dataplane.LegUE {
+				to = r.ue
+				if r.loss > 0 && r.rnd.Float64() < r.loss {
+					continue
+				}
+			}
+			pb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: bufferOf(pkt)})
+			to.ch.InjectInbound(header.IPv4ProtocolNumber, pb)
+			pb.DecRef()
+		}
+		r.p.Free(frames[:n])
+		if n > 0 {
+			busy = true
+		}
+		if !busy {
+			time.Sleep(50 * time.Microsecond)
+		}
+	}
+}
+
+func (r *rig) listen(port uint16) *gonet.TCPListener {
+	l, err := gonet.ListenTCP(r.srv.s, tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFrom4(srvAddr.As4()), Port: port}, ipv4.ProtocolNumber)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.t.Cleanup(func() { l.Close() })
+	return l
+}
+
+func (r *rig) dial(port uint16) (*gonet.TCPConn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return gonet.DialContextTCP(ctx, r.ue.s, tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFrom4(srvAddr.As4()), Port: port}, ipv4.ProtocolNumber)
+}
+
+// The proxy relays a download and an upload intact, the server sees the
+// UE's address and port, and the proxy's own connections did the work.
+func TestRelayBothWays(t *testing.T) {
+	r := newRig(t, Options{})
+	l := r.listen(80)
+	data := make([]byte, 1<<20)
+	fill(data, 3)
+	seen := make(chan string, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			seen <- err.Error()
+			return
+		}
+		defer c.Close()
+		seen <- c.RemoteAddr().String()
+		h := sha256.New()
+		if _, err := io.Copy(h, c); err != nil { // the upload, to the UE's FIN
+			return
+		}
+		_, _ = c.Write(h.Sum(nil))
+		_, _ = c.Write(data) // the download
+	}()
+	c, err := r.dial(80)
+	if err != nil {
+		t.Fatalf("connect through the proxy: %v", err)
+	}
+	defer c.Close()
+	if got, want := <-seen, c.LocalAddr().String(); got != want {
+		t.Errorf("the server saw the connection from %s, want the UE's %s", got, want)
+	}
+	if _, err := c.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	got, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("download: %v after %d octets", err, len(got))
+	}
+	up := sha256.Sum256(data)
+	if len(got) < 32 || !bytes.Equal(got[:32], up[:]) {
+		t.Fatalf("the server's hash of the upload differs (got %d octets)", len(got))
+	}
+	if !bytes.Equal(got[32:], data) {
+		t.Fatalf("download of %d octets differs from the %d sent", len(got)-32, len(data))
+	}
+	st := r.p.Stats()
+	if st.Total != 1 || st.UEPayload != uint64(len(data)) || st.DNPayload != uint64(len(data)+32) {
+		t.Errorf("stats %+v, want 1 connection relaying %d octets up and %d down", st, len(data), len(data)+32)
+	}
+}
+
+// A refused port gives the UE a RST, and no connection is relayed.
+func TestRefusedPortResets(t *testing.T) {
+	r := newRig(t, Options{})
+	start := time.Now()
+	_, err := r.dial(81)
+	if err == nil || !isRefused(err) {
+		t.Fatalf("connect to a closed port: %v, want connection refused", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("refusal took %v", d)
+	}
+	if st := r.p.Stats(); st.Refused != 1 || st.Total != 0 {
+		t.Errorf("stats %+v, want 1 refused, 0 relayed", st)
+	}
+}
+
+func isRefused(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Err != nil && op.Err.Error() == (&tcpip.ErrConnectionRefused{}).String()
+}
+
+// After the UE's FIN the server's data still reaches the UE (half-close),
+// and the server's FIN ends it.
+func TestHalfClose(t *testing.T) {
+	r := newRig(t, Options{})
+	l := r.listen(80)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		b, _ := io.ReadAll(c)
+		time.Sleep(100 * time.Millisecond)
+		_, _ = c.Write(append([]byte("after your FIN: "), b...))
+		c.Close()
+	}()
+	c, err := r.dial(80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, _ = c.Write([]byte("bye"))
+	_ = c.CloseWrite()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(c)
+	if err != nil || string(got) != "after your FIN: bye" {
+		t.Fatalf("read %q, %v; want the server's answer after the UE's FIN, then EOF", got, err)
+	}
+}
+
+// Deleting the session, or closing its gate, ends its connections with a
+// reset.
+func TestSessionGoneEndsConnections(t *testing.T) {
+	for _, how := range []string{"delete", "gate"} {
+		t.Run(how, func(t *testing.T) {
+			r := newRig(t, Options{})
+			l := r.listen(80)
+			go func() {
+				c, err := l.Accept()
+				if err == nil {
+					_, _ = io.Copy(io.Discard, c)
+				}
+			}()
+			c, err := r.dial(80)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if how == "delete" {
+				if _, err := r.tbl.Remove(1); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				s := session("accel")
+				s.QERs = []flowtable.QER{{ID: 1, GateDL: flowtable.GateClosed, GateUL: flowtable.GateClosed}}
+				s.PDRs[0].QERIDs, s.PDRs[1].QERIDs = []uint32{1}, []uint32{1}
+				if err := r.tbl.Replace(s); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c.SetReadDeadline(time.Now().Add(3 * time.Second))
+			_, err = c.Read(make([]byte, 1))
+			if err == nil || errors.Is(err, io.EOF) || isTimeout(err) {
+				t.Fatalf("read after the session's %s: %v, want a reset", how, err)
+			}
+			if st := r.p.Stats(); st.Ended != 1 {
+				t.Errorf("stats %+v, want 1 ended", st)
+			}
+		})
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// Beyond the connection cap, a UE's connection is passed through to the
+// server unproxied, and still works.
+func TestOverCapPassesThrough(t *testing.T) {
+	r := newRig(t, Options{MaxConns: 1})
+	l := r.listen(80)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(c, c); c.Close() }()
+		}
+	}()
+	var cs []*gonet.TCPConn
+	for i := range 2 {
+		c, err := r.dial(80)
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		defer c.Close()
+		cs = append(cs, c)
+		time.Sleep(50 * time.Millisecond)
+	}
+	for i, c := range cs {
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		msg := []byte("echo")
+		_, _ = c.Write(msg)
+		got := make([]byte, 4)
+		if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, msg) {
+			t.Errorf("connection %d: echo %q, %v", i, got, err)
+		}
+	}
+	if st := r.p.Stats(); st.Total != 1 || st.OverCap != 1 || st.Passed == 0 {
+		t.Errorf("stats %+v, want 1 relayed, 1 over the cap, packets passed", st)
+	}
+}
+
+// With 2 % loss on the UE's leg a transfer completes intact, the UE leg
+// retransmits and the DN leg does not.
+func TestLossOnUELeg(t *testing.T) {
+	r := newRig(t, Options{})
+	r.loss = 0.02
+	l := r.listen(80)
+	data := make([]byte, 1<<20)
+	fill(data, 5)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		_, _ = c.Write(data)
+		c.Close()
+	}()
+	c, err := r.dial(80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	got, err := io.ReadAll(c)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("download under loss: %d of %d octets, %v", len(got), len(data), err)
+	}
+	if st := r.p.Stats(); st.UERetransmits == 0 || st.DNRetransmits != 0 {
+		t.Errorf("retransmissions UE leg %d, DN leg %d; want some on the UE leg only", st.UERetransmits, st.DNRetransmits)
+	}
+}
+
+func fill(b []byte, seed uint64) {
+	c := rand.NewChaCha8([32]byte{byte(seed)})
+	_, _ = c.Read(b)
+}
