@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/sluice-net/sluice/control"
+	"github.com/sluice-net/sluice/tcpproxy"
 )
 
 // Config is the upf configuration file.
@@ -49,6 +50,8 @@ type Config struct {
 	// the worker needs: they then receive packets that the worker has no
 	// time to take, and drop them. 0 leaves the default weight.
 	WorkerNice *int `yaml:"worker_nice"`
+	// Proxy configures the split-TCP proxy (proxy.go); left out: none.
+	Proxy *ProxyConfig `yaml:"proxy"`
 }
 
 // DefaultWorkerNice is the workers' nice value unless configured.
@@ -119,6 +122,7 @@ type parsed struct {
 	n3v4, n9v4 netip.Addr
 	xdpMode    string
 	workerNice int
+	proxy      *tcpproxy.Options // nil: no proxy
 }
 
 type parsedIface struct {
@@ -325,6 +329,7 @@ func (c Config) validate() (*parsed, error) {
 	default:
 		fail("xdp_mode", "%q: want auto, native or generic", c.XDPMode)
 	}
+	p.proxy = c.Proxy.proxyOptions(fail)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/sluice-net/sluice/dataplane"
 	"github.com/sluice-net/sluice/dataplane/afxdp"
 	"github.com/sluice-net/sluice/flowtable"
+	"github.com/sluice-net/sluice/tcpproxy"
 )
 
 // upf is a running Sluice: ports, workers, the N4 server and metrics.
@@ -29,6 +30,7 @@ type upf struct {
 	vhost   vhostPorts
 	nbrs    []*dataplane.Neighbors
 	workers []*dataplane.Worker
+	proxies []*tcpproxy.Proxy // one per worker when a proxy is configured
 	ctl     *control.Server
 	metrics *http.Server
 	admin   *adminServer // nil without an admin socket
@@ -144,8 +146,12 @@ func start(cfg *parsed, log *slog.Logger) (_ *upf, err error) {
 			pc.Port = u.tapPort(i, pc.Port, in.Role)
 			pcs = append(pcs, pc)
 		}
+		pcs, policies, err := u.addProxy(w, pcs, log)
+		if err != nil {
+			return nil, err
+		}
 		wk, err := dataplane.NewWorker(dataplane.WorkerConfig{Table: u.tbl, Ports: pcs, Egress: egress,
-			CPU: cfg.cfg.Cores[w], Nice: cfg.workerNice, HandleReleases: w == 0})
+			CPU: cfg.cfg.Cores[w], Nice: cfg.workerNice, HandleReleases: w == 0, ProxyPolicies: policies})
 		if err != nil {
 			return nil, fmt.Errorf("create worker %d: %w", w, err)
 		}
@@ -225,6 +231,7 @@ func (u *upf) stop() {
 	}
 	u.cancel()
 	u.wg.Wait()
+	u.closeProxies()
 	var errs []error
 	for i := len(u.ports) - 1; i >= 0; i-- { // ports on the first port's UMEM first
 		if u.ports[i] != nil {
