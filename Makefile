@@ -21,9 +21,16 @@ lint: deps
 # The test command of the README and of CI: lint, then every test with the
 # race detector (the packages share state between workers and the control
 # plane). Tests that need root (namespaces, XDP) skip with a reason without it.
-test: lint
+test: lint bpf-check
 	$(GO) test -race -count=1 -timeout 20m ./...
 	cd deploy && $(GO) vet ./... && $(GOBIN)/staticcheck ./... && $(GO) test -count=1 -timeout 20m ./...
+
+# The XDP program is C compiled with bpf2go; its object and bindings are
+# committed so that building Sluice needs no clang. This compiles it again
+# and fails when they differ from the source.
+.PHONY: bpf-check
+bpf-check: deps
+	@scripts/bpf-check.sh
 
 # Sluice's main job on a namespace testbed (needs root): upf up, sessions
 # over PFCP, ping and iperf3 through it both ways, figures and counters.
