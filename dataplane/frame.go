@@ -36,10 +36,12 @@ const HeadCap = 128
 // then writes nothing into Buf, but builds the octets it changes (new
 // outer headers, the rewritten front of the IP header, a reply) in Head
 // and points Off past the octets they replace. Head is memory of the
-// worker that built it, valid until the frame is transmitted or freed;
-// it is empty on every frame a port receives. Transmit copies Head and
-// then Data() (CopyTo); a port that transmits frames of its own in place
-// only ever sees ReadOnly frames of other owners.
+// worker that built it, valid until the frame is transmitted or freed.
+// Receive needs to set neither: the worker keeps Head empty and ReadOnly
+// false on the frames it receives into, so only a port that lends sets
+// ReadOnly. Transmit copies Head and then Data() (CopyTo); a port that
+// transmits frames of its own in place only ever sees ReadOnly frames of
+// other owners.
 type Frame struct {
 	Buf      []byte
 	Head     []byte // octets in front of Buf[Off:] (see above); empty on receive

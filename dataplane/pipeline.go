@@ -517,8 +517,8 @@ func (w *Worker) errorIndication(in int, f *Frame, et uint16, l4 int, teid uint3
 // canReply checks that a reply of n GTP-U octets can be built and returns
 // the packet to build it in, whose first octets are the frame's Ethernet,
 // IPv4 and UDP headers: the frame itself, or for a read-only frame a head
-// that replaces the whole packet. When it cannot, it drops the frame and
-// returns nil.
+// that replaces the whole packet (reply sends it). When it cannot, it
+// drops the frame and returns nil.
 func (w *Worker) canReply(f *Frame, et uint16, l4, n int) []byte {
 	if et != etherIPv4 || l4 != ipv4Len {
 		w.drop(f, DropUnsupported) // IPv6 or IPv4 options: not answered here
@@ -533,7 +533,6 @@ func (w *Worker) canReply(f *Frame, et uint16, l4, n int) []byte {
 		h := w.heads[w.nhead][:size]
 		w.nhead++
 		copy(h, f.Data()[:ethLen+ipv4Len+udpLen])
-		f.Head, f.Len = h, 0
 		return h
 	}
 	if f.Off+size > len(f.Buf) {
@@ -557,7 +556,11 @@ func (w *Worker) reply(in int, f *Frame, b []byte, n int, dport uint16) {
 	putIPv4(ip, src, dst, protoUDP, udpLen+n, 0)
 	peer := MAC(b[6:12])
 	putEth(b, peer, p.MAC, etherIPv4)
-	p.out[p.nout] = *f
+	o := &p.out[p.nout]
+	*o = *f
+	if f.ReadOnly {
+		o.Head, o.Len = b, 0 // the reply is all in the head
+	}
 	p.nout++
 }
 

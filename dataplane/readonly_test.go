@@ -130,3 +130,72 @@ func TestFrameCopyFrom(t *testing.T) {
 		}
 	}
 }
+
+// fieldPort sets only the fields a port that never lends sets (as the
+// AF_XDP port does) on the frames it receives, replays one packet, and
+// counts its own frames that come back to it with a Head: those would be
+// sent without it by a port that transmits its frames in place.
+type fieldPort struct {
+	pkt        []byte
+	bufs       [BurstSize][FrameSize]byte
+	own, moved int
+	withHead   int
+}
+
+func (p *fieldPort) Name() string { return "field" }
+func (p *fieldPort) Queues() int  { return 1 }
+func (p *fieldPort) Free([]Frame) {}
+func (p *fieldPort) Receive(q int, frames []Frame) int {
+	for i := range frames {
+		f := &frames[i]
+		copy(p.bufs[i][Headroom:], p.pkt)
+		f.Buf, f.Off, f.Len, f.Handle, f.Queue, f.Owner = p.bufs[i][:], Headroom, len(p.pkt), uint64(i), 0, p
+	}
+	return len(frames)
+}
+func (p *fieldPort) Transmit(q int, frames []Frame) int {
+	for i := range frames {
+		if f := &frames[i]; f.Owner == FrameOwner(p) {
+			p.own++
+			if len(f.Head) > 0 || f.ReadOnly {
+				p.withHead++
+			}
+		} else {
+			p.moved++
+			f.Owner.Free(frames[i : i+1])
+		}
+	}
+	return len(frames)
+}
+
+// A worker serving a port that lends and one that does not: the second
+// port's frames, received into the same burst array, are never taken
+// for read-only ones.
+func TestReadOnlyDoesNotLeakToOtherPorts(t *testing.T) {
+	r := newRig(t, session())
+	n3 := NewMemPort("n3", 1, 256, false)
+	n3.SetReadOnly(0)
+	n3.SetGenerator(0, [][]byte{uplinkFrame(t, ulTEID, 64, make([]byte, 64))})
+	fp := &fieldPort{pkt: downlinkFrame(t, ue, 64, make([]byte, 64))}
+	nb := NewNeighbors()
+	nb.Set(gnb, gnbMAC)
+	nb.SetGateway(gwMAC)
+	// Uplink leaves by the field port (lent frames with a Head), and so
+	// does downlink (its own frames, rewritten in place).
+	w, err := NewWorker(WorkerConfig{Table: r.tbl, CPU: -1, Egress: [flowtable.NumInterfaces]int{1, 1, -1, -1, -1}, Ports: []PortConfig{
+		{Port: n3, Role: RoleN3, Source: flowtable.Access, MAC: n3MAC, Addr4: n3Addr, Neighbors: nb},
+		{Port: fp, Role: RoleN6, Source: flowtable.Core, MAC: n6MAC, Addr4: n3Addr, Neighbors: nb},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		w.Poll()
+	}
+	if fp.own == 0 || fp.moved == 0 {
+		t.Fatalf("field port transmitted %d of its own frames and %d lent ones; want both", fp.own, fp.moved)
+	}
+	if fp.withHead != 0 {
+		t.Errorf("%d of %d frames of a port that never lends were handled as read-only", fp.withHead, fp.own)
+	}
+}

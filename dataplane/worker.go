@@ -294,13 +294,22 @@ func (w *Worker) Poll() int {
 		}
 		total += n
 		var octets uint64
+		lent := false
 		for j := range w.rx[:n] {
 			octets += uint64(w.rx[j].Len)
+			lent = lent || w.rx[j].ReadOnly
 		}
 		in.Stats.RxPackets.Add(uint64(n))
 		in.Stats.RxBytes.Add(octets)
 		w.burst(i, w.rx[:n])
 		w.flush()
+		if lent {
+			// Ports set the fields of the frames they return but need
+			// not know ReadOnly: leave none set for the next port.
+			for j := range w.rx[:n] {
+				w.rx[j].ReadOnly = false
+			}
+		}
 	}
 	if w.releases && w.tbl.PendingReleases() {
 		if !span {
