@@ -32,6 +32,8 @@ type Options struct {
 	// Workers is the number of upf workers, and of queues on N3 and N6;
 	// default 1 (on the last CPU).
 	Workers int
+	// Proxy is upf's proxy: section (UPFConfig.Proxy); empty: none.
+	Proxy string
 }
 
 // Bed is a running testbed with Sluice in it.
@@ -93,7 +95,9 @@ func Up(ctx context.Context, o Options) (_ *Bed, err error) {
 	}
 
 	b.cfg = filepath.Join(b.dir, "upf.yaml")
-	if err := os.WriteFile(b.cfg, TestbedUPFConfig(o.Workers).YAML(), 0o644); err != nil {
+	uc := TestbedUPFConfig(o.Workers)
+	uc.Proxy = o.Proxy
+	if err := os.WriteFile(b.cfg, uc.YAML(), 0o644); err != nil {
 		return nil, err
 	}
 	b.SMF, err = OpenSMF(b.Topo, smf.Options{T1: 500 * time.Millisecond, N1: 2})

@@ -36,6 +36,9 @@ type UPFConfig struct {
 	// ReportInterval is how often upf checks usage for reports; zero
 	// leaves upf's default.
 	ReportInterval time.Duration
+	// Proxy is a proxy: section of upf's configuration, verbatim (each
+	// line indented under it); empty: no proxy.
+	Proxy string
 }
 
 // TestbedUPFConfig is the configuration of a Bed's upf: workers on the
@@ -81,5 +84,5 @@ ue_pools: [%v]
 teids: {first: 256, last: 65535}
 cores: [%s]
 sessions: %d
-`, Metrics, N4, UPFN3, topo.GNBN3Addr.Masked(), report, topo.N3If, UPFN3, topo.N6If, pool, strings.Join(cores, ", "), c.Sessions)
+%s`, Metrics, N4, UPFN3, topo.GNBN3Addr.Masked(), report, topo.N3If, UPFN3, topo.N6If, pool, strings.Join(cores, ", "), c.Sessions, c.Proxy)
 }

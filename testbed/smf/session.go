@@ -55,6 +55,10 @@ type SessionParams struct {
 	SDF string
 	// URRs are created and attached to both PDRs.
 	URRs []URR
+	// ForwardingPolicy, when set, is the Forwarding Policy of both FARs
+	// (Sluice steers the session's TCP flows into its proxy profile of
+	// that name).
+	ForwardingPolicy string
 	// Extra IEs are appended to the request.
 	Extra []*ie.IE
 }
@@ -224,11 +228,16 @@ func (c *Client) EstablishmentIEs(p *SessionParams) []*ie.IE {
 		pdr(PDRUplink, 200, pdi(ie.SrcInterfaceAccess, fteid, ue(false)), FARUplink, true),
 		pdr(PDRDownlink, 200, pdi(ie.SrcInterfaceCore, ue(true)), FARDownlink, false),
 		ie.NewCreateFAR(ie.NewFARID(FARUplink), ie.NewApplyAction(0x02),
-			ie.NewForwardingParameters(ie.NewDestinationInterface(ie.DstInterfaceCore), ie.NewNetworkInstance(orDefault(p.DNN)))),
+			ie.NewForwardingParameters(ie.NewDestinationInterface(ie.DstInterfaceCore), ie.NewNetworkInstance(orDefault(p.DNN)), policy(p.ForwardingPolicy))),
 	}
 	switch {
 	case p.GNB.IsValid():
-		ies = append(ies, ie.NewCreateFAR(ie.NewFARID(FARDownlink), ie.NewApplyAction(0x02), forwardToGNB(p.GNB, p.GNBTEID, false)))
+		dl := forwardToGNB(p.GNB, p.GNBTEID, false)
+		if p.ForwardingPolicy != "" {
+			dl.ChildIEs = append(dl.ChildIEs, ie.NewForwardingPolicy(p.ForwardingPolicy))
+			dl = ie.NewForwardingParameters(dl.ChildIEs...)
+		}
+		ies = append(ies, ie.NewCreateFAR(ie.NewFARID(FARDownlink), ie.NewApplyAction(0x02), dl))
 	case p.BufferDL:
 		ies = append(ies, ie.NewCreateFAR(ie.NewFARID(FARDownlink), ie.NewApplyAction(0x0c), ie.NewBARID(BARSession)))
 	default:
@@ -251,6 +260,14 @@ func (c *Client) EstablishmentIEs(p *SessionParams) []*ie.IE {
 		ie.NewSuggestedBufferingPacketsCount(16)))
 	ies = append(ies, ie.NewPDNType(ie.PDNTypeIPv4))
 	return append(ies, p.Extra...)
+}
+
+// policy is a Forwarding Policy IE, or nil for none.
+func policy(id string) *ie.IE {
+	if id == "" {
+		return nil
+	}
+	return ie.NewForwardingPolicy(id)
 }
 
 func orDefault(dnn string) string {
