@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -67,6 +68,16 @@ type rig struct {
 	done    sync.WaitGroup
 	loss    float64 // drop probability of packets on the UE leg, both ways
 	rnd     *rand.Rand
+	// injects carries frames for the pump to steer as the UE's;
+	// injected answers when it did.
+	injects  chan []dataplane.Frame
+	injected chan struct{}
+}
+
+// inject has the pump steer frames as the UE's, and waits until it did.
+func (r *rig) inject(frames []dataplane.Frame, _ []dataplane.Mark) {
+	r.injects <- frames
+	<-r.injected
 }
 
 func session(policy string) *flowtable.Session {
@@ -101,7 +112,8 @@ func newRig(t *testing.T, o Options) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &rig{t: t, tbl: tbl, p: p, ue: newHost(t, ueAddr), srv: newHost(t, srvAddr), stop: make(chan struct{}), rnd: rand.New(rand.NewPCG(1, 2))}
+	r := &rig{t: t, tbl: tbl, p: p, ue: newHost(t, ueAddr), srv: newHost(t, srvAddr), stop: make(chan struct{}), rnd: rand.New(rand.NewPCG(1, 2)),
+		injects: make(chan []dataplane.Frame), injected: make(chan struct{})}
 	r.done.Add(1)
 	go r.pump()
 	t.Cleanup(func() {
@@ -122,6 +134,9 @@ func (r *rig) pump() {
 		select {
 		case <-r.stop:
 			return
+		case fs := <-r.injects:
+			r.p.Steer(0, fs, marks[:len(fs)])
+			r.injected <- struct{}{}
 		default:
 		}
 		busy := false
@@ -415,4 +430,63 @@ func TestLossOnUELeg(t *testing.T) {
 func fill(b []byte, seed uint64) {
 	c := rand.NewChaCha8([32]byte{byte(seed)})
 	_, _ = c.Read(b)
+}
+
+// synFrom is a UE's SYN to dst from the UE's port sport.
+func synFrom(sport uint16, dst netip.Addr) []byte {
+	b := make([]byte, header.IPv4MinimumSize+header.TCPMinimumSize)
+	ip := header.IPv4(b)
+	ip.Encode(&header.IPv4Fields{TotalLength: uint16(len(b)), TTL: 64, Protocol: uint8(tcp.ProtocolNumber),
+		SrcAddr: tcpip.AddrFrom4(ueAddr.As4()), DstAddr: tcpip.AddrFrom4(dst.As4())})
+	ip.SetChecksum(^ip.CalculateChecksum())
+	t := header.TCP(b[header.IPv4MinimumSize:])
+	t.Encode(&header.TCPFields{SrcPort: sport, DstPort: 80, SeqNum: 1000, DataOffset: header.TCPMinimumSize, Flags: header.TCPFlagSyn, WindowSize: 65535})
+	xsum := header.PseudoHeaderChecksum(tcp.ProtocolNumber, ip.SourceAddress(), ip.DestinationAddress(), header.TCPMinimumSize)
+	t.SetChecksum(^t.CalculateChecksum(xsum))
+	return b
+}
+
+// A SYN flood toward a server that never answers holds at most
+// MaxHalfOpen SYNs (and their goroutines) at a time, relays nothing,
+// reserves no memory, and once it passes a UE connects again.
+func TestSYNFloodIsBounded(t *testing.T) {
+	r := newRig(t, Options{MaxHalfOpen: 32})
+	r.p.o.DialTimeout = 300 * time.Millisecond
+	l := r.listen(80)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	blackhole := netip.MustParseAddr("203.0.113.9")
+	g0 := runtime.NumGoroutine()
+	peak := 0
+	var frames [dataplane.BurstSize]dataplane.Frame
+	var marks [dataplane.BurstSize]dataplane.Mark
+	for i := 0; i < 3000; i += len(frames) {
+		for j := range frames {
+			pkt := synFrom(uint16(10000+i+j), blackhole)
+			buf := make([]byte, dataplane.Headroom+len(pkt))
+			copy(buf[dataplane.Headroom:], pkt)
+			frames[j] = dataplane.Frame{Buf: buf, Off: dataplane.Headroom, Len: len(pkt), Owner: heapOwner{}}
+		}
+		r.inject(frames[:], marks[:])
+		peak = max(peak, runtime.NumGoroutine()-g0)
+	}
+	if peak > 32*2+16 {
+		t.Errorf("the flood started %d goroutines, want about 32 (one per half-open SYN)", peak)
+	}
+	if st := r.p.Stats(); st.Active != 0 || st.MemoryInUse != 0 {
+		t.Errorf("after the flood: %d connections, %d octets reserved; want none", st.Active, st.MemoryInUse)
+	}
+	time.Sleep(500 * time.Millisecond)
+	c, err := r.dial(80)
+	if err != nil {
+		t.Fatalf("connect after the flood: %v", err)
+	}
+	c.Close()
 }
