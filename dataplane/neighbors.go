@@ -34,12 +34,13 @@ type neighborSet struct {
 	hosts      map[flowtable.Addr]MAC
 	gw         MAC
 	hasGateway bool
+	replaced   chan struct{} // closed when the next set replaces this one
 }
 
 // NewNeighbors returns an empty neighbour table.
 func NewNeighbors() *Neighbors {
 	n := &Neighbors{missed: make(chan struct{}, 1)}
-	n.cur.Store(&neighborSet{hosts: map[flowtable.Addr]MAC{}})
+	n.cur.Store(&neighborSet{hosts: map[flowtable.Addr]MAC{}, replaced: make(chan struct{})})
 	return n
 }
 
@@ -63,12 +64,26 @@ func (n *Neighbors) update(f func(*neighborSet)) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	old := n.cur.Load()
-	s := &neighborSet{hosts: make(map[flowtable.Addr]MAC, len(old.hosts)+1), gw: old.gw, hasGateway: old.hasGateway}
+	s := &neighborSet{hosts: make(map[flowtable.Addr]MAC, len(old.hosts)+1), gw: old.gw, hasGateway: old.hasGateway,
+		replaced: make(chan struct{})}
 	for k, v := range old.hosts {
 		s.hosts[k] = v
 	}
 	f(s)
 	n.cur.Store(s)
+	close(old.replaced)
+}
+
+// Snapshot returns the current host entries and gateway, and a channel
+// that is closed when they change: a mirror of the table (the XDP fast
+// path's) waits on it and takes a new snapshot.
+func (n *Neighbors) Snapshot() (hosts map[netip.Addr]MAC, gw MAC, hasGateway bool, changed <-chan struct{}) {
+	s := n.cur.Load()
+	hosts = make(map[netip.Addr]MAC, len(s.hosts))
+	for k, v := range s.hosts {
+		hosts[k.Netip()] = v
+	}
+	return hosts, s.gw, s.hasGateway, s.replaced
 }
 
 // Lookup returns the link-layer address for a destination. A miss is

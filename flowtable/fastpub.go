@@ -1,5 +1,11 @@
 package flowtable
 
+import (
+	"errors"
+	"fmt"
+	"slices"
+)
+
 // Tier names the tier that carries a rule.
 type Tier uint8
 
@@ -161,4 +167,215 @@ func (t *Table) FastMeter(slot uint32) FastMeter {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return fastMeter(t.slab.at(slot))
+}
+
+// fastState is the Table's side of an attached fast tier. Table writer
+// only (t.mu).
+type fastState struct {
+	tier    FastTier
+	cap     fastCapacity
+	workers []*WorkerCounters // the tier's counters, one per CPU, among t.workers
+	keys    map[key]bool      // the keys the tier carries
+	meters  map[uint32]bool   // meter slots set in the tier
+	wild    [NumInterfaces]bool
+	// Errors counts rules the tier refused (a full map): they stay with
+	// the workers.
+	errors uint64
+}
+
+// AttachFast attaches a fast tier: from now on the Table publishes into
+// it the rules it can carry, as sessions are installed, changed and
+// removed, and sums its counters with the workers'. Rules installed
+// before are published now. It can be called once.
+func (t *Table) AttachFast(ft FastTier) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.fast != nil {
+		return fmt.Errorf("attach fast tier: %w", ErrFastAttached)
+	}
+	slots := uint32(0)
+	for ft.Chunk(0, int(slots>>(chunkLineBits+2))) != nil && slots < 1<<31 {
+		slots += chunkLines * lineCells
+	}
+	f := &fastState{tier: ft, cap: fastCapacity{slots: slots, meters: ft.Meters()},
+		keys: map[key]bool{}, meters: map[uint32]bool{}}
+	for range ft.CPUs() {
+		w := &WorkerCounters{}
+		w.unmap = newUnmapper(w)
+		for i := 0; i < t.chunks; i++ {
+			w.addChunk(i)
+		}
+		f.workers = append(f.workers, w)
+	}
+	t.fast = f
+	t.fastChunks()
+	t.workers = append(t.workers, f.workers...)
+	f.wild = t.fastWild()
+	for _, st := range t.sessions {
+		for _, k := range st.keys {
+			t.fastKey(k)
+		}
+	}
+	return nil
+}
+
+// ErrFastAttached is returned by AttachFast when a tier is attached.
+var ErrFastAttached = errors.New("a fast tier is already attached")
+
+// fastChunks points the tier's counter sets at its memory for every chunk
+// the Table has that the tier holds. Caller holds t.mu.
+func (t *Table) fastChunks() {
+	for cpu, w := range t.fast.workers {
+		for i := 0; i < t.chunks; i++ {
+			p := (*counterChunk)(t.fast.tier.Chunk(cpu, i))
+			if p != nil && w.chunks[i].Load() != p {
+				w.chunks[i].Store(p)
+			}
+		}
+	}
+}
+
+// fastWild reports, by interface, whether wildcard rules exist.
+func (t *Table) fastWild() (w [NumInterfaces]bool) {
+	cur := t.wild.Load()
+	for i := range w {
+		w[i] = len(cur[i]) > 0
+	}
+	return w
+}
+
+// fastKey publishes key k into the tier, or withdraws it, as its rules
+// now in the lookup table allow. Caller holds t.mu.
+func (t *Table) fastKey(k key) {
+	f := t.fast
+	fk, fr, ok := fastRuleOf(k, t.m.get(k), f.wild[k.iface()], f.cap)
+	if ok {
+		ok = t.fastMeters(fr) == nil && f.tier.PutRule(fk, fr) == nil
+		if !ok {
+			f.errors++
+		}
+	}
+	switch {
+	case ok:
+		f.keys[k] = true
+	case f.keys[k]:
+		if f.tier.DeleteRule(fk) != nil {
+			f.errors++
+		}
+		delete(f.keys, k)
+	}
+}
+
+// fastMeters sets the tier's copy of the rule's meters that it does not
+// have, or that were given to a new QER since (t.mtr.fresh).
+func (t *Table) fastMeters(fr *FastRule) error {
+	f := t.fast
+	for _, m := range fr.Meters {
+		if m == 0 {
+			continue
+		}
+		s := m - 1
+		if f.meters[s] && !slices.Contains(t.mtr.fresh, s) {
+			continue
+		}
+		if err := f.tier.SetMeter(s, fastMeter(t.slab.at(s))); err != nil {
+			return err
+		}
+		f.meters[s] = true
+	}
+	return nil
+}
+
+// fastPublish brings the tier up to date with a session that changed
+// from old (nil: none) to st, whose lookup entries are published: new and
+// changed keys are published or withdrawn as they allow, keys that went
+// away are withdrawn. The workers' table changed first, so a packet the
+// tier hands to them meets the new rules, and one the tier still
+// forwarded met all of the old. Caller holds t.mu, before waiting for
+// final usage.
+func (t *Table) fastPublish(old, st *sessionState, c *compiled) {
+	if t.fast == nil {
+		return
+	}
+	t.fastChunks()
+	t.fastRewild()
+	for k := range c.entries {
+		t.fastKey(k)
+	}
+	if old != nil {
+		for _, k := range old.keys {
+			if _, ok := c.entries[k]; !ok {
+				t.fastKey(k)
+			}
+		}
+	}
+}
+
+// fastWithdraw withdraws a removed session's keys. Caller holds t.mu,
+// after unpublishing them from the workers' table and before waiting for
+// final usage.
+func (t *Table) fastWithdraw(st *sessionState) {
+	if t.fast == nil {
+		return
+	}
+	t.fastRewild()
+	for _, k := range st.keys {
+		t.fastKey(k)
+	}
+}
+
+// fastRewild re-decides every key when wildcard rules appeared on or
+// left an interface (a wildcard of better precedence could match a keyed
+// rule's packets, which the program cannot see), and reports whether it
+// did.
+func (t *Table) fastRewild() bool {
+	f := t.fast
+	w := t.fastWild()
+	if w == f.wild {
+		return false
+	}
+	f.wild = w
+	for k := range f.keys {
+		t.fastKey(k)
+	}
+	for _, st := range t.sessions {
+		for _, k := range st.keys {
+			t.fastKey(k)
+		}
+	}
+	return true
+}
+
+// FastErrors returns how many rules the fast tier refused (they stayed
+// with the workers). Safe for concurrent use.
+func (t *Table) FastErrors() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.fast == nil {
+		return 0
+	}
+	return t.fast.errors
+}
+
+// RuleTier returns the tier that carries an installed session's PDR. Safe
+// for concurrent use.
+func (t *Table) RuleTier(seid uint64, pdrID uint16) (Tier, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st, ok := t.sessions[seid]
+	if !ok {
+		return TierUser, fmt.Errorf("read the tier of session %#x: %w", seid, ErrSessionNotFound)
+	}
+	if !slices.ContainsFunc(st.pdrSlots, func(p idSlot) bool { return p.id == uint32(pdrID) }) {
+		return TierUser, &RuleError{KindPDR, uint32(pdrID), ErrMissingRule}
+	}
+	if t.fast == nil {
+		return TierUser, nil
+	}
+	for _, k := range st.keys {
+		if r := t.m.get(k); t.fast.keys[k] && r != nil && r.PDRID == pdrID {
+			return TierXDP, nil
+		}
+	}
+	return TierUser, nil
 }

@@ -39,8 +39,12 @@ func (w *WorkerCounters) Exit() { w.span.Add(1) }
 
 // quiesce waits until every worker that is inside a span when quiesce
 // looks at it has left that span: after it, no worker counts through
-// rules unpublished before the call. Caller holds t.mu.
+// rules unpublished before the call, and no run of the fast tier's
+// program either. Caller holds t.mu.
 func (t *Table) quiesce() {
+	if t.fast != nil {
+		t.fast.tier.Quiesce()
+	}
 	for _, w := range t.workers {
 		s := w.span.Load()
 		if s&1 == 0 {

@@ -82,6 +82,8 @@ type Table struct {
 	released   handoff[Released]
 	endMarkers handoff[EndMarker]
 	wake       atomic.Pointer[func()] // OnHandoff
+
+	fast *fastState // the attached fast tier (AttachFast), nil for none; under mu
 }
 
 // wildcards are the PDRs without a lookup key, by source interface, sorted
@@ -243,6 +245,7 @@ func (t *Table) Remove(seid uint64) (map[uint32]Usage, error) {
 	if st.extras != nil && len(st.wild) > 0 {
 		t.setWildcards(st.wild, nil)
 	}
+	t.fastWithdraw(st)
 	if len(st.urrs) > 0 {
 		t.quiesce()
 	}
@@ -289,6 +292,7 @@ func (t *Table) publish(s *Session, old *sessionState, final map[uint32]Usage) e
 		if len(ow) > 0 || len(nw) > 0 {
 			t.setWildcards(ow, nw)
 		}
+		t.fastPublish(old, st, c)
 		waited := false
 		if final != nil {
 			waited = t.finalUsage(old, st, final)
@@ -306,8 +310,11 @@ func (t *Table) publish(s *Session, old *sessionState, final map[uint32]Usage) e
 		if old.extras != nil && old.buffer != nil && (st.extras == nil || !st.buffering) {
 			t.release(st.seid, old.buffer)
 		}
-	} else if st.extras != nil && len(st.wild) > 0 {
-		t.setWildcards(nil, st.wild)
+	} else {
+		if st.extras != nil && len(st.wild) > 0 {
+			t.setWildcards(nil, st.wild)
+		}
+		t.fastPublish(nil, st, c)
 	}
 	t.sessions[s.LocalSEID] = st
 	return nil

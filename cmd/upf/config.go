@@ -43,6 +43,10 @@ type Config struct {
 	XDPMode string `yaml:"xdp_mode"`
 	// HugePages backs packet memory with huge pages when available.
 	HugePages bool `yaml:"huge_pages"`
+	// FastPath is "auto" (the XDP fast path carries the rules it can
+	// where the kernel runs its program, the workers the rest) or "off"
+	// (left out: the workers carry every rule; see fastpath.go).
+	FastPath string `yaml:"fast_path"`
 	// WorkerNice is the nice value of the worker threads, -20 to 19;
 	// unset means -10. A worker shares its core with the kernel threads
 	// that receive into its sockets (threaded NAPI, as on veth), and with
@@ -121,6 +125,7 @@ type parsed struct {
 	ifaces     []parsedIface
 	n3v4, n9v4 netip.Addr
 	xdpMode    string
+	fastPath   string
 	workerNice int
 	proxy      *tcpproxy.Options // nil: no proxy
 }
@@ -328,6 +333,12 @@ func (c Config) validate() (*parsed, error) {
 		p.xdpMode = or(c.XDPMode, "auto")
 	default:
 		fail("xdp_mode", "%q: want auto, native or generic", c.XDPMode)
+	}
+	switch c.FastPath {
+	case "", fastPathOff, fastPathAuto:
+		p.fastPath = or(c.FastPath, fastPathOff)
+	default:
+		fail("fast_path", "%q: want auto or off", c.FastPath)
 	}
 	p.proxy = c.Proxy.proxyOptions(fail)
 	if len(errs) > 0 {

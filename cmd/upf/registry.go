@@ -8,7 +8,7 @@ import (
 // metricCollectors are the collectors behind upf's /metrics: Sluice's
 // counters, its vhost-user ports' and the Go runtime's.
 func (u *upf) metricCollectors() []prometheus.Collector {
-	return []prometheus.Collector{&collector{u: u}, &vhostCollector{u: u}, &proxyCollector{u: u}, collectors.NewGoCollector()}
+	return []prometheus.Collector{&collector{u: u}, &vhostCollector{u: u}, &proxyCollector{u: u}, &fastCollector{u: u}, collectors.NewGoCollector()}
 }
 
 // registry is the Prometheus registry upf serves.

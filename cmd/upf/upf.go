@@ -17,6 +17,7 @@ import (
 	"github.com/sluice-net/sluice/control"
 	"github.com/sluice-net/sluice/dataplane"
 	"github.com/sluice-net/sluice/dataplane/afxdp"
+	"github.com/sluice-net/sluice/dataplane/fastpath"
 	"github.com/sluice-net/sluice/flowtable"
 	"github.com/sluice-net/sluice/tcpproxy"
 )
@@ -26,7 +27,8 @@ type upf struct {
 	log     *slog.Logger
 	cfg     *parsed
 	tbl     *flowtable.Table
-	ports   []*afxdp.Port // in configuration order; nil for vhost-user ports
+	ports   []*afxdp.Port  // in configuration order; nil for vhost-user ports
+	fast    *fastpath.Tier // the XDP fast path; nil when off
 	vhost   vhostPorts
 	nbrs    []*dataplane.Neighbors
 	workers []*dataplane.Worker
@@ -52,6 +54,7 @@ func start(cfg *parsed, log *slog.Logger) (_ *upf, err error) {
 		}
 	}()
 	u.tbl = flowtable.New(flowtable.Options{Capacity: 2 * max(cfg.cfg.Sessions, 1024)})
+	u.fast = openFastPath(cfg, u.tbl, log)
 	nw := len(cfg.cfg.Cores)
 	mode := map[string]afxdp.XDPMode{"auto": afxdp.XDPModeAuto, "native": afxdp.XDPModeNative, "generic": afxdp.XDPModeGeneric}[cfg.xdpMode]
 	for i, in := range cfg.ifaces {
@@ -76,6 +79,9 @@ func start(cfg *parsed, log *slog.Logger) (_ *upf, err error) {
 		pc := afxdp.Config{
 			Interface: in.Device, Queues: queues, Role: role, N3Addrs: addrs, UEPools: pools,
 			HugePages: cfg.cfg.HugePages, XDPMode: mode, Logger: log.With("port", in.Device),
+		}
+		if u.fast != nil {
+			pc.Program = u.fast
 		}
 		// Worker w serves queue w of every port, so the queues w of all
 		// ports share one UMEM, the first port's: a packet leaves by
@@ -105,6 +111,12 @@ func start(cfg *parsed, log *slog.Logger) (_ *upf, err error) {
 				u.errs <- err
 			}
 		}(in.Device)
+	}
+
+	if u.fast != nil {
+		if err := u.fastEgress(ctx); err != nil {
+			return nil, fmt.Errorf("fast path: %w", err)
+		}
 	}
 
 	var egress [flowtable.NumInterfaces]int
@@ -239,6 +251,11 @@ func (u *upf) stop() {
 		}
 	}
 	errs = append(errs, u.vhost.close())
+	if u.fast != nil {
+		// After the ports, whose programs use its maps; nothing reads the
+		// table's counters any more.
+		errs = append(errs, u.fast.Close())
+	}
 	if err := errors.Join(errs...); err != nil {
 		u.log.Error("closing ports", "err", err)
 	}

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net/netip"
 
+	"github.com/cilium/ebpf"
+
 	"github.com/sluice-net/sluice/dataplane"
 )
 
@@ -155,8 +157,23 @@ type Config struct {
 	// for all of them.
 	ShareUMEM *Port
 
+	// Program, when set, loads the port's XDP program in place of the
+	// steering program: the fast path's (dataplane/fastpath), which steers
+	// what the steering program steers and forwards the packets of simple
+	// rules itself.
+	Program ProgramLoader
+
 	// Logger receives the port's log lines; nil means slog.Default().
 	Logger *slog.Logger
+}
+
+// ProgramLoader loads a port's XDP program with the port's maps: the
+// XSKMAP of its sockets by receive queue and the IPv4 and IPv6 tries of the
+// destinations it steers (see mapSpecs for their layout). A packet the
+// program steers goes to bpf_redirect_map(xsks, rx_queue_index, XDP_PASS);
+// n3 says the port is an N3 port (steer GTP-U only).
+type ProgramLoader interface {
+	LoadXDP(n3 bool, xsks, dest4, dest6 *ebpf.Map) (*ebpf.Program, error)
 }
 
 // withDefaults returns c with zero fields defaulted, or an error wrapping

@@ -137,14 +137,20 @@ func open(cfg Config) (_ *Port, err error) {
 			return nil, err
 		}
 	}
-	spec := programSpec(cfg.Role, 0)
-	for sym, m := range map[string]*ebpf.Map{symXSKs: p.xsks, symDest4: p.dest4, symDest6: p.dest6} {
-		if err := spec.Instructions.AssociateMap(sym, m); err != nil {
-			return nil, fmt.Errorf("linking XDP program: %w", err)
+	if cfg.Program != nil {
+		if p.prog, err = cfg.Program.LoadXDP(cfg.Role == RoleN3, p.xsks, p.dest4, p.dest6); err != nil {
+			return nil, err
 		}
-	}
-	if p.prog, err = ebpf.NewProgram(spec); err != nil {
-		return nil, fmt.Errorf("loading XDP program: %w", err)
+	} else {
+		spec := programSpec(cfg.Role, 0)
+		for sym, m := range map[string]*ebpf.Map{symXSKs: p.xsks, symDest4: p.dest4, symDest6: p.dest6} {
+			if err := spec.Instructions.AssociateMap(sym, m); err != nil {
+				return nil, fmt.Errorf("linking XDP program: %w", err)
+			}
+		}
+		if p.prog, err = ebpf.NewProgram(spec); err != nil {
+			return nil, fmt.Errorf("loading XDP program: %w", err)
+		}
 	}
 
 	for i, id := range queueIDs {
@@ -168,7 +174,7 @@ func open(cfg Config) (_ *Port, err error) {
 			zc++
 		}
 	}
-	log.Info("afxdp: port open", "interface", p.name, "role", p.role, "queues", queueIDs,
+	log.Info("afxdp: port open", "interface", p.name, "role", p.role, "queues", queueIDs, "fast_path", cfg.Program != nil,
 		"xdp", p.mode, "zerocopy_queues", zc, "frame_size", cfg.FrameSize, "frames", cfg.NumFrames,
 		"huge_pages", len(p.queues) > 0 && p.queues[0].umem.huge, "tx_budget", p.queues[0].sock.txBudget,
 		"umem_of", umemOf(cfg.ShareUMEM, p.name))

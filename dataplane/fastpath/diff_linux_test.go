@@ -114,7 +114,8 @@ func newBed(t *testing.T, sessions ...*flowtable.Session) *bed {
 	must(tier.SetEgress(flowtable.Core, Egress{Ifindex: n6Index, MAC: n6MAC}))
 	must(tier.SetNeighbor(n3Index, gnb, gnbMAC))
 	must(tier.SetGateway(flowtable.Core, gwMAC))
-	b.publish()
+	must(tbl.AttachFast(tier))
+	b.readCarried()
 
 	newMap := func(spec *ebpf.MapSpec) *ebpf.Map {
 		m, err := ebpf.NewMap(spec)
@@ -142,22 +143,26 @@ func newBed(t *testing.T, sessions ...*flowtable.Session) *bed {
 	return b
 }
 
-// publish puts what the table lets the tier carry into it.
-func (b *bed) publish() {
+// readCarried reads the keys the tier carries from its maps.
+func (b *bed) readCarried() {
 	b.t.Helper()
 	b.carried = map[flowtable.FastKey]bool{}
-	for k, r := range b.tbl.FastRules(uint32(b.tier.chunks)<<b.tier.layout.SlotShift, b.tier.Meters()) {
-		if err := b.tier.PutRule(k, r); err != nil {
+	for _, m := range []struct {
+		m  *ebpf.Map
+		up bool
+	}{{b.tier.ul, true}, {b.tier.dl, false}} {
+		var k uint32
+		var v sluiceFpRule
+		it := m.m.Iterate()
+		for it.Next(&k, &v) {
+			if !m.up {
+				k = be32(k)
+			}
+			b.carried[flowtable.FastKey{Uplink: m.up, ID: k}] = true
+		}
+		if err := it.Err(); err != nil {
 			b.t.Fatal(err)
 		}
-		for _, m := range r.Meters {
-			if m != 0 {
-				if err := b.tier.SetMeter(m-1, b.tbl.FastMeter(m-1)); err != nil {
-					b.t.Fatal(err)
-				}
-			}
-		}
-		b.carried[k] = true
 	}
 }
 

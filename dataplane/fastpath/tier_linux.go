@@ -434,3 +434,9 @@ func (t *Tier) Stats() (Stats, error) {
 	}
 	return s, nil
 }
+
+// LoadXDP loads a port's program with the fast path on: it implements
+// afxdp.ProgramLoader.
+func (t *Tier) LoadXDP(n3 bool, xsks, dest4, dest6 *ebpf.Map) (*ebpf.Program, error) {
+	return t.Program(n3, true, xsks, dest4, dest6, 0)
+}

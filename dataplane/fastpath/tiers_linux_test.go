@@ -1,0 +1,271 @@
+package fastpath
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket/layers"
+
+	"github.com/sluice-net/sluice/flowtable"
+)
+
+// send runs a frame as a port would: through the program, and through the
+// worker when the program steers it there. It returns which tier decided
+// and, for a forwarded frame, its length.
+func (b *bed) send(fromN3 bool, frame []byte) (tier string, forwarded bool) {
+	b.t.Helper()
+	rc, _ := b.xdp(fromN3, append([]byte(nil), frame...))
+	switch rc {
+	case xdpRedirect:
+		return "xdp", true
+	case xdpDrop:
+		return "xdp", false
+	case xdpSteered:
+		in := b.n6
+		if fromN3 {
+			in = b.n3
+		}
+		o3, o6 := b.user(in, frame)
+		return "user", len(o3)+len(o6) > 0
+	}
+	b.t.Fatalf("the program returned %d", rc)
+	return "", false
+}
+
+// TestRulesMoveBetweenTiers sends a known number of octets through a
+// session whose rules move from the XDP tier to the workers and back in
+// the middle of the stream (the downlink FAR starts buffering, the uplink
+// FAR gains a forwarding policy, then both return), and checks that the
+// deletion report's volumes are the octets sent, to the octet, and that
+// every packet was carried by the tier its rule was in at the time.
+func TestRulesMoveBetweenTiers(t *testing.T) {
+	s := sessionOf(1, ue, 0x100, 0x200, 0, 9, false, false)
+	b := newBed(t, s)
+	ul := flowtable.FastKey{Uplink: true, ID: 0x100}
+	dl := flowtable.FastKey{ID: u32(ue)}
+
+	var ulBytes, dlBytes, ulPkts, dlPkts uint64
+	tiers := map[string]int{}
+	burst := func(phase string, n int, wantUL, wantDL string) {
+		t.Helper()
+		for i := range n {
+			size := 20 + (i*37)%1300
+			ip := inner{src: ue, dst: dn, proto: layers.IPProtocolUDP, ttl: 64, sport: uint16(i), dport: 80, payload: size}.bytes(t)
+			tier, fwd := b.send(true, gpdu(t, 0x100, 9, ip, 0))
+			if tier != wantUL || !fwd {
+				t.Fatalf("%s: uplink packet %d went to the %s tier (forwarded %v), want forwarded by %s", phase, i, tier, fwd, wantUL)
+			}
+			ulBytes += uint64(len(ip))
+			ulPkts++
+			tiers[phase+" uplink "+tier]++
+			ip = inner{src: dn, dst: ue, proto: layers.IPProtocolTCP, ttl: 64, sport: 80, dport: uint16(i), payload: size}.bytes(t)
+			tier, fwd = b.send(false, fromDN(t, ip, 0))
+			if tier != wantDL {
+				t.Fatalf("%s: downlink packet %d went to the %s tier, want %s", phase, i, tier, wantDL)
+			}
+			if fwd {
+				dlBytes += uint64(len(ip))
+				dlPkts++
+			}
+			tiers[phase+" downlink "+tier]++
+		}
+	}
+	carried := func(phase string, wantUL, wantDL bool) {
+		t.Helper()
+		b.readCarried()
+		if b.carried[ul] != wantUL || b.carried[dl] != wantDL {
+			t.Fatalf("%s: the tier carries uplink %v downlink %v, want %v %v", phase, b.carried[ul], b.carried[dl], wantUL, wantDL)
+		}
+		for _, c := range []struct {
+			pdr  uint16
+			want bool
+		}{{1, wantUL}, {2, wantDL}} {
+			tier, err := b.tbl.RuleTier(1, c.pdr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (tier == flowtable.TierXDP) != c.want {
+				t.Errorf("%s: RuleTier says PDR %d is in the %v tier", phase, c.pdr, tier)
+			}
+		}
+	}
+
+	carried("installed", true, true)
+	burst("fast", 50, "xdp", "xdp")
+
+	// The downlink FAR buffers (and notifies): the workers take the rule;
+	// buffered packets are not forwarded and not counted. The uplink FAR
+	// names a forwarding policy: the workers take it too.
+	s2 := sessionOf(1, ue, 0x100, 0x200, 0, 9, false, false)
+	s2.FARs[1].Apply = flowtable.ActBuffer | flowtable.ActNotifyCP
+	s2.FARs[1].Forwarding = nil
+	s2.FARs[0].Forwarding.ForwardingPolicy = "proxy"
+	if err := b.tbl.Replace(s2); err != nil {
+		t.Fatal(err)
+	}
+	carried("buffering", false, false)
+	burst("buffering", 20, "user", "user")
+
+	// Back to forwarding: the tier takes both rules again.
+	if err := b.tbl.Replace(sessionOf(1, ue, 0x100, 0x200, 0, 9, false, false)); err != nil {
+		t.Fatal(err)
+	}
+	carried("forwarding again", true, true)
+	burst("fast again", 30, "xdp", "xdp")
+
+	pk, oc, err := b.tbl.PDRStats(1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pk != ulPkts || oc != ulBytes {
+		t.Errorf("uplink PDR counted %d packets, %d octets over both tiers; sent %d, %d", pk, oc, ulPkts, ulBytes)
+	}
+	usage, err := b.tbl.Remove(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []uint32{1, 2} {
+		u := usage[id]
+		if u.ULBytes != ulBytes || u.ULPackets != ulPkts || u.DLBytes != dlBytes || u.DLPackets != dlPkts {
+			t.Errorf("URR %d reports UL %d packets %d octets, DL %d packets %d octets; forwarded UL %d/%d, DL %d/%d",
+				id, u.ULPackets, u.ULBytes, u.DLPackets, u.DLBytes, ulPkts, ulBytes, dlPkts, dlBytes)
+		}
+		if u.First <= 0 || u.Last < u.First || u.Last > time.Duration(b.tbl.Now()) {
+			t.Errorf("URR %d: first %v last %v, table clock now %v", id, u.First, u.Last, time.Duration(b.tbl.Now()))
+		}
+	}
+	b.readCarried()
+	if len(b.carried) != 0 {
+		t.Errorf("after removal the tier still carries %v", b.carried)
+	}
+	t.Logf("tiers: %v; UL %d octets, DL %d octets", tiers, ulBytes, dlBytes)
+}
+
+// TestEligibility checks what the tier carries and what stays with the
+// workers, one rule shape at a time.
+func TestEligibility(t *testing.T) {
+	base := func() *flowtable.Session { return sessionOf(1, ue, 0x100, 0x200, 0, 9, false, false) }
+	for _, c := range []struct {
+		name           string
+		change         func(s *flowtable.Session)
+		wantUL, wantDL bool
+	}{
+		{"common", func(*flowtable.Session) {}, true, true},
+		{"forwarding policy (TCP proxy)", func(s *flowtable.Session) { s.FARs[0].Forwarding.ForwardingPolicy = "p"; s.FARs[1].Forwarding.ForwardingPolicy = "p" }, false, false},
+		{"buffering", func(s *flowtable.Session) { s.FARs[1].Apply, s.FARs[1].Forwarding = flowtable.ActBuffer, nil }, true, false},
+		{"notify only", func(s *flowtable.Session) { s.FARs[1].Apply = flowtable.ActForward | flowtable.ActNotifyCP }, true, false},
+		{"drop", func(s *flowtable.Session) { s.FARs[0].Apply, s.FARs[0].Forwarding = flowtable.ActDrop, nil }, true, true},
+		{"MBR", func(s *flowtable.Session) { s.QERs[0].MBRUL, s.QERs[0].MBRDL = 1e6, 2e6 }, true, true},
+		{"SDF filter with ports", func(s *flowtable.Session) {
+			s.PDRs[1].PDI.SDFFilters = []flowtable.SDFFilter{{FlowDescription: "permit out tcp from any 80 to assigned"}}
+		}, true, false},
+		{"IPv6 peer", func(s *flowtable.Session) {
+			s.FARs[1].Forwarding.OuterHeaderCreation.Peer = netip.MustParseAddr("2001:db8::1")
+		}, true, false},
+		{"two PDRs on the TEID", func(s *flowtable.Session) {
+			p := s.PDRs[0]
+			p.ID, p.Precedence, p.PDI.SDFFilters = 3, 10, []flowtable.SDFFilter{{FlowDescription: "permit out udp from any to assigned 53"}}
+			s.PDRs = append(s.PDRs, p)
+		}, false, true},
+		{"wildcard PDR on the core side", func(s *flowtable.Session) {
+			s.PDRs = append(s.PDRs, flowtable.PDR{ID: 3, Precedence: 1, PDI: flowtable.PDI{SourceInterface: flowtable.Core,
+				SDFFilters: []flowtable.SDFFilter{{FlowDescription: "permit out udp from any to any 53"}}}, FARID: 2})
+		}, true, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := base()
+			c.change(s)
+			b := newBed(t, s)
+			ul, dl := b.carried[flowtable.FastKey{Uplink: true, ID: 0x100}], b.carried[flowtable.FastKey{ID: u32(ue)}]
+			if ul != c.wantUL || dl != c.wantDL {
+				t.Errorf("the tier carries uplink %v downlink %v, want %v %v", ul, dl, c.wantUL, c.wantDL)
+			}
+			// Installed after the tier was attached: the same.
+			s.LocalSEID = 2
+			for i := range s.PDRs {
+				if s.PDRs[i].PDI.HasLocalTEID {
+					s.PDRs[i].PDI.LocalTEID = 0x500
+				}
+				s.PDRs[i].PDI.UEAddr4 = netip.MustParseAddr("10.45.1.1")
+			}
+			if err := b.tbl.Install(s); err != nil {
+				t.Fatal(err)
+			}
+			b.readCarried()
+			ul, dl = b.carried[flowtable.FastKey{Uplink: true, ID: 0x500}], b.carried[flowtable.FastKey{ID: u32(netip.MustParseAddr("10.45.1.1"))}]
+			if c.name == "wildcard PDR on the core side" {
+				return // the second session's wildcard joins the first's
+			}
+			if ul != c.wantUL || dl != c.wantDL {
+				t.Errorf("installed later: the tier carries uplink %v downlink %v, want %v %v", ul, dl, c.wantUL, c.wantDL)
+			}
+		})
+	}
+}
+
+// TestWildcardWithdraws checks that a wildcard rule on an interface takes
+// every key of the interface out of the tier, and that its removal puts
+// them back.
+func TestWildcardWithdraws(t *testing.T) {
+	b := newBed(t, sessionOf(1, ue, 0x100, 0x200, 0, 9, false, false))
+	w := &flowtable.Session{LocalSEID: 9,
+		PDRs: []flowtable.PDR{{ID: 1, Precedence: 1, PDI: flowtable.PDI{SourceInterface: flowtable.Core,
+			SDFFilters: []flowtable.SDFFilter{{FlowDescription: "permit out udp from any to any 53"}}}, FARID: 1}},
+		FARs: []flowtable.FAR{{ID: 1, Apply: flowtable.ActDrop}}}
+	if err := b.tbl.Install(w); err != nil {
+		t.Fatal(err)
+	}
+	b.readCarried()
+	if b.carried[flowtable.FastKey{ID: u32(ue)}] || !b.carried[flowtable.FastKey{Uplink: true, ID: 0x100}] {
+		t.Fatalf("with a core-side wildcard the tier carries %v, want the uplink only", b.carried)
+	}
+	// The wildcard drops DNS to anyone: the worker does, the tier hands
+	// the packet over.
+	ip := inner{src: dn, dst: ue, proto: layers.IPProtocolUDP, ttl: 64, sport: 53, dport: 53, payload: 10}.bytes(t)
+	if tier, fwd := b.send(false, fromDN(t, ip, 0)); tier != "user" || fwd {
+		t.Errorf("DNS to the UE: %s tier, forwarded %v; want dropped by the workers", tier, fwd)
+	}
+	if _, err := b.tbl.Remove(9); err != nil {
+		t.Fatal(err)
+	}
+	b.readCarried()
+	if !b.carried[flowtable.FastKey{ID: u32(ue)}] {
+		t.Fatalf("after the wildcard left the tier carries %v, want the downlink again", b.carried)
+	}
+}
+
+// TestMeter checks the tier's MBR: a burst far above the rate passes the
+// bucket's depth and the rate's share of the burst's time, no more.
+func TestMeter(t *testing.T) {
+	s := sessionOf(1, ue, 0x100, 0x200, 0, 9, false, false)
+	const rate = 8_000_000 // 1 MB/s
+	s.QERs[0].MBRUL = rate
+	b := newBed(t, s)
+	const size = 1000
+	ip := inner{src: ue, dst: dn, proto: layers.IPProtocolUDP, ttl: 64, sport: 1, dport: 2, payload: size - 28}.bytes(t)
+	frame := gpdu(t, 0x100, 9, ip, 0)
+	start := time.Now()
+	passed := 0
+	for range 2000 {
+		if tier, fwd := b.send(true, frame); tier != "xdp" {
+			t.Fatalf("the %s tier carried a metered packet", tier)
+		} else if fwd {
+			passed++
+		}
+	}
+	el := time.Since(start)
+	// Depth 10 ms of the rate, plus the rate over the burst.
+	most := int((10*time.Millisecond+el).Seconds()*rate/8/size) + 1
+	least := int(10*time.Millisecond.Seconds()*rate/8/size) - 1
+	if passed < least || passed > most {
+		t.Errorf("%d of 2000 packets of %d octets passed a %d bit/s meter in %v; want %d to %d", passed, size, rate, el, least, most)
+	}
+	st, err := b.tier.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.DropMBR.Packets != uint64(2000-passed) || st.ForwardedUL.Packets != uint64(passed) {
+		t.Errorf("the tier counts %d forwarded and %d MBR drops; the test saw %d and %d", st.ForwardedUL.Packets, st.DropMBR.Packets, passed, 2000-passed)
+	}
+}
