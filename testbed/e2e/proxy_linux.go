@@ -3,14 +3,16 @@ package e2e
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // ProxyPolicy is the forwarding policy of ProxyConfig's profile.
@@ -77,11 +79,15 @@ func (s *Server) Close() {
 	s.wg.Wait()
 }
 
-// Dial connects from namespace ns, bound to src, to dst.
-func (b *Bed) Dial(ctx context.Context, ns string, src netip.Addr, dst netip.AddrPort) (*net.TCPConn, error) {
+// Dial connects from namespace ns, bound to src, to dst, with the
+// congestion control cc (empty: the namespace's default).
+func (b *Bed) Dial(ctx context.Context, ns string, src netip.Addr, dst netip.AddrPort, cc string) (*net.TCPConn, error) {
 	var c net.Conn
 	err := b.Topo.Do(ns, func() error {
 		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: src.AsSlice()}}
+		if cc != "" {
+			d.Control = func(_, _ string, rc syscall.RawConn) error { return SetCongestion(rc, cc) }
+		}
 		var err error
 		c, err = d.DialContext(ctx, "tcp", dst.String())
 		return err
@@ -122,10 +128,11 @@ func ServeHash(deadline time.Duration) func(*net.TCPConn) {
 }
 
 // Download connects from a UE to a server that sends, and returns the
-// hash of what arrived, its length and the time it took.
-func (b *Bed) Download(ctx context.Context, ue netip.Addr, srv netip.AddrPort) (sum [32]byte, n int64, d time.Duration, err error) {
+// hash of what arrived, its length and the time it took. cc is the UE's
+// congestion control (empty: the namespace's default).
+func (b *Bed) Download(ctx context.Context, ue netip.Addr, srv netip.AddrPort, cc string) (sum [32]byte, n int64, d time.Duration, err error) {
 	start := time.Now()
-	c, err := b.Dial(ctx, "ue", ue, srv)
+	c, err := b.Dial(ctx, "ue", ue, srv, cc)
 	if err != nil {
 		return sum, 0, 0, err
 	}
@@ -141,9 +148,10 @@ func (b *Bed) Download(ctx context.Context, ue netip.Addr, srv netip.AddrPort) (
 
 // Upload connects from a UE to a ServeHash server, sends data, half-closes
 // and returns the hash the server answered and the time to the answer.
-func (b *Bed) Upload(ctx context.Context, ue netip.Addr, srv netip.AddrPort, data []byte) (sum [32]byte, d time.Duration, err error) {
+// cc is the UE's congestion control (empty: the namespace's default).
+func (b *Bed) Upload(ctx context.Context, ue netip.Addr, srv netip.AddrPort, data []byte, cc string) (sum [32]byte, d time.Duration, err error) {
 	start := time.Now()
-	c, err := b.Dial(ctx, "ue", ue, srv)
+	c, err := b.Dial(ctx, "ue", ue, srv, cc)
 	if err != nil {
 		return sum, 0, err
 	}
@@ -163,5 +171,18 @@ func (b *Bed) Upload(ctx context.Context, ue netip.Addr, srv netip.AddrPort, dat
 	return sum, time.Since(start), nil
 }
 
-// ErrNotReset is returned by WaitReset when the connection ended otherwise.
-var ErrNotReset = errors.New("connection not reset")
+// SetCongestion sets a socket's TCP congestion control (TCP_CONGESTION):
+// a namespace inherits the host's default and may not change it, but a
+// privileged socket may choose any the kernel has.
+func SetCongestion(rc syscall.RawConn, cc string) error {
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptString(int(fd), unix.IPPROTO_TCP, unix.TCP_CONGESTION, cc)
+	}); err != nil {
+		return err
+	}
+	if serr != nil {
+		return fmt.Errorf("set congestion control %s: %w", cc, serr)
+	}
+	return nil
+}

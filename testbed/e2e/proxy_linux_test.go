@@ -97,10 +97,10 @@ func TestProxy(t *testing.T) {
 		defer up.Close()
 		before := b.GNB.Stats()
 		r0 := proxyMetric(t, b, relayed)
-		if got, _, _, err := b.Download(ctx, s.UE4, dl.Addr); err != nil || got != sum {
+		if got, _, _, err := b.Download(ctx, s.UE4, dl.Addr, ""); err != nil || got != sum {
 			t.Fatalf("download: %v, hash matches: %v", err, got == sum)
 		}
-		if got, _, err := b.Upload(ctx, s.UE4, up.Addr, data[:256<<10]); err != nil || got != sha256.Sum256(data[:256<<10]) {
+		if got, _, err := b.Upload(ctx, s.UE4, up.Addr, data[:256<<10], ""); err != nil || got != sha256.Sum256(data[:256<<10]) {
 			t.Fatalf("upload: %v", err)
 		}
 		if r := proxyMetric(t, b, relayed) - r0; r != 2 {
@@ -144,7 +144,7 @@ func TestProxy(t *testing.T) {
 			wg.Add(2)
 			go func() {
 				defer wg.Done()
-				got, n, d, err := b.Download(ctx, s.UE4, dl.Addr)
+				got, n, d, err := b.Download(ctx, s.UE4, dl.Addr, "")
 				if err == nil && got != sum {
 					err = fmt.Errorf("download of %d octets in %v: content differs", n, d)
 				}
@@ -152,7 +152,7 @@ func TestProxy(t *testing.T) {
 			}()
 			go func() {
 				defer wg.Done()
-				got, _, err := b.Upload(ctx, s.UE4, up.Addr, data)
+				got, _, err := b.Upload(ctx, s.UE4, up.Addr, data, "")
 				if err == nil && got != sum {
 					err = errors.New("upload: the server's hash differs")
 				}
@@ -179,7 +179,7 @@ func TestProxy(t *testing.T) {
 		ln.Close() // a port nobody listens on
 		ref0 := proxyMetric(t, b, `sluice_proxy_connections_total{outcome="refused"}`)
 		start := time.Now()
-		c, err := b.Dial(ctx, "ue", proxied.UE4, closed)
+		c, err := b.Dial(ctx, "ue", proxied.UE4, closed, "")
 		if err == nil {
 			c.Close()
 		}
@@ -205,7 +205,7 @@ func TestProxy(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer srv.Close()
-		c, err := b.Dial(ctx, "ue", proxied.UE4, srv.Addr)
+		c, err := b.Dial(ctx, "ue", proxied.UE4, srv.Addr, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -252,7 +252,7 @@ func TestProxy(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				defer func() { <-sem }()
-				c, err := b.Dial(ctx, "ue", proxied.UE4, srv.Addr)
+				c, err := b.Dial(ctx, "ue", proxied.UE4, srv.Addr, "")
 				mu.Lock()
 				defer mu.Unlock()
 				if err != nil {
@@ -320,7 +320,7 @@ func TestProxy(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer srv.Close()
-		c, err := b.Dial(ctx, "ue", s.UE4, srv.Addr)
+		c, err := b.Dial(ctx, "ue", s.UE4, srv.Addr, "")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -55,6 +56,8 @@ type GNB struct {
 
 	stats counters
 	wg    sync.WaitGroup
+	// radio is the radio model, nil for none (radio.go).
+	radio atomic.Pointer[radio]
 }
 
 // Start creates the UEs' TUN device in the ue namespace, opens the N3
@@ -373,6 +376,7 @@ func (g *GNB) Close() error {
 	}
 	g.closed = true
 	g.mu.Unlock()
+	g.SetRadio(nil)
 	// Closing the descriptors interrupts the loops' blocking reads.
 	g.release()
 	g.wg.Wait()
@@ -448,6 +452,10 @@ func (g *GNB) uplink() {
 			g.stats.ulMalformed.Add(1)
 			continue
 		}
+		if r := g.radio.Load(); r != nil {
+			r.ul.Push(buf[headroom-hl : headroom+n])
+			continue
+		}
 		if _, err := g.conn.WriteToUDPAddrPort(buf[headroom-hl:headroom+n], dst); err != nil {
 			if closedErr(err) {
 				return
@@ -494,6 +502,10 @@ func (g *GNB) downlink() {
 				g.stats.dlNoPSC.Add(1)
 			}
 			tpdu := msg[p.HeaderLen : p.HeaderLen+p.PayloadLen]
+			if r := g.radio.Load(); r != nil {
+				r.dl.Push(tpdu)
+				continue
+			}
 			if _, err := g.tun.Write(tpdu); err != nil {
 				if closedErr(err) {
 					return
