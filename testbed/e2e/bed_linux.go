@@ -34,6 +34,10 @@ type Options struct {
 	Workers int
 	// Proxy is upf's proxy: section (UPFConfig.Proxy); empty: none.
 	Proxy string
+	// FastPath is upf's fast_path setting (UPFConfig.FastPath). With
+	// "auto" the far ends of N3 and N6 get GRO, so that they take the
+	// frames upf's XDP program redirects onto its veths.
+	FastPath string
 }
 
 // Bed is a running testbed with Sluice in it.
@@ -97,6 +101,14 @@ func Up(ctx context.Context, o Options) (_ *Bed, err error) {
 	b.cfg = filepath.Join(b.dir, "upf.yaml")
 	uc := TestbedUPFConfig(o.Workers)
 	uc.Proxy = o.Proxy
+	uc.FastPath = o.FastPath
+	if o.FastPath == "auto" {
+		for _, e := range []*topo.Endpoint{&b.Topo.GNBN3, &b.Topo.DNN6} {
+			if err := b.Topo.SetGRO(e, true); err != nil {
+				return nil, err
+			}
+		}
+	}
 	if err := os.WriteFile(b.cfg, uc.YAML(), 0o644); err != nil {
 		return nil, err
 	}

@@ -20,7 +20,10 @@ import (
 // the upf's log when the test failed.
 func bed(t *testing.T) *Bed { return bedWith(t, 1) }
 
-func bedWith(t *testing.T, workers int) *Bed {
+func bedWith(t *testing.T, workers int) *Bed { return bedOpts(t, Options{Workers: workers}) }
+
+// bedOpts is bed with options; the prefix, binary and log are the test's.
+func bedOpts(t *testing.T, o Options) *Bed {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: creates network namespaces, starts upf with AF_XDP")
@@ -31,7 +34,8 @@ func bedWith(t *testing.T, workers int) *Bed {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var log strings.Builder
-	b, err := Up(ctx, Options{Prefix: fmt.Sprintf("e2e%d", os.Getpid()%100000), UPF: upfBinary(t), Log: &log, Workers: workers})
+	o.Prefix, o.UPF, o.Log = fmt.Sprintf("e2e%d", os.Getpid()%100000), upfBinary(t), &log
+	b, err := Up(ctx, o)
 	if err != nil {
 		t.Fatalf("testbed: %v\n%s", err, log.String())
 	}
@@ -97,8 +101,12 @@ func TestPingBothWays(t *testing.T) {
 // TestSluice runs the operator-visible behaviour of issue-level acceptance
 // on one testbed: traffic both ways with content checked, gate, MBR, usage,
 // deletion, unknown TEIDs, and what the wire looks like to tshark.
-func TestSluice(t *testing.T) {
-	b := bed(t)
+func TestSluice(t *testing.T) { testSluice(t, bed(t)) }
+
+// testSluice checks what an operator sees of one upf: content, captures,
+// unknown TEIDs, usage, MBR, gates, deletion, End Markers. The fast path's
+// tests run it with the XDP tier on.
+func testSluice(t *testing.T, b *Bed) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	s, err := b.Establish(ctx, smf.SessionParams{URRs: []smf.URR{{ID: 1}}})

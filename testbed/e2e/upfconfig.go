@@ -39,6 +39,9 @@ type UPFConfig struct {
 	// Proxy is a proxy: section of upf's configuration, verbatim (each
 	// line indented under it); empty: no proxy.
 	Proxy string
+	// FastPath is upf's fast_path setting (auto or off); empty leaves it
+	// out (off).
+	FastPath string
 }
 
 // TestbedUPFConfig is the configuration of a Bed's upf: workers on the
@@ -64,6 +67,10 @@ func (c UPFConfig) YAML() []byte {
 	if c.ReportInterval > 0 {
 		report = "  report_interval: " + c.ReportInterval.String() + "\n"
 	}
+	tail := c.Proxy
+	if c.FastPath != "" {
+		tail = "fast_path: " + c.FastPath + "\n" + tail
+	}
 	cores := make([]string, len(c.Cores))
 	for i, x := range c.Cores {
 		cores[i] = strconv.Itoa(x)
@@ -84,5 +91,5 @@ ue_pools: [%v]
 teids: {first: 256, last: 65535}
 cores: [%s]
 sessions: %d
-%s`, Metrics, N4, UPFN3, topo.GNBN3Addr.Masked(), report, topo.N3If, UPFN3, topo.N6If, pool, strings.Join(cores, ", "), c.Sessions, c.Proxy)
+%s`, Metrics, N4, UPFN3, topo.GNBN3Addr.Masked(), report, topo.N3If, UPFN3, topo.N6If, pool, strings.Join(cores, ", "), c.Sessions, tail)
 }
