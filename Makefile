@@ -56,3 +56,11 @@ bench-e2e: bench-deps
 # What bench-e2e needs beyond the tests' dependencies (dpdk-dev), when missing.
 bench-deps:
 	@scripts/bench-deps.sh
+
+# The split-TCP proxy on emulated radio and Internet legs (needs root):
+# 20 MB downloads and uploads, 5 repetitions, profiles (a) clean, (b) and
+# (c) lossy, with and without the proxy; medians against the targets.
+# SPLITFLAGS="-reps 1 -size 5000000" for a quick look.
+.PHONY: bench-split
+bench-split:
+	$(GO) run ./testbed/cmd/splitbench $(SPLITFLAGS)
