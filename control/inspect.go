@@ -164,6 +164,9 @@ type PDRInfo struct {
 	URRIDs             []uint32 `json:"urr_ids,omitempty"`
 	Packets            uint64   `json:"packets"`
 	Bytes              uint64   `json:"bytes"`
+	// Tier is the tier that carries the PDR: "xdp" (the XDP fast path)
+	// or "user" (the workers).
+	Tier string `json:"tier"`
 }
 
 // FARInfo is a forwarding action rule.
@@ -315,6 +318,9 @@ func (s *Server) FindSessions(f SessionFilter) SessionPage {
 		in := pk.info
 		for i := range in.PDRs {
 			in.PDRs[i].Packets, in.PDRs[i].Bytes, _ = s.tbl.PDRStats(in.SEID, in.PDRs[i].ID)
+			if tier, err := s.tbl.RuleTier(in.SEID, in.PDRs[i].ID); err == nil {
+				in.PDRs[i].Tier = tier.String()
+			}
 		}
 		for i := range in.URRs {
 			if u, err := s.tbl.URRUsage(in.SEID, in.URRs[i].ID); err == nil {

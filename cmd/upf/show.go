@@ -220,15 +220,15 @@ func ids[T any](l []T) string {
 func showSession(w io.Writer, v any) {
 	in := v.(*control.SessionInfo)
 	fmt.Fprintf(w, "Session %#x (%d)\tCP SEID %#x at %s\tpeer %s\tbuffered %d\n\n", in.SEID, in.SEID, in.CPSEID, in.CPAddr, in.Peer, in.Buffered)
-	fmt.Fprintln(w, "PDR\tPRECEDENCE\tSOURCE\tLOCAL TEID\tUE\tQFI\tSDF\tREMOVE OUTER\tFAR\tQERS\tURRS\tPACKETS\tBYTES")
+	fmt.Fprintln(w, "PDR\tPRECEDENCE\tSOURCE\tLOCAL TEID\tUE\tQFI\tSDF\tREMOVE OUTER\tFAR\tQERS\tURRS\tTIER\tPACKETS\tBYTES")
 	for _, p := range in.PDRs {
 		teid := "-"
 		if p.LocalTEID != nil {
 			teid = fmt.Sprintf("%#x", *p.LocalTEID)
 		}
-		fmt.Fprintf(w, "%d\t%d\t%s\t%s\t%s\t%d\t%s\t%v\t%d\t%s\t%s\t%d\t%d\n", p.ID, p.Precedence, p.SourceInterface, teid,
+		fmt.Fprintf(w, "%d\t%d\t%s\t%s\t%s\t%d\t%s\t%v\t%d\t%s\t%s\t%s\t%d\t%d\n", p.ID, p.Precedence, p.SourceInterface, teid,
 			or(p.UEAddr+p.UEPrefix6, "-"), p.QFI, or(strings.Join(p.SDFFilters, "; "), "-"), p.OuterHeaderRemoval,
-			p.FARID, ids(p.QERIDs), ids(p.URRIDs), p.Packets, p.Bytes)
+			p.FARID, ids(p.QERIDs), ids(p.URRIDs), or(p.Tier, "-"), p.Packets, p.Bytes)
 	}
 	fmt.Fprintln(w, "\nFAR\tAPPLY\tDESTINATION\tOUTER HEADER\tPOLICY\tBAR")
 	for _, f := range in.FARs {

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +11,7 @@ import (
 	"github.com/wmnsk/go-pfcp/ie"
 	"github.com/wmnsk/go-pfcp/message"
 
+	"github.com/sluice-net/sluice/control"
 	"github.com/sluice-net/sluice/testbed/smf"
 )
 
@@ -67,6 +70,7 @@ func TestBufferingThroughUserTier(t *testing.T) {
 			b := bedOpts(t, Options{Workers: 1, FastPath: fp})
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
+			sock := withAdmin(t, ctx, b)
 			s, err := b.Establish(ctx, smf.SessionParams{URRs: []smf.URR{{ID: 1}}})
 			if err != nil {
 				t.Fatal(err)
@@ -74,6 +78,27 @@ func TestBufferingThroughUserTier(t *testing.T) {
 			if got, out, _ := b.Ping(ctx, DN, DNAddr, s.UE4, 3); got < 2 {
 				t.Fatalf("DN -> UE before buffering: %d of 3\n%s", got, out)
 			}
+			// upf show session says which tier carries each PDR.
+			want := map[string]string{"off": "user", "auto": "xdp"}[fp]
+			tiers := func(when string, ul, dl string) {
+				t.Helper()
+				out, errs, err := upfCLI(t, ctx, "show", "--socket", sock, "session", fmt.Sprint(s.UPSEID), "-o", "json")
+				if err != nil {
+					t.Fatalf("upf show session: %v: %s", err, errs)
+				}
+				var in control.SessionInfo
+				if err := json.Unmarshal([]byte(out), &in); err != nil {
+					t.Fatalf("upf show session: %v\n%s", err, out)
+				}
+				got := map[uint16]string{}
+				for _, p := range in.PDRs {
+					got[p.ID] = p.Tier
+				}
+				if got[smf.PDRUplink] != ul || got[smf.PDRDownlink] != dl {
+					t.Errorf("%s: upf show session says uplink PDR in tier %q, downlink %q; want %q, %q", when, got[smf.PDRUplink], got[smf.PDRDownlink], ul, dl)
+				}
+			}
+			tiers("forwarding", want, want)
 			if _, err := b.SMF.Modify(ctx, s.Session, smf.BufferDL()); err != nil {
 				t.Fatal(err)
 			}
@@ -106,6 +131,7 @@ func TestBufferingThroughUserTier(t *testing.T) {
 			if d := tierPackets(t, b, "xdp", "downlink") - xdpBefore; d != 0 {
 				t.Errorf("the XDP tier forwarded %v downlink packets while the FAR buffered", d)
 			}
+			tiers("buffering", want, "user")
 			if _, err := b.SMF.Modify(ctx, s.Session, smf.ForwardDL(GNBN3, s.DLTEID)); err != nil {
 				t.Fatal(err)
 			}
@@ -115,6 +141,7 @@ func TestBufferingThroughUserTier(t *testing.T) {
 			if fp == "auto" && tierPackets(t, b, "xdp", "downlink") == xdpBefore {
 				t.Error("the XDP tier did not take the downlink back when the FAR forwarded again")
 			}
+			tiers("forwarding again", want, want)
 			if _, err := b.SMF.Modify(ctx, s.Session, ie.NewQueryURR(ie.NewURRID(1))); err != nil {
 				t.Fatal(err)
 			}
