@@ -22,10 +22,17 @@ import (
 // evaluates only the URRs that need it (the watch list: URRs with volume,
 // time, periodic, start/stop, quota holding or validity triggers, or a
 // duration measurement); the others report only when queried, removed or
-// deleted. URRs whose only such trigger is periodic are not in the watch
-// list but in a heap by deadline: their usage is read only when their
-// period ends, and the loop sleeps until the next deadline when nothing
-// else is watched. For those, Time of First Packet in a period after the
+// deleted. Of the watch list, the loop reads in a round only the hot
+// URRs: those whose session counted traffic in this round or the one
+// before (flowtable.Table.SweepMoved names the sessions; a second read
+// catches counts that were not yet visible at the first), those active
+// (traffic within the inactivity time, so that its end is seen), and those
+// with something on the clock (duration metering, quota holding or
+// validity time). An idle URR with volume triggers costs nothing. URRs
+// with a periodic trigger wait in a heap by deadline as well, and are
+// read when their period ends; those whose only such trigger is periodic
+// are not in the watch list at all, and the loop sleeps until the next
+// deadline when nothing is watched. For those, Time of First Packet in a period after the
 // first with traffic is accurate to the period rather than the tick.
 //
 // Time is metered at the loop's granularity: a URR accrues the elapsed
@@ -75,10 +82,18 @@ type urrTrack struct {
 	held      bool // quota holding time reported; re-armed by traffic
 	vfired    bool // validity time reported
 
-	watchIdx int   // index in Server.watch; -1 when not watched
-	perioIdx int   // index in Server.perio; -1 when not in it
-	phase    int64 // offset of its periodic deadlines in ReportInterval
-	deadline int64 // table clock of its next periodic evaluation (in Server.perio)
+	// What of the URR runs on the clock (set by rewatch): a duration
+	// measurement (with its inactivity time and whether a time trigger
+	// or quota reads it) and the quota holding time (0: none).
+	duration, timed, periodic bool
+	inact, holding            int64
+
+	hotIdx   int    // index in Server.hot; -1 when not in it
+	hotUntil uint64 // keep it hot while Server.rounds is at most this
+	watchIdx int    // index in Server.watch; -1 when not watched
+	perioIdx int    // index in Server.perio; -1 when not in it
+	phase    int64  // offset of its periodic deadlines in ReportInterval
+	deadline int64  // table clock of its next periodic evaluation (in Server.perio)
 
 	// due are the Usage Report Trigger bits of a report waiting for the
 	// peer's window (the session is in its reportQueue); triggers that
@@ -146,7 +161,7 @@ func (s *Server) commitURRs(sess *session, t *txn, now int64, modify bool) {
 		tr := sess.tracker(c.id)
 		switch {
 		case tr == nil:
-			tr = &urrTrack{sess: sess, id: c.id, watchIdx: -1, perioIdx: -1, start: now, lastTick: now, qstart: now}
+			tr = &urrTrack{sess: sess, id: c.id, watchIdx: -1, perioIdx: -1, hotIdx: -1, start: now, lastTick: now, qstart: now}
 			sess.urrs = append(sess.urrs, tr)
 			if modify {
 				// A URR re-created under an ID the session used keeps
@@ -167,10 +182,10 @@ func (s *Server) commitURRs(sess *session, t *txn, now int64, modify bool) {
 	}
 }
 
-// rewatch puts a tracker where its URR needs it: in the watch list when
-// some trigger or measurement needs the usage every ReportInterval, in the
-// periodic heap when only the Measurement Period does (its usage is read
-// only at the period's deadlines), or in neither.
+// rewatch puts a tracker where its URR needs it: in the watch list (and
+// hot for the next round) when some trigger or measurement needs the
+// usage every ReportInterval, in the periodic heap when it has a
+// Measurement Period (whose deadlines it is read at), or in neither.
 func (s *Server) rewatch(tr *urrTrack) {
 	u := tr.sess.urr(tr.id)
 	polled := u != nil && (u.Method&flowtable.MeasureDuration != 0 || tr.quvti ||
@@ -181,28 +196,40 @@ func (s *Server) rewatch(tr *urrTrack) {
 	if periodic && tr.nextPerio == 0 {
 		tr.nextPerio = tr.start + int64(u.MeasurementPeriod)
 	}
-	switch {
-	case polled && tr.watchIdx < 0:
-		s.unqueuePerio(tr)
-		tr.watchIdx = len(s.watch)
-		s.watch = append(s.watch, tr)
-		if len(s.watch) == 1 {
-			s.wake()
+	if u != nil {
+		tr.periodic = periodic
+		tr.duration = u.Method&flowtable.MeasureDuration != 0
+		tr.timed = u.Triggers&(flowtable.TriggerTimeThreshold|flowtable.TriggerTimeQuota) != 0
+		tr.inact, tr.holding = int64(u.InactivityTime), 0
+		if u.Triggers&flowtable.TriggerQuotaHoldingTime != 0 {
+			tr.holding = int64(u.QuotaHoldingTime)
 		}
+	}
+	switch {
 	case polled:
-	case periodic:
-		s.unwatch(tr)
-		s.queuePerio(tr)
+		if tr.watchIdx < 0 {
+			tr.watchIdx = len(s.watch)
+			s.watch = append(s.watch, tr)
+			if len(s.watch) == 1 {
+				s.wake()
+			}
+		}
+		s.heat(tr)
 	default:
 		s.unwatch(tr)
+	}
+	if periodic {
+		s.queuePerio(tr)
+	} else {
 		s.unqueuePerio(tr)
 	}
 }
 
-// unwatch removes a tracker from the watch list (swap with the last) and
-// from the periodic heap.
+// unwatch removes a tracker from the watch list (swap with the last), from
+// the hot list, and from the periodic heap.
 func (s *Server) unwatch(tr *urrTrack) {
 	s.unqueuePerio(tr)
+	s.unheat(tr)
 	i := tr.watchIdx
 	if i < 0 {
 		return
@@ -213,6 +240,105 @@ func (s *Server) unwatch(tr *urrTrack) {
 	s.watch[last] = nil
 	s.watch = s.watch[:last]
 	tr.watchIdx = -1
+}
+
+// heat makes a watched tracker hot for the rest of this round and the
+// next: it is read in this round if its place in the hot list is not
+// passed yet, else in the next.
+func (s *Server) heat(tr *urrTrack) {
+	tr.hotUntil = s.rounds + 1
+	if tr.hotIdx >= 0 {
+		return
+	}
+	tr.hotIdx = len(s.hot)
+	s.hot = append(s.hot, tr)
+}
+
+// unheat takes a tracker out of the hot list. The list stays split into
+// the URRs read this round (hot[:hotPos]) and the rest.
+func (s *Server) unheat(tr *urrTrack) {
+	i := tr.hotIdx
+	if i < 0 {
+		return
+	}
+	move := func(from, to int) {
+		s.hot[to] = s.hot[from]
+		s.hot[to].hotIdx = to
+	}
+	if i < s.hotPos {
+		s.hotPos--
+		move(s.hotPos, i)
+		i = s.hotPos
+	}
+	last := len(s.hot) - 1
+	if i != last {
+		move(last, i)
+	}
+	s.hot[last] = nil
+	s.hot = s.hot[:last]
+	tr.hotIdx = -1
+}
+
+// wakeSession makes the watched URRs of a session whose counters moved
+// hot. Those that were cold last accrued time a round ago at the latest.
+// Report loop only; caller holds s.mu.
+func (s *Server) wakeSession(seid uint64) {
+	sess := s.sessions[seid]
+	if sess == nil {
+		return
+	}
+	now := s.tbl.Now()
+	for _, tr := range sess.urrs {
+		if tr.watchIdx < 0 {
+			continue
+		}
+		if tr.hotIdx < 0 {
+			tr.lastTick = max(tr.lastTick, now-int64(s.o.ReportInterval))
+		}
+		s.heat(tr)
+	}
+}
+
+// newRound starts a round of the hot list: the URRs that stay hot are
+// kept (those woken in the round that ends, active ones, and those with
+// something on the clock), the others go cold until their session counts
+// again or a deadline of theirs comes. Report loop only; caller holds
+// s.mu.
+func (s *Server) newRound(now int64) {
+	s.rounds++
+	s.round = s.swept + 1
+	kept := s.hot[:0]
+	for _, tr := range s.hot {
+		if s.staysHot(tr, now) {
+			tr.hotIdx = len(kept)
+			kept = append(kept, tr)
+		} else {
+			tr.hotIdx = -1
+		}
+	}
+	clear(s.hot[len(kept):])
+	s.hot, s.hotPos = kept, 0
+}
+
+// staysHot reports whether a hot URR is read in the new round: it was
+// woken in the round that ends; it is active; or something of it runs on
+// the clock: a duration measurement with traffic seen, while time accrues
+// (within the inactivity time, or always without one when a time trigger
+// or quota needs it); a quota holding time or validity time not yet
+// reported.
+func (s *Server) staysHot(tr *urrTrack, now int64) bool {
+	switch {
+	case tr.hotUntil >= s.rounds, tr.active:
+		return true
+	case tr.duration && tr.lastPkt != 0:
+		if tr.inact > 0 {
+			return now-tr.lastPkt <= tr.inact+int64(s.o.ReportInterval)
+		}
+		return tr.timed
+	case tr.holding > 0 && !tr.held, tr.quvti && tr.validity > 0 && !tr.vfired:
+		return true
+	}
+	return false
 }
 
 // queuePerio puts a periodic-only tracker in the periodic heap, or moves
@@ -483,13 +609,14 @@ func (s *Server) reportSlots() int {
 	return max(1, min(100, int(s.o.ReportInterval/reportSlot)))
 }
 
-// reportLoop evaluates the watched URRs, a slice of the watch list per
-// slot, the whole list once every ReportInterval, and the periodic-only
-// URRs at their deadlines. Slots whose tick came late (a busy machine
-// drops ticks) are caught up at the next one, so every watched URR is
-// still evaluated once per round. It sleeps until the next slot when the
+// reportLoop sweeps the table for sessions whose counters moved,
+// evaluates the hot URRs, a slice of the hot list per slot, the whole list
+// once every ReportInterval, and the periodic URRs at their deadlines.
+// Slots whose tick came late (a busy machine drops ticks) are caught up at
+// the next one, so every hot URR is still evaluated once per round. It sleeps until the next slot when the
 // watch list is not empty, else until the first periodic deadline, else
-// until a URR is added (Server.kick).
+// until a URR is added (Server.kick). With nothing hot it wakes for the
+// sweeps only, ten times a ReportInterval.
 func (s *Server) reportLoop() {
 	defer s.wg.Done()
 	slots := s.reportSlots()
@@ -505,8 +632,12 @@ func (s *Server) reportLoop() {
 		case <-t.C:
 		}
 		due := int(time.Since(start) / step)
+		s.evaluatePeriodic()
 		s.mu.Lock()
 		watched := len(s.watch) > 0
+		if watched {
+			s.swept = s.tbl.SweepMoved(s.round, s.wakeSession)
+		}
 		s.mu.Unlock()
 		if !watched {
 			done = due // nothing to evaluate in the slots passed
@@ -515,9 +646,13 @@ func (s *Server) reportLoop() {
 			done = due - slots // more than a round behind: one round
 		}
 		for ; done < due; done++ {
+			if done%slots == 0 {
+				s.mu.Lock()
+				s.newRound(s.tbl.Now())
+				s.mu.Unlock()
+			}
 			s.evaluateSlot(done%slots, slots)
 		}
-		s.evaluatePeriodic()
 		select {
 		case <-s.kick: // its own re-queued deadlines; the state is read below
 		default:
@@ -525,7 +660,12 @@ func (s *Server) reportLoop() {
 		next := time.Duration(-1)
 		s.mu.Lock()
 		if len(s.watch) > 0 {
-			next = max(0, time.Until(start.Add(time.Duration(done+1)*step)))
+			// Nothing hot: only the sweeps are due, a tenth as often.
+			ahead := 1
+			if len(s.hot) == 0 {
+				ahead = max(1, slots/10)
+			}
+			next = max(0, time.Until(start.Add(time.Duration(done+ahead)*step)))
 		}
 		if len(s.perio) > 0 {
 			if d := max(0, time.Duration(s.perio[0].deadline-s.tbl.Now())); next < 0 || d < next {
@@ -542,7 +682,8 @@ func (s *Server) reportLoop() {
 }
 
 // evaluatePeriodic evaluates the periodic-only URRs whose deadline has
-// come, in batches, and queues their reports.
+// come, in batches, and queues their reports; watched URRs whose deadline
+// has come are made hot, to be read in the round's slots.
 func (s *Server) evaluatePeriodic() {
 	const batch = 2048
 	for more := true; more; {
@@ -555,6 +696,15 @@ func (s *Server) evaluatePeriodic() {
 				heap.Pop(&s.perio)
 				continue
 			}
+			if tr.watchIdx >= 0 {
+				// Watched: read in the hot list, where its volume
+				// triggers are checked too; it goes back in the heap
+				// when read.
+				heap.Pop(&s.perio)
+				s.heat(tr)
+				continue
+			}
+			s.stats.urrReads.Add(1)
 			if trig, _ := s.evaluate(tr, now); trig != 0 {
 				tr.due |= trig
 				s.queueReport(tr.sess)
@@ -571,21 +721,32 @@ func (s *Server) evaluatePeriodic() {
 	}
 }
 
-// evaluateSlot evaluates slot i of n of the watch list, in batches, so
-// that requests are not held up long at scale. URRs whose triggers fire
-// queue their session for a Session Report Request (reportQueue).
+// evaluateSlot evaluates slot i of n of the hot list, in batches, so
+// that requests are not held up long at scale; the last slot evaluates
+// what is left, URRs made hot during the round included. URRs whose
+// triggers fire queue their session for a Session Report Request
+// (reportQueue).
 func (s *Server) evaluateSlot(i, n int) {
 	const batch = 2048
-	s.mu.Lock()
-	lo, hi := len(s.watch)*i/n, len(s.watch)*(i+1)/n
-	s.mu.Unlock()
-	for ; lo < hi; lo += batch {
+	for more := true; more; {
 		s.mu.Lock()
+		hi := len(s.hot) * (i + 1) / n
+		if i == n-1 {
+			hi = len(s.hot)
+		}
+		lo := s.hotPos
+		hi = min(hi, lo+batch)
+		s.hotPos = max(lo, hi)
+		more = hi-lo == batch
 		now := s.tbl.Now()
 		var gate []*session
-		for _, tr := range s.watch[min(lo, len(s.watch)):min(lo+batch, hi, len(s.watch))] {
+		for _, tr := range s.hot[lo:max(lo, hi)] {
+			s.stats.urrReads.Add(1)
 			wasExhausted := tr.exhausted
 			trig, _ := s.evaluate(tr, now)
+			if tr.periodic && tr.perioIdx < 0 {
+				s.queuePerio(tr) // at the deadline after the one just read
+			}
 			if trig == 0 {
 				continue
 			}

@@ -117,6 +117,50 @@ func TestVolumeThresholdReport(t *testing.T) {
 	}
 }
 
+// TestIdleURRsAreNotRead: the report loop reads no URR of sessions without
+// traffic, round after round, yet a session that starts counting is read
+// and reports its volume threshold as before.
+func TestIdleURRsAreNotRead(t *testing.T) {
+	s, tbl := newServer(t, nil)
+	c := associated(t, s)
+	var sessions []*smf.Session
+	for range 50 {
+		sess, _, err := c.Establish(ctx(t), smf.SessionParams{URRs: []smf.URR{{ID: 7, VolumeThreshold: 1000}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sessions = append(sessions, sess)
+	}
+	rounds := func() uint64 {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.rounds
+	}
+	waitRounds := func(n uint64) {
+		t.Helper()
+		r0 := rounds()
+		eventually(t, 10*time.Second, "report rounds", func() bool { return rounds() >= r0+n })
+	}
+	waitRounds(3) // the new URRs' first reads
+	r0 := s.Stats().URRReads
+	waitRounds(20)
+	if n := s.Stats().URRReads - r0; n != 0 {
+		t.Fatalf("20 rounds with 50 idle sessions read %d URRs, want none", n)
+	}
+
+	tr := newTraffic(t, tbl, sessions[7])
+	tr.send(12, 100)
+	r := nextReport(t, c, 2*time.Second)
+	if trig, vol, _ := triggerOf(t, r.UsageReport[0]); r.SEID() != sessions[7].CPSEID || !trig.HasVOLTH() || vol.TotalVolume != 1200 {
+		t.Fatalf("report for seid %#x (want %#x): trigger %x, volume %d; want VOLTH and 1200", r.SEID(), sessions[7].CPSEID, trig.Payload, vol.TotalVolume)
+	}
+	r1 := s.Stats().URRReads
+	waitRounds(5)
+	if n := s.Stats().URRReads - r1; n < 4 || n > 6 {
+		t.Errorf("5 rounds after one session's traffic read %d URRs, want that session's one URR each round (active: the end of its traffic is watched)", n)
+	}
+}
+
 // TestVolumeQuota: an exhausted quota is reported and gates the traffic; a
 // new quota opens the gate.
 func TestVolumeQuota(t *testing.T) {

@@ -46,7 +46,12 @@ type Server struct {
 	sessions map[uint64]*session
 	nextSEID uint64
 	alloc    *allocator
-	watch    []*urrTrack // URRs the report loop evaluates every ReportInterval
+	watch    []*urrTrack // URRs the report loop must see every ReportInterval
+	hot      []*urrTrack // of the watch list, those it reads this round
+	hotPos   int         // hot[:hotPos] were read this round
+	rounds   uint64      // rounds of the hot list begun
+	round    uint32      // number of the first flowtable sweep of this round
+	swept    uint32      // number of the latest sweep
 	perio    perioHeap   // periodic-only URRs, by the time their report is due
 	phaseSeq int64       // spreads the periodic URRs' phases over ReportInterval
 	reportQs map[netip.AddrPort]*reportQueue

@@ -42,6 +42,11 @@ type Stats struct {
 	// UsageReports and DLDataReports count the reports sent (in Session
 	// Report Requests and in responses).
 	UsageReports, DLDataReports uint64
+	// URRReads counts the usage reads of the report loop. It reads a
+	// watched URR only in the rounds after its counters moved, while it
+	// is active, or while something of it runs on the clock, so with idle
+	// sessions it grows by about the number of the latter each interval.
+	URRReads uint64
 	// ReportLatency has, per SMF peer address (the zero address past the
 	// peers counted one by one), how long Session Report Requests took to
 	// be answered, retransmissions included.
@@ -94,6 +99,7 @@ type counters struct {
 	abandoned   atomic.Uint64
 	unmatched   atomic.Uint64
 	usage       atomic.Uint64
+	urrReads    atomic.Uint64
 	dlData      atomic.Uint64
 
 	reportLatency reportLatency
@@ -174,6 +180,7 @@ func (s *Server) Stats() Stats {
 		ReportsAbandoned:   s.stats.abandoned.Load(),
 		Unmatched:          s.stats.unmatched.Load(),
 		UsageReports:       s.stats.usage.Load(),
+		URRReads:           s.stats.urrReads.Load(),
 		DLDataReports:      s.stats.dlData.Load(),
 		ReportLatency:      s.stats.reportLatency.snapshot(),
 	}

@@ -401,7 +401,7 @@ func (t *Table) compile(s *Session, old *sessionState) (*compiled, error) {
 			}
 		}
 	}
-	t.cells.begin()
+	t.cells.begin(s.LocalSEID)
 	st.pdrSlots = make([]idSlot, len(rules))
 	for i, r := range rules {
 		ids := eff[i]

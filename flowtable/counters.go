@@ -78,7 +78,13 @@ const (
 )
 
 type counterLine [lineCells]PDRCount
-type counterChunk [chunkLines]counterLine
+
+// counterChunk is a chunk of counter lines and the worker's marks of the
+// lines in it whose URR counters moved (one bit a line; see Activity).
+type counterChunk struct {
+	lines [chunkLines]counterLine
+	moved [chunkLines / 64]uint64
+}
 
 // WorkerCounters are one worker's counters. The worker is their only writer;
 // Table and metrics readers sum them across workers. Chunks of lines are
@@ -131,12 +137,27 @@ func (w *WorkerCounters) prefault(i int) {
 	c := w.chunks[i].Load()
 	const pageLines = 4096 / 64
 	for l := 0; l < chunkLines; l += pageLines {
-		c[l][0].Packets.v = 0
+		c.lines[l][0].Packets.v = 0
 	}
 }
 
 func (w *WorkerCounters) line(l uint32) *counterLine {
-	return &w.chunks[l>>chunkLineBits].Load()[l&(chunkLines-1)]
+	return &w.chunks[l>>chunkLineBits].Load().lines[l&(chunkLines-1)]
+}
+
+// mark notes that a URR counter in line l moved. The word is written only
+// when the bit is clear, so a line counted again and again costs a load.
+// The sweeping reader takes the marks with an atomic swap; a plain store
+// racing with it can only bring back bits the reader already took (the
+// URR is read once more for nothing), never lose one. Owning worker only.
+//
+//go:norace
+func (w *WorkerCounters) mark(l uint32) {
+	c := w.chunks[l>>chunkLineBits].Load()
+	i, bit := (l&(chunkLines-1))>>6, uint64(1)<<(l&63)
+	if c.moved[i]&bit == 0 {
+		c.moved[i] |= bit
+	}
 }
 
 // PDR returns the counter of a PDR slot. Owning worker only.
@@ -153,13 +174,8 @@ func (w *WorkerCounters) URR(slot uint32) *URRCount {
 // CountURR adds one packet of n octets at time now to the URR slot, which
 // counts the direction uplink says (the slot's, as Rule.URRSlots gives it).
 func (w *WorkerCounters) CountURR(slot uint32, uplink bool, n uint64, now int64) {
-	u := w.URR(slot)
-	u.Packets.Add(1)
-	u.Bytes.Add(n)
-	if u.First.get() == 0 {
-		u.First.Set(now)
-	}
-	u.Last.Set(now)
+	w.URR(slot).count(n, now)
+	w.mark(slot / lineCells)
 }
 
 // touch reads the counter line a packet matching r will update (and more
@@ -197,9 +213,11 @@ func (w *WorkerCounters) CountURRs(v *Verdict, n uint64, now int64) {
 	}
 	if v.act&vURR != 0 {
 		urrBefore(v.pdr).count(n, now)
+		w.mark(v.PDRSlot() / lineCells)
 	}
 	if v.act&vURR2 != 0 {
 		urrAfter(v.pdr).count(n, now)
+		w.mark(v.PDRSlot()/lineCells + 1)
 	}
 }
 
@@ -248,8 +266,10 @@ type cellAlloc struct {
 	head  int
 	pairs []uint32 // FIFO of free pairs, by their even line
 	phead int
-	live  []uint8 // live cells by line
-	pair  []bool  // the line is one of a pair
+	live  []uint8  // live cells by line
+	pair  []bool   // the line is one of a pair
+	owner []uint64 // SEID of the session that took the line last
+	seid  uint64   // the session being placed (begin)
 	// open is the line being filled for the session being compiled and
 	// used its cells taken; fresh lists the lines it opened.
 	open, used uint32
@@ -273,7 +293,9 @@ func (a *cellAlloc) newLine() uint32 {
 		a.next++
 		a.live = append(a.live, 0)
 		a.pair = append(a.pair, false)
+		a.owner = append(a.owner, 0)
 	}
+	a.owner[l] = a.seid
 	a.fresh = append(a.fresh, l)
 	a.open, a.used = l, 0
 	return l
@@ -293,6 +315,7 @@ func (a *cellAlloc) newPair() uint32 {
 		if a.next%2 != 0 { // an odd line left over serves as a single
 			a.live = append(a.live, 0)
 			a.pair = append(a.pair, false)
+			a.owner = append(a.owner, 0)
 			a.free = append(a.free, a.next)
 			a.next++
 		}
@@ -300,7 +323,9 @@ func (a *cellAlloc) newPair() uint32 {
 		a.next += 2
 		a.live = append(a.live, 0, 0)
 		a.pair = append(a.pair, true, true)
+		a.owner = append(a.owner, 0, 0)
 	}
+	a.owner[l], a.owner[l+1] = a.seid, a.seid
 	a.fresh = append(a.fresh, l, l+1)
 	// What else the session places may go to the rest of the second line.
 	a.open, a.used = l+1, 2
@@ -316,9 +341,10 @@ func (a *cellAlloc) placePair(half0, half1, pdr *uint32) {
 	a.live[l], a.live[l+1] = 3, 2
 }
 
-// begin starts placing one session's new counters: they never share a
-// line with another session's.
-func (a *cellAlloc) begin() {
+// begin starts placing the new counters of session seid: they never share
+// a line with another session's.
+func (a *cellAlloc) begin(seid uint64) {
+	a.seid = seid
 	a.fresh = a.fresh[:0]
 	a.used = lineCells
 }

@@ -84,6 +84,8 @@ type Table struct {
 	wake       atomic.Pointer[func()] // OnHandoff
 
 	fast *fastState // the attached fast tier (AttachFast), nil for none; under mu
+
+	sweep sweeper // owned by the goroutine that calls SweepMoved
 }
 
 // wildcards are the PDRs without a lookup key, by source interface, sorted
