@@ -29,8 +29,14 @@ const (
 	// its AF_XDP driver without touching the packets (io mode): the
 	// ceiling of the I/O method Sluice uses, on the same veth links.
 	AFXDPIO System = "afxdp-io"
-	Sluice  System = "sluice" // the upf binary
+	Sluice  System = "sluice" // the upf binary, fast_path: off (the workers carry every rule)
+	// SluiceFast is the upf binary with fast_path: auto: its XDP program
+	// forwards the packets of simple rules in the driver's hook.
+	SluiceFast System = "sluice-fast"
 )
+
+// isSluice reports whether s runs the upf binary.
+func isSluice(s System) bool { return s == Sluice || s == SluiceFast }
 
 // Shape is the form of the sessions a Sluice phase establishes.
 type Shape string
@@ -89,7 +95,7 @@ var (
 	DefaultSizes      = []int{64, 1400}
 	DefaultSessions   = []int{100, 100000}
 	DefaultDirections = []Direction{Uplink, Downlink}
-	DefaultSystems    = []System{Kernel, AFXDPIO, Sluice}
+	DefaultSystems    = []System{Kernel, AFXDPIO, Sluice, SluiceFast}
 )
 
 // TestPMDCommand is the name of DPDK's test application, looked up on PATH
@@ -291,8 +297,8 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	for _, s := range o.Systems {
 		switch {
-		case s != Kernel && s != AFXDPIO && s != Sluice:
-			return o, fmt.Errorf("%w: system %q: want %s, %s or %s", ErrOptions, s, Kernel, AFXDPIO, Sluice)
+		case s != Kernel && s != AFXDPIO && !isSluice(s):
+			return o, fmt.Errorf("%w: system %q: want %s, %s, %s or %s", ErrOptions, s, Kernel, AFXDPIO, Sluice, SluiceFast)
 		case s == AFXDPIO && o.TestPMD == "":
 			return o, fmt.Errorf("system %s: %w", s, ErrNoTestPMD)
 		}
@@ -330,7 +336,7 @@ func Estimate(o Options) time.Duration {
 			if s == AFXDPIO {
 				d += 3 * time.Second // testpmd's start-up
 			}
-			if s == Sluice {
+			if isSluice(s) {
 				d += max(o.IdleWindow, 0) + 5*time.Second + time.Duration(n)*100*time.Microsecond
 			}
 		}

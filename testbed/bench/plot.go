@@ -19,13 +19,15 @@ const (
 	plotBottom = 116 // room for the x labels and the legend
 )
 
-var systemColors = map[System]string{Kernel: "#4477aa", AFXDPIO: "#228833", Sluice: "#dd5544"}
+var systemColors = map[System]string{Kernel: "#4477aa", AFXDPIO: "#228833", Sluice: "#dd5544", SluiceFast: "#aa3377"}
 
 // systemLabels name the systems in the legend.
 var systemLabels = map[System]string{
 	Kernel:  "kernel forwarding",
 	AFXDPIO: "AF_XDP ceiling (testpmd io)",
 	Sluice:  "Sluice",
+	// SluiceFast: Sluice with its XDP fast path on.
+	SluiceFast: "Sluice, fast path",
 }
 
 // plotLegendW is the room of one legend entry.
@@ -46,7 +48,7 @@ func (r *Results) WriteSVG(w io.Writer) error {
 			dirs = append(dirs, c.Direction)
 		}
 		sizes, sessions = append(sizes, c.Size), append(sessions, c.Sessions)
-		for _, p := range []*Point{c.Kernel, c.AFXDPIO, c.Sluice} {
+		for _, p := range []*Point{c.Kernel, c.AFXDPIO, c.Sluice, c.SluiceFast} {
 			if p != nil {
 				top = max(top, p.DeliveredPPS/1e6)
 			}

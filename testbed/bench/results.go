@@ -17,6 +17,10 @@ const (
 	// TargetIdlePercent: Sluice uses less than this share of one core with
 	// sessions and no traffic.
 	TargetIdlePercent = 1.0
+	// TargetFastRatio: with the fast path on, Sluice delivers at least
+	// this multiple of the kernel's forwarding rate at TargetFastSize.
+	TargetFastRatio = 1.5
+	TargetFastSize  = 64
 )
 
 // Results is what Run measured; its JSON form is the runner's output
@@ -101,6 +105,11 @@ type Case struct {
 	Kernel    *Point    `json:"kernel,omitempty"`
 	AFXDPIO   *Point    `json:"afxdp_io,omitempty"`
 	Sluice    *Point    `json:"sluice,omitempty"`
+	// SluiceFast is Sluice with its XDP fast path on.
+	SluiceFast *Point `json:"sluice_fast,omitempty"`
+	// FastRatio is SluiceFast's delivered rate over the kernel's; 0
+	// unless both were measured.
+	FastRatio float64 `json:"fast_ratio"`
 	// Ratio is Sluice's delivered rate over the kernel's; 0 unless both
 	// were measured.
 	Ratio float64 `json:"ratio"`
@@ -121,6 +130,8 @@ func (c *Case) point(s System) *Point {
 		return c.Kernel
 	case AFXDPIO:
 		return c.AFXDPIO
+	case SluiceFast:
+		return c.SluiceFast
 	}
 	return c.Sluice
 }
@@ -131,10 +142,15 @@ func (c *Case) setPoint(s System, p *Point) {
 		c.Kernel = p
 	case AFXDPIO:
 		c.AFXDPIO = p
+	case SluiceFast:
+		c.SluiceFast = p
 	default:
 		c.Sluice = p
 	}
-	c.Ratio, c.CeilingRatio = 0, 0
+	c.Ratio, c.CeilingRatio, c.FastRatio = 0, 0, 0
+	if c.Kernel != nil && c.SluiceFast != nil && c.Kernel.DeliveredPPS > 0 {
+		c.FastRatio = c.SluiceFast.DeliveredPPS / c.Kernel.DeliveredPPS
+	}
 	if c.Kernel != nil && c.Sluice != nil && c.Kernel.DeliveredPPS > 0 {
 		c.Ratio = c.Sluice.DeliveredPPS / c.Kernel.DeliveredPPS
 	}
@@ -144,7 +160,7 @@ func (c *Case) setPoint(s System, p *Point) {
 }
 
 // systems lists every system in the order of the tables and the plot.
-var systems = []System{Kernel, AFXDPIO, Sluice}
+var systems = []System{Kernel, AFXDPIO, Sluice, SluiceFast}
 
 // Point is one system's figures for a case: medians over its runs.
 type Point struct {
@@ -235,6 +251,7 @@ type CPUUse struct {
 
 // Idle is upf's CPU use with sessions and no traffic.
 type Idle struct {
+	System     System  `json:"system,omitempty"` // sluice or sluice-fast
 	Sessions   int     `json:"sessions"`
 	Window     float64 `json:"window_s"`
 	CPUPercent float64 `json:"cpu_percent"` // of one core
@@ -255,18 +272,21 @@ func (r *Results) WriteTable(w io.Writer) error {
 		return r.writeVhostOnly(w)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "direction\tsize\tsessions\tkernel offered\tkernel delivered\tafxdp-io offered\tafxdp-io delivered\tsluice offered\tsluice delivered\tratio\tof ceiling\t")
+	fmt.Fprintln(tw, "direction\tsize\tsessions\tkernel offered\tkernel delivered\tafxdp-io offered\tafxdp-io delivered\tsluice offered\tsluice delivered\tratio\tof ceiling\tfast offered\tfast delivered\tfast ratio\t")
 	for _, c := range r.Cases {
-		fmt.Fprintf(tw, "%s\t%d B\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", c.Direction, c.Size, c.Sessions,
+		fmt.Fprintf(tw, "%s\t%d B\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", c.Direction, c.Size, c.Sessions,
 			mpps(c.Kernel, false), mpps(c.Kernel, true), mpps(c.AFXDPIO, false), mpps(c.AFXDPIO, true),
-			mpps(c.Sluice, false), mpps(c.Sluice, true), ratio(c.Ratio), ratio(c.CeilingRatio))
+			mpps(c.Sluice, false), mpps(c.Sluice, true), ratio(c.Ratio), ratio(c.CeilingRatio),
+			mpps(c.SluiceFast, false), mpps(c.SluiceFast, true), ratio(c.FastRatio))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	fmt.Fprintln(w, "\nMpps, medians; ratio = Sluice delivered / kernel delivered (target >= 1);")
 	fmt.Fprintln(w, "of ceiling = Sluice delivered / afxdp-io delivered (DPDK testpmd forwarding N3 <-> N6 over AF_XDP")
-	fmt.Fprintln(w, "without touching the packets: what the I/O method carries on these links and this CPU).")
+	fmt.Fprintln(w, "without touching the packets: what the I/O method carries on these links and this CPU);")
+	fmt.Fprintln(w, "fast = Sluice with fast_path: auto (its XDP program forwards simple rules in the driver hook),")
+	fmt.Fprintf(w, "fast ratio = fast delivered / kernel delivered (target >= %.1f at %d octets).\n", TargetFastRatio, TargetFastSize)
 	for _, s := range r.Skipped {
 		fmt.Fprintln(w, "not measured:", s)
 	}
@@ -305,8 +325,12 @@ func (r *Results) WriteTable(w io.Writer) error {
 		if i.CPUPercent >= i.Target {
 			verdict = "misses"
 		}
-		fmt.Fprintf(w, "idle upf with %d sessions: %.2f %% of one core over %.0f s (%s the < %.0f %% target)\n",
-			i.Sessions, i.CPUPercent, i.Window, verdict, i.Target)
+		sys := ""
+		if i.System == SluiceFast {
+			sys = ", fast path on"
+		}
+		fmt.Fprintf(w, "idle upf with %d sessions%s: %.2f %% of one core over %.0f s (%s the < %.0f %% target)\n",
+			i.Sessions, sys, i.CPUPercent, i.Window, verdict, i.Target)
 	}
 	met, measured := 0, 0
 	for _, c := range r.Cases {
@@ -319,6 +343,18 @@ func (r *Results) WriteTable(w io.Writer) error {
 	}
 	if measured > 0 {
 		fmt.Fprintf(w, "Sluice delivers at least the kernel's rate in %d of %d cases.\n", met, measured)
+	}
+	met, measured = 0, 0
+	for _, c := range r.Cases {
+		if c.Kernel != nil && c.SluiceFast != nil && c.Size == TargetFastSize {
+			measured++
+			if c.FastRatio >= TargetFastRatio {
+				met++
+			}
+		}
+	}
+	if measured > 0 {
+		fmt.Fprintf(w, "With the fast path, Sluice delivers at least %.1f times the kernel's rate in %d of %d %d-octet cases.\n", TargetFastRatio, met, measured, TargetFastSize)
 	}
 	fmt.Fprintf(w, "load average: %.2f %.2f %.2f at the start, %.2f %.2f %.2f at the end\n",
 		r.Host.LoadStart[0], r.Host.LoadStart[1], r.Host.LoadStart[2], r.Host.LoadEnd[0], r.Host.LoadEnd[1], r.Host.LoadEnd[2])
@@ -465,10 +501,10 @@ func ParseSystems(s string) ([]System, error) {
 	var out []System
 	for _, f := range strings.Split(s, ",") {
 		switch y := System(strings.TrimSpace(f)); y {
-		case Kernel, AFXDPIO, Sluice:
+		case Kernel, AFXDPIO, Sluice, SluiceFast:
 			out = append(out, y)
 		default:
-			return nil, fmt.Errorf("%w: system %q: want %s, %s or %s", ErrOptions, f, Kernel, AFXDPIO, Sluice)
+			return nil, fmt.Errorf("%w: system %q: want %s, %s, %s or %s", ErrOptions, f, Kernel, AFXDPIO, Sluice, SluiceFast)
 		}
 	}
 	return out, nil

@@ -129,7 +129,7 @@ func (r *runner) veth(ctx context.Context) (err error) {
 			case AFXDPIO:
 				err = r.ceilingPhase(ctx, n)
 			default:
-				err = r.sluicePhase(ctx, n)
+				err = r.sluicePhase(ctx, n, s)
 			}
 			if err != nil {
 				r.fail("%s phase with %d sessions: %v", s, n, err)
@@ -150,7 +150,7 @@ type runner struct {
 
 func (r *runner) needsUPF() bool {
 	for _, s := range r.o.Systems {
-		if s == Sluice {
+		if isSluice(s) {
 			return true
 		}
 	}
@@ -220,15 +220,20 @@ func (r *runner) ceilingPhase(ctx context.Context, n int) (err error) {
 	return r.directions(ctx, AFXDPIO, n, p)
 }
 
-// sluicePhase starts upf, establishes n sessions, measures its idle CPU
-// use and then every point, and stops it.
-func (r *runner) sluicePhase(ctx context.Context, n int) (err error) {
-	r.logf("Sluice, %d sessions", n)
+// sluicePhase starts upf as system s (Sluice: fast path off; SluiceFast:
+// on), establishes n sessions, measures its idle CPU use and then every
+// point, and stops it.
+func (r *runner) sluicePhase(ctx context.Context, n int, s System) (err error) {
+	fast := "off"
+	if s == SluiceFast {
+		fast = "auto"
+	}
+	r.logf("Sluice, fast path %s, %d sessions", fast, n)
 	if fwd, err := r.tp.IPForwarding(); err != nil || fwd {
 		return fmt.Errorf("kernel forwarding in the upf namespace is on (%v): it must be off while Sluice runs", err)
 	}
 	cfg := filepath.Join(r.dir, fmt.Sprintf("upf-%d.yaml", n))
-	if err := os.WriteFile(cfg, e2e.UPFConfig{Cores: []int{r.o.DUTCPU}, Sessions: n, UEPool: UEPool}.YAML(), 0o644); err != nil {
+	if err := os.WriteFile(cfg, e2e.UPFConfig{Cores: []int{r.o.DUTCPU}, Sessions: n, UEPool: UEPool, FastPath: fast}.YAML(), 0o644); err != nil {
 		return err
 	}
 	u, err := e2e.LaunchUPF(r.tp, r.upf, cfg, r.o.DUTCPU)
@@ -278,12 +283,12 @@ func (r *runner) sluicePhase(ctx context.Context, n int) (err error) {
 			return err
 		}
 		s1 := takeSample(u.Pid())
-		idle := Idle{Sessions: n, Window: s1.at.Sub(s0.at).Seconds(), CPUPercent: 100 * tasksUse(s0, s1, u.Pid()), Target: TargetIdlePercent}
+		idle := Idle{System: s, Sessions: n, Window: s1.at.Sub(s0.at).Seconds(), CPUPercent: 100 * tasksUse(s0, s1, u.Pid()), Target: TargetIdlePercent}
 		r.res.Idle = append(r.res.Idle, idle)
 		r.logf("idle upf with %d sessions: %.2f %% of one core over %.1f s", n, idle.CPUPercent, idle.Window)
 	}
 
-	return r.directions(ctx, Sluice, n, u)
+	return r.directions(ctx, s, n, u)
 }
 
 // directions measures every direction on one system; u is the system's
@@ -452,7 +457,7 @@ func (r *runner) point(ctx context.Context, s System, d Direction, size, n int, 
 // procName names a system's process in progress lines.
 func procName(s System) string {
 	switch s {
-	case Sluice:
+	case Sluice, SluiceFast:
 		return "upf"
 	case AFXDPIO:
 		return "testpmd"
@@ -465,7 +470,7 @@ func (r *runner) trial(ctx context.Context, s System, g *trafgen.Generator, run 
 	var x Trial
 	var m0 map[string]float64
 	var err error
-	if s == Sluice {
+	if isSluice(s) {
 		if m0, err = scrape(r.tp); err != nil {
 			return x, err
 		}
@@ -499,7 +504,7 @@ func (r *runner) trial(ctx context.Context, s System, g *trafgen.Generator, run 
 	x.CPU.DUTNAPI = tasksUse(s0, s1, pl.dut...)
 	x.CPU.SinkNAPI = tasksUse(s0, s1, pl.sink...)
 	switch s {
-	case Sluice:
+	case Sluice, SluiceFast:
 		x.CPU.UPF = tasksUse(s0, s1, u.Pid())
 		m1, err := scrape(r.tp)
 		if err != nil {
@@ -559,7 +564,7 @@ func (r *runner) diagnose(s System, u *e2e.Process) string {
 	if u == nil {
 		return ""
 	}
-	if s != Sluice {
+	if !isSluice(s) {
 		return "; " + u.Name() + " says:\n" + u.Tail(20)
 	}
 	m, err := scrape(r.tp)

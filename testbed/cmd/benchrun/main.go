@@ -26,7 +26,8 @@
 //	benchrun -quick                           3 s x 1 per point, about 2 minutes on veth, 6 in the seat
 //	benchrun -duration 5s -repeats 1          anything in between
 //	benchrun -sizes 64 -sessions 100 -dirs uplink -systems sluice
-//	benchrun -systems kernel,afxdp-io,sluice  all three; fails without dpdk-testpmd
+//	benchrun -systems kernel,afxdp-io,sluice  three; fails without dpdk-testpmd
+//	benchrun -systems kernel,sluice,sluice-fast  Sluice with the fast path off and on beside the kernel
 //	benchrun -from out/bench/results.json     tables and plot of an earlier run
 //	benchrun -quick -topology vhost           only the vhost-user seat
 //
@@ -59,7 +60,7 @@ func main() {
 		sizes    = flag.String("sizes", "64,1400", "comma-separated user IP packet sizes in octets")
 		sessions = flag.String("sessions", "100,100000", "comma-separated session counts")
 		dirs     = flag.String("dirs", "uplink,downlink", "comma-separated directions: uplink, downlink")
-		systems  = flag.String("systems", "", "comma-separated systems: kernel (reference), afxdp-io (AF_XDP ceiling: dpdk-testpmd io forwarding), sluice;\nempty: all three, afxdp-io only if dpdk-testpmd is installed")
+		systems  = flag.String("systems", "", "comma-separated systems: kernel (reference), afxdp-io (AF_XDP ceiling: dpdk-testpmd io forwarding), sluice (fast_path: off),\nsluice-fast (fast_path: auto: the XDP fast path); empty: all four, afxdp-io only if dpdk-testpmd is installed")
 		quick    = flag.Bool("quick", false, "short runs: -duration 3s -repeats 1 -warmup 500ms -idle 3s unless given")
 		out      = flag.String("out", "out/bench/results.json", "JSON results file; empty: none")
 		plot     = flag.String("plot", "out/bench/rate.svg", "SVG plot of delivered rate by packet size; empty: none (the vhost-user seat's goes beside it, NAME-vhost.svg)")
