@@ -247,19 +247,32 @@ func (p *Port) fault(f Fault, queue int) {
 	p.log.Warn("vhost-user: front-end broke the protocol", "port", p.name, "fault", f.String(), "queue_pair", queue)
 }
 
+// quiesceTimeout bounds quiesce. A worker frees what it received before
+// its next poll, so only one that stopped with lent frames in hand (its
+// goroutine gone, a stage that keeps frames) takes longer.
+const quiesceTimeout = 2 * time.Second
+
 // quiesce waits until every worker has passed a quiescent point since
-// the call: it is outside Receive and Transmit, or has left the call it
-// was in.
-func (p *Port) quiesce() {
+// the call: it is outside Receive and Transmit and holds no lent frame,
+// or has left the call or burst it was in. It reports false, with a log
+// line, when a worker has not within quiesceTimeout; the caller then must
+// not unmap memory the worker may still read.
+func (p *Port) quiesce() bool {
 	snap := make([]uint64, len(p.queues))
 	for i, q := range p.queues {
 		snap[i] = q.epoch.Load()
 	}
+	deadline := time.Now().Add(quiesceTimeout)
 	for i, q := range p.queues {
 		for e := snap[i]; e&1 == 1 && q.epoch.Load() == e; {
+			if time.Now().After(deadline) {
+				p.log.Error("vhost-user: a worker has not left the port; its memory stays mapped", "port", p.name, "queue_pair", i)
+				return false
+			}
 			runtime.Gosched()
 		}
 	}
+	return true
 }
 
 // run is the control goroutine: accept or connect, serve, and again.

@@ -173,9 +173,10 @@ func (q *queue) receive(frames []dataplane.Frame) int {
 		q.fail(s, FaultAhead)
 		return 0
 	}
-	// Frames still lent under an older set-up (a caller that has not
-	// freed the last burst) keep this burst from lending.
-	lend := q.lent == 0 || q.lentUnder == s
+	// A burst lends only when every frame lent before is back: frames
+	// held past a poll (a stage that keeps some) must not keep the queue
+	// from ever reaching a quiescent point. Until then packets are copied.
+	lend := q.lent == 0
 	max := q.frameSize - dataplane.Headroom
 	n, lent := 0, 0
 	var bytes, dropped uint64
@@ -221,12 +222,12 @@ func (q *queue) receive(frames []dataplane.Frame) int {
 		n++
 	}
 	if lent > 0 {
-		if q.lent == 0 {
-			q.enter() // until giveBack takes the last one back
-			q.lentUnder = s
-		}
-		q.lent += lent
-	} else if q.lent == 0 && d.PublishUsed() {
+		q.enter() // until giveBack takes the last one back
+		q.lent, q.lentUnder = lent, s
+	}
+	// The buffers of dropped and copied packets (and of lent ones given
+	// back since the last burst) go back now; lent ones as they are freed.
+	if d.PublishUsed() {
 		q.signal(s.txCall)
 	}
 	if n > 0 {
@@ -240,7 +241,7 @@ func (q *queue) receive(frames []dataplane.Frame) int {
 }
 
 // giveBack returns the transmit buffer a freed lent frame held to the
-// front-end; with the last one the used entries of the burst are
+// front-end; with the last one of the burst the used entries are
 // published and the worker leaves the front-end's memory.
 func (q *queue) giveBack(head uint16) {
 	if q.lent == 0 {

@@ -58,6 +58,9 @@ type session struct {
 	mtu      int
 	mem      *Memory
 	vqs      []vq
+	// stuck is set when a worker did not reach a quiescent point in
+	// time: no mapping of the session is unmapped after that.
+	stuck bool
 }
 
 func newSession(p *Port) *session {
@@ -283,8 +286,12 @@ func (s *session) setMemTable(h vhostuser.Header, p []byte, fds []int) error {
 	old := s.mem
 	s.mem = m
 	err = s.syncAll()
-	s.p.quiesce()
-	old.unmap()
+	if !s.p.quiesce() {
+		s.stuck = true
+	}
+	if !s.stuck {
+		old.unmap()
+	}
 	s.p.mu.Lock()
 	s.p.memTables++
 	s.p.mu.Unlock()
@@ -370,7 +377,9 @@ func (s *session) runnable(v *vq) bool {
 func (s *session) sync(i int) error {
 	q := s.p.queues[i]
 	q.cur.Store(&setup{rxCall: -1, txCall: -1, txKick: -1})
-	s.p.quiesce()
+	if !s.p.quiesce() {
+		s.stuck = true
+	}
 	if q.epKick >= 0 {
 		_ = unix.EpollCtl(q.epfd, unix.EPOLL_CTL_DEL, q.epKick, nil)
 		q.epKick = -1
@@ -436,7 +445,9 @@ func (s *session) end() {
 	for i := range s.p.queues {
 		_ = s.sync(i)
 	}
-	s.mem.unmap()
+	if !s.stuck {
+		s.mem.unmap()
+	}
 	s.mem = nil
 	for i := range s.vqs {
 		v := &s.vqs[i]
