@@ -37,7 +37,8 @@ const (
 )
 
 // VhostCase is one case of the vhost-user seat: Sluice and the ceiling
-// unit in the same seat (testbed/vhost), one run each.
+// unit in the same seat (testbed/vhost), Options.Repeats counted runs
+// each.
 type VhostCase struct {
 	Side      string    `json:"side"` // Sluice's vhost-user side: frontend or backend
 	Direction Direction `json:"direction"`
@@ -63,12 +64,43 @@ func (c *VhostCase) String() string {
 	return fmt.Sprintf("vhost-user %s %s %d B %d sessions", c.Side, c.Direction, c.Size, c.Sessions)
 }
 
-// Rate is one run's rates in the seat, packets per second.
+// Rate is a unit's rates in the seat, packets per second: the medians of
+// its runs that other work did not disturb (of all of them when every one
+// was disturbed).
 type Rate struct {
+	OfferedPPS   float64    `json:"offered_pps"`
+	DeliveredPPS float64    `json:"delivered_pps"`
+	Elapsed      float64    `json:"elapsed_s,omitempty"` // of one run
+	Error        string     `json:"error,omitempty"`
+	Runs         []VhostRun `json:"runs,omitempty"`
+	Disturbed    int        `json:"disturbed_runs"`
+}
+
+// VhostRun is one measured run (a forwarding window) in the seat.
+type VhostRun struct {
 	OfferedPPS   float64 `json:"offered_pps"`
 	DeliveredPPS float64 `json:"delivered_pps"`
-	Elapsed      float64 `json:"elapsed_s,omitempty"`
-	Error        string  `json:"error,omitempty"`
+	Elapsed      float64 `json:"elapsed_s"`
+	// DUTBusy is how busy the unit's CPU was, Unit the unit's own CPU
+	// use (all its threads, wherever they ran), Other the unit's CPU's
+	// time that neither the unit nor the seat's switch accounts for, in
+	// CPUs; Foreign names the threads of other work seen there.
+	DUTBusy   float64            `json:"dut_busy"`
+	Unit      float64            `json:"unit_cpu"`
+	Other     float64            `json:"dut_other"`
+	Foreign   map[string]float64 `json:"foreign,omitempty"`
+	Disturbed bool               `json:"disturbed"`
+}
+
+// summarize sets the medians from the runs.
+func (p *Rate) summarize() {
+	var off, del, el []float64
+	for _, r := range p.Runs {
+		if !r.Disturbed || p.Disturbed == len(p.Runs) {
+			off, del, el = append(off, r.OfferedPPS), append(del, r.DeliveredPPS), append(el, r.Elapsed)
+		}
+	}
+	p.OfferedPPS, p.DeliveredPPS, p.Elapsed = median(off), median(del), median(el)
 }
 
 // VhostIdle is upf's CPU use in the seat with sessions and both ports
@@ -126,9 +158,9 @@ func (r *Results) writeVhost(w io.Writer) error {
 	if len(r.Vhost) == 0 && len(r.VhostIdle) == 0 {
 		return nil
 	}
-	fmt.Fprintln(w, "\nvhost-user seat (switch or generator on CPU 0, unit on CPU 1), Mpps, one run per point:")
+	fmt.Fprintln(w, "\nvhost-user seat (switch or generator on CPU 0, unit on CPU 1), Mpps, medians of the undisturbed runs:")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "side\tdirection\tsize\tsessions\tceiling offered\tceiling delivered\tsluice offered\tsluice delivered\tof ceiling\tof kernel (veth)\t")
+	fmt.Fprintln(tw, "side\tdirection\tsize\tsessions\tceiling offered\tceiling delivered\tsluice offered\tsluice delivered\tof ceiling\tof kernel (veth)\truns (disturbed) ceiling, sluice\t")
 	for _, c := range r.Vhost {
 		kern := "-"
 		if c.KernelTarget > 0 {
@@ -136,9 +168,9 @@ func (r *Results) writeVhost(w io.Writer) error {
 		} else if c.KernelRatio > 0 {
 			kern = ratio(c.KernelRatio)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d B\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", c.Side, c.Direction, c.Size, c.Sessions,
+		fmt.Fprintf(tw, "%s\t%s\t%d B\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s, %s\t\n", c.Side, c.Direction, c.Size, c.Sessions,
 			rateMpps(c.Ceiling, false), rateMpps(c.Ceiling, true), rateMpps(c.Sluice, false), rateMpps(c.Sluice, true),
-			verdict(c.CeilingRatio, c.CeilingTarget), kern)
+			verdict(c.CeilingRatio, c.CeilingTarget), kern, runCount(c.Ceiling), runCount(c.Sluice))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -165,6 +197,15 @@ func (r *Results) writeVhost(w io.Writer) error {
 			i.Side, i.Sessions, i.CPUPercent, i.Window, i.Target, v)
 	}
 	return nil
+}
+
+// runCount says how many runs a rate is over and how many of them other
+// work disturbed.
+func runCount(p *Rate) string {
+	if p == nil || p.Error != "" || len(p.Runs) == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%d (%d)", len(p.Runs), p.Disturbed)
 }
 
 func rateMpps(p *Rate, delivered bool) string {

@@ -19,8 +19,10 @@ const vhostRing = 256
 const vhostSettle = 2 * time.Second
 
 // vhostPhases measures the vhost-user seat: for each side of Sluice,
-// session count, direction and size, Sluice then the ceiling unit, one run
-// of Options.Duration each; and upf's idle CPU once per side.
+// session count, direction and size, Sluice then the ceiling unit,
+// Options.Repeats counted runs of Options.Duration each in one seat (runs
+// that other work on the unit's CPU disturbed are repeated, as on veth);
+// and upf's idle CPU once per side.
 func (r *runner) vhostPhases(ctx context.Context) error {
 	if _, err := vhost.Available(); err != nil {
 		r.res.Skipped = append(r.res.Skipped, fmt.Sprintf("vhost-user topology: %v", err))
@@ -61,10 +63,14 @@ func (r *runner) vhostCase(ctx context.Context, c *VhostCase, idle time.Duration
 	}
 	defer os.RemoveAll(dir)
 	pid := os.Getpid() % 100000
+	c.Sluice = &Rate{}
 	run := vhost.UPFSeatRun{Dir: dir, Bin: r.upf, Prefix: fmt.Sprintf("sbsl%d", pid), Sessions: c.Sessions, Ring: vhostRing,
-		Size: c.Size, Downlink: c.Direction == Downlink, Backend: c.Side == SideBackend, Settle: vhostSettle, D: r.o.Duration, Idle: idle}
+		Size: c.Size, Downlink: c.Direction == Downlink, Backend: c.Side == SideBackend, Settle: vhostSettle, D: r.o.Duration, Idle: idle,
+		Measure: r.vhostRuns(ctx, c, "Sluice", c.Sluice)}
 	t, err := vhost.RunUPFSeat(ctx, run)
-	c.Sluice = rateOf(t, err)
+	if err != nil {
+		c.Sluice.Error = firstLine(err)
+	}
 	gotIdle := false
 	if err == nil && idle > 0 {
 		pc := 100 * t.IdleCPU
@@ -81,21 +87,59 @@ func (r *runner) vhostCase(ctx context.Context, c *VhostCase, idle time.Duration
 	for _, s := range []string{"n3.sock", "n6.sock"} {
 		_ = os.Remove(filepath.Join(dir, s))
 	}
-	t, err = vhost.RunCeilingSeat(ctx, vhost.CeilingSeatRun{Dir: dir, Pcap: run.PcapPath(), Prefix: fmt.Sprintf("sbce%d", pid),
-		Ring: vhostRing, Downlink: run.Downlink, Backend: run.Backend, Settle: vhostSettle, D: r.o.Duration, Frames: c.Sessions})
-	c.Ceiling = rateOf(t, err)
+	c.Ceiling = &Rate{}
+	_, err = vhost.RunCeilingSeat(ctx, vhost.CeilingSeatRun{Dir: dir, Pcap: run.PcapPath(), Prefix: fmt.Sprintf("sbce%d", pid),
+		Ring: vhostRing, Downlink: run.Downlink, Backend: run.Backend, Settle: vhostSettle, D: r.o.Duration, Frames: c.Sessions,
+		Measure: r.vhostRuns(ctx, c, "ceiling", c.Ceiling)})
 	if err != nil {
+		c.Ceiling.Error = firstLine(err)
 		r.fail("%s, ceiling: %v", c, firstLine(err))
 	}
 	return gotIdle
 }
 
-func rateOf(t vhost.Throughput, err error) *Rate {
-	if err != nil {
-		return &Rate{Error: firstLine(err)}
+// vhostRuns returns the measurement of one unit in a settled seat: after
+// waiting for the unit's CPU to be free of other work, runs of
+// Options.Duration until Options.Repeats of them were undisturbed (at
+// most twice as many in all), each judged by the CPU time on the unit's
+// CPU that neither the unit, the seat's switch nor this process accounts
+// for; then the medians into p.
+func (r *runner) vhostRuns(ctx context.Context, c *VhostCase, unit string, p *Rate) func(*vhost.Seat) error {
+	return func(s *vhost.Seat) error {
+		known := []int{s.Unit, s.Switch, os.Getpid()}
+		for good, attempt := 0, 0; good < r.o.Repeats && attempt < 2*r.o.Repeats; attempt++ {
+			if err := r.waitQuiet(ctx, known); err != nil {
+				return err
+			}
+			s0 := takeFullSample(known...)
+			t, err := s.Window(r.o.Duration)
+			s1 := takeFullSample(known...)
+			if err != nil {
+				return err
+			}
+			x := VhostRun{OfferedPPS: t.OfferedMpps() * 1e6, DeliveredPPS: t.DeliveredMpps() * 1e6, Elapsed: t.Elapsed.Seconds()}
+			x.DUTBusy, _ = cpuUse(s0, s1, r.o.DUTCPU)
+			x.Unit = tasksUse(s0, s1, s.Unit)
+			_, all := othersOn(s0, s1, r.o.DUTCPU, nil, 0)
+			x.Foreign, x.Other = othersOn(s0, s1, r.o.DUTCPU, known, 0.01)
+			// Time on the CPU no thread alive at both samples accounts
+			// for (a short-lived compiler, interrupts) is other work too.
+			x.Other += max(0, x.DUTBusy-all)
+			x.Disturbed = x.Other > r.o.MaxForeign
+			p.Runs = append(p.Runs, x)
+			note := ""
+			if x.Disturbed {
+				p.Disturbed++
+				note = fmt.Sprintf("; DISTURBED: other work on CPU %d (%.2f CPU; threads seen: %v), repeating", r.o.DUTCPU, x.Other, x.Foreign)
+			} else {
+				good++
+			}
+			r.logf("%s, %s run %d (%d/%d counted): offered %.3f Mpps, delivered %.3f Mpps; CPU %d busy %.2f, unit %.2f, other %.2f%s",
+				c, unit, attempt+1, good, r.o.Repeats, x.OfferedPPS/1e6, x.DeliveredPPS/1e6, r.o.DUTCPU, x.DUTBusy, x.Unit, x.Other, note)
+		}
+		p.summarize()
+		return nil
 	}
-	return &Rate{OfferedPPS: float64(t.Offered) / t.Elapsed.Seconds(), DeliveredPPS: float64(t.Delivered) / t.Elapsed.Seconds(),
-		Elapsed: t.Elapsed.Seconds()}
 }
 
 // firstLine is the first line of err's text (the seat's errors carry

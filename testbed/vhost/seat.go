@@ -2,9 +2,11 @@ package vhost
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -111,4 +113,50 @@ func RunSeat(ctx context.Context, sw *Switch, d time.Duration) (Throughput, erro
 		return Throughput{}, fmt.Errorf("switch reported %d ports, want 4", len(ps))
 	}
 	return Throughput{Offered: ps[0].RxPackets, Delivered: ps[3].TxPackets, Elapsed: el}, nil
+}
+
+// Seat is a seat whose unit is attached and settled, handed to the
+// Measure of a UPFSeatRun or CeilingSeatRun, which may run as many
+// forwarding windows in it as it likes. Unit is the process ID of the
+// unit under test (upf, or the ceiling's testpmd), Switch that of the
+// testpmd that replays and counts.
+type Seat struct {
+	Unit, Switch int
+	ctx          context.Context
+	sw           *Switch
+}
+
+// Window has the switch replay for d and returns the window's counts:
+// "start" resets testpmd's forward statistics and "stop" prints them.
+func (s *Seat) Window(d time.Duration) (Throughput, error) {
+	mark := len(s.sw.Output())
+	if err := s.sw.Command("start"); err != nil {
+		return Throughput{}, err
+	}
+	start := time.Now()
+	select {
+	case <-s.ctx.Done():
+		return Throughput{}, s.ctx.Err()
+	case <-time.After(d):
+	}
+	if err := s.sw.Command("stop"); err != nil {
+		return Throughput{}, err
+	}
+	el := time.Since(start)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		out := s.sw.Output()[mark:]
+		if i := strings.Index(out, "Accumulated forward statistics"); i >= 0 && strings.Contains(out[i:], "Done.") {
+			ps, err := ParseStats(out)
+			if err != nil {
+				return Throughput{}, err
+			}
+			if len(ps) < 4 {
+				return Throughput{}, fmt.Errorf("switch reported %d ports, want 4", len(ps))
+			}
+			return Throughput{Offered: ps[0].RxPackets, Delivered: ps[3].TxPackets, Elapsed: el}, nil
+		}
+		if time.Now().After(deadline) {
+			return Throughput{}, errors.New("switch printed no forward statistics after stop:\n" + tail(out, 20))
+		}
+	}
 }

@@ -23,6 +23,8 @@ type CeilingSeatRun struct {
 	// Frames is how many frames Pcap holds (the replaying testpmd keeps
 	// them all in mbufs).
 	Frames int
+	// Measure is as UPFSeatRun's.
+	Measure func(*Seat) error
 }
 
 // startTimeout bounds a seat testpmd's start.
@@ -91,6 +93,13 @@ func RunCeilingSeat(ctx context.Context, r CeilingSeatRun) (Throughput, error) {
 		return Throughput{}, err
 	}
 	time.Sleep(r.Settle)
+	if r.Measure != nil {
+		unit := b
+		if r.Backend {
+			unit = a
+		}
+		return Throughput{}, r.Measure(&Seat{Unit: unit.Pid(), Switch: sw.Pid(), ctx: ctx, sw: sw})
+	}
 	return RunSeat(ctx, sw, r.D)
 }
 

@@ -33,6 +33,10 @@ type UPFSeatRun struct {
 	// sessions established and both ports attached, before the replay
 	// starts (Throughput.IdleCPU).
 	Idle time.Duration
+	// Measure, if set, is called once the seat has settled instead of
+	// one run of D, and runs the windows it wants (Seat.Window); the
+	// Throughput returned then carries only IdleCPU.
+	Measure func(*Seat) error
 }
 
 // PcapPath is where r writes the frames it replays.
@@ -130,6 +134,9 @@ func RunUPFSeat(ctx context.Context, r UPFSeatRun) (Throughput, error) {
 		}
 	}
 	time.Sleep(r.Settle)
+	if r.Measure != nil {
+		return Throughput{IdleCPU: idle}, r.Measure(&Seat{Unit: upf.Pid(), Switch: sw.Pid(), ctx: ctx, sw: sw})
+	}
 	t, err := RunSeat(ctx, sw, r.D)
 	t.IdleCPU = idle
 	return t, err

@@ -191,6 +191,9 @@ func (s *Switch) Command(line string) error {
 	return err
 }
 
+// Pid returns testpmd's process ID.
+func (s *Switch) Pid() int { return s.cmd.Process.Pid }
+
 // Output returns what testpmd printed so far.
 func (s *Switch) Output() string { return s.out.String() }
 
