@@ -170,6 +170,12 @@ func TestProxy(t *testing.T) {
 		}
 	})
 
+	t.Run("ICMP passes", func(t *testing.T) {
+		if got, out, err := b.Ping(ctx, "ue", proxied.UE4, DNAddr, 3); err != nil || got != 3 {
+			t.Errorf("ping from the proxied session: %d of 3 replies, %v\n%s", got, err, out)
+		}
+	})
+
 	t.Run("refused port", func(t *testing.T) {
 		ln, err := b.Serve("dn", any, func(*net.TCPConn) {})
 		if err != nil {
