@@ -83,12 +83,12 @@ func (pr *profile) handle(r *tcp.ForwarderRequest) {
 		return
 	}
 	p.conns[c] = struct{}{}
+	p.wg.Add(1) // under mu: Close waits only after it set closed
 	p.mu.Unlock()
 	p.active.Add(1)
 	p.memory.Add(mem)
 	p.stats.total.Add(1)
 	c.finished.Add(2)
-	p.wg.Add(1)
 	go c.copy(c.ue, c.dn, &p.stats.ueRead, &c.finished)
 	go c.copy(c.dn, c.ue, &p.stats.dnRead, &c.finished)
 	go func() {
