@@ -215,3 +215,19 @@ func TestSteerAllocatesNothing(t *testing.T) {
 		t.Errorf("proxy got %d packets, want at least %d", px.count, 200*BurstSize)
 	}
 }
+
+// The session's QER applies to the proxy's output for the UE: a closed
+// downlink gate drops it, as it would drop the server's packets.
+func TestProxyOutputMeetsTheGate(t *testing.T) {
+	s := proxiedSession()
+	s.QERs = []flowtable.QER{{ID: 1, QFI: 9, GateDL: flowtable.GateClosed}}
+	r, px := newProxyRig(t, s)
+	px.give(serialize(t, tcpIP(t, dn, ue, []byte("for the UE"))...), LegUE)
+	r.w.Poll()
+	if n := len(r.n3.Sent(0)); n != 0 || r.drops(DropGate) != 1 {
+		t.Errorf("N3 sent %d, gate drops %d; want the packet dropped at the closed gate", n, r.drops(DropGate))
+	}
+	if u, _ := r.tbl.URRUsage(1, 1); u.DLBytes != 0 {
+		t.Errorf("URR counted %d octets the gate dropped", u.DLBytes)
+	}
+}
