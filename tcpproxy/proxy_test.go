@@ -433,14 +433,19 @@ func fill(b []byte, seed uint64) {
 }
 
 // synFrom is a UE's SYN to dst from the UE's port sport.
-func synFrom(sport uint16, dst netip.Addr) []byte {
+func synFrom(sport uint16, dst netip.Addr) []byte { return segFrom(sport, dst, header.TCPFlagSyn) }
+
+// ackFrom is a UE's bare ACK to dst from the UE's port sport.
+func ackFrom(sport uint16, dst netip.Addr) []byte { return segFrom(sport, dst, header.TCPFlagAck) }
+
+func segFrom(sport uint16, dst netip.Addr, flags header.TCPFlags) []byte {
 	b := make([]byte, header.IPv4MinimumSize+header.TCPMinimumSize)
 	ip := header.IPv4(b)
 	ip.Encode(&header.IPv4Fields{TotalLength: uint16(len(b)), TTL: 64, Protocol: uint8(tcp.ProtocolNumber),
 		SrcAddr: tcpip.AddrFrom4(ueAddr.As4()), DstAddr: tcpip.AddrFrom4(dst.As4())})
 	ip.SetChecksum(^ip.CalculateChecksum())
 	t := header.TCP(b[header.IPv4MinimumSize:])
-	t.Encode(&header.TCPFields{SrcPort: sport, DstPort: 80, SeqNum: 1000, DataOffset: header.TCPMinimumSize, Flags: header.TCPFlagSyn, WindowSize: 65535})
+	t.Encode(&header.TCPFields{SrcPort: sport, DstPort: 80, SeqNum: 1000, DataOffset: header.TCPMinimumSize, Flags: flags, WindowSize: 65535})
 	xsum := header.PseudoHeaderChecksum(tcp.ProtocolNumber, ip.SourceAddress(), ip.DestinationAddress(), header.TCPMinimumSize)
 	t.SetChecksum(^t.CalculateChecksum(xsum))
 	return b
