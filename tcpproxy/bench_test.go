@@ -23,8 +23,7 @@ func BenchmarkHandoff(b *testing.B) {
 	defer p.Close()
 	var frames, out [dataplane.BurstSize]dataplane.Frame
 	var marks [dataplane.BurstSize]dataplane.Mark
-	pkt := synFrom(40000, srvAddr)
-	pkt = ackFrom(40000, srvAddr) // a segment of no connection
+	pkt := ackFrom(40000, srvAddr) // a segment of no connection
 	bufs := make([][]byte, len(frames))
 	for i := range bufs {
 		bufs[i] = make([]byte, dataplane.Headroom+len(pkt))
