@@ -58,7 +58,7 @@ const (
 // ports, and the two XDP programs over a tier that carries what the table
 // lets it.
 type bed struct {
-	t        *testing.T
+	t        testing.TB
 	tbl      *flowtable.Table
 	tier     *Tier
 	n3, n6   *dataplane.MemPort
@@ -71,7 +71,7 @@ type bed struct {
 	d4n6, d6 *ebpf.Map
 }
 
-func newBed(t *testing.T, sessions ...*flowtable.Session) *bed {
+func newBed(t testing.TB, sessions ...*flowtable.Session) *bed {
 	t.Helper()
 	needRoot(t)
 	tbl := flowtable.New(flowtable.Options{})

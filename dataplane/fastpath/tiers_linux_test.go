@@ -152,7 +152,10 @@ func TestEligibility(t *testing.T) {
 		wantUL, wantDL bool
 	}{
 		{"common", func(*flowtable.Session) {}, true, true},
-		{"forwarding policy (TCP proxy)", func(s *flowtable.Session) { s.FARs[0].Forwarding.ForwardingPolicy = "p"; s.FARs[1].Forwarding.ForwardingPolicy = "p" }, false, false},
+		{"forwarding policy (TCP proxy)", func(s *flowtable.Session) {
+			s.FARs[0].Forwarding.ForwardingPolicy = "p"
+			s.FARs[1].Forwarding.ForwardingPolicy = "p"
+		}, false, false},
 		{"buffering", func(s *flowtable.Session) { s.FARs[1].Apply, s.FARs[1].Forwarding = flowtable.ActBuffer, nil }, true, false},
 		{"notify only", func(s *flowtable.Session) { s.FARs[1].Apply = flowtable.ActForward | flowtable.ActNotifyCP }, true, false},
 		{"drop", func(s *flowtable.Session) { s.FARs[0].Apply, s.FARs[0].Forwarding = flowtable.ActDrop, nil }, true, true},
