@@ -54,10 +54,14 @@ func (pr *profile) handle(r *tcp.ForwarderRequest) {
 		r.Complete(true)
 		return
 	}
+	key := flowKey{ue: addrOf(id.RemoteAddress), srv: addrOf(id.LocalAddress), uePort: id.RemotePort, srvPort: id.LocalPort}
+	g := p.o.Group
+	g.own(key, p) // the server's answers may reach another worker
 	ctx, cancel := context.WithTimeout(context.Background(), p.o.DialTimeout)
 	defer cancel()
 	dnEP, dnWQ, err := pr.dial(ctx, id)
 	if err != nil {
+		g.disown(key, p)
 		p.stats.refused.Add(1)
 		r.Complete(true)
 		return
@@ -65,6 +69,7 @@ func (pr *profile) handle(r *tcp.ForwarderRequest) {
 	var ueWQ waiter.Queue
 	ueEP, terr := r.CreateEndpoint(&ueWQ)
 	if terr != nil {
+		g.disown(key, p)
 		r.Complete(true)
 		dnEP.Abort()
 		dnEP.Close()
@@ -74,11 +79,11 @@ func (pr *profile) handle(r *tcp.ForwarderRequest) {
 	r.Complete(false)
 	ueEP.SocketOptions().SetDelayOption(false)
 	c := &conn{p: p, pr: pr, ueEP: ueEP, dnEP: dnEP, mem: mem,
-		ue: gonet.NewTCPConn(&ueWQ, ueEP), dn: gonet.NewTCPConn(dnWQ, dnEP),
-		key: flowKey{ue: addrOf(id.RemoteAddress), srv: addrOf(id.LocalAddress), uePort: id.RemotePort, srvPort: id.LocalPort}}
+		ue: gonet.NewTCPConn(&ueWQ, ueEP), dn: gonet.NewTCPConn(dnWQ, dnEP), key: key}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
+		g.disown(key, p)
 		c.abort()
 		return
 	}
@@ -99,6 +104,7 @@ func (pr *profile) handle(r *tcp.ForwarderRequest) {
 		p.mu.Lock()
 		delete(p.conns, c)
 		p.mu.Unlock()
+		g.disown(key, p)
 		p.active.Add(-1)
 		p.memory.Add(-mem)
 	}()
@@ -201,7 +207,8 @@ func (p *Proxy) sweep() {
 		select {
 		case <-p.stop:
 			return
-		case <-t.C:
+		case now := <-t.C:
+			p.o.Group.sweep(now)
 		}
 		cs = cs[:0]
 		p.mu.Lock()

@@ -13,20 +13,11 @@ type flowKey struct {
 	uePort, srvPort uint16
 }
 
-// passSet holds the flows passed through unproxied with the time each was
-// last seen; idle ones are forgotten. Worker only.
-type passSet struct {
-	m         map[flowKey]int64
-	nextSweep int64
-}
-
 const (
 	passIdle       = int64(120e9) // a passed flow idle this long is forgotten
 	passSweepEvery = int64(10e9)
 	maxPassed      = 1 << 16 // flows remembered; beyond, a passed SYN's later packets meet the stack
 )
-
-func (s *passSet) init() { s.m = map[flowKey]int64{} }
 
 // tcpFlow parses the flow and flags of an IP packet carrying TCP, seen on
 // leg; ok is false for anything else.
@@ -66,19 +57,17 @@ const (
 	tcpACK = 0x10
 )
 
-// passThrough decides whether a steered packet bypasses the stacks:
-// packets of flows already passed, a server's SYN toward a UE (the proxy
-// relays connections UEs open), and a UE's SYN when the proxy is at its
-// connection or memory cap. A passed packet is queued, copied, for
+// passThrough decides whether a steered packet of flow k bypasses the
+// stacks: packets of flows already passed, a server's SYN toward a UE (the
+// proxy relays connections UEs open), and a UE's SYN when the proxy is at
+// its connection or memory cap. A passed packet is queued, copied, for
 // Receive toward the other leg.
-func (p *Proxy) passThrough(pkt []byte, leg uint8, pr *profile) bool {
-	k, flags, ok := tcpFlow(pkt, leg)
-	if !ok {
-		return false // not parsable as TCP: the stack decides
-	}
-	s := &p.passed
-	_, known := s.m[k]
-	if !known && flags&(tcpSYN|tcpACK) == tcpSYN {
+func (p *Proxy) passThrough(pkt []byte, k flowKey, flags uint8, leg uint8, pr *profile) bool {
+	g := p.o.Group
+	if !g.isPassed(k, p.now) {
+		if flags&(tcpSYN|tcpACK) != tcpSYN {
+			return false
+		}
 		switch {
 		case leg == dataplane.LegDN:
 			p.stats.passedInbound.Add(1)
@@ -87,24 +76,9 @@ func (p *Proxy) passThrough(pkt []byte, leg uint8, pr *profile) bool {
 		default:
 			return false
 		}
-		if len(s.m) < maxPassed {
-			s.m[k] = p.now
-		}
-	} else if !known {
-		return false
-	} else {
-		s.m[k] = p.now
-	}
-	if flags&tcpRST != 0 {
-		delete(s.m, k)
-	}
-	if p.now >= s.nextSweep {
-		for fk, t := range s.m {
-			if p.now-t > passIdle {
-				delete(s.m, fk)
-			}
-		}
-		s.nextSweep = p.now + passSweepEvery
+		g.pass(k, p.now)
+	} else if flags&tcpRST != 0 {
+		g.unpass(k)
 	}
 	if len(p.free) == 0 || len(p.ready) == cap(p.ready) || len(pkt) > frameSize-dataplane.Headroom-14 {
 		p.stats.passDropped.Add(1)

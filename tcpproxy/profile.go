@@ -56,7 +56,10 @@ type Options struct {
 	// SweepInterval is how often connections are checked against their
 	// sessions; 0: 250 ms.
 	SweepInterval time.Duration
-	Logger        *slog.Logger
+	// Group is shared by the proxies of one UPF's workers; nil: a group
+	// of its own (a UPF with one worker).
+	Group  *Group
+	Logger *slog.Logger
 }
 
 const defaultBuffer = 1 << 20

@@ -25,11 +25,10 @@ type Proxy struct {
 
 	// Worker only: the output frames' buffers, the next stack to drain,
 	// the flows passed through unproxied.
-	free   [][]byte
-	rr     int
-	passed passSet
-	ready  []dataplane.Frame // passed-through packets waiting for Receive
-	now    int64             // unix nanoseconds of the last Steer
+	free  [][]byte
+	rr    int
+	ready []dataplane.Frame // passed-through packets waiting for Receive
+	now   int64             // unix nanoseconds of the last Steer
 
 	efd      int         // eventfd the worker sleeps on (PollFD)
 	armed    atomic.Bool // the worker may be asleep: the next output writes efd
@@ -95,7 +94,10 @@ func New(o Options) (_ *Proxy, err error) {
 	for i := range p.free {
 		p.free[i] = make([]byte, frameSize)
 	}
-	p.passed.init()
+	if o.Group == nil {
+		p.o.Group = NewGroup()
+	}
+	p.o.Group.members.Add(1)
 	p.ready = make([]dataplane.Frame, 0, o.Frames)
 	p.wg.Add(1)
 	go p.sweep()
@@ -139,7 +141,8 @@ func (p *Proxy) Steer(_ int, frames []dataplane.Frame, marks []dataplane.Mark) i
 		}
 		pkt := frames[i].Data()
 		pr := p.profiles[m.Policy]
-		if p.passThrough(pkt, m.Leg, pr) {
+		k, flags, ok := tcpFlow(pkt, m.Leg)
+		if ok && p.passThrough(pkt, k, flags, m.Leg, pr) {
 			n++
 			continue
 		}
@@ -148,6 +151,12 @@ func (p *Proxy) Steer(_ int, frames []dataplane.Frame, marks []dataplane.Mark) i
 			pr.ue.inject(pkt)
 		} else {
 			p.stats.dnIn.Add(uint64(len(pkt)))
+			if ok && p.o.Group.members.Load() > 1 {
+				// The connection may be another worker's.
+				if o := p.o.Group.owner(k); o != nil && o != p {
+					pr = o.profiles[m.Policy]
+				}
+			}
 			pr.dn.inject(pkt)
 		}
 		n++
@@ -298,6 +307,7 @@ func (p *Proxy) Close() {
 	for _, l := range p.legs {
 		l.close()
 	}
+	p.o.Group.members.Add(-1)
 	if p.efd > 0 {
 		_ = unix.Close(p.efd)
 	}

@@ -72,6 +72,10 @@ type rig struct {
 	// injected answers when it did.
 	injects  chan []dataplane.Frame
 	injected chan struct{}
+	// dnTo is the proxy that gets the server's packets: another worker's
+	// in TestServerPacketsReachAnotherWorker; proxies are all the rig's.
+	dnTo    *Proxy
+	proxies []*Proxy
 }
 
 // inject has the pump steer frames as the UE's, and waits until it did.
@@ -114,6 +118,18 @@ func newRig(t *testing.T, o Options) *rig {
 	}
 	r := &rig{t: t, tbl: tbl, p: p, ue: newHost(t, ueAddr), srv: newHost(t, srvAddr), stop: make(chan struct{}), rnd: rand.New(rand.NewPCG(1, 2)),
 		injects: make(chan []dataplane.Frame), injected: make(chan struct{})}
+	r.dnTo, r.proxies = p, []*Proxy{p}
+	if o.Group != nil { // a second worker's proxy gets the server's packets
+		o.Profiles = nil
+		o2 := o
+		o2.Profiles = []Profile{{Policy: "accel", UE: Leg{SACK: true, RACK: true}, DN: Leg{SACK: true}}}
+		p2, err := New(o2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(p2.Close)
+		r.dnTo, r.proxies = p2, []*Proxy{p, p2}
+	}
 	r.done.Add(1)
 	go r.pump()
 	t.Cleanup(func() {
@@ -163,32 +179,43 @@ func (r *rig) pump() {
 			}
 			if n > 0 {
 				busy = true
-				r.p.Steer(0, frames[:n], marks[:n])
-			}
-		}
-		n := r.p.Receive(0, frames[:])
-		for i := range frames[:n] {
-			f := &frames[i]
-			pkt := append([]byte(nil), f.Data()[14:]...)
-			to := r.srv
-			if f.Buf[f.Off-1] == dataplane.LegUE {
-				to = r.ue
-				if r.loss > 0 && r.rnd.Float64() < r.loss {
-					continue
+				to := r.p
+				if h.leg == dataplane.LegDN {
+					to = r.dnTo
 				}
+				to.Steer(0, frames[:n], marks[:n])
 			}
-			pb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: bufferOf(pkt)})
-			to.ch.InjectInbound(header.IPv4ProtocolNumber, pb)
-			pb.DecRef()
 		}
-		r.p.Free(frames[:n])
-		if n > 0 {
-			busy = true
+		for _, px := range r.proxies {
+			if r.deliver(px, frames[:]) > 0 {
+				busy = true
+			}
 		}
 		if !busy {
 			time.Sleep(50 * time.Microsecond)
 		}
 	}
+}
+
+// deliver hands a proxy's output to the hosts.
+func (r *rig) deliver(px *Proxy, frames []dataplane.Frame) int {
+	n := px.Receive(0, frames)
+	for i := range frames[:n] {
+		f := &frames[i]
+		pkt := append([]byte(nil), f.Data()[14:]...)
+		to := r.srv
+		if f.Buf[f.Off-1] == dataplane.LegUE {
+			to = r.ue
+			if r.loss > 0 && r.rnd.Float64() < r.loss {
+				continue
+			}
+		}
+		pb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: bufferOf(pkt)})
+		to.ch.InjectInbound(header.IPv4ProtocolNumber, pb)
+		pb.DecRef()
+	}
+	px.Free(frames[:n])
+	return n
 }
 
 func (r *rig) listen(port uint16) *gonet.TCPListener {
@@ -494,4 +521,34 @@ func TestSYNFloodIsBounded(t *testing.T) {
 		t.Fatalf("connect after the flood: %v", err)
 	}
 	c.Close()
+}
+
+// The server's packets of a connection may reach another worker's proxy,
+// which hands them to the owner's stack.
+func TestServerPacketsReachAnotherWorker(t *testing.T) {
+	r := newRig(t, Options{Group: NewGroup()})
+	l := r.listen(80)
+	data := make([]byte, 256<<10)
+	fill(data, 9)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		_, _ = c.Write(data)
+		c.Close()
+	}()
+	c, err := r.dial(80)
+	if err != nil {
+		t.Fatalf("connect with the server's packets on another worker: %v", err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(c)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("download: %d of %d octets, %v", len(got), len(data), err)
+	}
+	if a, b := r.p.Stats(), r.dnTo.Stats(); a.Total != 1 || b.Total != 0 || b.DNIn == 0 {
+		t.Errorf("owner %+v, other %+v: want the connection on the owner, the server's packets through the other", a, b)
+	}
 }

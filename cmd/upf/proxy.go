@@ -101,6 +101,11 @@ func (u *upf) addProxy(w int, pcs []dataplane.PortConfig, log *slog.Logger) ([]d
 	if u.cfg.proxy == nil {
 		return pcs, nil, nil
 	}
+	if u.cfg.proxy.Group == nil {
+		// The workers' proxies find each other's connections through it:
+		// a server's packets may arrive on another worker's N6 queue.
+		u.cfg.proxy.Group = tcpproxy.NewGroup()
+	}
 	o := *u.cfg.proxy
 	o.Table = u.tbl
 	o.Logger = log.With("part", "proxy", "worker", w)
