@@ -61,6 +61,8 @@ type queue struct {
 	frames    []byte // frame arena
 	frameSize int
 	free      []uint32 // free frame indices (a stack)
+	jobs      [dataplane.BurstSize]copyJob
+	njobs     int
 	call      [8]byte
 	c         counters
 }
@@ -286,8 +288,33 @@ func (q *queue) transmit(frames []dataplane.Frame) int {
 }
 
 // fill copies frames into the front-end's receive buffers until they or
-// the buffers run out.
+// the buffers run out. As DPDK's vhost does with small copies, it first
+// takes a buffer for every packet and only then copies them all, in one
+// tight loop: the misses on the buffers of different packets overlap
+// instead of each waiting behind the walk of the next chain.
 func (q *queue) fill(s *setup, d *vring.Device, frames []dataplane.Frame) (sent int, bytes uint64) {
+	sent, bytes = q.place(s, d, frames)
+	hl := s.hdrLen
+	for j := range q.jobs[:q.njobs] {
+		c := &q.jobs[j]
+		putNetHeader(c.dst[:hl])
+		c.f.CopyTo(c.dst[hl:])
+	}
+	q.njobs = 0
+	return sent, bytes
+}
+
+// copyJob is a packet fill has taken a buffer for that holds it whole
+// (header and packet in one piece of the front-end's memory).
+type copyJob struct {
+	dst []byte
+	f   *dataplane.Frame
+}
+
+// place takes the receive buffers for frames: a packet that fits one
+// buffer in one piece becomes a copy job; any other is scattered over
+// its chain (or, with MRG_RXBUF, chains) at once.
+func (q *queue) place(s *setup, d *vring.Device, frames []dataplane.Frame) (sent int, bytes uint64) {
 	hl := s.hdrLen
 	size := d.Ring().Size()
 	for i := range frames {
@@ -299,17 +326,27 @@ func (q *queue) fill(s *setup, d *vring.Device, frames []dataplane.Frame) (sent 
 			q.fail(s, FaultAhead)
 			return
 		}
+		total := f.Size()
+		head, ok := d.NextAvail()
+		if !ok {
+			q.fail(s, FaultHead)
+			return
+		}
+		if desc := d.Desc(head); desc.Flags == vring.DescFWrite && int(desc.Len) >= hl+total && q.njobs < len(q.jobs) {
+			if b, ok := s.mem.translate(desc.Addr, uint32(hl+total)); ok && len(b) == hl+total {
+				q.jobs[q.njobs] = copyJob{dst: b, f: f}
+				q.njobs++
+				d.PutUsed(head, uint32(hl+total))
+				sent++
+				bytes += uint64(total)
+				continue
+			}
+		}
 		// One chain holds the packet, or with MRG_RXBUF as many as it
 		// takes; num_buffers says how many.
-		total := f.Size()
 		var first []byte
 		wrote, nb := 0, 0
 		for {
-			head, ok := d.NextAvail()
-			if !ok {
-				q.fail(s, FaultHead)
-				return
-			}
 			h := hl
 			if nb > 0 {
 				h = 0 // later buffers of a merged packet carry no header
@@ -328,6 +365,10 @@ func (q *queue) fill(s *setup, d *vring.Device, frames []dataplane.Frame) (sent 
 			nb++
 			if wrote == total || !s.mrg || d.Avail(1) == 0 {
 				break
+			}
+			if head, ok = d.NextAvail(); !ok {
+				q.fail(s, FaultHead)
+				return
 			}
 		}
 		if s.mrg && nb > 1 {
