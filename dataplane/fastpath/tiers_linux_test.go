@@ -272,3 +272,34 @@ func TestMeter(t *testing.T) {
 		t.Errorf("the tier counts %d forwarded and %d MBR drops; the test saw %d and %d", st.ForwardedUL.Packets, st.DropMBR.Packets, passed, 2000-passed)
 	}
 }
+
+// TestSweepSeesXDPCounts checks that the control plane's cheap "did this
+// session's URR counters move" sweep (Table.SweepMoved) names a session
+// whose traffic only the XDP tier carried: the program marks the counter
+// lines it counts into as a worker does.
+func TestSweepSeesXDPCounts(t *testing.T) {
+	b := newBed(t, sessionOf(1, ue, 0x100, 0x200, 0, 9, false, false), sessionOf(2, netip.MustParseAddr("10.45.0.8"), 0x101, 0x201, 0, 9, false, false))
+	named := func() map[uint64]bool {
+		m := map[uint64]bool{}
+		b.tbl.SweepMoved(0, func(seid uint64) { m[seid] = true })
+		return m
+	}
+	named() // whatever was marked before
+	if m := named(); len(m) != 0 {
+		t.Fatalf("a sweep without traffic names sessions %v", m)
+	}
+	ip := inner{src: ue, dst: dn, proto: layers.IPProtocolUDP, ttl: 64, sport: 1, dport: 2, payload: 100}.bytes(t)
+	if tier, fwd := b.send(true, gpdu(t, 0x100, 9, ip, 0)); tier != "xdp" || !fwd {
+		t.Fatalf("the packet went to the %s tier (forwarded %v), want the XDP tier", tier, fwd)
+	}
+	if m := named(); !m[1] || m[2] {
+		t.Errorf("after traffic of session 1 through the XDP tier the sweep names %v, want session 1 only", m)
+	}
+	ip = inner{src: dn, dst: netip.MustParseAddr("10.45.0.8"), proto: layers.IPProtocolUDP, ttl: 64, sport: 1, dport: 2, payload: 100}.bytes(t)
+	if tier, fwd := b.send(false, fromDN(t, ip, 0)); tier != "xdp" || !fwd {
+		t.Fatalf("the packet went to the %s tier (forwarded %v), want the XDP tier", tier, fwd)
+	}
+	if m := named(); m[1] || !m[2] {
+		t.Errorf("after downlink traffic of session 2 through the XDP tier the sweep names %v, want session 2 only", m)
+	}
+}
