@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"slices"
 	"sync"
@@ -82,11 +83,20 @@ type urrTrack struct {
 	held      bool // quota holding time reported; re-armed by traffic
 	vfired    bool // validity time reported
 
-	// What of the URR runs on the clock (set by rewatch): a duration
-	// measurement (with its inactivity time and whether a time trigger
-	// or quota reads it) and the quota holding time (0: none).
-	duration, timed, periodic bool
-	inact, holding            int64
+	// What the URR needs read, set by rewatch: volume triggers (VOLTH,
+	// VOLQU); edges, the start or end of its traffic (START, STOPT, or
+	// duration metered with an inactivity time); a duration measurement
+	// (with its inactivity time, and whether a time trigger or quota
+	// reads it); a periodic trigger; the quota holding time (0: none).
+	volume, edges, duration, timed, periodic bool
+	inact, holding                           int64
+	// ceiling bounds the URR's traffic: the sum over the PDRs that
+	// count into it of their lowest MBR, in octets per ns (0: some PDR
+	// has none), and burst the octets the meters let through ahead of
+	// it. notBefore is the table clock before which its volume triggers
+	// cannot fire, from its usage at the last read (0: now).
+	ceiling, burst float64
+	notBefore      int64
 
 	hotIdx   int    // index in Server.hot; -1 when not in it
 	hotUntil uint64 // keep it hot while Server.rounds is at most this
@@ -198,12 +208,21 @@ func (s *Server) rewatch(tr *urrTrack) {
 	}
 	if u != nil {
 		tr.periodic = periodic
+		tr.volume = u.Triggers&(flowtable.TriggerVolumeThreshold|flowtable.TriggerVolumeQuota) != 0
 		tr.duration = u.Method&flowtable.MeasureDuration != 0
 		tr.timed = u.Triggers&(flowtable.TriggerTimeThreshold|flowtable.TriggerTimeQuota) != 0
 		tr.inact, tr.holding = int64(u.InactivityTime), 0
+		tr.edges = u.Triggers&(flowtable.TriggerStartOfTraffic|flowtable.TriggerStopOfTraffic) != 0 ||
+			tr.duration && tr.inact > 0
 		if u.Triggers&flowtable.TriggerQuotaHoldingTime != 0 {
 			tr.holding = int64(u.QuotaHoldingTime)
 		}
+		tr.ceiling, tr.burst = ceilingOf(&tr.sess.spec, tr.id)
+		tr.notBefore = 0
+	}
+	if sess := tr.sess; sess.snoozed != 0 {
+		sess.snoozed = 0
+		s.tbl.Snooze(sess.seid, 0)
 	}
 	switch {
 	case polled:
@@ -279,9 +298,14 @@ func (s *Server) unheat(tr *urrTrack) {
 	tr.hotIdx = -1
 }
 
-// wakeSession makes the watched URRs of a session whose counters moved
-// hot. Those that were cold last accrued time a round ago at the latest.
-// Report loop only; caller holds s.mu.
+// wakeSession is told that a session's counters moved. Its watched URRs
+// that must see traffic at once turn hot: those with edges (the start and
+// end of traffic) and those whose volume triggers may fire by now. The
+// others (volume triggers that cannot fire before notBefore, duration
+// without an inactivity time, which accrues at any read, periodic
+// triggers, read at their deadlines) note only that traffic came within
+// the last round, for the time of its first packet. Report loop only;
+// caller holds s.mu.
 func (s *Server) wakeSession(seid uint64) {
 	sess := s.sessions[seid]
 	if sess == nil {
@@ -292,11 +316,115 @@ func (s *Server) wakeSession(seid uint64) {
 		if tr.watchIdx < 0 {
 			continue
 		}
-		if tr.hotIdx < 0 {
+		if tr.hotIdx < 0 && (!tr.duration || tr.inact > 0) {
+			// A cold URR last accrued a round ago at the latest.
 			tr.lastTick = max(tr.lastTick, now-int64(s.o.ReportInterval))
 		}
-		s.heat(tr)
+		if tr.edges || tr.volume && now >= tr.notBefore {
+			s.heat(tr)
+		}
 	}
+}
+
+// snooze tells the table not to name a session for its traffic before
+// its watched URRs need it: the earliest time a volume trigger may fire,
+// or at once when one has edges, a quota holding time (re-armed by
+// traffic), or a time trigger waiting for the first packet to start its
+// clock. Its other watched URRs are read at their deadlines. Report loop
+// only; caller holds s.mu.
+func (s *Server) snooze(sess *session) {
+	until := int64(math.MaxInt64)
+	for _, tr := range sess.urrs {
+		switch {
+		case tr.watchIdx < 0:
+		case tr.edges, tr.holding > 0, tr.timed && tr.lastPkt == 0:
+			until = 0
+		case tr.volume:
+			until = min(until, tr.notBefore)
+		}
+	}
+	if until != sess.snoozed {
+		sess.snoozed = until
+		s.tbl.Snooze(sess.seid, until)
+	}
+}
+
+// ceilingOf returns the most traffic URR id of a session can count: the
+// sum over the PDRs that count into it of their lowest MBR (in octets per
+// ns; 0 when one has none, or no PDR counts into it), and the octets the
+// meters let through ahead of those rates.
+func ceilingOf(spec *flowtable.Session, id uint32) (ceiling, burst float64) {
+	for i := range spec.PDRs {
+		p := &spec.PDRs[i]
+		if !slices.Contains(p.URRIDs, id) {
+			continue
+		}
+		uplink := p.PDI.SourceInterface == flowtable.Access
+		var lowest uint64 // bits per second; 0: none
+		for _, q := range spec.QERs {
+			if !slices.Contains(p.QERIDs, q.ID) {
+				continue
+			}
+			mbr := q.MBRDL
+			if uplink {
+				mbr = q.MBRUL
+			}
+			if mbr != 0 && (lowest == 0 || mbr < lowest) {
+				lowest = mbr
+			}
+		}
+		if lowest == 0 {
+			return 0, 0
+		}
+		r := float64(lowest) / 8e9
+		ceiling += r
+		burst += r*float64(meterBurst) + 2*maxPacket
+	}
+	return ceiling, burst
+}
+
+// meterBurst and maxPacket bound what a meter lets through ahead of its
+// rate, with room to spare: its bucket holds 10 ms of traffic (or a few
+// packets at low rates), and a change of rules or of tier may start a
+// new, full one.
+const (
+	meterBurst = 4 * 10 * time.Millisecond
+	maxPacket  = 3 * 9216
+)
+
+// volumeDeadline returns the table clock before which no volume trigger
+// of a URR can fire, given its cumulative usage cur read at now: the time
+// its ceiling needs to fill what is left below the nearest threshold or
+// quota, taken at one and a half times its rate. It returns now when
+// that is not known or within a ReportInterval.
+func (s *Server) volumeDeadline(tr *urrTrack, u *flowtable.URR, cur flowtable.Usage, now int64) int64 {
+	if tr.ceiling == 0 || !tr.volume {
+		return now
+	}
+	left := uint64(math.MaxUint64)
+	if u.Triggers&flowtable.TriggerVolumeThreshold != 0 {
+		left = min(left, room(sub(cur, tr.base), u.VolumeThreshold))
+	}
+	if u.Triggers&flowtable.TriggerVolumeQuota != 0 && !tr.exhausted {
+		left = min(left, room(sub(cur, tr.qbase), u.VolumeQuota))
+	}
+	t := (float64(left) - tr.burst) / (1.5 * tr.ceiling)
+	if t < float64(s.o.ReportInterval) {
+		return now
+	}
+	return now + int64(min(t, float64(time.Hour)))
+}
+
+// room returns the octets a usage may grow by before it meets a volume
+// limit that is set (MaxUint64 when none is).
+func room(d flowtable.Usage, v flowtable.Volume) uint64 {
+	left := uint64(math.MaxUint64)
+	for _, c := range [...]struct{ limit, used uint64 }{{v.Total, d.TotalBytes()}, {v.Uplink, d.ULBytes}, {v.Downlink, d.DLBytes}} {
+		if c.limit > 0 {
+			left = min(left, c.limit-min(c.limit, c.used))
+		}
+	}
+	return left
 }
 
 // newRound starts a round of the hot list: the URRs that stay hot are
@@ -321,14 +449,14 @@ func (s *Server) newRound(now int64) {
 }
 
 // staysHot reports whether a hot URR is read in the new round: it was
-// woken in the round that ends; it is active; or something of it runs on
+// woken in the round that ends; it is active and has edges; or something of it runs on
 // the clock: a duration measurement with traffic seen, while time accrues
 // (within the inactivity time, or always without one when a time trigger
 // or quota needs it); a quota holding time or validity time not yet
 // reported.
 func (s *Server) staysHot(tr *urrTrack, now int64) bool {
 	switch {
-	case tr.hotUntil >= s.rounds, tr.active:
+	case tr.hotUntil >= s.rounds, tr.active && tr.edges:
 		return true
 	case tr.duration && tr.lastPkt != 0:
 		if tr.inact > 0 {
@@ -615,8 +743,8 @@ func (s *Server) reportSlots() int {
 // Slots whose tick came late (a busy machine drops ticks) are caught up at
 // the next one, so every hot URR is still evaluated once per round. It sleeps until the next slot when the
 // watch list is not empty, else until the first periodic deadline, else
-// until a URR is added (Server.kick). With nothing hot it wakes for the
-// sweeps only, ten times a ReportInterval.
+// until a URR is added (Server.kick). It sweeps ten times a
+// ReportInterval, and with nothing hot it wakes for the sweeps only.
 func (s *Server) reportLoop() {
 	defer s.wg.Done()
 	slots := s.reportSlots()
@@ -624,6 +752,10 @@ func (s *Server) reportLoop() {
 	t := time.NewTimer(step)
 	defer t.Stop()
 	start, done := time.Now(), 0 // slots evaluated since start
+	// Sweeps come ten times a round: at saturation a sweep visits every
+	// counter line.
+	sweepEvery := s.o.ReportInterval / 10
+	var swept time.Time
 	for {
 		select {
 		case <-s.closing:
@@ -635,8 +767,9 @@ func (s *Server) reportLoop() {
 		s.evaluatePeriodic()
 		s.mu.Lock()
 		watched := len(s.watch) > 0
-		if watched {
+		if watched && time.Since(swept) >= sweepEvery {
 			s.swept = s.tbl.SweepMoved(s.round, s.wakeSession)
+			swept = time.Now()
 		}
 		s.mu.Unlock()
 		if !watched {
@@ -660,12 +793,10 @@ func (s *Server) reportLoop() {
 		next := time.Duration(-1)
 		s.mu.Lock()
 		if len(s.watch) > 0 {
-			// Nothing hot: only the sweeps are due, a tenth as often.
-			ahead := 1
+			next = max(0, time.Until(start.Add(time.Duration(done+1)*step)))
 			if len(s.hot) == 0 {
-				ahead = max(1, slots/10)
+				next = max(next, time.Until(swept.Add(sweepEvery))) // only the sweeps are due
 			}
-			next = max(0, time.Until(start.Add(time.Duration(done+ahead)*step)))
 		}
 		if len(s.perio) > 0 {
 			if d := max(0, time.Duration(s.perio[0].deadline-s.tbl.Now())); next < 0 || d < next {
@@ -743,7 +874,11 @@ func (s *Server) evaluateSlot(i, n int) {
 		for _, tr := range s.hot[lo:max(lo, hi)] {
 			s.stats.urrReads.Add(1)
 			wasExhausted := tr.exhausted
-			trig, _ := s.evaluate(tr, now)
+			trig, cur := s.evaluate(tr, now)
+			if u := tr.sess.urr(tr.id); u != nil {
+				tr.notBefore = s.volumeDeadline(tr, u, cur, now)
+				s.snooze(tr.sess)
+			}
 			if tr.periodic && tr.perioIdx < 0 {
 				s.queuePerio(tr) // at the deadline after the one just read
 			}

@@ -2,6 +2,7 @@ package control
 
 import (
 	"maps"
+	"math"
 	"slices"
 	"testing"
 	"time"
@@ -119,13 +120,19 @@ func TestVolumeThresholdReport(t *testing.T) {
 
 // TestIdleURRsAreNotRead: the report loop reads no URR of sessions without
 // traffic, round after round, yet a session that starts counting is read
-// and reports its volume threshold as before.
+// and reports its volume threshold as before. A URR whose PDRs all have
+// an MBR is read only when its threshold comes within reach; one without
+// is read every round while its session counts.
 func TestIdleURRsAreNotRead(t *testing.T) {
 	s, tbl := newServer(t, nil)
 	c := associated(t, s)
 	var sessions []*smf.Session
-	for range 50 {
-		sess, _, err := c.Establish(ctx(t), smf.SessionParams{URRs: []smf.URR{{ID: 7, VolumeThreshold: 1000}}})
+	for i := range 50 {
+		p := smf.SessionParams{URRs: []smf.URR{{ID: 7, VolumeThreshold: 1000}}}
+		if i == 8 {
+			p = smf.SessionParams{QFI: 9, MBRUL: 8000, MBRDL: 8000, URRs: []smf.URR{{ID: 7, VolumeThreshold: 100_000_000}}}
+		}
+		sess, _, err := c.Establish(ctx(t), p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -136,14 +143,19 @@ func TestIdleURRsAreNotRead(t *testing.T) {
 		defer s.mu.Unlock()
 		return s.rounds
 	}
-	waitRounds := func(n uint64) {
+	waitRounds := func(n uint64, during func()) {
 		t.Helper()
 		r0 := rounds()
-		eventually(t, 10*time.Second, "report rounds", func() bool { return rounds() >= r0+n })
+		eventually(t, 10*time.Second, "report rounds", func() bool {
+			if during != nil {
+				during()
+			}
+			return rounds() >= r0+n
+		})
 	}
-	waitRounds(3) // the new URRs' first reads
+	waitRounds(3, nil) // the new URRs' first reads
 	r0 := s.Stats().URRReads
-	waitRounds(20)
+	waitRounds(20, nil)
 	if n := s.Stats().URRReads - r0; n != 0 {
 		t.Fatalf("20 rounds with 50 idle sessions read %d URRs, want none", n)
 	}
@@ -154,10 +166,23 @@ func TestIdleURRsAreNotRead(t *testing.T) {
 	if trig, vol, _ := triggerOf(t, r.UsageReport[0]); r.SEID() != sessions[7].CPSEID || !trig.HasVOLTH() || vol.TotalVolume != 1200 {
 		t.Fatalf("report for seid %#x (want %#x): trigger %x, volume %d; want VOLTH and 1200", r.SEID(), sessions[7].CPSEID, trig.Payload, vol.TotalVolume)
 	}
-	r1 := s.Stats().URRReads
-	waitRounds(5)
-	if n := s.Stats().URRReads - r1; n < 4 || n > 6 {
-		t.Errorf("5 rounds after one session's traffic read %d URRs, want that session's one URR each round (active: the end of its traffic is watched)", n)
+
+	// Traffic that goes on: without an MBR the URR is read every round,
+	// with 8 Mbit/s against 100 MB it cannot reach its threshold for
+	// minutes, and is read only as the traffic starts.
+	waitRounds(3, nil)
+	for _, c := range []struct {
+		name      string
+		sess      *smf.Session
+		qfi       uint8
+		min, most uint64
+	}{{"without an MBR", sessions[7], 0, 18, 30}, {"with an MBR", sessions[8], 9, 1, 3}} {
+		tr := newTraffic(t, tbl, c.sess, c.qfi)
+		r0 := s.Stats().URRReads
+		waitRounds(20, func() { tr.send(1, 100) })
+		if n := s.Stats().URRReads - r0; n < c.min || n > c.most {
+			t.Errorf("%s: 20 rounds of traffic read the URR %d times, want %d to %d", c.name, n, c.min, c.most)
+		}
 	}
 }
 
@@ -343,5 +368,43 @@ func TestDLNotificationDelay(t *testing.T) {
 	nextReport(t, c, 2*time.Second)
 	if d := time.Since(start); d < 300*time.Millisecond {
 		t.Fatalf("downlink data report after %v, want at least the 300 ms delay", d)
+	}
+}
+
+// volumeDeadline never lets a URR go unread past the earliest time its
+// PDRs' MBRs could carry it to its threshold, bursts included, and puts
+// off the reads of a URR far from it.
+func TestVolumeDeadline(t *testing.T) {
+	spec := &flowtable.Session{
+		PDRs: []flowtable.PDR{
+			{ID: 1, PDI: flowtable.PDI{SourceInterface: flowtable.Access}, QERIDs: []uint32{1, 2}, URRIDs: []uint32{1}},
+			{ID: 2, PDI: flowtable.PDI{SourceInterface: flowtable.Core}, QERIDs: []uint32{1}, URRIDs: []uint32{1}},
+		},
+		QERs: []flowtable.QER{{ID: 1, MBRUL: 50_000_000, MBRDL: 16_000_000}, {ID: 2, MBRUL: 8_000_000}},
+		URRs: []flowtable.URR{{ID: 1, Triggers: flowtable.TriggerVolumeThreshold, VolumeThreshold: flowtable.Volume{Total: 30_000_000}}},
+	}
+	s := &Server{o: Options{ReportInterval: time.Second}}
+	tr := &urrTrack{volume: true}
+	tr.ceiling, tr.burst = ceilingOf(spec, 1)
+	if want := 3e6 / 1e9; math.Abs(tr.ceiling-want) > 1e-12 {
+		t.Fatalf("ceiling %g octets/ns, want %g (8 Mbit/s up, the lower of two QERs, and 16 down)", tr.ceiling, want)
+	}
+	u := &spec.URRs[0]
+	for _, used := range []uint64{0, 10_000_000, 25_000_000, 29_000_000, 29_990_000} {
+		cur := flowtable.Usage{ULBytes: used / 2, DLBytes: used - used/2}
+		d := s.volumeDeadline(tr, u, cur, 0)
+		// The earliest crossing: the bursts at once, then the rates.
+		earliest := (float64(30_000_000-used) - tr.burst/4) / tr.ceiling
+		if float64(d) > max(earliest, 0) {
+			t.Errorf("%d octets used: read put off to %v, but the threshold may be reached at %v", used, time.Duration(d), time.Duration(earliest))
+		}
+		if used == 0 && d < int64(5*time.Second) {
+			t.Errorf("nothing used: read put off only to %v, want seconds (10 s at the full rates)", time.Duration(d))
+		}
+	}
+	spec.QERs[0].MBRDL = 0 // the downlink PDR has no MBR now
+	tr.ceiling, tr.burst = ceilingOf(spec, 1)
+	if d := s.volumeDeadline(tr, u, flowtable.Usage{}, 7); d != 7 {
+		t.Errorf("a PDR without an MBR: read put off to %d, want now", d)
 	}
 }

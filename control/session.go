@@ -29,6 +29,10 @@ type session struct {
 	// reportQueued is set while the session waits in its peer's
 	// reportQueue.
 	reportQueued bool
+	// snoozed is the Table clock until which the table does not name the
+	// session for its traffic (flowtable.Table.Snooze; 0: it does).
+	// Report loop and rewatch; guarded by Server.mu.
+	snoozed int64
 }
 
 // message-level IEs of session requests that Sluice does not implement:

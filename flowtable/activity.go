@@ -22,7 +22,7 @@ import (
 // sweeper is the sweeping goroutine's state (SweepMoved): it owns it.
 type sweeper struct {
 	n       uint32
-	at      []uint32 // sweep that last found line i marked; 0: none
+	at      []uint32 // sweep that last named line i; 0: none
 	lines   []uint32 // lines this sweep found marked, for the first time since the round began
 	seids   []uint64
 	workers []*WorkerCounters
@@ -31,7 +31,8 @@ type sweeper struct {
 // SweepMoved takes the marks the workers made since the previous sweep
 // and calls visit with the SEID of each session whose URR counters moved
 // and were not yet named in a sweep numbered since or later (a round of
-// sweeps names a session once; since 0 names every marked one). It
+// sweeps names a session once; since 0 names every marked one), unless
+// the session is snoozed (Snooze). It
 // returns this sweep's number, from 1. One goroutine sweeps; visit runs on
 // it, without the Table's lock. A SEID may name a session removed since.
 // It allocates only when the table has grown.
@@ -49,6 +50,7 @@ func (t *Table) SweepMoved(since uint32, visit func(seid uint64)) uint32 {
 	if len(sw.at) < lines {
 		sw.at = append(sw.at, make([]uint32, lines-len(sw.at))...)
 	}
+	now := t.Now()
 	sw.lines = sw.lines[:0]
 	words := (lines + 63) / 64
 	for _, w := range sw.workers {
@@ -69,9 +71,8 @@ func (t *Table) SweepMoved(since uint32, visit func(seid uint64)) uint32 {
 					if l >= len(sw.at) {
 						continue
 					}
-					if prev := sw.at[l]; prev == sw.n || prev >= since && since != 0 {
-						sw.at[l] = sw.n
-						continue // named already
+					if prev := sw.at[l]; prev == sw.n || prev >= since && since != 0 || t.snoozeOf(uint32(l)).Load() > now {
+						continue // named already, or snoozed
 					}
 					sw.at[l] = sw.n
 					sw.lines = append(sw.lines, uint32(l))
@@ -94,4 +95,33 @@ func (t *Table) SweepMoved(since uint32, visit func(seid uint64)) uint32 {
 		visit(s)
 	}
 	return sw.n
+}
+
+// snoozeChunk holds the Snooze times of a chunk of counter lines. The
+// Table writer allocates it and zeroes the times of lines it hands out;
+// Snooze sets them; sweeps read them.
+type snoozeChunk [chunkLines]atomic.Int64
+
+func (t *Table) snoozeOf(l uint32) *atomic.Int64 {
+	return &t.snooze[l>>chunkLineBits].Load()[l&(chunkLines-1)]
+}
+
+// Snooze keeps SweepMoved from naming session seid for counts before
+// until (Table clock): its reader knows it has nothing to do before then.
+// Lines the session gets later (a Replace) are not snoozed. Safe for
+// concurrent use.
+func (t *Table) Snooze(seid uint64, until int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st, ok := t.sessions[seid]
+	if !ok {
+		return
+	}
+	for _, u := range st.urrs {
+		for _, h := range u.half {
+			if h != noSlot {
+				t.snoozeOf(h / lineCells).Store(until)
+			}
+		}
+	}
 }

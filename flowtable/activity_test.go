@@ -3,6 +3,7 @@ package flowtable
 import (
 	"slices"
 	"testing"
+	"time"
 )
 
 // A sweep names the sessions whose URRs counted since the previous one,
@@ -94,5 +95,33 @@ func TestSweepMovedAllocatesNothing(t *testing.T) {
 	}
 	if named < 100 {
 		t.Errorf("the sweeps named the session %d times in 101 rounds with traffic", named)
+	}
+}
+
+// A snoozed session is not named for traffic before its time, and is
+// again once it is woken.
+func TestSnoozeHoldsSessionBack(t *testing.T) {
+	tb := New(Options{})
+	w := tb.NewWorker()
+	ue := ueAddr(7)
+	if err := tb.Install(realSession(1, 100, ue)); err != nil {
+		t.Fatal(err)
+	}
+	var b Batch
+	dlf := flow4("198.51.100.1", ue.String(), 17, 53, 1000)
+	named := 0
+	sweep := func() {
+		named = 0
+		v := matchOne(tb, w, &b, false, 0, dlf)
+		w.CountURRs(v, 100, tb.Now())
+		tb.SweepMoved(0, func(uint64) { named++ })
+	}
+	tb.Snooze(1, tb.Now()+int64(time.Hour))
+	if sweep(); named != 0 {
+		t.Errorf("a session snoozed for an hour was named %d times", named)
+	}
+	tb.Snooze(1, tb.Now())
+	if sweep(); named != 1 {
+		t.Errorf("a session woken again was named %d times, want once", named)
 	}
 }

@@ -425,6 +425,7 @@ func (t *Table) ensureChunks() error {
 		for _, w := range t.workers {
 			w.addChunk(t.chunks)
 		}
+		t.snooze[t.chunks].Store(new(snoozeChunk))
 	}
 	return nil
 }
@@ -433,6 +434,9 @@ func (t *Table) ensureChunks() error {
 // after many others were freed (cellAlloc), so no worker still counts into
 // it for the rule that had it before.
 func (t *Table) resetLines(lines []uint32) {
+	for _, l := range lines {
+		t.snoozeOf(l).Store(0)
+	}
 	for _, w := range t.workers {
 		for _, l := range lines {
 			c := w.line(l)

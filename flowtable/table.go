@@ -85,7 +85,8 @@ type Table struct {
 
 	fast *fastState // the attached fast tier (AttachFast), nil for none; under mu
 
-	sweep sweeper // owned by the goroutine that calls SweepMoved
+	sweep  sweeper                                // owned by the goroutine that calls SweepMoved
+	snooze [maxChunks]atomic.Pointer[snoozeChunk] // by line: Snooze; chunks allocated with the counters
 }
 
 // wildcards are the PDRs without a lookup key, by source interface, sorted
