@@ -190,3 +190,26 @@ func TestWriteVhostSVG(t *testing.T) {
 		}
 	}
 }
+
+// A unit's rate is the median of its undisturbed runs, or of all of them
+// when every run was disturbed; the table says how many runs of each.
+func TestVhostRateMedians(t *testing.T) {
+	p := &Rate{Runs: []VhostRun{
+		{OfferedPPS: 9e6, DeliveredPPS: 3e6},
+		{OfferedPPS: 1e6, DeliveredPPS: 0.2e6, Disturbed: true},
+		{OfferedPPS: 8e6, DeliveredPPS: 5e6},
+		{OfferedPPS: 10e6, DeliveredPPS: 4e6},
+	}, Disturbed: 1}
+	p.summarize()
+	if p.DeliveredPPS != 4e6 || p.OfferedPPS != 9e6 {
+		t.Errorf("medians offered %.0f delivered %.0f, want 9e6 and 4e6 (the disturbed run left out)", p.OfferedPPS, p.DeliveredPPS)
+	}
+	if s := runCount(p); s != "4 (1)" {
+		t.Errorf("run count %q, want \"4 (1)\"", s)
+	}
+	all := &Rate{Runs: []VhostRun{{DeliveredPPS: 1e6, Disturbed: true}, {DeliveredPPS: 3e6, Disturbed: true}}, Disturbed: 2}
+	all.summarize()
+	if all.DeliveredPPS != 2e6 {
+		t.Errorf("every run disturbed: delivered %.0f, want the median of all, 2e6", all.DeliveredPPS)
+	}
+}

@@ -27,3 +27,40 @@ func TestRunUPFSeatDownlink(t *testing.T) {
 	}
 	t.Logf("downlink: %d into N6, %d out of N3 in %v", tp.Offered, tp.Delivered, tp.Elapsed)
 }
+
+// TestSeatWindows runs two windows in one seat with upf as the back-end:
+// each counts only its own packets (a short window after a long one
+// counts fewer, where counts carried over would count more), and each
+// delivers.
+func TestSeatWindows(t *testing.T) {
+	needTestpmd(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	var got []Throughput
+	r := UPFSeatRun{Dir: t.TempDir(), Bin: upfBinary(t), Prefix: fmt.Sprintf("sluicewin%d", os.Getpid()),
+		Sessions: 4, Size: 64, Backend: true, Settle: 200 * time.Millisecond, D: time.Second,
+		Measure: func(s *Seat) error {
+			for _, d := range []time.Duration{1200 * time.Millisecond, 300 * time.Millisecond} {
+				tp, err := s.Window(d)
+				if err != nil {
+					return err
+				}
+				got = append(got, tp)
+			}
+			return nil
+		}}
+	if _, err := RunUPFSeat(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("%d windows measured, want 2", len(got))
+	}
+	for i, tp := range got {
+		if tp.Offered == 0 || tp.Delivered == 0 || tp.Delivered > tp.Offered {
+			t.Errorf("window %d: %d offered, %d delivered; want some delivered, at most as many as offered", i, tp.Offered, tp.Delivered)
+		}
+	}
+	if got[1].Offered >= got[0].Offered {
+		t.Errorf("the 300 ms window counted %d offered packets, the 1.2 s one before it %d: counts carried over", got[1].Offered, got[0].Offered)
+	}
+}
