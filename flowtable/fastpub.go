@@ -58,31 +58,46 @@ func fastKeyOf(k key) (FastKey, bool) {
 // so while there is one, wild is true and nothing of the interface is
 // carried.
 func fastRuleOf(k key, first *Rule, wild bool, c fastCapacity) (FastKey, *FastRule, bool) {
+	fk, fr, ok, _ := fastRuleCap(k, first, wild, c)
+	return fk, fr, ok
+}
+
+// fastRuleCap is fastRuleOf, and reports whether the rule was left out
+// only because its counters or meters lie beyond the tier's capacity.
+func fastRuleCap(k key, first *Rule, wild bool, c fastCapacity) (_ FastKey, _ *FastRule, ok, overCap bool) {
+	fk, fr, ok, overCap := fastRuleShape(k, first, wild, c)
+	if ok && overCap {
+		return fk, nil, false, true
+	}
+	return fk, fr, ok, false
+}
+
+func fastRuleShape(k key, first *Rule, wild bool, c fastCapacity) (_ FastKey, _ *FastRule, ok, overCap bool) {
 	fk, ok := fastKeyOf(k)
 	if !ok || wild || first == nil || first.next != nil {
-		return fk, nil, false
+		return fk, nil, false, false
 	}
 	r := first
-	if r.cond != nil || len(r.URRSlots) > 2 || r.PDRSlot >= c.slots {
-		return fk, nil, false
+	if r.cond != nil || len(r.URRSlots) > 2 {
+		return fk, nil, false, false
 	}
+	overCap = r.PDRSlot >= c.slots
 	x := r.RuleExtras
 	if x != nil && (x.Policy != "" || x.Notify != nil || x.Buffer != nil || len(x.Meters) > 2) {
-		return fk, nil, false
+		return fk, nil, false, false
 	}
 	fr := &FastRule{PDRSlot: r.PDRSlot, URRSlots: [2]uint32{noSlot, noSlot}, Dest: r.Dest}
 	for i, s := range r.URRSlots {
-		if s >= c.slots-1 {
-			return fk, nil, false
-		}
+		overCap = overCap || s >= c.slots-1
 		fr.URRSlots[i] = s
 	}
 	if x != nil {
 		for i, m := range x.Meters {
 			s := r.meterSlot(i, m)
-			if s == noSlot || s >= c.meters {
-				return fk, nil, false
+			if s == noSlot {
+				return fk, nil, false, false
 			}
+			overCap = overCap || s >= c.meters
 			fr.Meters[i] = s + 1
 		}
 	}
@@ -95,13 +110,13 @@ func fastRuleOf(k key, first *Rule, wild bool, c fastCapacity) (FastKey, *FastRu
 	case ActForward:
 		if fk.Uplink {
 			if !r.RemoveOuter || r.Encap != nil || r.Dest != Core {
-				return fk, nil, false
+				return fk, nil, false, false
 			}
 			fr.Flags = FastRemove
 		} else {
 			e := r.Encap
 			if r.RemoveOuter || e == nil || e.IPv6 || e.Port != gtpuPort || r.Dest != Access || r.HasPPI {
-				return fk, nil, false
+				return fk, nil, false, false
 			}
 			fr.Flags = FastEncap
 			fr.TEID = e.TEID
@@ -112,7 +127,7 @@ func fastRuleOf(k key, first *Rule, wild bool, c fastCapacity) (FastKey, *FastRu
 			}
 		}
 	default:
-		return fk, nil, false
+		return fk, nil, false, false
 	}
 	if fk.Uplink {
 		fr.MatchQFI = r.qfi
@@ -121,9 +136,9 @@ func fastRuleOf(k key, first *Rule, wild bool, c fastCapacity) (FastKey, *FastRu
 			fr.UE4 = r.ue4
 		}
 	} else if r.qfi != 0 {
-		return fk, nil, false // a packet from the core has no QFI: it never matches
+		return fk, nil, false, false // a packet from the core has no QFI: it never matches
 	}
-	return fk, fr, true
+	return fk, fr, true, overCap
 }
 
 // meterSlot returns the slab slot of the rule's i-th meter m, noSlot if
@@ -248,7 +263,10 @@ func (t *Table) fastWild() (w [NumInterfaces]bool) {
 // now in the lookup table allow. Caller holds t.mu.
 func (t *Table) fastKey(k key) {
 	f := t.fast
-	fk, fr, ok := fastRuleOf(k, t.m.get(k), f.wild[k.iface()], f.cap)
+	fk, fr, ok, overCap := fastRuleCap(k, t.m.get(k), f.wild[k.iface()], f.cap)
+	if overCap {
+		f.errors++
+	}
 	if ok {
 		ok = t.fastMeters(fr) == nil && f.tier.PutRule(fk, fr) == nil
 		if !ok {
@@ -346,8 +364,9 @@ func (t *Table) fastRewild() bool {
 	return true
 }
 
-// FastErrors returns how many rules the fast tier refused (they stayed
-// with the workers). Safe for concurrent use.
+// FastErrors returns how many times a rule the fast tier could carry was
+// left with the workers: its map was full, or its counters or meters lay
+// beyond the tier's capacity. Safe for concurrent use.
 func (t *Table) FastErrors() uint64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -378,4 +397,15 @@ func (t *Table) RuleTier(seid uint64, pdrID uint16) (Tier, error) {
 		}
 	}
 	return TierUser, nil
+}
+
+// FastKeys returns the number of keys the fast tier carries. Safe for
+// concurrent use.
+func (t *Table) FastKeys() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.fast == nil {
+		return 0
+	}
+	return len(t.fast.keys)
 }

@@ -32,8 +32,13 @@ func openFastPath(cfg *parsed, tbl *flowtable.Table, log *slog.Logger) *fastpath
 		log.Info("fast path off: the user-space workers carry every rule", "fast_path", cfg.fastPath)
 		return nil
 	}
-	chunks := max(fastpath.DefaultCounterChunks, (cfg.cfg.Sessions*16+(1<<17)-1)>>17)
-	t, err := fastpath.New(fastpath.Config{Now: tbl.Now, Rules: max(cfg.cfg.Sessions, 1024), CounterChunks: chunks})
+	// Room for the sessions upf is sized for: a session of the common
+	// shapes takes two or three counter lines of four cells and a meter
+	// line of two per rule with an MBR; rules beyond the room stay with
+	// the workers (sluice_tier_refused_rules_total).
+	n := max(cfg.cfg.Sessions, 1024)
+	chunks := max(fastpath.DefaultCounterChunks, (n*16+(1<<17)-1)>>17)
+	t, err := fastpath.New(fastpath.Config{Now: tbl.Now, Rules: n, CounterChunks: chunks, Meters: max(fastpath.DefaultMeters, 4*n)})
 	if err == nil {
 		err = probeFastPath(t)
 		if err != nil {
@@ -190,10 +195,12 @@ var (
 	descTierBytes   = prometheus.NewDesc("sluice_tier_bytes_total", "Octets forwarded, by tier and direction (xdp: of the IP packets the rules matched; user: of the frames transmitted).", []string{"tier", "direction"}, nil)
 	descTierDrops   = prometheus.NewDesc("sluice_tier_drops_total", "Packets dropped, by tier and reason (the user tier's reasons are those of sluice_drops_total).", []string{"tier", "reason"}, nil)
 	descTierSteered = prometheus.NewDesc("sluice_tier_steered_packets_total", "Packets the XDP program handed to the workers' sockets.", nil, nil)
+	descTierRules   = prometheus.NewDesc("sluice_tier_rules", "Lookup keys (uplink TEIDs, downlink UE addresses) the XDP tier carries.", []string{"tier"}, nil)
+	descTierRefused = prometheus.NewDesc("sluice_tier_refused_rules_total", "Times a rule the XDP tier could carry stayed with the workers because the tier was full.", nil, nil)
 )
 
 func (c *fastCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descTierPackets, descTierBytes, descTierDrops, descTierSteered} {
+	for _, d := range []*prometheus.Desc{descTierPackets, descTierBytes, descTierDrops, descTierSteered, descTierRules, descTierRefused} {
 		ch <- d
 	}
 }
@@ -240,4 +247,6 @@ func (c *fastCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descTierDrops, s.DropMBR.Packets, "xdp", "mbr")
 	counter(descTierDrops, s.DropTTL.Packets, "xdp", "ttl")
 	counter(descTierSteered, s.ToUser.Packets)
+	ch <- prometheus.MustNewConstMetric(descTierRules, prometheus.GaugeValue, float64(u.tbl.FastKeys()), "xdp")
+	counter(descTierRefused, u.tbl.FastErrors())
 }
