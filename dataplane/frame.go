@@ -36,7 +36,9 @@ const HeadCap = 128
 // then writes nothing into Buf, but builds the octets it changes (new
 // outer headers, the rewritten front of the IP header, a reply) in Head
 // and points Off past the octets they replace. Head is memory of the
-// worker that built it, valid until the frame is transmitted or freed.
+// worker that built it (the end of a HeadCap array, so that a frame stays
+// a few words: a pointer and an offset), valid until the frame is
+// transmitted or freed.
 // Receive needs to set neither: the worker keeps Head empty and ReadOnly
 // false on the frames it receives into, so only a port that lends sets
 // ReadOnly. Transmit copies Head and then Data() (CopyTo); a port that
@@ -44,25 +46,41 @@ const HeadCap = 128
 // other owners.
 type Frame struct {
 	Buf      []byte
-	Head     []byte // octets in front of Buf[Off:] (see above); empty on receive
 	Off      int
 	Len      int
-	Handle   uint64     // the owner's own reference (UMEM address, descriptor index)
-	Queue    uint16     // the owner's queue the frame came from
-	ReadOnly bool       // Buf is a peer's memory, not to be written
+	Handle   uint64         // the owner's own reference (UMEM address, descriptor index)
+	head     *[HeadCap]byte // Head is head[headOff:]; nil: none
+	Queue    uint16         // the owner's queue the frame came from
+	ReadOnly bool           // Buf is a peer's memory, not to be written
+	headOff  uint8
 	Owner    FrameOwner // the port whose memory this is
+}
+
+// Head returns the octets in front of Buf[Off:] (see above); nil on a
+// frame as a port received it.
+func (f *Frame) Head() []byte {
+	if f.head == nil {
+		return nil
+	}
+	return f.head[f.headOff:]
+}
+
+// SetHead makes h[off:] the frame's Head; h nil removes it. The pipeline
+// sets it; ports and tests that build frames may.
+func (f *Frame) SetHead(h *[HeadCap]byte, off int) {
+	f.head, f.headOff = h, uint8(off)
 }
 
 // Data returns the octets in Buf: the whole packet when Head is empty.
 func (f *Frame) Data() []byte { return f.Buf[f.Off : f.Off+f.Len] }
 
 // Size returns the packet's length: Head and the octets in Buf.
-func (f *Frame) Size() int { return len(f.Head) + f.Len }
+func (f *Frame) Size() int { return len(f.Head()) + f.Len }
 
 // CopyTo copies the packet (Head, then the octets in Buf) into b and
 // returns how many octets it copied: all of them unless b is shorter.
 func (f *Frame) CopyTo(b []byte) int {
-	n := copy(b, f.Head)
+	n := copy(b, f.Head())
 	return n + copy(b[n:], f.Buf[f.Off:f.Off+f.Len])
 }
 
@@ -71,13 +89,14 @@ func (f *Frame) CopyTo(b []byte) int {
 // Ports that scatter a packet over several buffers use it.
 func (f *Frame) CopyFrom(b []byte, pos int) int {
 	n := 0
-	if pos < len(f.Head) {
-		n = copy(b, f.Head[pos:])
+	h := f.Head()
+	if pos < len(h) {
+		n = copy(b, h[pos:])
 		if n == len(b) {
 			return n
 		}
 	}
-	return n + copy(b[n:], f.Buf[f.Off+pos+n-len(f.Head):f.Off+f.Len])
+	return n + copy(b[n:], f.Buf[f.Off+pos+n-len(h):f.Off+f.Len])
 }
 
 // Prepend grows the packet by n octets at the front and reports whether the

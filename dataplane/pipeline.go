@@ -284,6 +284,7 @@ func (w *Worker) apply(f *Frame, fl *flowtable.Flow, v *flowtable.Verdict, ipOff
 	removeOuter := v.RemoveOuter()
 	route := tunneled && removeOuter && !encap || !tunneled && encap
 	tail := -1 // a read-only frame's first octet in f.Buf after the head
+	var h *[HeadCap]byte
 	if f.ReadOnly {
 		// Nothing is written into the peer's memory: the new headers are
 		// built backwards from the end of a head, in front of a copy of
@@ -297,7 +298,7 @@ func (w *Worker) apply(f *Frame, fl *flowtable.Flow, v *flowtable.Verdict, ipOff
 				hk = 8
 			}
 		}
-		h := &w.heads[w.nhead]
+		h = &w.heads[w.nhead]
 		w.nhead++
 		copy(h[HeadCap-hk:], ip[:hk])
 		tail = start + hk
@@ -388,7 +389,7 @@ func (w *Worker) apply(f *Frame, fl *flowtable.Flow, v *flowtable.Verdict, ipOff
 	if tail < 0 {
 		o.Off, o.Len = start, end-start
 	} else {
-		o.Head = buf[start:]
+		o.SetHead(h, start)
 		o.Off, o.Len = tail, f.Off+ipOff+ipLen-tail
 	}
 	out.nout++
@@ -530,7 +531,7 @@ func (w *Worker) canReply(f *Frame, et uint16, l4, n int) []byte {
 			w.drop(f, DropNoHeadroom)
 			return nil
 		}
-		h := w.heads[w.nhead][:size]
+		h := w.heads[w.nhead][HeadCap-size:] // a Head ends its array
 		w.nhead++
 		copy(h, f.Data()[:ethLen+ipv4Len+udpLen])
 		return h
@@ -559,7 +560,8 @@ func (w *Worker) reply(in int, f *Frame, b []byte, n int, dport uint16) {
 	o := &p.out[p.nout]
 	*o = *f
 	if f.ReadOnly {
-		o.Head, o.Len = b, 0 // the reply is all in the head
+		o.SetHead(&w.heads[w.nhead-1], HeadCap-len(b)) // canReply's
+		o.Len = 0                                      // the reply is all in the head
 	}
 	p.nout++
 }

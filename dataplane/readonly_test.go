@@ -111,7 +111,10 @@ func TestReadOnlyBurstAllocatesNothing(t *testing.T) {
 }
 
 func TestFrameCopyFrom(t *testing.T) {
-	f := Frame{Head: []byte("head"), Buf: []byte("xxtail!"), Off: 2, Len: 4}
+	var h [HeadCap]byte
+	copy(h[HeadCap-4:], "head")
+	f := Frame{Buf: []byte("xxtail!"), Off: 2, Len: 4}
+	f.SetHead(&h, HeadCap-4)
 	if f.Size() != 8 {
 		t.Fatalf("Size %d, want 8", f.Size())
 	}
@@ -157,7 +160,7 @@ func (p *fieldPort) Transmit(q int, frames []Frame) int {
 	for i := range frames {
 		if f := &frames[i]; f.Owner == FrameOwner(p) {
 			p.own++
-			if len(f.Head) > 0 || f.ReadOnly {
+			if len(f.Head()) > 0 || f.ReadOnly {
 				p.withHead++
 			}
 		} else {

@@ -214,7 +214,7 @@ func (c *Capture) record(q int, frames []dataplane.Frame, d Dir) {
 	for i := range frames {
 		pkt := frames[i].Data()
 		size := len(pkt)
-		if f := &frames[i]; len(f.Head) > 0 {
+		if f := &frames[i]; len(f.Head()) > 0 {
 			size = f.Size()
 			pkt = r.flat[:f.CopyTo(r.flat)]
 		}

@@ -70,7 +70,9 @@ func FuzzWalk(f *testing.F) {
 				t.Fatal("locate's piece differs from what gather copied")
 			}
 			// A packet of two pieces, as the pipeline leaves it.
-			fr := dataplane.Frame{Head: []byte("head"), Buf: dst, Off: 0, Len: c}
+			var h [dataplane.HeadCap]byte
+			fr := dataplane.Frame{Buf: dst, Off: 0, Len: c}
+			fr.SetHead(&h, dataplane.HeadCap-4)
 			w, ghdr, _ := scatter(d, m, head, virtio.NetHeaderLen, &fr, 0)
 			if w > fr.Size() || ghdr != nil && len(ghdr) != virtio.NetHeaderLen {
 				t.Fatalf("scatter wrote %d of %d, header %d", w, fr.Size(), len(ghdr))

@@ -201,7 +201,8 @@ func (q *queue) receive(frames []dataplane.Frame) int {
 		}
 		fr := &frames[n]
 		if pkt != nil && lend {
-			fr.Buf, fr.Head, fr.Off, fr.Len = pkt, nil, 0, total
+			fr.Buf, fr.Off, fr.Len = pkt, 0, total
+			fr.SetHead(nil, 0)
 			fr.Handle, fr.Queue, fr.ReadOnly, fr.Owner = lentFrame|uint64(head), q.idx, true, q.port
 			lent++
 		} else {
@@ -217,7 +218,8 @@ func (q *queue) receive(frames []dataplane.Frame) int {
 			copied, _, _ := gather(d, s.mem, head, s.hdrLen, buf[dataplane.Headroom:])
 			d.PutUsed(head, 0)
 			q.free = q.free[:len(q.free)-1]
-			fr.Buf, fr.Head, fr.Off, fr.Len = buf, nil, dataplane.Headroom, copied
+			fr.Buf, fr.Off, fr.Len = buf, dataplane.Headroom, copied
+			fr.SetHead(nil, 0)
 			fr.Handle, fr.Queue, fr.ReadOnly, fr.Owner = uint64(fi), q.idx, false, q.port
 		}
 		bytes += uint64(total)

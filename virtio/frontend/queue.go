@@ -267,7 +267,7 @@ func (q *queue) transmit(frames []dataplane.Frame) int {
 		}
 		var off uint64
 		var data int
-		if q.local(f) && len(f.Head) == 0 && f.Off >= hl && f.Off+f.Len <= fs {
+		if q.local(f) && len(f.Head()) == 0 && f.Off >= hl && f.Off+f.Len <= fs {
 			off, data = f.Handle, f.Off
 		} else {
 			o, ok := q.pool.pop()
