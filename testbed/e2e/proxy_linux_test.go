@@ -350,3 +350,57 @@ func TestProxy(t *testing.T) {
 		}
 	})
 }
+
+// With two workers a connection's uplink and the server's answers may
+// reach different workers' proxies; every connection is still relayed
+// intact.
+func TestProxyTwoWorkers(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates network namespaces, starts upf with AF_XDP")
+	}
+	if testing.Short() {
+		t.Skip("end-to-end tests take tens of seconds; skipped in -short")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var log strings.Builder
+	b, err := Up(ctx, Options{Prefix: fmt.Sprintf("pw%d", os.Getpid()%100000), UPF: upfBinary(t), Log: &log, Proxy: ProxyConfig, Workers: 2})
+	if err != nil {
+		t.Fatalf("testbed: %v\n%s", err, log.String())
+	}
+	defer func() {
+		if t.Failed() {
+			t.Logf("upf log:\n%s", b.UPFLog())
+		}
+		b.Close()
+	}()
+	s, err := b.Establish(ctx, smf.SessionParams{ForwardingPolicy: ProxyPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, sum := Payload(256<<10, 5)
+	srv, err := b.Serve("dn", netip.AddrPortFrom(DNAddr, 0), ServeDownload(data, 30*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	const n = 20
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			got, k, _, err := b.Download(ctx, s.UE4, srv.Addr, "")
+			if err == nil && got != sum {
+				err = fmt.Errorf("%d octets, content differs", k)
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if r := proxyMetric(t, b, relayed); r != n {
+		t.Errorf("proxy relayed %v connections, want %d", r, n)
+	}
+}
