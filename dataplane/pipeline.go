@@ -156,6 +156,12 @@ func (w *Worker) fromTunnel(in int, j int32, f *Frame, et uint16) {
 		}
 	}
 	inner := ethLen + l4 + udpLen + hl
+	if inner+pl > len(pkt) {
+		// Only a packet that changed while it was parsed (a peer writing
+		// into a buffer it lent, ReadOnly) gets here.
+		w.drop(f, DropBadIP)
+		return
+	}
 	fl := w.batch.Next()
 	ipLen, ok := parseIP(pkt[inner:inner+pl], fl)
 	if !ok {
@@ -462,8 +468,11 @@ func putGPDU(b []byte, teid uint32, payloadLen int, qfi uint8, rqi, uplink bool)
 	binary.BigEndian.PutUint64(b[8:16], uint64(gtpu.ExtPDUSessionContainer)<<32|1<<24|o1<<16|o2<<8)
 }
 
+// outerDst reads the destination of the outer IP packet ip. The length
+// check guards against a peer that rewrites a lent buffer (ReadOnly)
+// after it was parsed.
 func outerDst(ip []byte) flowtable.Addr {
-	if ip[0]>>4 == 6 {
+	if ip[0]>>4 == 6 && len(ip) >= ipv6Len {
 		return flowtable.Addr16((*[16]byte)(ip[24:40]))
 	}
 	return flowtable.Addr4([4]byte(ip[16:20]))

@@ -179,7 +179,7 @@ func (q *queue) receive(frames []dataplane.Frame) int {
 	// held past a poll (a stage that keeps some) must not keep the queue
 	// from ever reaching a quiescent point. Until then packets are copied.
 	lend := q.lent == 0
-	max := q.frameSize - dataplane.Headroom
+	maxLen := q.frameSize - dataplane.Headroom
 	n, lent := 0, 0
 	var bytes, dropped uint64
 	for range avail {
@@ -194,7 +194,7 @@ func (q *queue) receive(frames []dataplane.Frame) int {
 			q.fail(s, f)
 			break
 		}
-		if total < 14 || total > max {
+		if total < 14 || total > maxLen {
 			d.PutUsed(head, 0)
 			dropped++
 			continue
