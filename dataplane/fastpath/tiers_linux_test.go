@@ -1,10 +1,12 @@
 package fastpath
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/google/gopacket/layers"
 
 	"github.com/sluice-net/sluice/flowtable"
@@ -337,5 +339,66 @@ func TestTierFull(t *testing.T) {
 	b.readCarried()
 	if !b.carried[flowtable.FastKey{Uplink: true, ID: 0x3000}] || !b.carried[flowtable.FastKey{ID: u32(netip.MustParseAddr("10.45.2.1"))}] {
 		t.Errorf("with the meters full a session without MBRs is not carried: %v", b.carried)
+	}
+}
+
+// TestModificationIsAtomic changes a session again and again between two
+// forms (downlink tunnel A with QFI 5, tunnel B with QFI 9 and the RQI)
+// while another goroutine runs downlink packets through the program: every
+// packet leaves with all of one form, never the TEID of one and the QFI of
+// the other.
+func TestModificationIsAtomic(t *testing.T) {
+	form := func(b bool) *flowtable.Session {
+		if b {
+			return sessionOf(1, ue, 0x100, 0xb, 0, 9, true, false)
+		}
+		return sessionOf(1, ue, 0x100, 0xa, 0, 5, false, false)
+	}
+	b := newBed(t, form(false))
+	frame := fromDN(t, inner{src: dn, dst: ue, proto: layers.IPProtocolUDP, ttl: 64, sport: 1, dport: 2, payload: 50}.bytes(t), 0)
+	stop := make(chan struct{})
+	type seen struct{ a, b, mixed, other int }
+	res := make(chan seen)
+	go func() {
+		var s seen
+		out := make([]byte, len(frame)+256)
+		for {
+			select {
+			case <-stop:
+				res <- s
+				return
+			default:
+			}
+			opts := &ebpf.RunOptions{Data: frame, DataOut: out}
+			rc, err := b.progN6.Run(opts)
+			if err != nil || rc != xdpRedirect {
+				s.other++
+				continue
+			}
+			g := opts.DataOut[14+20+8:]
+			teid, qfi := binary.BigEndian.Uint32(g[4:8]), g[14]
+			switch {
+			case teid == 0xa && qfi == 5:
+				s.a++
+			case teid == 0xb && qfi == 9|0x40:
+				s.b++
+			default:
+				s.mixed++
+			}
+		}
+	}()
+	for i := range 300 {
+		if err := b.tbl.Replace(form(i%2 == 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	s := <-res
+	t.Logf("form A %d packets, form B %d, mixed %d, not forwarded %d", s.a, s.b, s.mixed, s.other)
+	if s.mixed != 0 || s.other != 0 {
+		t.Errorf("%d packets left with parts of both forms and %d were not forwarded during 300 modifications", s.mixed, s.other)
+	}
+	if s.a == 0 || s.b == 0 {
+		t.Errorf("the packets saw form A %d times and form B %d times; want both", s.a, s.b)
 	}
 }
