@@ -80,7 +80,9 @@ func start(cfg *parsed, log *slog.Logger) (_ *upf, err error) {
 			Interface: in.Device, Queues: queues, Role: role, N3Addrs: addrs, UEPools: pools,
 			HugePages: cfg.cfg.HugePages, XDPMode: mode, Logger: log.With("port", in.Device),
 		}
-		if u.fast != nil {
+		if u.fast != nil && (in.Role == "n3" || in.Role == "n6") {
+			// N9 ports keep the steering program: their G-PDUs are matched
+			// on the core side, which the XDP tier does not carry.
 			pc.Program = u.fast
 		}
 		// Worker w serves queue w of every port, so the queues w of all
