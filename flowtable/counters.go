@@ -100,6 +100,10 @@ type WorkerCounters struct {
 	span atomic.Uint64
 	// unmap frees the chunks once the counters are unreachable.
 	unmap *unmapper
+	// chunkOf, when set, gives chunk i's memory instead of allocating it
+	// (nil: allocate): the counter sets of the XDP fast path live in its
+	// program's memory (fastpub.go). Table writer only.
+	chunkOf func(i int) *counterChunk
 }
 
 // unmapper frees memory outside the Go heap once its owner is garbage
@@ -123,6 +127,12 @@ func (u *unmapper) add(f func()) { u.fns = append(u.fns, f) }
 // in small ones (see the flowtable commit that tried it), unlike the
 // read-mostly bucket array.
 func (w *WorkerCounters) addChunk(i int) {
+	if w.chunkOf != nil {
+		if c := w.chunkOf(i); c != nil {
+			w.chunks[i].Store(c)
+			return
+		}
+	}
 	c, free := newHuge[counterChunk]()
 	w.unmap.add(free)
 	w.chunks[i].Store(c)

@@ -214,16 +214,16 @@ func (t *Table) AttachFast(ft FastTier) error {
 	}
 	f := &fastState{tier: ft, cap: fastCapacity{slots: slots, meters: ft.Meters()},
 		keys: map[key]bool{}, meters: map[uint32]bool{}}
-	for range ft.CPUs() {
+	for cpu := range ft.CPUs() {
 		w := &WorkerCounters{}
 		w.unmap = newUnmapper(w)
+		w.chunkOf = func(i int) *counterChunk { return (*counterChunk)(ft.Chunk(cpu, i)) }
 		for i := 0; i < t.chunks; i++ {
 			w.addChunk(i)
 		}
 		f.workers = append(f.workers, w)
 	}
 	t.fast = f
-	t.fastChunks()
 	t.workers = append(t.workers, f.workers...)
 	f.wild = t.fastWild()
 	for _, st := range t.sessions {
@@ -236,19 +236,6 @@ func (t *Table) AttachFast(ft FastTier) error {
 
 // ErrFastAttached is returned by AttachFast when a tier is attached.
 var ErrFastAttached = errors.New("a fast tier is already attached")
-
-// fastChunks points the tier's counter sets at its memory for every chunk
-// the Table has that the tier holds. Caller holds t.mu.
-func (t *Table) fastChunks() {
-	for cpu, w := range t.fast.workers {
-		for i := 0; i < t.chunks; i++ {
-			p := (*counterChunk)(t.fast.tier.Chunk(cpu, i))
-			if p != nil && w.chunks[i].Load() != p {
-				w.chunks[i].Store(p)
-			}
-		}
-	}
-}
 
 // fastWild reports, by interface, whether wildcard rules exist.
 func (t *Table) fastWild() (w [NumInterfaces]bool) {
@@ -315,7 +302,6 @@ func (t *Table) fastPublish(old, st *sessionState, c *compiled) {
 	if t.fast == nil {
 		return
 	}
-	t.fastChunks()
 	t.fastRewild()
 	for k := range c.entries {
 		t.fastKey(k)

@@ -71,6 +71,9 @@ type bed struct {
 	d4n6, d6 *ebpf.Map
 }
 
+// bedChunks is the counter chunks per CPU of a bed's tier.
+var bedChunks = 1
+
 func newBed(t testing.TB, sessions ...*flowtable.Session) *bed {
 	t.Helper()
 	needRoot(t)
@@ -98,7 +101,7 @@ func newBed(t testing.TB, sessions ...*flowtable.Session) *bed {
 	}
 	b.w = w
 
-	tier, err := New(Config{Now: tbl.Now, Rules: 1024, CounterChunks: 1, Meters: 64, Neighbors: 64})
+	tier, err := New(Config{Now: tbl.Now, Rules: 1 << 16, CounterChunks: bedChunks, Meters: 64, Neighbors: 64})
 	if err != nil {
 		t.Fatal(err)
 	}

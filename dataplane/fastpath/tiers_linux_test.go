@@ -402,3 +402,35 @@ func TestModificationIsAtomic(t *testing.T) {
 		t.Errorf("the packets saw form A %d times and form B %d times; want both", s.a, s.b)
 	}
 }
+
+// TestCountersInLaterChunks grows the table past its first counter chunk
+// after the tier is attached: the new chunk's counters are the tier's
+// memory too, so a session counted there by the program reports its
+// usage.
+func TestCountersInLaterChunks(t *testing.T) {
+	defer func(n int) { bedChunks = n }(bedChunks)
+	bedChunks = 2
+	b := newBed(t)
+	const n = 20000 // about two lines a session: more than a chunk's 32,768 lines
+	var last *flowtable.Session
+	for i := range n {
+		last = sessionOf(uint64(i+1), netip.AddrFrom4([4]byte{10, 45, byte(i >> 8), byte(i)}), 0x10000+uint32(i), 0x20000+uint32(i), 0, 9, false, false)
+		if err := b.tbl.Install(last); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if tier, err := b.tbl.RuleTier(n, 1); err != nil || tier != flowtable.TierXDP {
+		t.Fatalf("the last session's uplink is in the %v tier (%v)", tier, err)
+	}
+	ip := inner{src: last.PDRs[0].PDI.UEAddr4, dst: dn, proto: layers.IPProtocolUDP, ttl: 64, sport: 1, dport: 2, payload: 100}.bytes(t)
+	if tier, fwd := b.send(true, gpdu(t, 0x10000+n-1, 9, ip, 0)); tier != "xdp" || !fwd {
+		t.Fatalf("the last session's packet: %s tier, forwarded %v", tier, fwd)
+	}
+	u, err := b.tbl.URRUsage(n, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.ULPackets != 1 || u.ULBytes != uint64(len(ip)) {
+		t.Errorf("the last session's URR counts %d packets %d octets, want 1 and %d", u.ULPackets, u.ULBytes, len(ip))
+	}
+}
