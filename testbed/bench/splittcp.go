@@ -23,13 +23,16 @@ type LinkProfile struct {
 	RadioLoss             float64
 	RadioReorder          float64
 	RadioRateBPS          float64
+	// Exclusive profiles are CPU-bound (a clean, short path): their
+	// transfers run alone, never beside another bed.
+	Exclusive bool
 }
 
 // SplitProfiles are the profiles of the split-TCP benchmark: (a) clean,
 // (b) a lossy radio leg with a long Internet leg, (c) the same with
 // reordering and a 100 Mbit/s radio.
 var SplitProfiles = []LinkProfile{
-	{Name: "a", RadioRTT: time.Millisecond, InternetRTT: time.Millisecond},
+	{Name: "a", RadioRTT: time.Millisecond, InternetRTT: time.Millisecond, Exclusive: true},
 	{Name: "b", RadioRTT: 40 * time.Millisecond, InternetRTT: 80 * time.Millisecond, RadioJitter: 2 * time.Millisecond, RadioLoss: 0.01},
 	{Name: "c", RadioRTT: 60 * time.Millisecond, InternetRTT: 80 * time.Millisecond, RadioJitter: 2 * time.Millisecond, RadioLoss: 0.01,
 		RadioReorder: 0.01, RadioRateBPS: 100e6},
@@ -68,17 +71,20 @@ func (p LinkProfile) String() string {
 
 // SplitRun is one transfer of the split-TCP benchmark.
 type SplitRun struct {
-	Profile string        `json:"profile"`
-	Mode    string        `json:"mode"` // plain, proxy, proxy-norack
-	Dir     string        `json:"dir"`  // download, upload
-	Rep     int           `json:"rep"`
-	Octets  int           `json:"octets"`
-	Elapsed time.Duration `json:"elapsed_ns"`
-	OK      bool          `json:"ok"`
-	Err     string        `json:"err,omitempty"`
-	Relayed bool          `json:"relayed"` // the proxy counted the connection
-	RadioUL linkemu.Stats `json:"radio_ul"`
-	RadioDL linkemu.Stats `json:"radio_dl"`
+	Profile string `json:"profile"`
+	Mode    string `json:"mode"` // plain, proxy, proxy-norack
+	Dir     string `json:"dir"`  // download, upload
+	Rep     int    `json:"rep"`
+	// Parallel is the number of beds that ran transfers at the time
+	// (1: alone).
+	Parallel int           `json:"parallel"`
+	Octets   int           `json:"octets"`
+	Elapsed  time.Duration `json:"elapsed_ns"`
+	OK       bool          `json:"ok"`
+	Err      string        `json:"err,omitempty"`
+	Relayed  bool          `json:"relayed"` // the proxy counted the connection
+	RadioUL  linkemu.Stats `json:"radio_ul"`
+	RadioDL  linkemu.Stats `json:"radio_dl"`
 }
 
 // Mbps is the run's goodput.

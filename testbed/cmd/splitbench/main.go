@@ -42,6 +42,7 @@ func main() {
 	flag.IntVar(&o.Reps, "reps", 5, "repetitions per transfer")
 	flag.IntVar(&o.Octets, "size", 20_000_000, "octets per transfer")
 	flag.Uint64Var(&o.Seed, "seed", 1, "seed of the links")
+	flag.IntVar(&o.Parallel, "parallel", 16, "beds running transfers at the same time on profiles (b) and (c); (a) runs alone")
 	flag.DurationVar(&o.Timeout, "timeout", 5*time.Minute, "bound of one transfer")
 	flag.Parse()
 	for _, p := range bench.SplitProfiles {
@@ -63,7 +64,7 @@ func main() {
 			_ = os.MkdirAll("out/bench", 0o755)
 			_ = os.WriteFile(*out, b, 0o644)
 		}
-		fmt.Printf("split TCP: %d octets per transfer, %d repetitions, seed %d\n", o.Octets, o.Reps, o.Seed)
+		fmt.Printf("split TCP: %d octets per transfer, %d repetitions, seed %d, up to %d beds at a time on the lossy profiles\n", o.Octets, o.Reps, o.Seed, o.Parallel)
 		for _, p := range o.Profiles {
 			fmt.Println("  " + p.String())
 		}
