@@ -117,6 +117,9 @@ func RunSplit(ctx context.Context, o SplitOptions) (runs []SplitRun, err error) 
 			errs = append(errs, err)
 		}
 	}
+	// Beds are named after the process, so that two runs on one machine
+	// never take each other's namespaces for leftovers.
+	prefix := fmt.Sprintf("sb%d", os.Getpid()%100000)
 	// Exclusive profiles first, alone, in one bed.
 	var excl, shared []splitJob
 	for _, j := range jobs {
@@ -127,7 +130,7 @@ func RunSplit(ctx context.Context, o SplitOptions) (runs []SplitRun, err error) 
 		}
 	}
 	if len(excl) > 0 {
-		rs, err := runSplitBed(ctx, o, "sb0", 1, excl, data)
+		rs, err := runSplitBed(ctx, o, prefix+"-0", 1, excl, data)
 		record(excl, rs, err)
 	}
 	// The others: the longest (plain) first, a bed each.
@@ -153,7 +156,7 @@ func RunSplit(ctx context.Context, o SplitOptions) (runs []SplitRun, err error) 
 		go func() {
 			defer wg.Done()
 			defer func() { slots <- slot }()
-			rs, err := runSplitBed(ctx, o, fmt.Sprintf("sb%d", slot+1), min(o.Parallel, len(shared)), []splitJob{j}, data)
+			rs, err := runSplitBed(ctx, o, fmt.Sprintf("%s-%d", prefix, slot+1), min(o.Parallel, len(shared)), []splitJob{j}, data)
 			record([]splitJob{j}, rs, err)
 		}()
 	}
