@@ -1,10 +1,14 @@
 package fastpath
 
 import (
+	"fmt"
+	"net/netip"
 	"slices"
 	"testing"
 
 	"github.com/google/gopacket/layers"
+
+	"github.com/sluice-net/sluice/flowtable"
 )
 
 // BenchmarkProgram runs the program on a 64-octet packet with BPF_PROG_RUN,
@@ -47,5 +51,64 @@ func BenchmarkProgram(b *testing.B) {
 			b.ReportMetric(total/float64(b.N), "ns/packet")
 			b.ReportMetric(ds[len(ds)/10], "p10-ns/packet")
 		})
+	}
+}
+
+// BenchmarkProgramSessions runs the program as BenchmarkProgram does, over
+// the real session shape (two URRs, a QER with MBRs in both directions,
+// so every packet takes the precise clock and a meter) with 100 and
+// 100,000 sessions installed, the packets going round the sessions as the
+// bench runner's generator sends them: what per-session state (the hash
+// maps, the counter lines, the meters) costs a packet once it no longer
+// fits the caches.
+func BenchmarkProgramSessions(b *testing.B) {
+	pool := netip.MustParsePrefix("10.64.0.0/14")
+	for _, n := range []int{100, 100000} {
+		for _, n3 := range []bool{true, false} {
+			dir := "downlink"
+			if n3 {
+				dir = "uplink"
+			}
+			b.Run(fmt.Sprintf("%s/%d", dir, n), func(b *testing.B) {
+				needRoot(b)
+				defer func(c, r, m int) { bedChunks, bedRules, bedMeters = c, r, m }(bedChunks, bedRules, bedMeters)
+				bedChunks, bedRules, bedMeters = max(1, (n*16+(1<<17)-1)>>17), max(1024, n), max(64, 4*n)
+				ss := make([]*flowtable.Session, n)
+				frames := make([][]byte, n)
+				a := pool.Addr().Next()
+				for i := range n {
+					s := sessionOf(uint64(i+1), a, 0x10000+uint32(i), 0x400000+uint32(i), 0, 9, false, false)
+					s.QERs[0].MBRUL, s.QERs[0].MBRDL = 1e10, 1e10
+					ss[i] = s
+					if n3 {
+						frames[i] = gpdu(b, 0x10000+uint32(i), 9, inner{src: a, dst: dn, proto: layers.IPProtocolUDP, ttl: 64, sport: 1, dport: 2, payload: 36}.bytes(b), 0)
+					} else {
+						frames[i] = fromDN(b, inner{src: dn, dst: a, proto: layers.IPProtocolUDP, ttl: 64, sport: 1, dport: 2, payload: 36}.bytes(b), 0)
+					}
+					a = a.Next()
+				}
+				bd := newBed(b, ss...)
+				if len(bd.carried) != 2*n {
+					b.Fatalf("the tier carries %d keys of %d sessions, want %d", len(bd.carried), n, 2*n)
+				}
+				if err := bd.d4n6.Put(&sluiceLpm4{Prefixlen: uint32(pool.Bits()), Addr: be32(u32(pool.Addr()))}, uint8(1)); err != nil {
+					b.Fatal(err)
+				}
+				p := bd.progN6
+				if n3 {
+					p = bd.progN3
+				}
+				var total float64
+				b.ResetTimer()
+				for i := range b.N {
+					rc, d, err := p.Benchmark(frames[i%n], 1, nil)
+					if err != nil || rc != xdpRedirect {
+						b.Fatalf("the program returned %d (%v) for session %d, want %d", rc, err, i%n, xdpRedirect)
+					}
+					total += float64(d.Nanoseconds())
+				}
+				b.ReportMetric(total/float64(b.N), "ns/packet")
+			})
+		}
 	}
 }

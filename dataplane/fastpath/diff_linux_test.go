@@ -71,8 +71,13 @@ type bed struct {
 	d4n6, d6 *ebpf.Map
 }
 
-// bedChunks is the counter chunks per CPU of a bed's tier.
-var bedChunks = 1
+// bedChunks, bedRules and bedMeters size a bed's tier: counter chunks per
+// CPU, keys per direction, meter slots.
+var (
+	bedChunks = 1
+	bedRules  = 1 << 16
+	bedMeters = 64
+)
 
 func newBed(t testing.TB, sessions ...*flowtable.Session) *bed {
 	t.Helper()
@@ -101,7 +106,7 @@ func newBed(t testing.TB, sessions ...*flowtable.Session) *bed {
 	}
 	b.w = w
 
-	tier, err := New(Config{Now: tbl.Now, Rules: 1 << 16, CounterChunks: bedChunks, Meters: 64, Neighbors: 64})
+	tier, err := New(Config{Now: tbl.Now, Rules: bedRules, CounterChunks: bedChunks, Meters: bedMeters, Neighbors: 64})
 	if err != nil {
 		t.Fatal(err)
 	}
