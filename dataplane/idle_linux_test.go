@@ -43,15 +43,22 @@ func TestIdleWorkerSleeps(t *testing.T) {
 	if idle := w.Idle.Load(); idle > 1000 {
 		t.Errorf("idle worker polled %d times in 1.5 s, want a few hundred at most", idle)
 	}
-	// A handoff (an End Marker) is taken at once, not after the sleep.
+	// A handoff (an End Marker) is taken at once, not after the sleep. By
+	// now the worker sleeps its longest, a second; the End Marker goes
+	// just as it falls asleep, and must be taken well before the second
+	// is up (the margin is for a loaded machine).
+	time.Sleep(time.Second)
+	for idle, until := w.Idle.Load(), time.Now().Add(2*time.Second); w.Idle.Load() == idle && time.Now().Before(until); {
+		time.Sleep(time.Millisecond)
+	}
 	before := w.Idle.Load()
 	tbl.SendEndMarker(flowtable.EndMarker{TEID: 1})
-	deadline := time.Now().Add(200 * time.Millisecond)
+	deadline := time.Now().Add(700 * time.Millisecond)
 	for tbl.PendingEndMarkers() && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
 	if tbl.PendingEndMarkers() || w.Idle.Load() == before {
-		t.Error("a queued End Marker did not wake the idle worker within 200 ms")
+		t.Error("a queued End Marker did not wake the idle worker within 700 ms of its one-second sleep")
 	}
 	start := time.Now()
 	w.Stop()

@@ -214,7 +214,10 @@ func (c *Capture) record(q int, frames []dataplane.Frame, d Dir) {
 	for i := range frames {
 		pkt := frames[i].Data()
 		size := len(pkt)
-		if f := &frames[i]; len(f.Head()) > 0 {
+		// A frame with a Head is recorded whole; a lent frame (a peer's
+		// memory, which the peer may rewrite meanwhile) is matched and
+		// recorded from one copy, so the filter reads stable octets.
+		if f := &frames[i]; len(f.Head()) > 0 || f.ReadOnly {
 			size = f.Size()
 			pkt = r.flat[:f.CopyTo(r.flat)]
 		}
