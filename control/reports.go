@@ -190,6 +190,16 @@ func (s *Server) commitURRs(sess *session, t *txn, now int64, modify bool) {
 		tr.mnop, tr.validity, tr.quvti = c.mnop, c.validity, c.quvti
 		s.rewatch(tr)
 	}
+	// Any change (a QER's MBR, the QERs or URRs of a PDR) may raise what
+	// a URR can count: its bound is taken again, and the session woken.
+	for _, tr := range sess.urrs {
+		tr.ceiling, tr.burst = ceilingOf(&sess.spec, tr.id)
+		tr.notBefore = 0
+	}
+	if sess.snoozed != 0 {
+		sess.snoozed = 0
+		s.tbl.Snooze(sess.seid, 0)
+	}
 }
 
 // rewatch puts a tracker where its URR needs it: in the watch list (and
@@ -217,12 +227,6 @@ func (s *Server) rewatch(tr *urrTrack) {
 		if u.Triggers&flowtable.TriggerQuotaHoldingTime != 0 {
 			tr.holding = int64(u.QuotaHoldingTime)
 		}
-		tr.ceiling, tr.burst = ceilingOf(&tr.sess.spec, tr.id)
-		tr.notBefore = 0
-	}
-	if sess := tr.sess; sess.snoozed != 0 {
-		sess.snoozed = 0
-		s.tbl.Snooze(sess.seid, 0)
 	}
 	switch {
 	case polled:

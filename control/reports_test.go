@@ -408,3 +408,29 @@ func TestVolumeDeadline(t *testing.T) {
 		t.Errorf("a PDR without an MBR: read put off to %d, want now", d)
 	}
 }
+
+// A modification that raises an MBR and touches no URR still takes the
+// URR's bound again and wakes its session: a threshold within reach of
+// the new rate is not put off by the old one.
+func TestMBRRaiseRetakesBound(t *testing.T) {
+	s, _ := newServer(t, nil)
+	c := associated(t, s)
+	sess, _, err := c.Establish(ctx(t), smf.SessionParams{QFI: 9, MBRUL: 8000, MBRDL: 8000,
+		URRs: []smf.URR{{ID: 7, VolumeThreshold: 100_000_000}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tracker := func() urrTrack {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return *s.trackerOf(sess.UPSEID, 7)
+	}
+	before := tracker().ceiling
+	if _, err := c.Modify(ctx(t), sess, ie.NewUpdateQER(ie.NewQERID(smf.QERSession), ie.NewMBR(800_000, 800_000))); err != nil {
+		t.Fatal(err)
+	}
+	if after := tracker(); after.ceiling < 99*before || after.notBefore != 0 {
+		t.Errorf("after a hundredfold MBR: ceiling %g octets/ns (was %g), read not before %d; want a hundredfold ceiling, read at once",
+			after.ceiling, before, after.notBefore)
+	}
+}
