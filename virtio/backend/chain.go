@@ -11,48 +11,87 @@ import (
 // noFault is what the walkers return when the chain kept the rules.
 const noFault Fault = -1
 
-// gather copies the octets of the readable chain at head into dst,
-// skipping the first skip (the virtio-net header), and returns how many it
-// copied and how many the chain held after skip (more than copied when dst
-// is too small). It follows at most the ring's size of descriptors and
-// translates each through mem, piece by piece across regions.
-func gather(d *vring.Device, mem *Memory, head uint16, skip int, dst []byte) (copied, total int, f Fault) {
-	size := d.Ring().Size()
-	id := head
-	for n := 0; ; n++ {
-		if n >= size {
-			return copied, total, FaultLoop
-		}
-		desc := d.Desc(id)
-		if desc.Flags&(vring.DescFWrite|vring.DescFIndirect) != 0 {
-			return copied, total, FaultFlags
-		}
-		a, l := desc.Addr, desc.Len
-		for first := true; l > 0; first = false {
-			b, ok := mem.translate(a, l)
+// chainReader walks the readable descriptor chain at head, treating it as
+// a front-end's input: it follows at most the ring's size of descriptors,
+// refuses writable, indirect and out-of-ring links, and translates each
+// descriptor through mem, piece by piece across regions. It yields the
+// chain's octets after the first skip.
+type chainReader struct {
+	d     *vring.Device
+	mem   *Memory
+	size  int
+	n     int // descriptors taken
+	id    uint16
+	desc  vring.Desc
+	a     uint64 // the rest of the current descriptor
+	l     uint32
+	first bool // no piece of the current descriptor translated yet
+	open  bool // a descriptor is being read
+	skip  int
+}
+
+func readChain(d *vring.Device, mem *Memory, head uint16, skip int) chainReader {
+	return chainReader{d: d, mem: mem, size: d.Ring().Size(), id: head, skip: skip}
+}
+
+// next returns the next non-empty piece, or ok false at the end of the
+// chain (f is noFault) or at a fault.
+func (r *chainReader) next() (b []byte, ok bool, f Fault) {
+	for {
+		for r.open && r.l > 0 {
+			b, ok := r.mem.translate(r.a, r.l)
 			if !ok {
-				if first {
-					return copied, total, FaultAddr
+				if r.first {
+					return nil, false, FaultAddr
 				}
-				return copied, total, FaultLength
+				return nil, false, FaultLength
 			}
-			a += uint64(len(b))
-			l -= uint32(len(b))
-			if skip > 0 {
-				k := min(skip, len(b))
+			r.first = false
+			r.a += uint64(len(b))
+			r.l -= uint32(len(b))
+			if r.skip > 0 {
+				k := min(r.skip, len(b))
 				b = b[k:]
-				skip -= k
+				r.skip -= k
 			}
-			total += len(b)
-			copied += copy(dst[copied:], b)
+			if len(b) > 0 {
+				return b, true, noFault
+			}
 		}
-		if desc.Flags&vring.DescFNext == 0 {
-			return copied, total, noFault
+		if r.open {
+			if r.desc.Flags&vring.DescFNext == 0 {
+				return nil, false, noFault
+			}
+			if r.desc.Next >= uint16(r.size) {
+				return nil, false, FaultLink
+			}
+			r.id = r.desc.Next
 		}
-		if desc.Next >= uint16(size) {
-			return copied, total, FaultLink
+		if r.n >= r.size {
+			return nil, false, FaultLoop
 		}
-		id = desc.Next
+		r.n++
+		r.desc = r.d.Desc(r.id)
+		if r.desc.Flags&(vring.DescFWrite|vring.DescFIndirect) != 0 {
+			return nil, false, FaultFlags
+		}
+		r.a, r.l, r.first, r.open = r.desc.Addr, r.desc.Len, true, true
+	}
+}
+
+// gather copies the readable chain at head into dst (chainReader), after
+// skipping the first skip (the virtio-net header), and returns how many
+// it copied and how many the chain held after skip (more than copied when
+// dst is too small).
+func gather(d *vring.Device, mem *Memory, head uint16, skip int, dst []byte) (copied, total int, f Fault) {
+	r := readChain(d, mem, head, skip)
+	for {
+		b, ok, f := r.next()
+		if !ok {
+			return copied, total, f
+		}
+		total += len(b)
+		copied += copy(dst[copied:], b)
 	}
 }
 
@@ -62,51 +101,21 @@ func gather(d *vring.Device, mem *Memory, head uint16, skip int, dst []byte) (co
 // descriptor and one more); pkt is nil when they are in several. total is
 // their number either way.
 func locate(d *vring.Device, mem *Memory, head uint16, skip int) (pkt []byte, total int, f Fault) {
-	size := d.Ring().Size()
-	id := head
-	pieces := 0
-	for n := 0; ; n++ {
-		if n >= size {
-			return nil, total, FaultLoop
-		}
-		desc := d.Desc(id)
-		if desc.Flags&(vring.DescFWrite|vring.DescFIndirect) != 0 {
-			return nil, total, FaultFlags
-		}
-		a, l := desc.Addr, desc.Len
-		for first := true; l > 0; first = false {
-			b, ok := mem.translate(a, l)
-			if !ok {
-				if first {
-					return nil, total, FaultAddr
-				}
-				return nil, total, FaultLength
-			}
-			a += uint64(len(b))
-			l -= uint32(len(b))
-			if skip > 0 {
-				k := min(skip, len(b))
-				b = b[k:]
-				skip -= k
-			}
-			if len(b) > 0 {
-				if pieces == 0 {
-					pkt = b[:len(b):len(b)]
-				}
-				pieces++
-				total += len(b)
-			}
-		}
-		if desc.Flags&vring.DescFNext == 0 {
+	r := readChain(d, mem, head, skip)
+	for pieces := 0; ; pieces++ {
+		b, ok, f := r.next()
+		switch {
+		case !ok && f != noFault:
+			return nil, total, f
+		case !ok:
 			if pieces > 1 {
 				pkt = nil
 			}
 			return pkt, total, noFault
+		case pieces == 0:
+			pkt = b[:len(b):len(b)]
 		}
-		if desc.Next >= uint16(size) {
-			return nil, total, FaultLink
-		}
-		id = desc.Next
+		total += len(b)
 	}
 }
 
