@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"runtime"
 	"sync/atomic"
@@ -262,19 +263,34 @@ func (w *Worker) Run() error {
 	}
 	empty := 0
 	w.sleepMS = minSleepMS
+	busy := int64(math.MinInt64 / 2) // the clock of the last poll that found work
 	for !w.stop.Load() {
 		if w.Poll() > 0 {
 			empty = 0
 			w.sleepMS = minSleepMS
+			busy = w.now
 			continue
 		}
 		if empty++; empty >= w.idlePolls {
-			w.sleep()
 			empty = 0
+			// Traffic that pauses for less than idleSpin (a peer
+			// time-sliced on its core) finds the worker polling, not
+			// waking from a sleep while its rings overflow.
+			if w.tbl.Now()-busy < idleSpin {
+				continue
+			}
+			w.sleep()
 		}
 	}
 	return nil
 }
+
+// idleSpin is how long a worker keeps polling after its last packet
+// before it may sleep: a worker that slept after a fixed number of empty
+// polls (microseconds) slept in every gap of bursty traffic and lost what
+// arrived while it woke. A worker spins this once when traffic stops, not
+// after waking with nothing to do.
+const idleSpin = int64(time.Millisecond)
 
 // Poll receives one burst from each port, processes and transmits it, and
 // returns the number of frames received. Run calls it in a loop; tests and
