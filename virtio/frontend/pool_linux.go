@@ -69,7 +69,7 @@ type Pool struct {
 	fd        int
 	mem       []byte // the whole mapping, shared with the switches
 	huge      bool
-	frameSize uint64
+	frameSize uint64 // a power of two
 	framesOff uint64 // where frame 0 starts
 	ringBytes int    // one ring's block
 	ringSize  int
@@ -175,7 +175,7 @@ func (p *Pool) pop() (uint64, bool) {
 // push gives a frame back and reports whether it was one of the pool's
 // and not one too many.
 func (p *Pool) push(off uint64) bool {
-	if off < p.framesOff || off >= uint64(len(p.mem)) || (off-p.framesOff)%p.frameSize != 0 || p.n == len(p.free) {
+	if off < p.framesOff || off >= uint64(len(p.mem)) || (off-p.framesOff)&(p.frameSize-1) != 0 || p.n == len(p.free) {
 		return false
 	}
 	p.free[p.n] = off

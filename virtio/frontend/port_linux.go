@@ -238,9 +238,21 @@ func (p *Port) Free(frames []dataplane.Frame) {
 }
 
 // PollFD implements dataplane.FDPoller: the receive queue's call eventfd,
-// which the switch signals once the queue has asked for calls (after a run
-// of empty polls).
-func (p *Port) PollFD(q int) int { return p.queues[q].call[0] }
+// which the switch signals once the queue has asked for calls. A worker
+// asks for it as it goes to sleep, so PollFD asks for calls (from the
+// worker's goroutine only), and signals the eventfd itself when packets
+// came meanwhile, so that the sleep ends at once.
+func (p *Port) PollFD(q int) int {
+	qq := p.queues[q]
+	if qq.state.Load() == stateRunning && qq.active {
+		qq.drainCall()
+		qq.armed = true
+		if qq.rx.ArmCalls() {
+			qq.wakeWorker()
+		}
+	}
+	return qq.call[0]
+}
 
 // Wait implements dataplane.Waiter: it asks the switch to call and sleeps
 // on the call eventfd until then or timeoutMS.

@@ -174,11 +174,14 @@ func TestReceiveTransmit(t *testing.T) {
 // TestMergedBuffers checks that a packet the switch spreads over several
 // buffers (MRG_RXBUF num_buffers > 1; Sluice's buffers hold its MTU, so
 // only a misbehaving switch does it) is dropped whole and counted, its
-// buffers go back to the pool, and the packets around it arrive.
+// buffers go back to the pool, and the packets around it arrive. Such a
+// packet fills its first buffer, as a switch fills merged buffers; a
+// first buffer that is not full is not looked at for num_buffers.
 func TestMergedBuffers(t *testing.T) {
 	p, sw, _ := openPair(t, Config{})
+	full := p.Pool(0).FrameSize() - dataplane.Headroom
 	sw.inject(packet(1, 100), 1)
-	sw.inject(packet(2, 100), 3)
+	sw.inject(packet(2, full), 3)
 	sw.inject(packet(3, 100), 1)
 	got := receiveAll(t, p, 2)
 	if len(got) != 2 || !bytes.Equal(got[0].Data(), packet(1, 100)) || !bytes.Equal(got[1].Data(), packet(3, 100)) {
@@ -198,13 +201,16 @@ func TestMergedBuffers(t *testing.T) {
 // the switch's next packet makes its PollFD readable.
 func TestCallsWhenIdle(t *testing.T) {
 	p, sw, _ := openPair(t, Config{})
+	// The call eventfd as a sleeping worker sees it; PollFD itself arms
+	// the queue (the worker asks for it as it goes to sleep).
+	call := p.queues[0].call[0]
 	readable := func() bool {
-		fds := []unix.PollFd{{Fd: int32(p.PollFD(0)), Events: unix.POLLIN}}
+		fds := []unix.PollFd{{Fd: int32(call), Events: unix.POLLIN}}
 		n, _ := unix.Poll(fds, 0)
 		return n > 0
 	}
 	var fr [dataplane.BurstSize]dataplane.Frame
-	drain := func() { var b [8]byte; unix.Read(p.PollFD(0), b[:]) }
+	drain := func() { var b [8]byte; unix.Read(call, b[:]) }
 	sw.inject(packet(1, 64), 1) // the first entry passes a fresh ring's used_event
 	if n := p.Receive(0, fr[:]); n != 1 {
 		t.Fatalf("received %d", n)
@@ -239,6 +245,53 @@ func TestCallsWhenIdle(t *testing.T) {
 	start := time.Now()
 	if err := p.Wait(0, 1000); err != nil || time.Since(start) > 500*time.Millisecond {
 		t.Errorf("Wait with a packet pending: %v after %v", err, time.Since(start))
+	}
+}
+
+// TestPollFDArms checks what a worker that goes to sleep right after
+// traffic sees: a busy port asks for no calls in short gaps, the PollFD
+// the worker sleeps on asks for them (the switch's next packet wakes it),
+// and a packet that came before the worker asked ends its sleep at once.
+func TestPollFDArms(t *testing.T) {
+	p, sw, _ := openPair(t, Config{})
+	sleep := func() bool { // a worker's poll(2) with no wait
+		fds := []unix.PollFd{{Fd: int32(p.PollFD(0)), Events: unix.POLLIN}}
+		n, _ := unix.Poll(fds, 0)
+		return n > 0
+	}
+	call := p.queues[0].call[0]
+	var fr [dataplane.BurstSize]dataplane.Frame
+	sw.inject(packet(1, 64), 1)
+	if n := p.Receive(0, fr[:]); n != 1 {
+		t.Fatalf("received %d", n)
+	}
+	p.Free(fr[:1])
+	for range armAfter - 1 { // a gap in traffic, shorter than armAfter polls
+		p.Receive(0, fr[:])
+	}
+	var b [8]byte
+	unix.Read(call, b[:])
+	sw.inject(packet(2, 64), 1)
+	if n, _ := unix.Poll([]unix.PollFd{{Fd: int32(call), Events: unix.POLLIN}}, 0); n != 0 {
+		t.Error("the switch called a port whose worker polls")
+	}
+	// The packet is pending: the worker's sleep must not start.
+	if !sleep() {
+		t.Fatal("PollFD with a packet pending: the worker would sleep on it")
+	}
+	if n := p.Receive(0, fr[:]); n != 1 {
+		t.Fatalf("after the wakeup received %d", n)
+	}
+	p.Free(fr[:1])
+	if sleep() {
+		t.Fatal("PollFD readable with nothing pending")
+	}
+	sw.inject(packet(3, 64), 1)
+	if n, _ := unix.Poll([]unix.PollFd{{Fd: int32(call), Events: unix.POLLIN}}, 0); n != 1 {
+		t.Fatal("a worker asleep on PollFD was not called for the switch's next packet")
+	}
+	if n := p.Receive(0, fr[:]); n != 1 {
+		t.Fatalf("after the call received %d", n)
 	}
 }
 

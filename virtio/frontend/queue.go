@@ -18,14 +18,17 @@ const (
 	stateStopping
 )
 
-// armAfter is how many empty polls in a row make a queue ask the switch
-// to call it, so that a worker sleeping on PollFD is woken; an idle queue
-// clears its call eventfd and arms again every rearmEvery empty polls, so
-// that a call that raced with the clearing cannot keep the worker from
-// sleeping for long.
+// A queue asks the switch to call it (so that a worker sleeping on PollFD
+// is woken) when the worker goes to sleep: the worker asks for PollFD just
+// before it sleeps. Arming costs the switch an eventfd write on its next
+// packet and the queue a read to clear it, so a queue does not arm in the
+// short gaps of bursty traffic on its own; only after armAfter empty polls
+// in a row (a worker that sleeps without PollFD), and again every
+// rearmEvery, so that a call that raced with the clearing cannot keep the
+// worker from sleeping for long.
 const (
-	armAfter   = 32
-	rearmEvery = 1024
+	armAfter   = 1024
+	rearmEvery = 4096
 )
 
 // counters are a queue's statistics; the worker writes them once per burst.
@@ -164,7 +167,10 @@ func (q *queue) receive(frames []dataplane.Frame) int {
 			dropped++
 			continue
 		}
-		if q.p.mrg {
+		// A packet in more than one buffer fills its first: only then is
+		// num_buffers worth a look (it sits on a cache line of its own,
+		// which the switch wrote on its core).
+		if q.p.mrg && int(l) == room+hl {
 			if nb := virtio.NetHeader(buf[dataplane.Headroom-hl : dataplane.Headroom]).NumBuffers(); nb > 1 {
 				// A packet larger than a buffer: Sluice's buffers hold
 				// the MTU it negotiated, so this is a peer's error.
