@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -38,7 +37,6 @@ func SeatUPFConfig(dir string, n4, metrics netip.AddrPort, sessions, ring int) [
 		m = fmt.Sprintf("metrics: %v\n", metrics)
 	}
 	return fmt.Appendf(nil, `log_level: info
-admin: %s
 %sn4:
   addresses: ["%v"]
   node_id: 127.0.0.1
@@ -56,12 +54,8 @@ teids: {first: 256, last: 1048575}
 cores: [1]
 worker_nice: 0
 sessions: %d
-`, SeatAdminSocket(dir), m, n4, SeatN3Addr, n3, SeatN3MAC, SeatGNBMAC, ring, n6, SeatN6MAC, SeatDNMAC, ring, max(sessions, 1024))
+`, m, n4, SeatN3Addr, n3, SeatN3MAC, SeatGNBMAC, ring, n6, SeatN6MAC, SeatDNMAC, ring, max(sessions, 1024))
 }
-
-// SeatAdminSocket is the admin socket of the upf of a seat in dir, for
-// "upf show --socket" while the seat runs (where it drops, what it holds).
-func SeatAdminSocket(dir string) string { return filepath.Join(dir, "admin.sock") }
 
 // UPF is a upf process in the caller's network namespace.
 type UPF struct {
