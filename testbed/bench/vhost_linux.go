@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/sluice-net/sluice/testbed/vhost"
@@ -19,10 +18,10 @@ const vhostRing = 256
 const vhostSettle = 2 * time.Second
 
 // vhostPhases measures the vhost-user seat: for each side of Sluice,
-// session count, direction and size, Sluice then the ceiling unit,
-// Options.Repeats counted runs of Options.Duration each in one seat (runs
-// that other work on the unit's CPU disturbed are repeated, as on veth);
-// and upf's idle CPU once per side.
+// session count, direction and size, Sluice and the ceiling unit in
+// alternating windows, Options.Repeats counted runs of Options.Duration
+// each (runs that other work on the unit's CPU disturbed are repeated, as
+// on veth); and upf's idle CPU once per side.
 func (r *runner) vhostPhases(ctx context.Context) error {
 	if _, err := vhost.Available(); err != nil {
 		r.res.Skipped = append(r.res.Skipped, fmt.Sprintf("vhost-user topology: %v", err))
@@ -42,7 +41,7 @@ func (r *runner) vhostPhases(ctx context.Context) error {
 					if !idleDone {
 						idle = r.o.IdleWindow
 					}
-					r.logf("%s: Sluice", c)
+					r.logf("%s: Sluice's seat", c)
 					if gotIdle := r.vhostCase(ctx, c, idle); gotIdle {
 						idleDone = true
 					}
@@ -53,8 +52,14 @@ func (r *runner) vhostPhases(ctx context.Context) error {
 	return nil
 }
 
-// vhostCase measures one case in a fresh seat directory; it reports
-// whether it measured the idle CPU (when idle is positive).
+// vhostCase measures one case: Sluice's seat and the ceiling's seat are
+// both set up (each in a directory of its own, the ceiling's unit paused
+// between its windows), and their windows alternate, each unit going
+// first in every other round, so that both meet the same conditions: a
+// machine whose speed drifts over a case (other work on the switch's CPU,
+// a neighbour's memory traffic) used to favour whichever unit ran its
+// three windows first. It reports whether it measured the idle CPU (when
+// idle is positive).
 func (r *runner) vhostCase(ctx context.Context, c *VhostCase, idle time.Duration) bool {
 	dir, err := os.MkdirTemp(r.dir, "seat-")
 	if err != nil {
@@ -62,84 +67,123 @@ func (r *runner) vhostCase(ctx context.Context, c *VhostCase, idle time.Duration
 		return false
 	}
 	defer os.RemoveAll(dir)
+	cdir, err := os.MkdirTemp(r.dir, "ceil-")
+	if err != nil {
+		c.Sluice = &Rate{Error: err.Error()}
+		return false
+	}
+	defer os.RemoveAll(cdir)
 	pid := os.Getpid() % 100000
-	c.Sluice = &Rate{}
+	c.Sluice, c.Ceiling = &Rate{}, &Rate{}
 	run := vhost.UPFSeatRun{Dir: dir, Bin: r.upf, Prefix: fmt.Sprintf("sbsl%d", pid), Sessions: c.Sessions, Ring: vhostRing,
-		Size: c.Size, Downlink: c.Direction == Downlink, Backend: c.Side == SideBackend, Settle: vhostSettle, D: r.o.Duration, Idle: idle,
-		Measure: r.vhostRuns(ctx, c, "Sluice", c.Sluice)}
+		Size: c.Size, Downlink: c.Direction == Downlink, Backend: c.Side == SideBackend, Settle: vhostSettle, D: r.o.Duration, Idle: idle}
+	run.Measure = func(sl *vhost.Seat) error {
+		r.logf("%s: ceiling's seat beside Sluice's, windows alternating", c)
+		both := false
+		_, err := vhost.RunCeilingSeat(ctx, vhost.CeilingSeatRun{Dir: cdir, Pcap: run.PcapPath(), Prefix: fmt.Sprintf("sbce%d", pid),
+			Ring: vhostRing, Downlink: run.Downlink, Backend: run.Backend, Settle: vhostSettle, D: r.o.Duration, Frames: c.Sessions,
+			Paused: true,
+			Measure: func(ce *vhost.Seat) error {
+				both = true
+				return r.vhostRuns(ctx, c, []seatUnit{{"Sluice", c.Sluice, sl}, {"ceiling", c.Ceiling, ce}})
+			}})
+		if err != nil && !both {
+			// The ceiling's seat did not come up: Sluice alone.
+			c.Ceiling.Error = firstLine(err)
+			r.fail("%s, ceiling: %v", c, firstLine(err))
+			return r.vhostRuns(ctx, c, []seatUnit{{"Sluice", c.Sluice, sl}})
+		}
+		return err
+	}
 	t, err := vhost.RunUPFSeat(ctx, run)
 	if err != nil {
 		c.Sluice.Error = firstLine(err)
+		if c.Ceiling.Error == "" && len(c.Ceiling.Runs) == 0 {
+			c.Ceiling.Error = "not measured: Sluice's seat failed"
+		}
+		r.fail("%s: %v", c, firstLine(err))
+		return false
 	}
-	gotIdle := false
-	if err == nil && idle > 0 {
+	if idle > 0 {
 		pc := 100 * t.IdleCPU
 		r.res.VhostIdle = append(r.res.VhostIdle, VhostIdle{Side: c.Side, Sessions: c.Sessions, Window: idle.Seconds(),
 			CPUPercent: pc, Target: TargetVhostIdlePercent, OK: pc < TargetVhostIdlePercent})
-		gotIdle = true
+		return true
 	}
-	if err != nil {
-		r.fail("%s, Sluice: %v", c, firstLine(err))
-		return false
-	}
-	r.logf("%s: ceiling", c)
-	// Sockets of the previous unit may linger; start the ceiling afresh.
-	for _, s := range []string{"n3.sock", "n6.sock"} {
-		_ = os.Remove(filepath.Join(dir, s))
-	}
-	c.Ceiling = &Rate{}
-	_, err = vhost.RunCeilingSeat(ctx, vhost.CeilingSeatRun{Dir: dir, Pcap: run.PcapPath(), Prefix: fmt.Sprintf("sbce%d", pid),
-		Ring: vhostRing, Downlink: run.Downlink, Backend: run.Backend, Settle: vhostSettle, D: r.o.Duration, Frames: c.Sessions,
-		Measure: r.vhostRuns(ctx, c, "ceiling", c.Ceiling)})
-	if err != nil {
-		c.Ceiling.Error = firstLine(err)
-		r.fail("%s, ceiling: %v", c, firstLine(err))
-	}
-	return gotIdle
+	return false
 }
 
-// vhostRuns returns the measurement of one unit in a settled seat: after
-// waiting for the unit's CPU to be free of other work, runs of
-// Options.Duration until Options.Repeats of them were undisturbed (at
-// most twice as many in all), each judged by the CPU time on the unit's
-// CPU that neither the unit, the seat's switch nor this process accounts
-// for; then the medians into p.
-func (r *runner) vhostRuns(ctx context.Context, c *VhostCase, unit string, p *Rate) func(*vhost.Seat) error {
-	return func(s *vhost.Seat) error {
-		known := []int{s.Unit, s.Switch, os.Getpid()}
-		for good, attempt := 0, 0; good < r.o.Repeats && attempt < 2*r.o.Repeats; attempt++ {
+// seatUnit is a unit in its settled seat, and where its rates go.
+type seatUnit struct {
+	name string
+	p    *Rate
+	s    *vhost.Seat
+}
+
+// vhostRuns measures units in their settled seats, in rounds of one
+// window each, the order reversed every other round: after waiting for
+// the unit's CPU to be free of other work, runs of Options.Duration until
+// Options.Repeats of a unit's were undisturbed (at most twice as many in
+// all), each judged by the CPU time on the unit's CPU that neither the
+// units, the seats' switches nor this process accounts for; then the
+// medians.
+func (r *runner) vhostRuns(ctx context.Context, c *VhostCase, units []seatUnit) error {
+	known := []int{os.Getpid()}
+	for _, u := range units {
+		known = append(known, u.s.Unit, u.s.Switch)
+	}
+	good, tries := make([]int, len(units)), make([]int, len(units))
+	for round := 0; ; round++ {
+		ran := false
+		for k := range units {
+			i := k
+			if round%2 == 1 {
+				i = len(units) - 1 - k
+			}
+			u := units[i]
+			if good[i] >= r.o.Repeats || tries[i] >= 2*r.o.Repeats {
+				continue
+			}
+			ran = true
+			tries[i]++
 			if err := r.waitQuiet(ctx, known); err != nil {
 				return err
 			}
 			s0 := takeFullSample(known...)
-			t, err := s.Window(r.o.Duration)
+			t, err := u.s.Window(r.o.Duration)
 			s1 := takeFullSample(known...)
 			if err != nil {
-				return err
+				u.p.Error = firstLine(err)
+				return fmt.Errorf("%s: %w", u.name, err)
 			}
 			x := VhostRun{OfferedPPS: t.OfferedMpps() * 1e6, DeliveredPPS: t.DeliveredMpps() * 1e6, Elapsed: t.Elapsed.Seconds()}
 			x.DUTBusy, _ = cpuUse(s0, s1, r.o.DUTCPU)
-			x.Unit = tasksUse(s0, s1, s.Unit)
+			x.Unit = tasksUse(s0, s1, u.s.Unit)
 			_, all := othersOn(s0, s1, r.o.DUTCPU, nil, 0)
 			x.Foreign, x.Other = othersOn(s0, s1, r.o.DUTCPU, known, 0.01)
 			// Time on the CPU no thread alive at both samples accounts
 			// for (a short-lived compiler, interrupts) is other work too.
 			x.Other += max(0, x.DUTBusy-all)
 			x.Disturbed = x.Other > r.o.MaxForeign
-			p.Runs = append(p.Runs, x)
+			u.p.Runs = append(u.p.Runs, x)
 			note := ""
 			if x.Disturbed {
-				p.Disturbed++
+				u.p.Disturbed++
 				note = fmt.Sprintf("; DISTURBED: other work on CPU %d (%.2f CPU; threads seen: %v), repeating", r.o.DUTCPU, x.Other, x.Foreign)
 			} else {
-				good++
+				good[i]++
 			}
 			r.logf("%s, %s run %d (%d/%d counted): offered %.3f Mpps, delivered %.3f Mpps; CPU %d busy %.2f, unit %.2f, other %.2f%s",
-				c, unit, attempt+1, good, r.o.Repeats, x.OfferedPPS/1e6, x.DeliveredPPS/1e6, r.o.DUTCPU, x.DUTBusy, x.Unit, x.Other, note)
+				c, u.name, tries[i], good[i], r.o.Repeats, x.OfferedPPS/1e6, x.DeliveredPPS/1e6, r.o.DUTCPU, x.DUTBusy, x.Unit, x.Other, note)
 		}
-		p.summarize()
-		return nil
+		if !ran {
+			break
+		}
 	}
+	for _, u := range units {
+		u.p.summarize()
+	}
+	return nil
 }
 
 // firstLine is the first line of err's text (the seat's errors carry

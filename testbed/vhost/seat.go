@@ -2,7 +2,6 @@ package vhost
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -124,11 +123,25 @@ type Seat struct {
 	Unit, Switch int
 	ctx          context.Context
 	sw           *Switch
+	// unit, if set, is a unit that forwards only inside windows
+	// (CeilingSeatRun.Paused): Window starts it first and stops it last.
+	unit *Switch
 }
 
 // Window has the switch replay for d and returns the window's counts:
-// "start" resets testpmd's forward statistics and "stop" prints them.
+// "start" resets testpmd's forward statistics and "stop" prints them. A
+// paused unit forwards for the window only.
 func (s *Seat) Window(d time.Duration) (Throughput, error) {
+	var umark int
+	if s.unit != nil {
+		umark = len(s.unit.Output())
+		if err := s.unit.Command("start"); err != nil {
+			return Throughput{}, err
+		}
+		if _, err := waitAnswer(s.unit, umark, false, "unit"); err != nil {
+			return Throughput{}, err
+		}
+	}
 	mark := len(s.sw.Output())
 	if err := s.sw.Command("start"); err != nil {
 		return Throughput{}, err
@@ -143,20 +156,45 @@ func (s *Seat) Window(d time.Duration) (Throughput, error) {
 		return Throughput{}, err
 	}
 	el := time.Since(start)
+	out, err := waitAnswer(s.sw, mark, true, "switch")
+	if err != nil {
+		return Throughput{}, err
+	}
+	if s.unit != nil {
+		umark = len(s.unit.Output())
+		if err := s.unit.Command("stop"); err != nil {
+			return Throughput{}, err
+		}
+		if _, err := waitAnswer(s.unit, umark, true, "unit"); err != nil {
+			return Throughput{}, err
+		}
+	}
+	ps, err := ParseStats(out)
+	if err != nil {
+		return Throughput{}, err
+	}
+	if len(ps) < 4 {
+		return Throughput{}, fmt.Errorf("switch reported %d ports, want 4", len(ps))
+	}
+	return Throughput{Offered: ps[0].RxPackets, Delivered: ps[3].TxPackets, Elapsed: el}, nil
+}
+
+// waitAnswer waits until an interactive testpmd told "stop" (stop) or
+// "start" after mark in its output has done so, and returns its output
+// since mark: "stop" prints the forward statistics ending in "Done.",
+// "start" the forwarding mode.
+func waitAnswer(sw *Switch, mark int, stop bool, who string) (string, error) {
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		out := s.sw.Output()[mark:]
-		if i := strings.Index(out, "Accumulated forward statistics"); i >= 0 && strings.Contains(out[i:], "Done.") {
-			ps, err := ParseStats(out)
-			if err != nil {
-				return Throughput{}, err
+		out := sw.Output()[mark:]
+		if stop {
+			if i := strings.Index(out, "Accumulated forward statistics"); i >= 0 && strings.Contains(out[i:], "Done.") {
+				return out, nil
 			}
-			if len(ps) < 4 {
-				return Throughput{}, fmt.Errorf("switch reported %d ports, want 4", len(ps))
-			}
-			return Throughput{Offered: ps[0].RxPackets, Delivered: ps[3].TxPackets, Elapsed: el}, nil
+		} else if strings.Contains(out, "packet forwarding") {
+			return out, nil
 		}
 		if time.Now().After(deadline) {
-			return Throughput{}, errors.New("switch printed no forward statistics after stop:\n" + tail(out, 20))
+			return "", fmt.Errorf("%s did not answer %s:\n%s", who, map[bool]string{false: "start", true: "stop"}[stop], tail(out, 20))
 		}
 	}
 }

@@ -25,6 +25,25 @@ type CeilingSeatRun struct {
 	Frames int
 	// Measure is as UPFSeatRun's.
 	Measure func(*Seat) error
+	// Paused makes the unit forward only inside the Seat's windows, and
+	// leave the unit's CPU alone between them (a stopped testpmd's
+	// forwarding core sleeps): a caller can then keep this seat and
+	// Sluice's both set up and alternate their windows.
+	Paused bool
+}
+
+// interactive returns cfg as an interactive testpmd that forwards only
+// when told "start".
+func interactive(cfg Config) Config {
+	cfg.Interactive = true
+	args := make([]string, 0, len(cfg.Args))
+	for _, a := range cfg.Args {
+		if a != "--auto-start" {
+			args = append(args, a)
+		}
+	}
+	cfg.Args = args
+	return cfg
 }
 
 // startTimeout bounds a seat testpmd's start.
@@ -68,6 +87,9 @@ func RunCeilingSeat(ctx context.Context, r CeilingSeatRun) (Throughput, error) {
 		swCfg = DownlinkSeatSwitch(r.Prefix+"s", r.Dir, r.Pcap)
 	}
 	swCfg = withMbufs(swCfg, r.Frames)
+	if r.Paused {
+		unitCfg = interactive(unitCfg)
+	}
 	// The server of the sockets starts first: the unit for the back-end
 	// seat, the switch otherwise.
 	first, second := swCfg, unitCfg
@@ -98,7 +120,20 @@ func RunCeilingSeat(ctx context.Context, r CeilingSeatRun) (Throughput, error) {
 		if r.Backend {
 			unit = a
 		}
-		return Throughput{}, r.Measure(&Seat{Unit: unit.Pid(), Switch: sw.Pid(), ctx: ctx, sw: sw})
+		seat := &Seat{Unit: unit.Pid(), Switch: sw.Pid(), ctx: ctx, sw: sw}
+		if r.Paused {
+			seat.unit = unit
+		}
+		return Throughput{}, r.Measure(seat)
+	}
+	if r.Paused {
+		unit := b
+		if r.Backend {
+			unit = a
+		}
+		if err := unit.Command("start"); err != nil {
+			return Throughput{}, err
+		}
 	}
 	return RunSeat(ctx, sw, r.D)
 }

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -37,6 +38,8 @@ func main() {
 	ring := flag.Int("ring", 256, "virtqueue entries, Sluice's and the ceiling unit's")
 	side := flag.String("side", "frontend", "Sluice's vhost-user side in the seat: frontend or backend")
 	flag.BoolVar(&downlink, "downlink", false, "replay IP packets into N6 and count GTP-U out of N3 (default: uplink)")
+	flag.StringVar(&upf2, "upf2", "", "a second upf binary measured beside the first (before/after), windows alternating")
+	flag.IntVar(&repeats, "repeats", 1, "windows per unit; above 1 (or with -upf2) every unit's seat stays up and their windows alternate")
 	flag.Parse()
 	if *side != "frontend" && *side != "backend" {
 		fmt.Fprintln(os.Stderr, "vhostbench: -side: want frontend or backend")
@@ -80,6 +83,12 @@ func run(d time.Duration, sessions, ring int, sizes, bin string) error {
 		if err != nil || size < 28 || size > 1500 {
 			return fmt.Errorf("size %q: want 28 to 1500", f)
 		}
+		if upf2 != "" || repeats > 1 {
+			if err := alternate(ctx, dir, []string{bin, upf2}, sessions, ring, size, d); err != nil {
+				return fmt.Errorf("%d octets: %w", size, err)
+			}
+			continue
+		}
 		sl, r, err := runSluice(ctx, dir, bin, sessions, ring, size, d)
 		if err != nil {
 			return fmt.Errorf("upf, %d octets: %w", size, err)
@@ -97,6 +106,105 @@ func run(d time.Duration, sessions, ring int, sizes, bin string) error {
 // backendSide makes the unit the vhost-user back-end; downlink runs the
 // seat from N6 to N3.
 var backendSide, downlink bool
+
+// upf2 is a second upf binary; repeats the windows per unit.
+var (
+	upf2    string
+	repeats int
+)
+
+// alternate sets up a seat for each upf binary (upf2 may be empty) and
+// one for the ceiling, each in its own directory, and runs repeats rounds
+// of one window per unit, the order reversed every other round, so that
+// the units meet the same conditions on a machine whose speed drifts; it
+// prints every window and the medians.
+func alternate(ctx context.Context, dir string, bins []string, sessions, ring, size int, d time.Duration) error {
+	type unit struct {
+		name string
+		seat *vhost.Seat
+		del  []float64
+		off  []float64
+	}
+	var units []*unit
+	var pcap string
+	var nest func(i int) error
+	nest = func(i int) error {
+		if i < len(bins) && bins[i] != "" {
+			sub := filepath.Join(dir, fmt.Sprintf("u%d-%d", i, size))
+			if err := os.MkdirAll(sub, 0o755); err != nil {
+				return err
+			}
+			r := vhost.UPFSeatRun{Dir: sub, Bin: bins[i], Prefix: fmt.Sprintf("vb%d%d", i, os.Getpid()), Sessions: sessions, Ring: ring,
+				Size: size, Downlink: downlink, Backend: backendSide, Settle: settle, D: d}
+			if pcap == "" {
+				pcap = r.PcapPath()
+			}
+			r.Measure = func(s *vhost.Seat) error {
+				units = append(units, &unit{name: "Sluice " + filepath.Base(bins[i]), seat: s})
+				return nest(i + 1)
+			}
+			_, err := vhost.RunUPFSeat(ctx, r)
+			return err
+		}
+		if i < len(bins) {
+			return nest(i + 1)
+		}
+		sub := filepath.Join(dir, fmt.Sprintf("ceil-%d", size))
+		if err := os.MkdirAll(sub, 0o755); err != nil {
+			return err
+		}
+		_, err := vhost.RunCeilingSeat(ctx, vhost.CeilingSeatRun{Dir: sub, Pcap: pcap, Prefix: fmt.Sprintf("vbce%d", os.Getpid()), Ring: ring,
+			Downlink: downlink, Backend: backendSide, Settle: settle, D: d, Frames: sessions, Paused: true,
+			Measure: func(s *vhost.Seat) error {
+				units = append(units, &unit{name: "testpmd io (ceiling)", seat: s})
+				for round := range repeats {
+					for k := range units {
+						u := units[k]
+						if round%2 == 1 {
+							u = units[len(units)-1-k]
+						}
+						t, err := u.seat.Window(d)
+						if err != nil {
+							return fmt.Errorf("%s: %w", u.name, err)
+						}
+						u.off, u.del = append(u.off, t.OfferedMpps()), append(u.del, t.DeliveredMpps())
+						fmt.Printf("%-6d %-22s %12.2f %14.2f   round %d, load %s\n", size, u.name, t.OfferedMpps(), t.DeliveredMpps(), round+1, loadavg())
+					}
+				}
+				ceil := median(units[len(units)-1].del)
+				for _, u := range units {
+					fmt.Printf("%-6d %-22s %12.2f %14.2f %8.2f  median of %d\n", size, u.name, median(u.off), median(u.del), median(u.del)/ceil, len(u.del))
+				}
+				return nil
+			}})
+		return err
+	}
+	return nest(0)
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
 
 // settle is the pause between the unit attaching and the replay starting,
 // for both units alike.
