@@ -101,6 +101,15 @@ func gather(d *vring.Device, mem *Memory, head uint16, skip int, dst []byte) (co
 // descriptor and one more); pkt is nil when they are in several. total is
 // their number either way.
 func locate(d *vring.Device, mem *Memory, head uint16, skip int) (pkt []byte, total int, f Fault) {
+	// What front-ends send nearly always: one readable descriptor, with
+	// nothing but the header and the packet, in one region. Anything
+	// else (and this case when it does not hold whole) takes the walk,
+	// which finds the same answer or the fault.
+	if desc := d.Desc(head); desc.Flags == 0 && int(desc.Len) > skip {
+		if b, ok := mem.translate(desc.Addr, desc.Len); ok && len(b) == int(desc.Len) {
+			return b[skip:len(b):len(b)], len(b) - skip, noFault
+		}
+	}
 	r := readChain(d, mem, head, skip)
 	for pieces := 0; ; pieces++ {
 		b, ok, f := r.next()

@@ -175,19 +175,37 @@ func (p *Port) Receive(q int, frames []dataplane.Frame) int { return p.queues[q]
 // Transmit implements dataplane.Port.
 func (p *Port) Transmit(q int, frames []dataplane.Frame) int { return p.queues[q].transmit(frames) }
 
-// Free implements dataplane.FrameOwner.
+// Free implements dataplane.FrameOwner. A lent frame that is not the
+// last of its burst only puts its used entry (giveBack's common case,
+// without two calls per frame).
 func (p *Port) Free(frames []dataplane.Frame) {
 	for i := range frames {
-		if f := &frames[i]; int(f.Queue) < len(p.queues) {
-			p.queues[f.Queue].put(f.Handle)
+		f := &frames[i]
+		if int(f.Queue) >= len(p.queues) {
+			continue
+		}
+		q := p.queues[f.Queue]
+		switch {
+		case f.Handle&lentFrame == 0:
+			q.push(f.Handle)
+		case q.lent > 1:
+			q.lentUnder.tx.PutUsed(uint16(f.Handle), 0)
+			q.lent--
+		default:
+			q.giveBack(uint16(f.Handle))
 		}
 	}
 }
 
 // PollFD implements dataplane.FDPoller: an epoll descriptor that polls
-// readable when the front-end kicks queue pair q's transmit queue, which
-// it does once the queue has asked for kicks (after a run of empty polls).
-func (p *Port) PollFD(q int) int { return p.queues[q].epfd }
+// readable when the front-end kicks queue pair q's transmit queue. A
+// worker asks for it as it goes to sleep, so PollFD asks the front-end to
+// kick (from the worker's goroutine only; armForSleep).
+func (p *Port) PollFD(q int) int {
+	qq := p.queues[q]
+	qq.armForSleep()
+	return qq.epfd
+}
 
 func (p *Port) closeEpoll() {
 	for _, q := range p.queues {

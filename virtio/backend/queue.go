@@ -55,7 +55,8 @@ type queue struct {
 	depth     int    // calls and a lent burst the worker is in (enter, exit)
 	lent      int    // frames lent out of the front-end's transmit buffers, not yet freed
 	lentUnder *setup // the set-up they were taken under
-	armed     bool   // kicks asked for
+	armed     *setup // the set-up under which kicks were asked for last, nil once turned off
+	quiet     *setup // the set-up under which kicks were turned off last, nil once asked for
 	empty     int    // empty polls in a row
 	failed    *setup // the set-up this queue failed under: not served until replaced
 	frames    []byte // frame arena
@@ -63,6 +64,7 @@ type queue struct {
 	free      []uint32 // free frame indices (a stack)
 	jobs      [dataplane.BurstSize]copyJob
 	njobs     int
+	lines     [2 * dataplane.BurstSize]uintptr // cache lines to prefetch (prefetchRead, prefetchWrite)
 	call      [8]byte
 	c         counters
 }
@@ -77,13 +79,17 @@ func newQueue(p *Port, idx uint16, nframes, frameSize int) *queue {
 	return q
 }
 
-// armAfter is how many empty polls in a row make a queue ask the
-// front-end to kick, so that a worker sleeping on PollFD is woken; an idle
-// queue clears the kick eventfd and arms again every rearmEvery empty
-// polls.
+// A queue asks the front-end to kick (so that a worker sleeping on
+// PollFD is woken) when the worker goes to sleep: the worker asks for
+// PollFD just before it sleeps (armForSleep). Arming costs the front-end
+// an eventfd write on its next packet and the queue a read to clear it,
+// so a queue does not arm in the short gaps of bursty traffic on its own;
+// only after armAfter empty polls in a row (a worker that sleeps without
+// PollFD), and again every rearmEvery, so that a kick that raced with the
+// clearing cannot keep the worker from sleeping for long.
 const (
-	armAfter   = 32
-	rearmEvery = 1024
+	armAfter   = 1024
+	rearmEvery = 4096
 )
 
 // lentFrame marks the Handle of a frame that lends a transmit buffer of
@@ -106,6 +112,25 @@ func (q *queue) enter() {
 func (q *queue) exit() {
 	if q.depth--; q.depth == 0 {
 		q.epoch.Add(1)
+	}
+}
+
+// armForSleep asks the front-end to kick before the worker sleeps on
+// PollFD; when entries came meanwhile it signals the kick eventfd itself,
+// so that the sleep ends at once. Worker only.
+func (q *queue) armForSleep() {
+	q.enter()
+	defer q.exit()
+	s := q.cur.Load()
+	d := s.tx
+	if d == nil || s == q.failed || q.armed == s {
+		return
+	}
+	q.drainKick(s)
+	q.armed, q.quiet = s, nil
+	if d.ArmKicks() && s.txKick >= 0 {
+		q.call = [8]byte{1}
+		_, _ = unix.Write(s.txKick, q.call[:])
 	}
 }
 
@@ -160,13 +185,15 @@ func (q *queue) receive(frames []dataplane.Frame) int {
 	if avail == 0 {
 		if q.empty++; q.empty == armAfter || q.empty%rearmEvery == 0 {
 			q.drainKick(s)
-			q.armed = true
+			q.armed, q.quiet = s, nil
 			d.ArmKicks()
 		}
 		return 0
 	}
-	if q.armed {
-		q.armed = false
+	// A ring starts asking for kicks: turn them off under each new
+	// set-up too, not only after the queue asked for them.
+	if q.quiet != s {
+		q.armed, q.quiet = nil, s
 		d.DisarmKicks()
 		q.drainKick(s)
 	}
@@ -175,12 +202,15 @@ func (q *queue) receive(frames []dataplane.Frame) int {
 		q.fail(s, FaultAhead)
 		return 0
 	}
+	// Every buffer taken goes back through a used entry, written after
+	// the pipeline for a lent one: have their lines ready by then.
+	prefetchWrite(&q.lines[0], q.usedLines(0, d, avail))
 	// A burst lends only when every frame lent before is back: frames
 	// held past a poll (a stage that keeps some) must not keep the queue
 	// from ever reaching a quiescent point. Until then packets are copied.
 	lend := q.lent == 0
 	maxLen := q.frameSize - dataplane.Headroom
-	n, lent := 0, 0
+	n, lent, nl := 0, 0, 0
 	var bytes, dropped uint64
 	for range avail {
 		head, ok := d.NextAvail()
@@ -204,6 +234,7 @@ func (q *queue) receive(frames []dataplane.Frame) int {
 			fr.Buf, fr.Off, fr.Len = pkt, 0, total
 			fr.SetHead(nil, 0)
 			fr.Handle, fr.Queue, fr.ReadOnly, fr.Owner = lentFrame|uint64(head), q.idx, true, q.port
+			nl = q.addLines(nl, pkt, total)
 			lent++
 		} else {
 			if len(q.free) == 0 {
@@ -226,6 +257,10 @@ func (q *queue) receive(frames []dataplane.Frame) int {
 		n++
 	}
 	if lent > 0 {
+		// The pipeline reads the headers of every packet next: have
+		// the lines the front-end wrote them into come over at once,
+		// not one packet after another.
+		prefetchRead(&q.lines[0], nl)
 		q.enter() // until giveBack takes the last one back
 		q.lent, q.lentUnder = lent, s
 	}
@@ -297,6 +332,13 @@ func (q *queue) transmit(frames []dataplane.Frame) int {
 func (q *queue) fill(s *setup, d *vring.Device, frames []dataplane.Frame) (sent int, bytes uint64) {
 	sent, bytes = q.place(s, d, frames)
 	hl := s.hdrLen
+	// The buffers' first lines were last the front-end's: ask for all of
+	// them to be written before the copies wait for each in turn.
+	nl := 0
+	for j := range q.jobs[:q.njobs] {
+		nl = q.addLines(nl, q.jobs[j].dst, len(q.jobs[j].dst))
+	}
+	prefetchWrite(&q.lines[0], nl)
 	for j := range q.jobs[:q.njobs] {
 		c := &q.jobs[j]
 		putNetHeader(c.dst[:hl])
@@ -304,6 +346,22 @@ func (q *queue) fill(s *setup, d *vring.Device, frames []dataplane.Frame) (sent 
 	}
 	q.njobs = 0
 	return sent, bytes
+}
+
+// addLines puts the cache lines of b's first n octets, up to two, at
+// q.lines[nl:] and returns the new count.
+func (q *queue) addLines(nl int, b []byte, n int) int {
+	if nl+2 > len(q.lines) || n <= 0 {
+		return nl
+	}
+	a := lineAddr(b)
+	q.lines[nl] = a
+	nl++
+	if a&63+uintptr(n) > 64 {
+		q.lines[nl] = a + 64
+		nl++
+	}
+	return nl
 }
 
 // copyJob is a packet fill has taken a buffer for that holds it whole
@@ -319,6 +377,7 @@ type copyJob struct {
 func (q *queue) place(s *setup, d *vring.Device, frames []dataplane.Frame) (sent int, bytes uint64) {
 	hl := s.hdrLen
 	size := d.Ring().Size()
+	prefetchWrite(&q.lines[0], q.usedLines(0, d, min(len(frames), size)))
 	for i := range frames {
 		f := &frames[i]
 		if d.Avail(1) == 0 {
@@ -396,8 +455,19 @@ func (q *queue) release(fs []dataplane.Frame) {
 			continue
 		}
 		j := i + 1
-		for j < len(fs) && fs[j].Owner == f.Owner && (f.Owner != q.port || fs[j].Queue != q.idx) {
-			j++
+		if p, ok := f.Owner.(*Port); ok {
+			// The common run, frames lent by another back-end port,
+			// compared by type assertion: == on two interfaces calls
+			// into the runtime for every frame.
+			for ; j < len(fs); j++ {
+				if pj, ok := fs[j].Owner.(*Port); !ok || pj != p || p == q.port && fs[j].Queue == q.idx {
+					break
+				}
+			}
+		} else {
+			for j < len(fs) && fs[j].Owner == f.Owner && (f.Owner != q.port || fs[j].Queue != q.idx) {
+				j++
+			}
 		}
 		if f.Owner != nil {
 			f.Owner.Free(fs[i:j])

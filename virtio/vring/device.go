@@ -93,6 +93,12 @@ func (d *Device) PutUsed(head uint16, length uint32) {
 	d.usedIdx++
 }
 
+// UsedEntry returns the used ring entry the k-th PutUsed from now will
+// write, for a device that asks for its cache line ahead of time.
+func (d *Device) UsedEntry(k int) *UsedElem {
+	return &d.r.usedRing[(d.usedIdx+uint16(k))&d.r.mask]
+}
+
 // PublishUsed makes the entries put since the last publication visible
 // with one release store, and reports whether the driver asked to be
 // called.

@@ -1,0 +1,80 @@
+package backend
+
+import (
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sluice-net/sluice/dataplane"
+)
+
+// TestPollFDArms checks what a worker that goes to sleep right after
+// traffic sees on a back-end port: in short gaps the front-end is not
+// asked to kick (its packets cost it no eventfd write), the PollFD the
+// worker sleeps on asks for kicks (the front-end's next packet wakes it),
+// and a packet that came before the worker asked ends its sleep at once.
+func TestPollFDArms(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "a.sock")
+	b := openBackendTB(t, sock)
+	a := openPeerTB(t, sock)
+	t.Cleanup(func() { a.fe.Close() })
+	waitRunningTB(t, b)
+	epfd := b.queues[0].epfd
+	kicked := func() bool { // what a sleeping worker sees, without asking
+		n, _ := unix.Poll([]unix.PollFd{{Fd: int32(epfd), Events: unix.POLLIN}}, 0)
+		return n > 0
+	}
+	sleep := func() bool { // a worker's poll(2) with no wait
+		n, _ := unix.Poll([]unix.PollFd{{Fd: int32(b.PollFD(0)), Events: unix.POLLIN}}, 0)
+		return n > 0
+	}
+	var fr [dataplane.BurstSize]dataplane.Frame
+	recv := func() int {
+		n := b.Receive(0, fr[:])
+		b.Free(fr[:n])
+		return n
+	}
+	seq := uint32(0)
+	send := func() {
+		t.Helper()
+		if a.send(0, seq, seq+1, 64) != 1 {
+			t.Fatal("the front-end did not queue a frame")
+		}
+		seq++
+	}
+	send()
+	if n := recv(); n != 1 {
+		t.Fatalf("received %d", n)
+	}
+	if kicked() {
+		t.Error("a kick from before the first burst is left readable")
+	}
+	for range armAfter - 1 { // a gap in traffic, shorter than armAfter polls
+		recv()
+	}
+	send()
+	if kicked() {
+		t.Error("the front-end kicked a queue whose worker polls")
+	}
+	// The packet is pending: the worker's sleep must not start.
+	if !sleep() {
+		t.Fatal("PollFD with a packet pending: the worker would sleep on it")
+	}
+	if n := recv(); n != 1 {
+		t.Fatalf("after the wakeup received %d", n)
+	}
+	if sleep() {
+		t.Fatal("PollFD readable with nothing pending")
+	}
+	send()
+	if !kicked() {
+		t.Fatal("a worker asleep on PollFD was not woken by the front-end's next packet")
+	}
+	if n := recv(); n != 1 {
+		t.Fatalf("after the kick received %d", n)
+	}
+	if kicked() {
+		t.Error("the kick is still readable after the wakeup was handled")
+	}
+}

@@ -1,0 +1,25 @@
+package backend
+
+import (
+	"unsafe"
+
+	"github.com/sluice-net/sluice/virtio/vring"
+)
+
+// lineAddr is the address of b's first octet, for prefetchRead and
+// prefetchWrite only: a hint, never dereferenced by Go code.
+func lineAddr(b []byte) uintptr { return uintptr(unsafe.Pointer(unsafe.SliceData(b))) }
+
+// usedLines puts at q.lines[nl:] the cache lines of the next n used
+// entries d will write (one address per line, ring wrap included) and
+// returns the new count.
+func (q *queue) usedLines(nl int, d *vring.Device, n int) int {
+	const perLine = 64 / int(unsafe.Sizeof(vring.UsedElem{}))
+	for k := 0; k < n && nl < len(q.lines); {
+		a := uintptr(unsafe.Pointer(d.UsedEntry(k)))
+		q.lines[nl] = a
+		nl++
+		k += perLine - int(a&63)/int(unsafe.Sizeof(vring.UsedElem{}))
+	}
+	return nl
+}
