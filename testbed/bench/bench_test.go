@@ -130,10 +130,20 @@ func TestOptions(t *testing.T) {
 		{Systems: []System{"dpdk"}},
 		{Repeats: -1},
 		{Topology: "tap"},
+		{DUTDefer: -1},
+		{DUTDefer: 100, DUTFlush: -time.Microsecond},
 	} {
 		if _, err := bad.withDefaults(); !errors.Is(err, ErrOptions) {
 			t.Errorf("%+v: error %v, want ErrOptions", bad, err)
 		}
+	}
+	// The upf ends keep the kernel's NAPI defaults unless asked; asked,
+	// they get a flush timeout the veth ring survives at saturation.
+	if o.DUTDefer != 0 || o.DUTFlush != 0 {
+		t.Errorf("default upf ends' deferral %d, %v: want none", o.DUTDefer, o.DUTFlush)
+	}
+	if o, err := (Options{DUTDefer: 100}).withDefaults(); err != nil || o.DUTFlush != DefaultDUTFlush {
+		t.Errorf("DUTDefer 100: flush %v (%v), want %v", o.DUTFlush, err, DefaultDUTFlush)
 	}
 	if d, err := ParseDirections("uplink, downlink"); err != nil || len(d) != 2 {
 		t.Errorf("ParseDirections: %v, %v", d, err)

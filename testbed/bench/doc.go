@@ -45,6 +45,20 @@
 // other threads under taskset), and so does testpmd (its main and its
 // forwarding lcore both mapped to DUTCPU, its EAL threads under taskset).
 //
+// The upf namespace's ends keep the kernel's NAPI defaults unless
+// Options.DUTDefer is set: their NAPI threads sleep when their ring is
+// empty, and the generator's transmission wakes them, a cross-CPU wake-up
+// (on these virtual machines an interrupt to a vCPU that may be halted),
+// for every burst. When the unit under test keeps up with the generator,
+// the generator pays for those wake-ups, and they may be what limits the
+// offered rate. DUTDefer and DUTFlush give the upf ends deferred re-arming
+// like the sinks', for every system of the run alike: while traffic
+// flows their NAPI is polled by its own timer on DUTCPU. AF_XDP preferred
+// busy polling, which would let upf and testpmd run that NAPI in their own
+// system calls, is not available there: on Linux 6.18 a copy-mode socket
+// on veth still has NAPI ID 0 (SO_INCOMING_NAPI_ID) after receiving, so
+// its recvfrom polls nothing.
+//
 // AF_XDP transmission on veth is copy mode: the worker's sendto builds an
 // skb and runs veth_xmit on DUTCPU, which only queues the skb on the
 // peer's ring and schedules the peer's NAPI. Without threaded NAPI on the

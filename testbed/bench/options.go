@@ -80,6 +80,7 @@ const (
 	DefaultSinkPriority = 50
 	DefaultSinkDefer    = 100
 	DefaultSinkFlush    = 50 * time.Microsecond
+	DefaultDUTFlush     = 20 * time.Microsecond
 	DefaultULTEIDBase   = 0x100000
 	DefaultDLTEIDBase   = 0x200000
 	DefaultQFI          = 9
@@ -165,6 +166,17 @@ type Options struct {
 	SinkPriority int
 	SinkDefer    int
 	SinkFlush    time.Duration
+	// DUTDefer and DUTFlush, if DUTDefer is positive, are the
+	// napi_defer_hard_irqs and gro_flush_timeout of the upf namespace's
+	// ends, the same for every system of the run. A NAPI that found
+	// work then stays off the wake-up path until DUTDefer polls, DUTFlush
+	// apart, have found none: its own timer polls it, and the generator
+	// on GenCPU does not wake its thread (a cross-CPU wake-up) for every
+	// burst while the unit under test keeps up. By default (0) the ends
+	// keep the kernel's defaults (0 and 0: woken per burst); DUTFlush
+	// then defaults to 20 µs, 256 frames (the veth ring) at 12.8 Mpps.
+	DUTDefer int
+	DUTFlush time.Duration
 
 	// ULTEIDBase and DLTEIDBase are the uplink (Sluice's) and downlink
 	// (gNB's) TEIDs of session 0; session i uses base+i. QFI marks the
@@ -255,6 +267,9 @@ func (o Options) withDefaults() (Options, error) {
 	if o.SinkFlush == 0 {
 		o.SinkFlush = DefaultSinkFlush
 	}
+	if o.DUTDefer > 0 && o.DUTFlush == 0 {
+		o.DUTFlush = DefaultDUTFlush
+	}
 	if o.ULTEIDBase == 0 {
 		o.ULTEIDBase = DefaultULTEIDBase
 	}
@@ -281,6 +296,8 @@ func (o Options) withDefaults() (Options, error) {
 	case o.Duration < 0 || o.Warmup < 0 || o.Repeats < 1 || o.Rate < 0 || o.MaxForeign < 0:
 		return o, fmt.Errorf("%w: duration %v, warm-up %v, %d repeats, rate %v, foreign share %v, quiet wait %v",
 			ErrOptions, o.Duration, o.Warmup, o.Repeats, o.Rate, o.MaxForeign, o.QuietWait)
+	case o.DUTDefer < 0 || o.DUTFlush < 0:
+		return o, fmt.Errorf("%w: napi_defer_hard_irqs %d and gro_flush_timeout %v of the upf namespace's ends: want neither negative", ErrOptions, o.DUTDefer, o.DUTFlush)
 	case o.GenCPU < 0 || o.DUTCPU < 0 || o.GenCPU == o.DUTCPU:
 		return o, fmt.Errorf("%w: generator CPU %d and unit-under-test CPU %d: want two different CPUs", ErrOptions, o.GenCPU, o.DUTCPU)
 	case o.DUTPriority < 0 || o.DUTPriority > 99 || o.SinkPriority < 1 || o.SinkPriority > 99:

@@ -75,6 +75,8 @@ type Config struct {
 	SinkPriority int         `json:"sink_napi_priority"`
 	SinkDefer    int         `json:"sink_napi_defer_hard_irqs"`
 	SinkFlush    float64     `json:"sink_gro_flush_timeout_us"`
+	DUTDefer     int         `json:"dut_napi_defer_hard_irqs,omitempty"`
+	DUTFlush     float64     `json:"dut_gro_flush_timeout_us,omitempty"`
 	ULTEIDBase   uint32      `json:"ul_teid_base"`
 	DLTEIDBase   uint32      `json:"dl_teid_base"`
 	QFI          uint8       `json:"qfi"`
@@ -91,6 +93,7 @@ func configOf(o Options) Config {
 		MaxForeign: o.MaxForeign, QuietWait: o.QuietWait.Seconds(),
 		IdleWindow: max(o.IdleWindow, 0).Seconds(), GenCPU: o.GenCPU, DUTCPU: o.DUTCPU, DUTPriority: o.DUTPriority,
 		SinkPriority: o.SinkPriority, SinkDefer: o.SinkDefer, SinkFlush: float64(o.SinkFlush) / float64(time.Microsecond),
+		DUTDefer: o.DUTDefer, DUTFlush: float64(o.DUTFlush) / float64(time.Microsecond),
 		ULTEIDBase: o.ULTEIDBase, DLTEIDBase: o.DLTEIDBase, QFI: o.QFI, Shape: o.Shape, UEPool: UEPool.String(),
 		TestPMD: o.TestPMD, PMDBusyPoll: o.PMDBusyPoll,
 	}

@@ -106,6 +106,13 @@ func (r *runner) veth(ctx context.Context) (err error) {
 			r.fail("removing the topology: %v", err)
 		}
 	}()
+	for _, e := range r.tp.Endpoints() {
+		if e.NS == topo.UPF {
+			if err := r.setDUTDefer(e); err != nil {
+				return err
+			}
+		}
+	}
 	// PFCP and ARP into Sluice come from the kernel (the generator writes
 	// full checksums itself).
 	if err := e2e.SendCompleteChecksums(r.tp); err != nil {
@@ -369,7 +376,11 @@ func (r *runner) place() (placement, error) {
 	var pl placement
 	for _, e := range r.tp.Endpoints() {
 		cpu, prio, pids := r.o.DUTCPU, r.o.DUTPriority, &pl.dut
-		if e.NS != topo.UPF {
+		if e.NS == topo.UPF {
+			if err := r.setDUTDefer(e); err != nil {
+				return pl, err
+			}
+		} else {
 			cpu, prio, pids = r.o.GenCPU, r.o.SinkPriority, &pl.sink
 			if err := r.tp.SetNAPIDefer(e, r.o.SinkDefer, r.o.SinkFlush); err != nil {
 				return pl, err
@@ -389,6 +400,19 @@ func (r *runner) place() (placement, error) {
 		}
 	}
 	return pl, nil
+}
+
+// setDUTDefer gives an end of the upf namespace the NAPI deferral of
+// Options.DUTDefer and DUTFlush, zeros included, so that every system
+// runs with the same settings. It runs when the topology comes up, before
+// any system starts, and again before every point (an XDP program
+// attached or detached may give the end new NAPI instances).
+func (r *runner) setDUTDefer(e *topo.Endpoint) error {
+	flush := r.o.DUTFlush
+	if r.o.DUTDefer == 0 {
+		flush = 0
+	}
+	return r.tp.SetNAPIDefer(e, r.o.DUTDefer, flush)
 }
 
 // point measures one case on one system: a warm-up run, then the

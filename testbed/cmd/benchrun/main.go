@@ -88,6 +88,8 @@ func main() {
 	flag.IntVar(&o.SinkPriority, "sink-prio", bench.DefaultSinkPriority, "SCHED_FIFO priority of the sinks' NAPI threads")
 	flag.IntVar(&o.SinkDefer, "sink-defer", bench.DefaultSinkDefer, "napi_defer_hard_irqs of the sinks' ends")
 	flag.DurationVar(&o.SinkFlush, "sink-flush", bench.DefaultSinkFlush, "gro_flush_timeout of the sinks' ends")
+	flag.IntVar(&o.DUTDefer, "dut-defer", 0, "napi_defer_hard_irqs of the upf namespace's ends, for every system; 0: the kernel's default (woken per burst)")
+	flag.DurationVar(&o.DUTFlush, "dut-flush", bench.DefaultDUTFlush, "gro_flush_timeout of the upf namespace's ends when -dut-defer is set")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		flag.Usage()
