@@ -23,3 +23,14 @@ func (q *queue) usedLines(nl int, d *vring.Device, n int) int {
 	}
 	return nl
 }
+
+// descLines puts at q.lines[nl:] the descriptor table entries of the next
+// n available heads d will take (as the front-end wrote them now: a hint)
+// and returns the new count.
+func (q *queue) descLines(nl int, d *vring.Device, n int) int {
+	for k := 0; k < n && nl < len(q.lines); k++ {
+		q.lines[nl] = uintptr(unsafe.Pointer(d.DescEntry(d.PeekAvail(k))))
+		nl++
+	}
+	return nl
+}

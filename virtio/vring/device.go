@@ -93,6 +93,16 @@ func (d *Device) PutUsed(head uint16, length uint32) {
 	d.usedIdx++
 }
 
+// PeekAvail returns the head k entries after the next one NextAvail
+// takes, without taking anything; k must be below what Avail counted.
+// The head is unchecked: for a device that asks for descriptors' cache
+// lines ahead of time (DescEntry), not for use.
+func (d *Device) PeekAvail(k int) uint16 { return d.r.availRing[(d.lastAvail+uint16(k))&d.r.mask] }
+
+// DescEntry returns the descriptor table entry id (taken modulo the ring
+// size), for a device that asks for its cache line ahead of time.
+func (d *Device) DescEntry(id uint16) *Desc { return &d.r.desc[id&d.r.mask] }
+
 // UsedEntry returns the used ring entry the k-th PutUsed from now will
 // write, for a device that asks for its cache line ahead of time.
 func (d *Device) UsedEntry(k int) *UsedElem {
