@@ -66,48 +66,53 @@ func TestSeatWindows(t *testing.T) {
 }
 
 // TestAlternatingSeats keeps Sluice's seat and a paused ceiling's seat up
-// at once and alternates their windows, as the benchmark does: each
-// window delivers, and between its windows the paused ceiling leaves the
-// unit's CPU to Sluice (a testpmd that kept forwarding would spin on it
-// and halve what Sluice's windows measure).
+// at once and alternates their windows, as the benchmark does, with upf
+// as the front-end and as the back-end: each window delivers, and between
+// its windows the paused ceiling leaves the unit's CPU to Sluice (a
+// testpmd that kept forwarding would spin on it and halve what Sluice's
+// windows measure).
 func TestAlternatingSeats(t *testing.T) {
 	needTestpmd(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-	defer cancel()
-	dir, cdir := t.TempDir(), t.TempDir()
-	var got []Throughput
-	var pausedCPU float64
-	r := UPFSeatRun{Dir: dir, Bin: upfBinary(t), Prefix: fmt.Sprintf("sluicealt%d", os.Getpid()),
-		Sessions: 4, Size: 64, Settle: 200 * time.Millisecond, D: time.Second}
-	r.Measure = func(sl *Seat) error {
-		_, err := RunCeilingSeat(ctx, CeilingSeatRun{Dir: cdir, Pcap: r.PcapPath(), Prefix: fmt.Sprintf("sluicealtc%d", os.Getpid()),
-			Ring: 256, Settle: 200 * time.Millisecond, D: time.Second, Frames: 4, Paused: true,
-			Measure: func(ce *Seat) error {
-				for _, s := range []*Seat{sl, ce, ce, sl} {
-					tp, err := s.Window(500 * time.Millisecond)
-					if err != nil {
+	for _, backend := range []bool{false, true} {
+		t.Run(map[bool]string{false: "frontend", true: "backend"}[backend], func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+			defer cancel()
+			dir, cdir := t.TempDir(), t.TempDir()
+			var got []Throughput
+			var pausedCPU float64
+			r := UPFSeatRun{Dir: dir, Bin: upfBinary(t), Prefix: fmt.Sprintf("sluicealt%d", os.Getpid()),
+				Sessions: 4, Size: 64, Backend: backend, Settle: 200 * time.Millisecond, D: time.Second}
+			r.Measure = func(sl *Seat) error {
+				_, err := RunCeilingSeat(ctx, CeilingSeatRun{Dir: cdir, Pcap: r.PcapPath(), Prefix: fmt.Sprintf("sluicealtc%d", os.Getpid()),
+					Ring: 256, Backend: backend, Settle: 200 * time.Millisecond, D: time.Second, Frames: 4, Paused: true,
+					Measure: func(ce *Seat) error {
+						for _, s := range []*Seat{sl, ce, ce, sl} {
+							tp, err := s.Window(500 * time.Millisecond)
+							if err != nil {
+								return err
+							}
+							got = append(got, tp)
+						}
+						var err error
+						pausedCPU, err = CPUShare(ce.Unit, 500*time.Millisecond)
 						return err
-					}
-					got = append(got, tp)
-				}
-				var err error
-				pausedCPU, err = CPUShare(ce.Unit, 500*time.Millisecond)
+					}})
 				return err
-			}})
-		return err
-	}
-	if _, err := RunUPFSeat(ctx, r); err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != 4 {
-		t.Fatalf("%d windows measured, want 4", len(got))
-	}
-	for i, tp := range got {
-		if tp.Offered == 0 || tp.Delivered == 0 || tp.Delivered > tp.Offered {
-			t.Errorf("window %d (Sluice, ceiling, ceiling, Sluice): %d offered, %d delivered; want some delivered, at most as many as offered", i, tp.Offered, tp.Delivered)
-		}
-	}
-	if pausedCPU > 0.3 {
-		t.Errorf("the paused ceiling used %.2f of a core between its windows, want next to none", pausedCPU)
+			}
+			if _, err := RunUPFSeat(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != 4 {
+				t.Fatalf("%d windows measured, want 4", len(got))
+			}
+			for i, tp := range got {
+				if tp.Offered == 0 || tp.Delivered == 0 || tp.Delivered > tp.Offered {
+					t.Errorf("window %d (Sluice, ceiling, ceiling, Sluice): %d offered, %d delivered; want some delivered, at most as many as offered", i, tp.Offered, tp.Delivered)
+				}
+			}
+			if pausedCPU > 0.3 {
+				t.Errorf("the paused ceiling used %.2f of a core between its windows, want next to none", pausedCPU)
+			}
+		})
 	}
 }
