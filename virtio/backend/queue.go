@@ -64,7 +64,7 @@ type queue struct {
 	free      []uint32 // free frame indices (a stack)
 	jobs      [dataplane.BurstSize]copyJob
 	njobs     int
-	lines     [2 * dataplane.BurstSize]uintptr // cache lines to prefetch (prefetchRead, prefetchWrite)
+	lines     [4 * dataplane.BurstSize]uintptr // cache lines to prefetch (prefetchRead, prefetchWrite)
 	call      [8]byte
 	c         counters
 }
@@ -237,7 +237,7 @@ func (q *queue) receive(frames []dataplane.Frame) int {
 			fr.Buf, fr.Off, fr.Len = pkt, 0, total
 			fr.SetHead(nil, 0)
 			fr.Handle, fr.Queue, fr.ReadOnly, fr.Owner = lentFrame|uint64(head), q.idx, true, q.port
-			nl = q.addLines(nl, pkt, total)
+			nl = q.addLines(nl, pkt, min(total, 128))
 			lent++
 		} else {
 			if len(q.free) == 0 {
@@ -339,7 +339,7 @@ func (q *queue) fill(s *setup, d *vring.Device, frames []dataplane.Frame) (sent 
 	// them to be written before the copies wait for each in turn.
 	nl := 0
 	for j := range q.jobs[:q.njobs] {
-		nl = q.addLines(nl, q.jobs[j].dst, len(q.jobs[j].dst))
+		nl = q.addLines(nl, q.jobs[j].dst, min(len(q.jobs[j].dst), 192))
 	}
 	prefetchWrite(&q.lines[0], nl)
 	for j := range q.jobs[:q.njobs] {
@@ -351,17 +351,15 @@ func (q *queue) fill(s *setup, d *vring.Device, frames []dataplane.Frame) (sent 
 	return sent, bytes
 }
 
-// addLines puts the cache lines of b's first n octets, up to two, at
-// q.lines[nl:] and returns the new count.
+// addLines puts the cache lines of b's first n octets (n at most 192:
+// up to four lines) at q.lines[nl:] and returns the new count.
 func (q *queue) addLines(nl int, b []byte, n int) int {
-	if nl+2 > len(q.lines) || n <= 0 {
+	if nl+4 > len(q.lines) || n <= 0 {
 		return nl
 	}
 	a := lineAddr(b)
-	q.lines[nl] = a
-	nl++
-	if a&63+uintptr(n) > 64 {
-		q.lines[nl] = a + 64
+	for end := a + uintptr(n); a < end; a = a&^63 + 64 {
+		q.lines[nl] = a
 		nl++
 	}
 	return nl
