@@ -75,6 +75,72 @@ func TestIdleWorkerSleeps(t *testing.T) {
 	}
 }
 
+// kernelPort is an fdPort whose receive work, it says, runs in a kernel
+// thread (an AF_XDP socket in copy mode).
+type kernelPort struct{ *fdPort }
+
+func (kernelPort) KernelReceives(int) bool { return true }
+
+// wrapper wraps a port as a capture tap does.
+type wrapper struct{ inner Port }
+
+func (w wrapper) Port() Port                    { return w.inner }
+func (w wrapper) Name() string                  { return w.inner.Name() }
+func (w wrapper) Queues() int                   { return w.inner.Queues() }
+func (w wrapper) Free(f []Frame)                { w.inner.Free(f) }
+func (w wrapper) Receive(q int, f []Frame) int  { return w.inner.Receive(q, f) }
+func (w wrapper) Transmit(q int, f []Frame) int { return w.inner.Transmit(q, f) }
+
+// A worker whose port receives in a kernel thread sleeps after each empty
+// poll, leaving the CPU to that thread, instead of polling again at once;
+// a worker of other ports does not.
+func TestWorkerNapsForKernelReceiver(t *testing.T) {
+	fds := make([]int, 2)
+	if err := unix.Pipe2(fds, unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	tbl := flowtable.New(flowtable.Options{})
+	cfg := func(p Port) WorkerConfig {
+		return WorkerConfig{Table: tbl, CPU: -1, Egress: [flowtable.NumInterfaces]int{-1, -1, -1, -1, -1},
+			Ports: []PortConfig{{Port: p, Role: RoleN6, Source: flowtable.Core, Neighbors: NewNeighbors()}}}
+	}
+	plain, err := NewWorker(cfg(&fdPort{NewMemPort("n6", 1, 64, false), fds[0]}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain.nap != 0 {
+		t.Errorf("worker of a memory port naps %v after an empty poll, want 0", plain.nap)
+	}
+	kp := kernelPort{&fdPort{NewMemPort("n6", 1, 64, false), fds[0]}}
+	if wrapped, err := NewWorker(cfg(wrapper{kp})); err != nil || wrapped.nap != receiveNap {
+		t.Errorf("worker of a wrapped kernel-receiving port (a capture tap) naps %v (%v), want %v", wrapped.nap, err, receiveNap)
+	}
+	w, err := NewWorker(cfg(kp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.nap != receiveNap {
+		t.Fatalf("worker of a kernel-receiving port naps %v, want %v", w.nap, receiveNap)
+	}
+	// The worker makes its 64 empty polls before it sleeps on the
+	// descriptor: spinning, within microseconds; napping, one per
+	// receiveNap. A loaded machine only makes them fewer.
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- w.Run() }()
+	time.Sleep(time.Millisecond)
+	polls, elapsed := w.Idle.Load(), time.Since(start)
+	if most := 1 + uint64(elapsed/receiveNap); polls > most {
+		t.Errorf("%d empty polls in %v, want at most %d (one per %v nap)", polls, elapsed, most, receiveNap)
+	}
+	w.Stop()
+	if err := <-done; err != nil {
+		t.Error(err)
+	}
+}
+
 // A worker that misses a neighbour tells the resolver at once.
 func TestNeighborMissSignalled(t *testing.T) {
 	n := NewNeighbors()

@@ -14,6 +14,19 @@ func pinThread(cpu int) error {
 	return unix.SchedSetaffinity(0, &set)
 }
 
+// napFor sleeps the calling thread for d. A napping worker's thread has a
+// timer slack of a microsecond (setTimerSlack): the default, 50 µs, would
+// let a 50 µs nap last twice as long.
+func napFor(d time.Duration) {
+	ts := unix.NsecToTimespec(int64(d))
+	_ = unix.Nanosleep(&ts, nil)
+}
+
+// setTimerSlack sets the calling thread's timer slack.
+func setTimerSlack(d time.Duration) error {
+	return unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(d.Nanoseconds()), 0, 0, 0)
+}
+
 // setNice sets the calling thread's nice value.
 func setNice(nice int) error {
 	return unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), nice)

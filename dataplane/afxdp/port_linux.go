@@ -18,8 +18,9 @@ import (
 )
 
 var (
-	_ dataplane.Port   = (*Port)(nil)
-	_ dataplane.Waiter = (*Port)(nil)
+	_ dataplane.Port           = (*Port)(nil)
+	_ dataplane.Waiter         = (*Port)(nil)
+	_ dataplane.KernelReceiver = (*Port)(nil)
 )
 
 // Port is an AF_XDP port: one XDP socket per served receive queue of an
@@ -350,6 +351,11 @@ func (p *Port) Queues() int { return len(p.queues) }
 
 // QueueID returns the interface's receive queue ID of port queue q.
 func (p *Port) QueueID(q int) int { return p.queues[q].id }
+
+// KernelReceives implements dataplane.KernelReceiver: in copy mode the
+// interface's NAPI receives into queue q's fill ring, in a thread that on
+// a shared core runs on the worker's CPU.
+func (p *Port) KernelReceives(q int) bool { return !p.queues[q].sock.zeroCopy }
 
 // ZeroCopy reports whether queue q's socket is bound in zero-copy mode.
 func (p *Port) ZeroCopy(q int) bool { return p.queues[q].sock.zeroCopy }

@@ -125,6 +125,9 @@ func TestPortN3(t *testing.T) {
 	if p.ZeroCopy(0) {
 		t.Error("veth socket claims zero-copy")
 	}
+	if !p.KernelReceives(0) {
+		t.Error("copy-mode socket on veth: KernelReceives false, want true (its NAPI receives on the worker's CPU)")
+	}
 
 	capt := n.capture(t)
 	conn := n.peerUDP(t)
