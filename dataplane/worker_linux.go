@@ -19,7 +19,8 @@ func pinThread(cpu int) error {
 // let a 50 µs nap last twice as long.
 func napFor(d time.Duration) {
 	ts := unix.NsecToTimespec(int64(d))
-	_ = unix.Nanosleep(&ts, nil)
+	for unix.Nanosleep(&ts, &ts) == unix.EINTR {
+	}
 }
 
 // setTimerSlack sets the calling thread's timer slack.
