@@ -2,6 +2,8 @@ package backend
 
 import (
 	"bytes"
+	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -207,6 +209,10 @@ func TestLentFramesNeverFreed(t *testing.T) {
 	if k != 1 || !fr[0].ReadOnly {
 		t.Fatalf("received %d frames (read-only %v), want 1 lent", k, fr[0].ReadOnly)
 	}
+	// The worker may still signal the eventfds it was set up with: they
+	// stay open, so no later file takes their numbers.
+	su := h.queues[0].cur.Load()
+	fds := []int{su.rxCall, su.txCall, su.txKick}
 	start := time.Now()
 	h.Close()
 	if d := time.Since(start); d > 3*quiesceTimeout {
@@ -214,5 +220,13 @@ func TestLentFramesNeverFreed(t *testing.T) {
 	}
 	if !bytes.Equal(fr[0].Data(), pkt) {
 		t.Error("lent octets changed after the port closed")
+	}
+	for _, fd := range fds {
+		if fd < 0 {
+			continue
+		}
+		if l, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd)); err != nil || l != "anon_inode:[eventfd]" {
+			t.Errorf("eventfd %d of the stuck worker's queue after close: %q, %v; want it still open", fd, l, err)
+		}
 	}
 }

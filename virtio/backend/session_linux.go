@@ -239,10 +239,8 @@ func (s *session) handle(h vhostuser.Header, p []byte, fds []int) ([]byte, error
 			return nil, err
 		}
 		v.base = v.lastBase
-		if v.kick >= 0 {
-			unix.Close(v.kick)
-			v.kick = -1
-		}
+		s.closeRingFD(v.kick)
+		v.kick = -1
 		return vhostuser.VringState{Index: st.Index, Num: uint32(v.base)}.Encode(), nil
 	case vhostuser.SetVringEnable:
 		st, err := vhostuser.ParseVringState(p)
@@ -328,9 +326,7 @@ func (s *session) setVringFD(h vhostuser.Header, p []byte, fds []int) error {
 		old := v.call
 		v.call = fd
 		err := s.restart(int(idx))
-		if old >= 0 {
-			unix.Close(old)
-		}
+		s.closeRingFD(old)
 		return err
 	}
 	// A kick starts the ring (polled when it comes without a
@@ -345,10 +341,19 @@ func (s *session) setVringFD(h vhostuser.Header, p []byte, fds []int) error {
 	old := v.kick
 	v.kick, v.started = fd, true
 	err = s.restart(int(idx))
-	if old >= 0 {
-		unix.Close(old)
-	}
+	s.closeRingFD(old)
 	return err
+}
+
+// closeRingFD closes a kick or call eventfd that a worker used, after the
+// queue pair was set up without it. When a worker did not reach a
+// quiescent point (stuck) it may still read or signal the descriptor, and
+// a closed number is soon reused for another file (a socket, a memory
+// region): then the descriptor is left open, not closed.
+func (s *session) closeRingFD(fd int) {
+	if fd >= 0 && !s.stuck {
+		unix.Close(fd)
+	}
 }
 
 // restart applies a change to virtqueue i: its queue pair is stopped and
@@ -451,11 +456,8 @@ func (s *session) end() {
 	s.mem = nil
 	for i := range s.vqs {
 		v := &s.vqs[i]
-		for _, fd := range []*int{&v.kick, &v.call} {
-			if *fd >= 0 {
-				unix.Close(*fd)
-				*fd = -1
-			}
-		}
+		s.closeRingFD(v.kick)
+		s.closeRingFD(v.call)
+		v.kick, v.call = -1, -1
 	}
 }
