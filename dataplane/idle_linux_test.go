@@ -18,16 +18,25 @@ type fdPort struct {
 
 func (p *fdPort) PollFD(int) int { return p.fd }
 
+// pipe returns a pipe's read and write ends, closed when the test ends.
+func pipe(t *testing.T) [2]int {
+	t.Helper()
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		unix.Close(fds[0])
+		unix.Close(fds[1])
+	})
+	return fds
+}
+
 // An idle worker sleeps longer and longer, so it polls its ports only a
 // few hundred times a second at first and less later; Stop and the table's
 // handoffs still wake it at once.
 func TestIdleWorkerSleeps(t *testing.T) {
-	fds := make([]int, 2)
-	if err := unix.Pipe2(fds, unix.O_CLOEXEC); err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(fds[0])
-	defer unix.Close(fds[1])
+	fds := pipe(t)
 	tbl := flowtable.New(flowtable.Options{})
 	nb := NewNeighbors()
 	port := &fdPort{NewMemPort("n6", 1, 64, true), fds[0]}
@@ -95,12 +104,7 @@ func (w wrapper) Transmit(q int, f []Frame) int { return w.inner.Transmit(q, f) 
 // poll, leaving the CPU to that thread, instead of polling again at once;
 // a worker of other ports does not.
 func TestWorkerNapsForKernelReceiver(t *testing.T) {
-	fds := make([]int, 2)
-	if err := unix.Pipe2(fds, unix.O_CLOEXEC); err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(fds[0])
-	defer unix.Close(fds[1])
+	fds := pipe(t)
 	tbl := flowtable.New(flowtable.Options{})
 	cfg := func(p Port) WorkerConfig {
 		return WorkerConfig{Table: tbl, CPU: -1, Egress: [flowtable.NumInterfaces]int{-1, -1, -1, -1, -1},
