@@ -132,13 +132,8 @@ type Seat struct {
 // "start" resets testpmd's forward statistics and "stop" prints them. A
 // paused unit forwards for the window only.
 func (s *Seat) Window(d time.Duration) (Throughput, error) {
-	var umark int
 	if s.unit != nil {
-		umark = len(s.unit.Output())
-		if err := s.unit.Command("start"); err != nil {
-			return Throughput{}, err
-		}
-		if _, err := waitAnswer(s.unit, umark, false, "unit"); err != nil {
+		if err := answered(s.unit, "start", "unit"); err != nil {
 			return Throughput{}, err
 		}
 	}
@@ -161,11 +156,7 @@ func (s *Seat) Window(d time.Duration) (Throughput, error) {
 		return Throughput{}, err
 	}
 	if s.unit != nil {
-		umark = len(s.unit.Output())
-		if err := s.unit.Command("stop"); err != nil {
-			return Throughput{}, err
-		}
-		if _, err := waitAnswer(s.unit, umark, true, "unit"); err != nil {
+		if err := answered(s.unit, "stop", "unit"); err != nil {
 			return Throughput{}, err
 		}
 	}
@@ -177,6 +168,16 @@ func (s *Seat) Window(d time.Duration) (Throughput, error) {
 		return Throughput{}, fmt.Errorf("switch reported %d ports, want 4", len(ps))
 	}
 	return Throughput{Offered: ps[0].RxPackets, Delivered: ps[3].TxPackets, Elapsed: el}, nil
+}
+
+// answered gives sw the command "start" or "stop" and waits for its answer.
+func answered(sw *Switch, cmd, who string) error {
+	mark := len(sw.Output())
+	if err := sw.Command(cmd); err != nil {
+		return err
+	}
+	_, err := waitAnswer(sw, mark, cmd == "stop", who)
+	return err
 }
 
 // waitAnswer waits until an interactive testpmd told "stop" (stop) or
