@@ -3,6 +3,7 @@ package fastpath
 import (
 	"encoding/binary"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -357,6 +358,7 @@ func TestModificationIsAtomic(t *testing.T) {
 	b := newBed(t, form(false))
 	frame := fromDN(t, inner{src: dn, dst: ue, proto: layers.IPProtocolUDP, ttl: 64, sport: 1, dport: 2, payload: 50}.bytes(t), 0)
 	stop := make(chan struct{})
+	var ran atomic.Int64 // packets the sender ran
 	type seen struct{ a, b, mixed, other int }
 	res := make(chan seen)
 	go func() {
@@ -371,6 +373,7 @@ func TestModificationIsAtomic(t *testing.T) {
 			}
 			opts := &ebpf.RunOptions{Data: frame, DataOut: out}
 			rc, err := b.progN6.Run(opts)
+			ran.Add(1)
 			if err != nil || rc != xdpRedirect {
 				s.other++
 				continue
@@ -387,7 +390,11 @@ func TestModificationIsAtomic(t *testing.T) {
 			}
 		}
 	}()
-	for i := range 300 {
+	// At least 300 modifications, and on until the sender has run 1,000
+	// packets through them (it may not be scheduled at first on a busy
+	// machine), for at most 10 s.
+	start := time.Now()
+	for i := 0; i < 300 || ran.Load() < 1000 && time.Since(start) < 10*time.Second; i++ {
 		if err := b.tbl.Replace(form(i%2 == 0)); err != nil {
 			t.Fatal(err)
 		}
