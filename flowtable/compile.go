@@ -57,6 +57,8 @@ type Rule struct {
 	qfi    uint8 // the QFI to match; 0: any
 	ue4on  bool
 	source Interface
+	// meterShared: another rule of the session uses one of its meters.
+	meterShared bool
 }
 
 // conditions are a rule's rarer match conditions.
@@ -376,6 +378,19 @@ func (t *Table) compile(s *Session, old *sessionState) (*compiled, error) {
 			}
 			r.extras().Meters = append(r.extras().Meters, m)
 			meterSlots[i] = append(meterSlots[i], slot)
+		}
+	}
+	// A meter more than one rule uses keeps all of them off the fast
+	// tier, whose buckets are per rule.
+	uses := make(map[uint32]int)
+	for _, ms := range meterSlots {
+		for _, s := range ms {
+			uses[s]++
+		}
+	}
+	for i, r := range rules {
+		for _, s := range meterSlots[i] {
+			r.meterShared = r.meterShared || uses[s] > 1
 		}
 	}
 

@@ -32,24 +32,32 @@ const (
 )
 
 // FastRule is a rule as the fast tier carries it: one PDR, its FAR, QERs
-// and URRs, resolved to counter slots and meter slots.
+// and URRs, resolved to counter slots, and its meters.
 type FastRule struct {
 	PDRSlot  uint32
 	URRSlots [2]uint32 // noSlot (^0) where none
-	Meters   [2]uint32 // meter slot plus one; 0: none
-	TEID     uint32    // outer header creation
-	Peer4    uint32    // outer header creation, IPv4 peer as a big-endian word
-	UE4      uint32    // with FastUE4, big-endian word
+	Meters   [2]FastMeter
+	TEID     uint32 // outer header creation
+	Peer4    uint32 // outer header creation, IPv4 peer as a big-endian word
+	UE4      uint32 // with FastUE4, big-endian word
 	Flags    uint8
 	MatchQFI uint8 // 0: any
 	QFI      uint8 // to mark; 0: no PDU Session Container
 	Dest     Interface
 }
 
-// FastMeter is a meter's parameters as Meter has them, for the fast tier's
-// copy of it.
+// FastMeter is one of a fast rule's MBR meters: the meter's parameters as
+// Meter has them, for the fast tier's own bucket, which the rule carries
+// (a meter the tier carries belongs to one rule: fastRuleShape leaves
+// rules that share one with the workers).
 type FastMeter struct {
-	PsPerByte, Tolerance int64
+	Slot      uint32 // the meter's slab slot plus one; 0: no meter
+	PsPerByte uint32
+	Tolerance uint32 // ns
+	// Keep is the index of the meter of the key's published rule whose
+	// bucket this one continues (the same QER and rate); -1: a full
+	// bucket.
+	Keep int8
 }
 
 // FastTier is what the Table needs of the fast tier. The Table's writer
@@ -57,12 +65,11 @@ type FastMeter struct {
 // Table.
 type FastTier interface {
 	// PutRule publishes (or replaces) the rule of a key; a packet sees the
-	// old rule or the new one, never a mix.
+	// old rule or the new one, never a mix. Meters with Keep set continue
+	// the buckets of the rule it replaces.
 	PutRule(k FastKey, r *FastRule) error
 	// DeleteRule withdraws a key: its packets go to the workers.
 	DeleteRule(k FastKey) error
-	// SetMeter sets a meter slot's parameters with a full bucket.
-	SetMeter(slot uint32, m FastMeter) error
 	// Quiesce returns once every run of the program that was under way
 	// when it was called has ended: no run counts with rules withdrawn
 	// before the call.
@@ -72,8 +79,6 @@ type FastTier interface {
 	// Chunk returns CPU cpu's memory for counter chunk i, ChunkBytes
 	// long, or nil when i is beyond the tier's capacity.
 	Chunk(cpu, i int) unsafe.Pointer
-	// Meters is the number of meter slots the tier holds.
-	Meters() uint32
 }
 
 // FastLayout describes a worker's counter chunk for the program: ChunkBytes

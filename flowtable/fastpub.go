@@ -3,6 +3,7 @@ package flowtable
 import (
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 )
 
@@ -23,8 +24,7 @@ func (t Tier) String() string {
 
 // fastCapacity is what the tier can hold, for eligibility.
 type fastCapacity struct {
-	slots  uint32 // counter slots below this are in the tier's memory
-	meters uint32
+	slots uint32 // counter slots below this are in the tier's memory
 }
 
 // fastKeyOf returns the fast tier's key of a lookup key, if the tier has
@@ -39,7 +39,7 @@ func fastKeyOf(k key) (FastKey, bool) {
 	return FastKey{}, false
 }
 
-// fastRuleOf decides whether the fast tier can carry the rules of key k,
+// fastRuleCap decides whether the fast tier can carry the rules of key k,
 // whose first rule is first, and if so returns its rule. It can when the
 // key has one rule and the rule's whole effect is the program's:
 //
@@ -50,20 +50,18 @@ func fastKeyOf(k key) (FastKey, bool) {
 //     GTP-U/UDP/IPv4 on port 2152 toward the access side, with a QFI
 //     (and RQI) but no PPI;
 //   - or either dropped, by its FAR or a closed gate;
-//   - at most two meters and two URRs, in the tier's memory;
+//   - at most two meters, used by no other rule, whose parameters fit
+//     the program's 32-bit fields (rates from about 8 kbit/s), and two
+//     URRs in the tier's memory;
 //   - no forwarding policy (the TCP proxy is user space), no buffering,
 //     no notification, no duplication, no other conditions.
 //
 // A wildcard rule on the key's interface could match its packets first,
 // so while there is one, wild is true and nothing of the interface is
 // carried.
-func fastRuleOf(k key, first *Rule, wild bool, c fastCapacity) (FastKey, *FastRule, bool) {
-	fk, fr, ok, _ := fastRuleCap(k, first, wild, c)
-	return fk, fr, ok
-}
-
-// fastRuleCap is fastRuleOf, and reports whether the rule was left out
-// only because its counters or meters lie beyond the tier's capacity.
+//
+// overCap reports that the rule was left out only because its counters
+// lie beyond the tier's capacity.
 func fastRuleCap(k key, first *Rule, wild bool, c fastCapacity) (_ FastKey, _ *FastRule, ok, overCap bool) {
 	fk, fr, ok, overCap := fastRuleShape(k, first, wild, c)
 	if ok && overCap {
@@ -83,7 +81,7 @@ func fastRuleShape(k key, first *Rule, wild bool, c fastCapacity) (_ FastKey, _ 
 	}
 	overCap = r.PDRSlot >= c.slots
 	x := r.RuleExtras
-	if x != nil && (x.Policy != "" || x.Notify != nil || x.Buffer != nil || len(x.Meters) > 2) {
+	if x != nil && (x.Policy != "" || x.Notify != nil || x.Buffer != nil || len(x.Meters) > 2 || r.meterShared) {
 		return fk, nil, false, false
 	}
 	fr := &FastRule{PDRSlot: r.PDRSlot, URRSlots: [2]uint32{noSlot, noSlot}, Dest: r.Dest}
@@ -94,11 +92,10 @@ func fastRuleShape(k key, first *Rule, wild bool, c fastCapacity) (_ FastKey, _ 
 	if x != nil {
 		for i, m := range x.Meters {
 			s := r.meterSlot(i, m)
-			if s == noSlot {
+			if s == noSlot || m.psPerByte > math.MaxUint32 || m.tolerance > math.MaxUint32 {
 				return fk, nil, false, false
 			}
-			overCap = overCap || s >= c.meters
-			fr.Meters[i] = s + 1
+			fr.Meters[i] = FastMeter{Slot: s + 1, PsPerByte: uint32(m.psPerByte), Tolerance: uint32(m.tolerance), Keep: -1}
 		}
 	}
 	switch r.Action {
@@ -150,48 +147,13 @@ func (r *Rule) meterSlot(i int, m *Meter) uint32 {
 	return noSlot
 }
 
-// fastMeter returns the fast tier's copy of m's parameters.
-func fastMeter(m *Meter) FastMeter { return FastMeter{PsPerByte: m.psPerByte, Tolerance: m.tolerance} }
-
-// FastRules returns every rule the fast tier could carry now, by key,
-// for a tier with room for slots counter slots and meters meter slots.
-// Safe for concurrent use.
-func (t *Table) FastRules(slots, meters uint32) map[FastKey]*FastRule {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	c := fastCapacity{slots, meters}
-	wild := t.wild.Load()
-	out := make(map[FastKey]*FastRule)
-	for _, st := range t.sessions {
-		for _, k := range st.keys {
-			fk, ok := fastKeyOf(k)
-			if !ok {
-				continue
-			}
-			if _, fr, ok := fastRuleOf(k, t.m.get(k), len(wild[k.a&0xffff]) > 0, c); ok {
-				out[fk] = fr
-			}
-		}
-	}
-	return out
-}
-
-// FastMeter returns the fast tier's copy of the parameters of a meter
-// slot. Safe for concurrent use.
-func (t *Table) FastMeter(slot uint32) FastMeter {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return fastMeter(t.slab.at(slot))
-}
-
 // fastState is the Table's side of an attached fast tier. Table writer
 // only (t.mu).
 type fastState struct {
 	tier    FastTier
 	cap     fastCapacity
 	workers []*WorkerCounters // the tier's counters, one per CPU, among t.workers
-	keys    map[key]bool      // the keys the tier carries
-	meters  map[uint32]bool   // meter slots set in the tier
+	keys    map[key][2]uint32 // the keys the tier carries: the slots plus one of their rules' meters
 	wild    [NumInterfaces]bool
 	// Errors counts rules the tier refused (a full map): they stay with
 	// the workers.
@@ -212,8 +174,7 @@ func (t *Table) AttachFast(ft FastTier) error {
 	for ft.Chunk(0, int(slots>>(chunkLineBits+2))) != nil && slots < 1<<31 {
 		slots += chunkLines * lineCells
 	}
-	f := &fastState{tier: ft, cap: fastCapacity{slots: slots, meters: ft.Meters()},
-		keys: map[key]bool{}, meters: map[uint32]bool{}}
+	f := &fastState{tier: ft, cap: fastCapacity{slots: slots}, keys: map[key][2]uint32{}}
 	for cpu := range ft.CPUs() {
 		w := &WorkerCounters{}
 		w.unmap = newUnmapper(w)
@@ -254,16 +215,20 @@ func (t *Table) fastKey(k key) {
 	if overCap {
 		f.errors++
 	}
+	pub, carried := f.keys[k]
 	if ok {
-		ok = t.fastMeters(fr) == nil && f.tier.PutRule(fk, fr) == nil
+		if carried {
+			t.keepMeters(fr, pub)
+		}
+		ok = f.tier.PutRule(fk, fr) == nil
 		if !ok {
 			f.errors++
 		}
 	}
 	switch {
 	case ok:
-		f.keys[k] = true
-	case f.keys[k]:
+		f.keys[k] = [2]uint32{fr.Meters[0].Slot, fr.Meters[1].Slot}
+	case carried:
 		if f.tier.DeleteRule(fk) != nil {
 			f.errors++
 		}
@@ -271,24 +236,19 @@ func (t *Table) fastKey(k key) {
 	}
 }
 
-// fastMeters sets the tier's copy of the rule's meters that it does not
-// have, or that were given to a new QER since (t.mtr.fresh).
-func (t *Table) fastMeters(fr *FastRule) error {
-	f := t.fast
-	for _, m := range fr.Meters {
-		if m == 0 {
+// keepMeters has the rule's meters continue the buckets of the published
+// rule whose meter slots are pub, where a meter is the same (its slot was
+// not given to a new QER or rate since: t.mtr.fresh).
+func (t *Table) keepMeters(fr *FastRule, pub [2]uint32) {
+	for i := range fr.Meters {
+		m := &fr.Meters[i]
+		if m.Slot == 0 || slices.Contains(t.mtr.fresh, m.Slot-1) {
 			continue
 		}
-		s := m - 1
-		if f.meters[s] && !slices.Contains(t.mtr.fresh, s) {
-			continue
+		if j := slices.Index(pub[:], m.Slot); j >= 0 {
+			m.Keep = int8(j)
 		}
-		if err := f.tier.SetMeter(s, fastMeter(t.slab.at(s))); err != nil {
-			return err
-		}
-		f.meters[s] = true
 	}
-	return nil
 }
 
 // fastPublish brings the tier up to date with a session that changed
@@ -378,7 +338,8 @@ func (t *Table) RuleTier(seid uint64, pdrID uint16) (Tier, error) {
 		return TierUser, nil
 	}
 	for _, k := range st.keys {
-		if r := t.m.get(k); t.fast.keys[k] && r != nil && r.PDRID == pdrID {
+		_, carried := t.fast.keys[k]
+		if r := t.m.get(k); carried && r != nil && r.PDRID == pdrID {
 			return TierXDP, nil
 		}
 	}

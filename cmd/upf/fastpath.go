@@ -33,12 +33,12 @@ func openFastPath(cfg *parsed, tbl *flowtable.Table, log *slog.Logger) *fastpath
 		return nil
 	}
 	// Room for the sessions upf is sized for: a session of the common
-	// shapes takes two or three counter lines of four cells and a meter
-	// line of two per rule with an MBR; rules beyond the room stay with
-	// the workers (sluice_tier_refused_rules_total).
+	// shapes takes two or three counter lines of four cells (its rules
+	// carry their meters); rules beyond the room stay with the workers
+	// (sluice_tier_refused_rules_total).
 	n := max(cfg.cfg.Sessions, 1024)
 	chunks := max(fastpath.DefaultCounterChunks, (n*16+(1<<17)-1)>>17)
-	t, err := fastpath.New(fastpath.Config{Now: tbl.Now, Rules: n, CounterChunks: chunks, Meters: max(fastpath.DefaultMeters, 4*n)})
+	t, err := fastpath.New(fastpath.Config{Now: tbl.Now, Rules: n, CounterChunks: chunks})
 	if err == nil {
 		err = probeFastPath(t)
 		if err != nil {

@@ -55,8 +55,9 @@ func BenchmarkProgram(b *testing.B) {
 }
 
 // BenchmarkProgramSessions runs the program as BenchmarkProgram does, over
-// the real session shape (two URRs, a QER with MBRs in both directions,
-// so every packet takes the precise clock and a meter) with 100 and
+// the real session shape (two URRs, a session and an application QER with
+// MBRs in both directions, so every packet takes the precise clock and
+// two meters) with 100 and
 // 100,000 sessions installed, the packets going round the sessions as the
 // bench runner's generator sends them: what per-session state (the hash
 // maps, the counter lines, the meters) costs a packet once it no longer
@@ -71,14 +72,18 @@ func BenchmarkProgramSessions(b *testing.B) {
 			}
 			b.Run(fmt.Sprintf("%s/%d", dir, n), func(b *testing.B) {
 				needRoot(b)
-				defer func(c, r, m int) { bedChunks, bedRules, bedMeters = c, r, m }(bedChunks, bedRules, bedMeters)
-				bedChunks, bedRules, bedMeters = max(1, (n*16+(1<<17)-1)>>17), max(1024, n), max(64, 4*n)
+				defer func(c, r int) { bedChunks, bedRules = c, r }(bedChunks, bedRules)
+				bedChunks, bedRules = max(1, (n*16+(1<<17)-1)>>17), max(1024, n)
 				ss := make([]*flowtable.Session, n)
 				frames := make([][]byte, n)
 				a := pool.Addr().Next()
 				for i := range n {
 					s := sessionOf(uint64(i+1), a, 0x10000+uint32(i), 0x400000+uint32(i), 0, 9, false, false)
 					s.QERs[0].MBRUL, s.QERs[0].MBRDL = 1e10, 1e10
+					s.QERs = append(s.QERs, flowtable.QER{ID: 2, GateUL: flowtable.GateOpen, GateDL: flowtable.GateOpen, MBRUL: 5e9, MBRDL: 5e9})
+					for j := range s.PDRs {
+						s.PDRs[j].QERIDs = append(s.PDRs[j].QERIDs, 2)
+					}
 					ss[i] = s
 					if n3 {
 						frames[i] = gpdu(b, 0x10000+uint32(i), 9, inner{src: a, dst: dn, proto: layers.IPProtocolUDP, ttl: 64, sport: 1, dport: 2, payload: 36}.bytes(b), 0)

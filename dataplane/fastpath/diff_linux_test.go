@@ -71,12 +71,11 @@ type bed struct {
 	d4n6, d6 *ebpf.Map
 }
 
-// bedChunks, bedRules and bedMeters size a bed's tier: counter chunks per
-// CPU, keys per direction, meter slots.
+// bedChunks and bedRules size a bed's tier: counter chunks per CPU, keys
+// per direction.
 var (
 	bedChunks = 1
 	bedRules  = 1 << 16
-	bedMeters = 64
 )
 
 func newBed(t testing.TB, sessions ...*flowtable.Session) *bed {
@@ -106,7 +105,7 @@ func newBed(t testing.TB, sessions ...*flowtable.Session) *bed {
 	}
 	b.w = w
 
-	tier, err := New(Config{Now: tbl.Now, Rules: bedRules, CounterChunks: bedChunks, Meters: bedMeters, Neighbors: 64})
+	tier, err := New(Config{Now: tbl.Now, Rules: bedRules, CounterChunks: bedChunks, Neighbors: 64})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,11 +29,18 @@ type sluiceEgress struct {
 	Pad     [3]uint8
 }
 
+type sluiceFpMeter struct {
+	_         structs.HostLayout
+	Tat       int64
+	PsPerByte uint32
+	Tolerance uint32
+}
+
 type sluiceFpRule struct {
 	_        structs.HostLayout
+	Meter    [2]sluiceFpMeter
 	Pdr      uint32
 	Urr      [2]uint32
-	Meter    [2]uint32
 	Teid     uint32
 	Peer     uint32
 	Ue4      uint32
@@ -41,6 +48,7 @@ type sluiceFpRule struct {
 	QfiMatch uint8
 	Qfi      uint8
 	Dest     uint8
+	Pad      uint32
 }
 
 type sluiceLpm4 struct {
@@ -53,13 +61,6 @@ type sluiceLpm6 struct {
 	_         structs.HostLayout
 	Prefixlen uint32
 	Addr      [16]uint8
-}
-
-type sluiceMeter struct {
-	_         structs.HostLayout
-	Tat       int64
-	PsPerByte int64
-	Tolerance int64
 }
 
 type sluiceNeigh struct {
@@ -87,7 +88,6 @@ const (
 	sluiceMapFpCells     = "fp_cells"
 	sluiceMapFpDl        = "fp_dl"
 	sluiceMapFpEgress    = "fp_egress"
-	sluiceMapFpMeters    = "fp_meters"
 	sluiceMapFpNeigh     = "fp_neigh"
 	sluiceMapFpSpans     = "fp_spans"
 	sluiceMapFpStats     = "fp_stats"
@@ -158,7 +158,6 @@ type sluiceMapSpecs struct {
 	FpCells    *ebpf.MapSpec `ebpf:"fp_cells"`
 	FpDl       *ebpf.MapSpec `ebpf:"fp_dl"`
 	FpEgress   *ebpf.MapSpec `ebpf:"fp_egress"`
-	FpMeters   *ebpf.MapSpec `ebpf:"fp_meters"`
 	FpNeigh    *ebpf.MapSpec `ebpf:"fp_neigh"`
 	FpSpans    *ebpf.MapSpec `ebpf:"fp_spans"`
 	FpStats    *ebpf.MapSpec `ebpf:"fp_stats"`
@@ -205,7 +204,6 @@ type sluiceMaps struct {
 	FpCells    *ebpf.Map `ebpf:"fp_cells"`
 	FpDl       *ebpf.Map `ebpf:"fp_dl"`
 	FpEgress   *ebpf.Map `ebpf:"fp_egress"`
-	FpMeters   *ebpf.Map `ebpf:"fp_meters"`
 	FpNeigh    *ebpf.Map `ebpf:"fp_neigh"`
 	FpSpans    *ebpf.Map `ebpf:"fp_spans"`
 	FpStats    *ebpf.Map `ebpf:"fp_stats"`
@@ -220,7 +218,6 @@ func (m *sluiceMaps) Close() error {
 		m.FpCells,
 		m.FpDl,
 		m.FpEgress,
-		m.FpMeters,
 		m.FpNeigh,
 		m.FpSpans,
 		m.FpStats,

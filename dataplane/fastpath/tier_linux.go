@@ -28,7 +28,6 @@ var (
 const (
 	DefaultRules         = 1 << 20
 	DefaultCounterChunks = 16 // 32 MiB of counters per CPU: about 130,000 sessions of the common shape
-	DefaultMeters        = 1 << 16
 	DefaultNeighbors     = 4096
 )
 
@@ -41,8 +40,6 @@ type Config struct {
 	// counter memory holds; rules counting beyond them stay with the
 	// workers.
 	CounterChunks int
-	// Meters bounds the meter slots the tier holds.
-	Meters int
 	// Neighbors bounds the next hops the tier knows.
 	Neighbors int
 	// Now is the Table clock (flowtable.Table.Now), which URR time stamps
@@ -59,7 +56,7 @@ type Tier struct {
 	ncpu   int
 	chunks int
 
-	ul, dl, cells, spans, meters, egress, neigh, stats *ebpf.Map
+	ul, dl, cells, spans, egress, neigh, stats *ebpf.Map
 
 	cellMem, spanMem []byte // the mmapped fp_cells and fp_spans
 	clockOffset      int64
@@ -76,13 +73,10 @@ func New(cfg Config) (_ *Tier, err error) {
 	if cfg.CounterChunks == 0 {
 		cfg.CounterChunks = DefaultCounterChunks
 	}
-	if cfg.Meters == 0 {
-		cfg.Meters = DefaultMeters
-	}
 	if cfg.Neighbors == 0 {
 		cfg.Neighbors = DefaultNeighbors
 	}
-	if cfg.Rules < 1 || cfg.CounterChunks < 1 || cfg.Meters < 1 || cfg.Neighbors < 1 || cfg.Now == nil {
+	if cfg.Rules < 1 || cfg.CounterChunks < 1 || cfg.Neighbors < 1 || cfg.Now == nil {
 		return nil, fmt.Errorf("%w: %+v", ErrConfig, cfg)
 	}
 	spec, err := loadSluice()
@@ -104,12 +98,11 @@ func New(cfg Config) (_ *Tier, err error) {
 		return nil, fmt.Errorf("%w: %d counter chunks on %d CPUs", ErrConfig, cfg.CounterChunks, ncpu)
 	}
 	sizes := map[string]int{
-		sluiceMapFpUl:     cfg.Rules,
-		sluiceMapFpDl:     cfg.Rules,
-		sluiceMapFpCells:  cellsPerCPU * ncpu,
-		sluiceMapFpSpans:  ncpu,
-		sluiceMapFpMeters: cfg.Meters,
-		sluiceMapFpNeigh:  cfg.Neighbors,
+		sluiceMapFpUl:    cfg.Rules,
+		sluiceMapFpDl:    cfg.Rules,
+		sluiceMapFpCells: cellsPerCPU * ncpu,
+		sluiceMapFpSpans: ncpu,
+		sluiceMapFpNeigh: cfg.Neighbors,
 	}
 	make1 := func(name string) (*ebpf.Map, error) {
 		ms := spec.Maps[name].Copy()
@@ -124,7 +117,7 @@ func New(cfg Config) (_ *Tier, err error) {
 	}
 	for name, p := range map[string]**ebpf.Map{
 		sluiceMapFpUl: &t.ul, sluiceMapFpDl: &t.dl, sluiceMapFpCells: &t.cells, sluiceMapFpSpans: &t.spans,
-		sluiceMapFpMeters: &t.meters, sluiceMapFpEgress: &t.egress, sluiceMapFpNeigh: &t.neigh, sluiceMapFpStats: &t.stats,
+		sluiceMapFpEgress: &t.egress, sluiceMapFpNeigh: &t.neigh, sluiceMapFpStats: &t.stats,
 	} {
 		if *p, err = make1(name); err != nil {
 			return nil, err
@@ -190,7 +183,7 @@ func (t *Tier) close() error {
 			*b = nil
 		}
 	}
-	for _, m := range []**ebpf.Map{&t.ul, &t.dl, &t.cells, &t.spans, &t.meters, &t.egress, &t.neigh, &t.stats} {
+	for _, m := range []**ebpf.Map{&t.ul, &t.dl, &t.cells, &t.spans, &t.egress, &t.neigh, &t.stats} {
 		if *m != nil {
 			errs = append(errs, (*m).Close())
 			*m = nil
@@ -235,7 +228,7 @@ func (t *Tier) Program(n3, fast bool, xsks, dest4, dest6 *ebpf.Map, steerAction 
 	repl := map[string]*ebpf.Map{
 		sluiceMapSluiceXsks: xsks, sluiceMapSluiceDst4: dest4, sluiceMapSluiceDst6: dest6,
 		sluiceMapFpUl: t.ul, sluiceMapFpDl: t.dl, sluiceMapFpCells: t.cells, sluiceMapFpSpans: t.spans,
-		sluiceMapFpMeters: t.meters, sluiceMapFpEgress: t.egress, sluiceMapFpNeigh: t.neigh, sluiceMapFpStats: t.stats,
+		sluiceMapFpEgress: t.egress, sluiceMapFpNeigh: t.neigh, sluiceMapFpStats: t.stats,
 	}
 	for name, m := range repl {
 		if m == nil {
@@ -259,17 +252,38 @@ func (t *Tier) ruleMap(k flowtable.FastKey) *ebpf.Map {
 	return t.dl
 }
 
-// PutRule implements flowtable.FastTier.
+// PutRule implements flowtable.FastTier. A meter that continues a bucket
+// takes the bucket's state from the rule it replaces, read just before:
+// charges a packet makes to the old rule in between are lost, a few
+// packets' worth at most.
 func (t *Tier) PutRule(k flowtable.FastKey, r *flowtable.FastRule) error {
 	v := sluiceFpRule{
-		Pdr: r.PDRSlot, Urr: r.URRSlots, Meter: r.Meters, Teid: r.TEID,
+		Pdr: r.PDRSlot, Urr: r.URRSlots, Teid: r.TEID,
 		Peer: be32(r.Peer4), Ue4: be32(r.UE4), Flags: r.Flags, QfiMatch: r.MatchQFI, Qfi: r.QFI, Dest: uint8(r.Dest),
 	}
 	key := k.ID
 	if !k.Uplink {
 		key = be32(k.ID)
 	}
-	if err := t.ruleMap(k).Put(key, &v); err != nil {
+	m := t.ruleMap(k)
+	var old *sluiceFpRule
+	for i, mt := range r.Meters {
+		if mt.Slot == 0 {
+			continue
+		}
+		v.Meter[i] = sluiceFpMeter{PsPerByte: mt.PsPerByte, Tolerance: mt.Tolerance}
+		if mt.Keep < 0 || int(mt.Keep) >= len(v.Meter) {
+			continue
+		}
+		if old == nil {
+			old = &sluiceFpRule{}
+			if err := m.Lookup(key, old); err != nil {
+				old = &sluiceFpRule{} // none published: full buckets
+			}
+		}
+		v.Meter[i].Tat = old.Meter[mt.Keep].Tat
+	}
+	if err := m.Put(key, &v); err != nil {
 		return fmt.Errorf("publishing fast rule %+v: %w", k, err)
 	}
 	return nil
@@ -295,18 +309,6 @@ func be32(w uint32) uint32 {
 	b[0], b[1], b[2], b[3] = byte(w>>24), byte(w>>16), byte(w>>8), byte(w)
 	return *(*uint32)(unsafe.Pointer(&b))
 }
-
-// SetMeter implements flowtable.FastTier.
-func (t *Tier) SetMeter(slot uint32, m flowtable.FastMeter) error {
-	v := sluiceMeter{PsPerByte: m.PsPerByte, Tolerance: m.Tolerance}
-	if err := t.meters.Put(slot, &v); err != nil {
-		return fmt.Errorf("setting fast meter %d: %w", slot, err)
-	}
-	return nil
-}
-
-// Meters implements flowtable.FastTier.
-func (t *Tier) Meters() uint32 { return t.meters.MaxEntries() }
 
 // CPUs implements flowtable.FastTier.
 func (t *Tier) CPUs() int { return t.ncpu }

@@ -307,10 +307,12 @@ func TestSweepSeesXDPCounts(t *testing.T) {
 	}
 }
 
-// TestTierFull checks that rules beyond the tier's room (here its 64
-// meter slots) stay with the workers, are counted as refused, and still
-// forward, while rules that need no meter still go in.
+// TestTierFull checks that rules beyond the tier's room (here 32 keys a
+// direction) stay with the workers, are counted as refused, and still
+// forward.
 func TestTierFull(t *testing.T) {
+	defer func(n int) { bedRules = n }(bedRules)
+	bedRules = 32
 	var ss []*flowtable.Session
 	for i := range 40 {
 		s := sessionOf(uint64(i+1), netip.AddrFrom4([4]byte{10, 45, 1, byte(i)}), 0x1000+uint32(i), 0x2000+uint32(i), 0, 9, false, false)
@@ -319,27 +321,89 @@ func TestTierFull(t *testing.T) {
 	}
 	b := newBed(t, ss...)
 	carried := len(b.carried)
-	if carried == 0 || carried == 80 || b.tbl.FastKeys() != carried {
-		t.Fatalf("the tier carries %d keys (the table says %d) of 80 with room for 64 meters", carried, b.tbl.FastKeys())
+	if carried != 64 || b.tbl.FastKeys() != carried {
+		t.Fatalf("the tier carries %d keys (the table says %d) of 80 with room for 64", carried, b.tbl.FastKeys())
 	}
 	if b.tbl.FastErrors() == 0 {
 		t.Error("no refused rules counted with the tier full")
 	}
-	last := ss[39]
-	if b.carried[flowtable.FastKey{Uplink: true, ID: 0x1000 + 39}] {
-		t.Skip("the last session's uplink went in; the layout differs from what the test expects")
+	for i := range 40 {
+		if b.carried[flowtable.FastKey{Uplink: true, ID: 0x1000 + uint32(i)}] {
+			continue
+		}
+		ip := inner{src: ss[i].PDRs[0].PDI.UEAddr4, dst: dn, proto: layers.IPProtocolUDP, ttl: 64, sport: 1, dport: 2, payload: 100}.bytes(t)
+		if tier, fwd := b.send(true, gpdu(t, 0x1000+uint32(i), 9, ip, 0)); tier != "user" || !fwd {
+			t.Errorf("a refused rule's packet: %s tier, forwarded %v; want forwarded by the workers", tier, fwd)
+		}
+		break
 	}
-	ip := inner{src: last.PDRs[0].PDI.UEAddr4, dst: dn, proto: layers.IPProtocolUDP, ttl: 64, sport: 1, dport: 2, payload: 100}.bytes(t)
-	if tier, fwd := b.send(true, gpdu(t, 0x1000+39, 9, ip, 0)); tier != "user" || !fwd {
-		t.Errorf("a refused rule's packet: %s tier, forwarded %v; want forwarded by the workers", tier, fwd)
+}
+
+// TestMetersTheTierCannotCarry checks the meters that keep rules with the
+// workers: a meter two rules share (the tier's buckets are per rule) and
+// a rate too low for the program's 32-bit fields.
+func TestMetersTheTierCannotCarry(t *testing.T) {
+	ue2 := netip.MustParseAddr("10.45.0.8")
+	shared := sessionOf(1, ue, 0x100, 0x200, 0, 9, false, false)
+	shared.QERs[0].MBRUL, shared.QERs[0].MBRDL = 1e9, 1e9
+	// A second uplink PDR on its own TEID with the same session QER.
+	second := shared.PDRs[0]
+	second.ID, second.PDI.LocalTEID = 3, 0x101
+	shared.PDRs = append(shared.PDRs, second)
+	slow := sessionOf(2, ue2, 0x102, 0x202, 0, 9, false, false)
+	slow.QERs[0].MBRUL, slow.QERs[0].MBRDL = 1000, 1e9 // 1 kbit/s up: 8e9 ps an octet
+	b := newBed(t, shared, slow)
+	for k, want := range map[flowtable.FastKey]bool{
+		{Uplink: true, ID: 0x100}: false, // shares its uplink meter
+		{Uplink: true, ID: 0x101}: false,
+		{ID: u32(ue)}:             true,  // the downlink meter is its own
+		{Uplink: true, ID: 0x102}: false, // too slow
+		{ID: u32(ue2)}:            true,
+	} {
+		if b.carried[k] != want {
+			t.Errorf("key %+v carried %v, want %v", k, b.carried[k], want)
+		}
 	}
-	// Rules without meters still fit.
-	if err := b.tbl.Install(sessionOf(99, netip.MustParseAddr("10.45.2.1"), 0x3000, 0x4000, 0, 9, false, false)); err != nil {
+}
+
+// TestMeterBucketContinues checks that a modification that keeps a QER
+// keeps its bucket in the tier (a drained bucket stays drained), while a
+// new rate starts a full one.
+func TestMeterBucketContinues(t *testing.T) {
+	// 80 kbit/s: a bucket of 0.45 s, 4,500 octets, refilled at 10 an ms.
+	form := func(teid uint32, mbr uint64) *flowtable.Session {
+		s := sessionOf(1, ue, 0x100, teid, 0, 9, false, false)
+		s.QERs[0].MBRUL, s.QERs[0].MBRDL = 1e9, mbr
+		return s
+	}
+	b := newBed(t, form(0xa, 80_000))
+	frame := fromDN(t, inner{src: dn, dst: ue, proto: layers.IPProtocolUDP, ttl: 64, sport: 1, dport: 2, payload: 972}.bytes(t), 0)
+	passed := func() int {
+		n := 0
+		for range 10 {
+			if rc, _ := b.xdp(false, append([]byte(nil), frame...)); rc == xdpRedirect {
+				n++
+			}
+		}
+		return n
+	}
+	if n := passed(); n < 4 || n > 5 {
+		t.Fatalf("%d of 10 packets of 1,000 octets passed a full bucket of 4,500 octets", n)
+	}
+	if err := b.tbl.Replace(form(0xb, 80_000)); err != nil { // a new tunnel, the same QER
 		t.Fatal(err)
 	}
-	b.readCarried()
-	if !b.carried[flowtable.FastKey{Uplink: true, ID: 0x3000}] || !b.carried[flowtable.FastKey{ID: u32(netip.MustParseAddr("10.45.2.1"))}] {
-		t.Errorf("with the meters full a session without MBRs is not carried: %v", b.carried)
+	if b.readCarried(); !b.carried[flowtable.FastKey{ID: u32(ue)}] {
+		t.Fatal("the modified downlink is not in the tier")
+	}
+	if n := passed(); n > 1 {
+		t.Errorf("after a modification that kept the QER, %d of 10 packets passed a drained bucket", n)
+	}
+	if err := b.tbl.Replace(form(0xb, 160_000)); err != nil { // a new rate: a new bucket
+		t.Fatal(err)
+	}
+	if n := passed(); n < 4 {
+		t.Errorf("after a new rate %d of 10 packets passed, want a full bucket's", n)
 	}
 }
 
@@ -358,7 +422,7 @@ func TestModificationIsAtomic(t *testing.T) {
 	b := newBed(t, form(false))
 	frame := fromDN(t, inner{src: dn, dst: ue, proto: layers.IPProtocolUDP, ttl: 64, sport: 1, dport: 2, payload: 50}.bytes(t), 0)
 	stop := make(chan struct{})
-	var ran atomic.Int64 // packets the sender ran
+	var sawA, sawB atomic.Bool
 	type seen struct{ a, b, mixed, other int }
 	res := make(chan seen)
 	go func() {
@@ -373,7 +437,6 @@ func TestModificationIsAtomic(t *testing.T) {
 			}
 			opts := &ebpf.RunOptions{Data: frame, DataOut: out}
 			rc, err := b.progN6.Run(opts)
-			ran.Add(1)
 			if err != nil || rc != xdpRedirect {
 				s.other++
 				continue
@@ -383,18 +446,20 @@ func TestModificationIsAtomic(t *testing.T) {
 			switch {
 			case teid == 0xa && qfi == 5:
 				s.a++
+				sawA.Store(true)
 			case teid == 0xb && qfi == 9|0x40:
 				s.b++
+				sawB.Store(true)
 			default:
 				s.mixed++
 			}
 		}
 	}()
-	// At least 300 modifications, and on until the sender has run 1,000
-	// packets through them (it may not be scheduled at first on a busy
-	// machine), for at most 10 s.
+	// At least 300 modifications, and on until the sender has seen both
+	// forms (on a busy machine it may run a thousand packets while this
+	// goroutine waits for a CPU), for at most 10 s.
 	start := time.Now()
-	for i := 0; i < 300 || ran.Load() < 1000 && time.Since(start) < 10*time.Second; i++ {
+	for i := 0; i < 300 || !(sawA.Load() && sawB.Load()) && time.Since(start) < 10*time.Second; i++ {
 		if err := b.tbl.Replace(form(i%2 == 0)); err != nil {
 			t.Fatal(err)
 		}
@@ -403,7 +468,7 @@ func TestModificationIsAtomic(t *testing.T) {
 	s := <-res
 	t.Logf("form A %d packets, form B %d, mixed %d, not forwarded %d", s.a, s.b, s.mixed, s.other)
 	if s.mixed != 0 || s.other != 0 {
-		t.Errorf("%d packets left with parts of both forms and %d were not forwarded during 300 modifications", s.mixed, s.other)
+		t.Errorf("%d packets left with parts of both forms and %d were not forwarded during the modifications", s.mixed, s.other)
 	}
 	if s.a == 0 || s.b == 0 {
 		t.Errorf("the packets saw form A %d times and form B %d times; want both", s.a, s.b)

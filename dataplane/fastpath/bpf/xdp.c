@@ -54,31 +54,38 @@ enum {
 	ST_MAX,
 };
 
-// A rule the fast tier carries: one PDR with its FAR, QERs and URRs.
+// A token bucket as flowtable.Meter (the theoretical arrival time), kept
+// in the rule that uses it: a meter the tier carries belongs to one rule
+// (flowtable leaves rules that share a meter with the workers), so a
+// packet finds its meters in the line of its rule instead of in an array
+// of their own.
+struct fp_meter {
+	__s64 tat;
+	__u32 ps_per_byte; // 0: no meter
+	__u32 tolerance;   // ns
+};
+
+// A rule the fast tier carries: one PDR with its FAR, QERs and URRs. It
+// is 64 octets, so that the hash element (48 octets of head and the key)
+// is a 128-octet allocation whose second line is the rule.
 struct fp_rule {
-	__u32 pdr;    // the PDR's counter cell
-	__u32 urr[2]; // the cells of the URR halves it counts; ~0: none
-	__u32 meter[2]; // MBR meter indexes plus one; 0: none
-	__u32 teid;   // outer header creation: TEID
-	__u32 peer;   // outer header creation: IPv4 peer, network order
-	__u32 ue4;    // with FP_UE4: the UE address, network order
+	struct fp_meter meter[2]; // the MBR meters
+	__u32 pdr;      // the PDR's counter cell
+	__u32 urr[2];   // the cells of the URR halves it counts; ~0: none
+	__u32 teid;     // outer header creation: TEID
+	__u32 peer;     // outer header creation: IPv4 peer, network order
+	__u32 ue4;      // with FP_UE4: the UE address, network order
 	__u8 flags;
 	__u8 qfi_match; // the QFI the packet must carry; 0: any
 	__u8 qfi;       // the QFI to mark; 0: no PDU Session Container
 	__u8 dest;      // the destination interface
+	__u32 pad;
 };
 
 // A counter cell: as the workers' cells (flowtable.PDRCount): packets and
 // octets; or, for the second cell of a URR half, first and last time.
 struct cell {
 	__u64 a, b;
-};
-
-// A token bucket as flowtable.Meter: the theoretical arrival time.
-struct meter {
-	__s64 tat;
-	__s64 ps_per_byte;
-	__s64 tolerance;
 };
 
 // Where packets to a destination interface leave.
@@ -171,13 +178,6 @@ struct {
 	__uint(max_entries, 1);
 	__uint(map_flags, BPF_F_MMAPABLE);
 } fp_spans SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__type(key, __u32);
-	__type(value, struct meter);
-	__uint(max_entries, 1);
-} fp_meters SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -284,18 +284,15 @@ static __always_inline void count_urr(__u32 base, __u32 slot, __u64 n, __s64 now
 }
 
 // meter_allow is flowtable.Meter.Allow.
-static __always_inline int meter_allow(__u32 idx, __s64 now, __u64 n)
+static __always_inline int meter_allow(struct fp_meter *m, __s64 now, __u64 n)
 {
-	__u32 i = idx - 1;
-	struct meter *m = bpf_map_lookup_elem(&fp_meters, &i);
-	if (!m)
-		return 0;
 	__s64 cost = (__s64)((n * (__u64)m->ps_per_byte) / 1000);
+	__s64 tol = (__s64)m->tolerance;
 #pragma unroll
 	for (int k = 0; k < 8; k++) {
 		__s64 old = *(volatile __s64 *)&m->tat;
 		__s64 tat = old > now ? old : now;
-		if (tat + cost - now > m->tolerance)
+		if (tat + cost - now > tol)
 			return 0;
 		if (__sync_val_compare_and_swap(&m->tat, old, tat + cost) == old)
 			return 1;
@@ -375,7 +372,7 @@ static __always_inline int trim(struct xdp_md *ctx, __u32 len)
 // program's time.
 static __always_inline __s64 clock_now(const struct fp_rule *r)
 {
-	if (r->meter[0] | r->meter[1])
+	if (r->meter[0].ps_per_byte | r->meter[1].ps_per_byte)
 		return (__s64)bpf_ktime_get_ns() - clock_offset;
 	__s64 now = (__s64)bpf_ktime_get_coarse_ns() - clock_offset;
 	return now > 0 ? now : 1; // 0 is "no packet yet"
@@ -384,18 +381,18 @@ static __always_inline __s64 clock_now(const struct fp_rule *r)
 // commit counts a matched packet of n octets and applies its gate and
 // meters, as the workers do (pipeline apply and applyActions). It returns
 // -1 to go on, else the XDP action for a dropped packet.
-static __always_inline int commit(__u32 base, const struct fp_rule *r, __u64 n, __s64 now)
+static __always_inline int commit(__u32 base, struct fp_rule *r, __u64 n, __s64 now)
 {
 	count_pdr(base, r, n);
 	if (r->flags & FP_DROP) {
 		stat_add(r->flags & FP_GATE ? ST_DROP_GATE : ST_DROP_FAR, n);
 		return XDP_DROP;
 	}
-	if (r->meter[0] && !meter_allow(r->meter[0], now, n)) {
+	if (r->meter[0].ps_per_byte && !meter_allow(&r->meter[0], now, n)) {
 		stat_add(ST_DROP_MBR, n);
 		return XDP_DROP;
 	}
-	if (r->meter[1] && !meter_allow(r->meter[1], now, n)) {
+	if (r->meter[1].ps_per_byte && !meter_allow(&r->meter[1], now, n)) {
 		stat_add(ST_DROP_MBR, n);
 		return XDP_DROP;
 	}
