@@ -273,6 +273,9 @@ func (t *Table) fastPublish(old, st *sessionState, c *compiled) {
 			}
 		}
 	}
+	// The compile's new meters are published: a later publication of
+	// these keys (fastRewild) continues their buckets.
+	t.mtr.fresh = t.mtr.fresh[:0]
 }
 
 // fastWithdraw withdraws a removed session's keys. Caller holds t.mu,

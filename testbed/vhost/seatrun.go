@@ -63,11 +63,10 @@ func RunUPFSeat(ctx context.Context, r UPFSeatRun) (Throughput, error) {
 	conf := SeatUPFConfig(r.Dir, n4, netip.AddrPort{}, r.Sessions, r.Ring)
 	if r.Backend {
 		conf = SeatBackendUPFConfig(r.Dir, n4, netip.AddrPort{}, r.Sessions, r.Ring)
-	} else {
-		// The admin socket in the seat's directory, for `upf show ports
-		// --socket` while the seat runs (where packets were dropped).
-		conf = append([]byte("admin: "+filepath.Join(r.Dir, "admin.sock")+"\n"), conf...)
 	}
+	// The admin socket in the seat's directory, for `upf show ports
+	// --socket` while the seat runs (where packets were dropped).
+	conf = append([]byte("admin: "+filepath.Join(r.Dir, "admin.sock")+"\n"), conf...)
 	if err := os.WriteFile(cfg, conf, 0o644); err != nil {
 		return Throughput{}, err
 	}
