@@ -34,12 +34,20 @@ const (
 	FInOrder         Features = 1 << 35 // buffers are used in the order made available
 )
 
-// NetSupported is every feature Sluice's virtio-net queues can use. It
-// negotiates the intersection of these with what the peer offers and
-// refuses everything else (offloads, control queue, packed rings, in-order
-// and indirect descriptors are not among them; the ring code keeps room for
-// packed rings and in-order use later).
+// NetSupported is every feature Sluice's virtio-net queues can use in
+// both roles. Sluice negotiates the intersection of these with what the
+// peer offers and refuses everything else (offloads, control queue, packed
+// rings and indirect descriptors are not among them; the ring code keeps
+// room for packed rings later). The device side adds IN_ORDER
+// (DeviceSupported).
 const NetSupported = FVersion1 | NetFMrgRxbuf | RingFEventIdx | NetFMTU | NetFMQ | FAnyLayout
+
+// DeviceSupported is what Sluice's virtio-net devices (the vhost-user
+// back-end) can use: NetSupported and IN_ORDER, which the back-end
+// honours by returning a transmit queue's buffers in the order it took
+// them (it fills receive buffers in order anyway). The driver side does
+// not offer IN_ORDER: it would gain nothing from it.
+const DeviceSupported = NetSupported | FInOrder
 
 // Has reports whether every bit of want is set in f.
 func (f Features) Has(want Features) bool { return f&want == want }

@@ -45,7 +45,7 @@ func b2i(b bool) int {
 
 // TestBackendTestpmd attaches DPDK's virtio-user (testpmd) as the
 // front-end of two Sluice back-end ports, in both socket modes, with and
-// without MRG_RXBUF and EVENT_IDX, with one and two queue pairs: frames
+// without MRG_RXBUF, EVENT_IDX and IN_ORDER, with one and two queue pairs: frames
 // Sluice writes into port a's receive queues come back, forwarded by
 // testpmd, out of port b's transmit queues (and b to a), octet for octet,
 // on the queue they went in on. DPDK's virtio-user acknowledges neither
@@ -55,23 +55,26 @@ func b2i(b bool) int {
 func TestBackendTestpmd(t *testing.T) {
 	needTestpmd(t)
 	for _, c := range []struct {
-		queues                      int
-		mrg, eventIdx, sluiceServer bool
+		queues                               int
+		mrg, eventIdx, sluiceServer, inOrder bool
 	}{
-		{1, true, true, true},
-		{1, false, false, false},
-		{2, true, false, true},
-		{2, false, true, false},
+		{1, true, true, true, true},
+		{1, false, false, false, false},
+		{2, true, false, true, false},
+		{2, false, true, false, true},
 	} {
 		// The name goes into the socket paths: no commas (testpmd splits
 		// its device arguments at them).
-		name := fmt.Sprintf("queues%d_mrg%v_eventidx%v_sluiceserver%v", c.queues, c.mrg, c.eventIdx, c.sluiceServer)
+		name := fmt.Sprintf("queues%d_mrg%v_eventidx%v_sluiceserver%v_inorder%v", c.queues, c.mrg, c.eventIdx, c.sluiceServer, c.inOrder)
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
 			sockA, sockB := filepath.Join(dir, "a.sock"), filepath.Join(dir, "b.sock")
-			offer := virtio.NetSupported
+			offer := virtio.DeviceSupported
 			if !c.eventIdx {
 				offer &^= virtio.RingFEventIdx
+			}
+			if !c.inOrder {
+				offer &^= virtio.FInOrder
 			}
 			open := func(name, sock string) *backend.Port {
 				p, err := backend.Open(backend.Config{Name: name, Socket: sock, Client: !c.sluiceServer, QueuePairs: c.queues,
@@ -110,7 +113,8 @@ func TestBackendTestpmd(t *testing.T) {
 			}
 			f := a.Features()
 			t.Logf("negotiated with DPDK virtio-user: %v", f)
-			if f.Has(virtio.NetFMrgRxbuf) != c.mrg || f.Has(virtio.RingFEventIdx) && !c.eventIdx || (c.queues > 1) != f.Has(virtio.NetFMQ) {
+			if f.Has(virtio.NetFMrgRxbuf) != c.mrg || f.Has(virtio.RingFEventIdx) && !c.eventIdx || (c.queues > 1) != f.Has(virtio.NetFMQ) ||
+				f.Has(virtio.FInOrder) != c.inOrder {
 				t.Errorf("negotiated %v for %s", f, name)
 			}
 			gen := dataplane.NewMemPort("gen", c.queues, 512, false)

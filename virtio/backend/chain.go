@@ -185,11 +185,20 @@ func scatter(d *vring.Device, mem *Memory, head uint16, hl int, f *dataplane.Fra
 }
 
 // putNetHeader writes a virtio-net header with no offloads: 12 octets
-// with num_buffers 1, or the 10 of the legacy layout, in two stores.
+// with num_buffers 1, or the 10 of the legacy layout. The 12 are written
+// only where they differ: a front-end recycles its receive buffers, so
+// the header there usually holds these values already, and when it ends
+// a cache line the packet does not start (DPDK puts it at the end of the
+// mbuf's headroom), a line left unwritten stays valid in the front-end's
+// cache: neither side pays for moving it between the cores.
 func putNetHeader(b []byte) {
 	if len(b) == virtio.NetHeaderLen {
-		binary.LittleEndian.PutUint64(b[0:8], 0)
-		binary.LittleEndian.PutUint32(b[8:12], 1<<16) // num_buffers
+		if binary.LittleEndian.Uint64(b[0:8]) != 0 {
+			binary.LittleEndian.PutUint64(b[0:8], 0)
+		}
+		if binary.LittleEndian.Uint32(b[8:12]) != 1<<16 {
+			binary.LittleEndian.PutUint32(b[8:12], 1<<16) // num_buffers
+		}
 		return
 	}
 	clear(b)

@@ -29,6 +29,7 @@ type fakeFrontend struct {
 	kick  [2]int
 	call  [2]int
 	avail [2]uint16
+	want  virtio.Features // what setUp asks for; 0: NetSupported without EVENT_IDX
 }
 
 const (
@@ -97,7 +98,11 @@ func (f *fakeFrontend) region() vhostuser.MemRegion {
 func (f *fakeFrontend) setUp() {
 	f.t.Helper()
 	l := vring.ContiguousLayout(fakeRing)
-	s := vhostuser.Setup{Want: virtio.NetSupported &^ virtio.RingFEventIdx, QueuePairs: 1,
+	want := f.want
+	if want == 0 {
+		want = virtio.NetSupported &^ virtio.RingFEventIdx
+	}
+	s := vhostuser.Setup{Want: want, QueuePairs: 1,
 		Regions: []vhostuser.MemRegion{f.region()}, FDs: []int{f.fd}}
 	for i := range 2 {
 		b := uint64(fakeBase + ringOff(i))
@@ -132,6 +137,12 @@ func (f *fakeFrontend) offer(vq int, head uint16, ahead uint16) {
 func (f *fakeFrontend) usedIdx(vq int) uint16 {
 	l := vring.ContiguousLayout(fakeRing)
 	return uint16(atomic.LoadUint32((*uint32)(unsafe.Pointer(&f.mem[ringOff(vq)+l.Used]))) >> 16)
+}
+
+// usedID returns the id of used entry i (modulo the ring size) of vq.
+func (f *fakeFrontend) usedID(vq, i int) uint32 {
+	l := vring.ContiguousLayout(fakeRing)
+	return binary.LittleEndian.Uint32(f.mem[ringOff(vq)+l.Used+4+8*(i%fakeRing):])
 }
 
 // packet writes a transmitted packet (header and frame) at buffer k and

@@ -48,7 +48,7 @@ type Config struct {
 	// Frames is the number of frames of each queue pair (default 1024).
 	Frames int
 	// Offer limits the virtio features offered (default
-	// virtio.NetSupported; MQ only with several queue pairs).
+	// virtio.DeviceSupported; MQ only with several queue pairs).
 	Offer virtio.Features
 	// Reconnect is the pause between connection attempts in client mode
 	// (default 100 ms).
@@ -113,7 +113,7 @@ func Open(cfg Config) (*Port, error) {
 		cfg.Frames = 1024
 	}
 	if cfg.Offer == 0 {
-		cfg.Offer = virtio.NetSupported
+		cfg.Offer = virtio.DeviceSupported
 	}
 	if cfg.Reconnect == 0 {
 		cfg.Reconnect = 100 * time.Millisecond
@@ -189,10 +189,10 @@ func (p *Port) Free(frames []dataplane.Frame) {
 		case f.Handle&lentFrame == 0:
 			q.push(f.Handle)
 		case q.lent > 1:
-			q.lentUnder.tx.PutUsed(uint16(f.Handle), 0)
+			q.retire(q.lentUnder, uint16(f.Handle>>16), uint16(f.Handle))
 			q.lent--
 		default:
-			q.giveBack(uint16(f.Handle))
+			q.giveBack(f.Handle)
 		}
 	}
 }

@@ -23,6 +23,9 @@ type setup struct {
 	txKick int // the transmit queue's kick eventfd (non-blocking), -1 for none
 	hdrLen int
 	mrg    bool
+	// order keeps the transmit queue's buffers in order when the
+	// front-end negotiated IN_ORDER; nil otherwise.
+	order *inOrder
 }
 
 // counters are a queue pair's statistics; the worker adds to them once per
@@ -93,9 +96,13 @@ const (
 )
 
 // lentFrame marks the Handle of a frame that lends a transmit buffer of
-// the front-end (the chain's head in the low 16 bits) rather than one of
-// the port's own frames.
+// the front-end (the chain's head in the low 16 bits, its available
+// position in the next 16) rather than one of the port's own frames.
 const lentFrame = 1 << 63
+
+// lentHandle returns the Handle of a frame lending the buffer head,
+// taken at available position pos.
+func lentHandle(pos, head uint16) uint64 { return lentFrame | uint64(pos)<<16 | uint64(head) }
 
 // enter and exit bracket what the worker does with the front-end's
 // memory and rings: Receive, Transmit, and a burst of lent frames from
@@ -216,19 +223,23 @@ func (q *queue) receive(frames []dataplane.Frame) int {
 	n, lent, nl := 0, 0, 0
 	var bytes, dropped uint64
 	for range avail {
+		pos := d.Base()
 		head, ok := d.NextAvail()
 		if !ok {
 			q.fail(s, FaultHead)
 			break
 		}
+		if s.order != nil {
+			s.order.take(pos, head)
+		}
 		pkt, total, f := locate(d, s.mem, head, s.hdrLen)
 		if f != noFault {
-			d.PutUsed(head, 0)
+			q.retire(s, pos, head)
 			q.fail(s, f)
 			break
 		}
 		if total < 14 || total > maxLen {
-			d.PutUsed(head, 0)
+			q.retire(s, pos, head)
 			dropped++
 			continue
 		}
@@ -236,21 +247,21 @@ func (q *queue) receive(frames []dataplane.Frame) int {
 		if pkt != nil && lend {
 			fr.Buf, fr.Off, fr.Len = pkt, 0, total
 			fr.SetHead(nil, 0)
-			fr.Handle, fr.Queue, fr.ReadOnly, fr.Owner = lentFrame|uint64(head), q.idx, true, q.port
+			fr.Handle, fr.Queue, fr.ReadOnly, fr.Owner = lentHandle(pos, head), q.idx, true, q.port
 			nl = q.addLines(nl, pkt, min(total, 128))
 			lent++
 		} else {
 			if len(q.free) == 0 {
 				// Nothing to copy into: the packet is dropped, the
 				// buffer goes back to the front-end.
-				d.PutUsed(head, 0)
+				q.retire(s, pos, head)
 				dropped++
 				continue
 			}
 			fi := q.free[len(q.free)-1]
 			buf := q.frame(fi)
 			copied, _, _ := gather(d, s.mem, head, s.hdrLen, buf[dataplane.Headroom:])
-			d.PutUsed(head, 0)
+			q.retire(s, pos, head)
 			q.free = q.free[:len(q.free)-1]
 			fr.Buf, fr.Off, fr.Len = buf, dataplane.Headroom, copied
 			fr.SetHead(nil, 0)
@@ -269,6 +280,9 @@ func (q *queue) receive(frames []dataplane.Frame) int {
 	}
 	// The buffers of dropped and copied packets (and of lent ones given
 	// back since the last burst) go back now; lent ones as they are freed.
+	if s.order != nil {
+		s.order.flush(d)
+	}
 	if d.PublishUsed() {
 		q.signal(s.txCall)
 	}
@@ -282,16 +296,30 @@ func (q *queue) receive(frames []dataplane.Frame) int {
 	return n
 }
 
-// giveBack returns the transmit buffer a freed lent frame held to the
-// front-end; with the last one of the burst the used entries are
-// published and the worker leaves the front-end's memory.
-func (q *queue) giveBack(head uint16) {
+// retire gives the buffer head, taken at available position pos, back to
+// the front-end: its used entry is put now, or with IN_ORDER once every
+// buffer taken before it is back (inOrder.flush).
+func (q *queue) retire(s *setup, pos, head uint16) {
+	if s.order != nil {
+		s.order.finish(pos)
+		return
+	}
+	s.tx.PutUsed(head, 0)
+}
+
+// giveBack returns the transmit buffer a freed lent frame held (its
+// Handle h) to the front-end; with the last one of the burst the used
+// entries are published and the worker leaves the front-end's memory.
+func (q *queue) giveBack(h uint64) {
 	if q.lent == 0 {
 		return // not lent by this queue: a forged or stale frame
 	}
 	s := q.lentUnder
-	s.tx.PutUsed(head, 0)
+	q.retire(s, uint16(h>>16), uint16(h))
 	if q.lent--; q.lent == 0 {
+		if s.order != nil {
+			s.order.flush(s.tx)
+		}
 		if s.tx.PublishUsed() {
 			q.signal(s.txCall)
 		}
@@ -335,13 +363,23 @@ func (q *queue) transmit(frames []dataplane.Frame) int {
 func (q *queue) fill(s *setup, d *vring.Device, frames []dataplane.Frame) (sent int, bytes uint64) {
 	sent, bytes = q.place(s, d, frames)
 	hl := s.hdrLen
-	// The buffers' first lines were last the front-end's: ask for all of
-	// them to be written before the copies wait for each in turn.
+	// The buffers' lines were last the front-end's: ask for all of them
+	// before the copies wait for each in turn; for writing where the
+	// packet goes, for reading where only the header does (putNetHeader
+	// leaves that line clean when it can).
 	nl := 0
 	for j := range q.jobs[:q.njobs] {
-		nl = q.addLines(nl, q.jobs[j].dst, min(len(q.jobs[j].dst), 192))
+		dst := q.jobs[j].dst
+		nl = q.addLines(nl, dst[hl:], min(len(dst)-hl, 128))
 	}
 	prefetchWrite(&q.lines[0], nl)
+	nl = 0
+	for j := range q.jobs[:q.njobs] {
+		if dst := q.jobs[j].dst; hl > 0 && lineAddr(dst)&^63 != lineAddr(dst[hl:])&^63 {
+			nl = q.addLines(nl, dst, 1)
+		}
+	}
+	prefetchRead(&q.lines[0], nl)
 	for j := range q.jobs[:q.njobs] {
 		c := &q.jobs[j]
 		putNetHeader(c.dst[:hl])
@@ -483,7 +521,7 @@ func (q *queue) release(fs []dataplane.Frame) {
 // put takes back a frame of this queue: one of its own, or a lent one.
 func (q *queue) put(h uint64) {
 	if h&lentFrame != 0 {
-		q.giveBack(uint16(h))
+		q.giveBack(h)
 		return
 	}
 	q.push(h)

@@ -64,7 +64,7 @@ type session struct {
 }
 
 func newSession(p *Port) *session {
-	s := &session{p: p, offered: p.cfg.Offer&virtio.NetSupported | virtio.FProtocolFeats, mtu: p.cfg.MTU}
+	s := &session{p: p, offered: p.cfg.Offer&virtio.DeviceSupported | virtio.FProtocolFeats, mtu: p.cfg.MTU}
 	if len(p.queues) == 1 {
 		s.offered &^= virtio.NetFMQ
 	}
@@ -413,6 +413,9 @@ func (s *session) sync(i int) error {
 			next.rx, next.rxCall = v.dev, v.call
 		} else {
 			next.tx, next.txCall, next.txKick = v.dev, v.call, v.kick
+			if s.features.Has(virtio.FInOrder) {
+				next.order = newInOrder(r.Size(), v.base)
+			}
 			if v.kick >= 0 && q.epfd >= 0 {
 				ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(v.kick)}
 				if unix.EpollCtl(q.epfd, unix.EPOLL_CTL_ADD, v.kick, &ev) == nil {
