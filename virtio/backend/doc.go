@@ -38,4 +38,10 @@
 // worker frees every frame of a burst before its next poll, so no
 // front-end buffer is held between two polls, and a front-end that goes
 // away leaves nothing of Sluice's behind.
+//
+// With IN_ORDER negotiated (DPDK's virtio-user asks for it), a transmit
+// queue's buffers go back in the order they were taken (inOrder): a lent
+// buffer holds back the used entries of those taken after it until it is
+// freed. The front-end may then free its transmit buffers by the used
+// index alone. Receive buffers are filled in order anyway.
 package backend
