@@ -173,6 +173,20 @@ func rawSend(t *testing.T, c *vhostuser.Conn, b []byte, fds ...int) {
 // goes on throughout. A well-behaved transmit and a memory table sent
 // again during traffic come first.
 func TestHostileFrontend(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		want virtio.Features
+	}{
+		{"plain", virtio.NetSupported &^ virtio.RingFEventIdx},
+		{"inorder", virtio.DeviceSupported &^ virtio.RingFEventIdx},
+	} {
+		t.Run(c.name, func(t *testing.T) { testHostileFrontend(t, c.want) })
+	}
+}
+
+// testHostileFrontend is TestHostileFrontend with the hostile front-ends
+// asking for features.
+func testHostileFrontend(t *testing.T, features virtio.Features) {
 	dir := t.TempDir()
 	ga, gb := openBackend(t, filepath.Join(dir, "ga.sock"), 1), openBackend(t, filepath.Join(dir, "gb.sock"), 1)
 	fw := forward(ga, gb)
@@ -206,6 +220,11 @@ func TestHostileFrontend(t *testing.T) {
 
 	hsock := filepath.Join(dir, "h.sock")
 	h := openBackend(t, hsock, 1)
+	dial := func() *fakeFrontend {
+		f := dialFake(t, hsock)
+		f.want = features
+		return f
+	}
 	// The hostile port's worker: it takes what the front-end transmits and
 	// sends a frame of its own back each round.
 	gen := dataplane.NewMemPort("gen", 1, 64, false)
@@ -257,9 +276,12 @@ func TestHostileFrontend(t *testing.T) {
 	// A well-behaved transmit, a memory table sent again during traffic,
 	// and another transmit through the new table.
 	{
-		f := dialFake(t, hsock)
+		f := dial()
 		f.setUp()
 		waitRunning(t, h, 1)
+		if h.Features()&virtio.FInOrder != features&virtio.FInOrder {
+			t.Fatalf("negotiated %v, asked for %v", h.Features(), features)
+		}
 		for k := range 2 {
 			addr, l := f.packet(k, 80)
 			f.desc(1, k, addr, l, 0, 0)
@@ -335,7 +357,7 @@ func TestHostileFrontend(t *testing.T) {
 	want := [numFaults]uint64{}
 	for _, qf := range queueFaults {
 		before := goodBefore()
-		f := dialFake(t, hsock)
+		f := dial()
 		f.setUp()
 		waitRunning(t, h, 1)
 		qf.write(f)
@@ -400,7 +422,7 @@ func TestHostileFrontend(t *testing.T) {
 	}
 	for _, cf := range connFaults {
 		before := goodBefore()
-		f := dialFake(t, hsock)
+		f := dial()
 		cf.send(f)
 		want[cf.f]++
 		waitFault(cf.f, want[cf.f])
