@@ -102,7 +102,7 @@ func FuzzSession(f *testing.F) {
 	f.Add(ok)
 	f.Add(msg(vhostuser.SetMemTable, 2, vhostuser.EncodeMemTable(make([]vhostuser.MemRegion, 9))))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		p := &Port{name: "fuzz", cfg: Config{MTU: 1500, Offer: virtio.NetSupported}, log: quiet}
+		p := &Port{name: "fuzz", cfg: Config{MTU: 1500, Offer: virtio.DeviceSupported}, log: quiet}
 		p.queues = []*queue{newQueue(p, 0, 64, 2048), newQueue(p, 1, 64, 2048)}
 		s := newSession(p)
 		defer s.end()
