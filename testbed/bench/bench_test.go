@@ -374,7 +374,7 @@ func checkRealShape(t *testing.T, req *message.SessionEstablishmentRequest) {
 		}
 		want := "[]"
 		if src == ie.SrcInterfaceCore {
-			want = "[" + realSDF + "]"
+			want = "[" + smf.RealSDF + "]"
 		}
 		if fmt.Sprint(sdfs) != want {
 			t.Errorf("PDR from interface %d has SDF filters %v, want %s", src, sdfs, want)

@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/wmnsk/go-pfcp/ie"
 	"github.com/wmnsk/go-pfcp/message"
@@ -29,58 +28,13 @@ type sessionPlan struct {
 	Shape          Shape
 }
 
-// The real session shape's rules (ShapeReal), in the units of PFCP: MBRs
-// in kbit/s, volumes in octets. The thresholds and the period are far off
-// so that no report fires during a benchmark, but the URRs are watched
-// and counted as in service.
-const (
-	realSessionMBR  = 60_000 // session QER, each way
-	realAppMBRUL    = 50_000 // application QER
-	realAppMBRDL    = 30_000
-	realAppQER      = 2
-	realVolumeURR   = 1
-	realPeriodicURR = 2
-	realThreshold   = 1 << 40
-	realPeriod      = time.Hour
-	realSDF         = "permit out ip from any to assigned"
-)
-
 // establishmentIEs returns the IEs of an establishment of the plan's
 // shape for the session parameters p.
 func establishmentIEs(c *smf.Client, pl sessionPlan, p smf.SessionParams) []*ie.IE {
-	if pl.Shape != ShapeReal {
-		return c.EstablishmentIEs(&p)
+	if pl.Shape == ShapeReal {
+		smf.RealShape(&p)
 	}
-	p.MBRUL, p.MBRDL = realSessionMBR, realSessionMBR
-	p.URRs = []smf.URR{{ID: realVolumeURR, VolumeThreshold: realThreshold}, {ID: realPeriodicURR, Duration: true, Period: realPeriod}}
-	ies := c.EstablishmentIEs(&p)
-	for i, x := range ies {
-		if x.Type != ie.CreatePDR {
-			continue
-		}
-		// Both PDRs also apply the application QER; the downlink PDR has
-		// the SDF filter.
-		kids := append([]*ie.IE(nil), x.ChildIEs...)
-		var downlink bool
-		for j, k := range kids {
-			if k.Type == ie.PDI {
-				pdi := append([]*ie.IE(nil), k.ChildIEs...)
-				for _, y := range pdi {
-					if y.Type == ie.SourceInterface {
-						v, _ := y.SourceInterface()
-						downlink = v == ie.SrcInterfaceCore
-					}
-				}
-				if downlink {
-					pdi = append(pdi, ie.NewSDFFilter(realSDF, "", "", "", 0))
-					kids[j] = ie.NewPDI(pdi...)
-				}
-			}
-		}
-		kids = append(kids, ie.NewQERID(realAppQER))
-		ies[i] = ie.NewCreatePDR(kids...)
-	}
-	return append(ies, ie.NewCreateQER(ie.NewQERID(realAppQER), ie.NewGateStatus(0, 0), ie.NewMBR(realAppMBRUL, realAppMBRDL)))
+	return c.EstablishmentIEs(&p)
 }
 
 // Markers written into the template where the per-session values go;

@@ -6,6 +6,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/sluice-net/sluice/testbed/smf"
 	"github.com/sluice-net/sluice/testbed/vhost"
 )
 
@@ -77,6 +78,9 @@ func (r *runner) vhostCase(ctx context.Context, c *VhostCase, idle time.Duration
 	c.Sluice, c.Ceiling = &Rate{}, &Rate{}
 	run := vhost.UPFSeatRun{Dir: dir, Bin: r.upf, Prefix: fmt.Sprintf("sbsl%d", pid), Sessions: c.Sessions, Ring: vhostRing,
 		Size: c.Size, Downlink: c.Direction == Downlink, Backend: c.Side == SideBackend, Settle: vhostSettle, D: r.o.Duration, Idle: idle}
+	if r.o.Shape == ShapeReal {
+		run.Shape = smf.RealShape
+	}
 	run.Measure = func(sl *vhost.Seat) error {
 		r.logf("%s: ceiling's seat beside Sluice's, windows alternating", c)
 		both := false

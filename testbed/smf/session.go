@@ -19,6 +19,7 @@ const (
 	FARUplink   uint32 = 1
 	FARDownlink uint32 = 2
 	QERSession  uint32 = 1
+	QERApp      uint32 = 2 // the application QER (SessionParams.AppMBRUL)
 	BARSession  uint8  = 1
 )
 
@@ -51,8 +52,12 @@ type SessionParams struct {
 	// QFI marks the QoS flow; MBRUL and MBRDL (kbps) limit it; zero: none.
 	QFI          uint8
 	MBRUL, MBRDL uint64
-	// SDF, when set, is a flow description on both PDRs.
-	SDF string
+	// SDF, when set, is a flow description on both PDRs; DownlinkSDF one
+	// on the downlink PDR only.
+	SDF, DownlinkSDF string
+	// AppMBRUL and AppMBRDL (kbps), when either is set, are the MBR of an
+	// application QER (QERApp) both PDRs apply besides the session's.
+	AppMBRUL, AppMBRDL uint64
 	// URRs are created and attached to both PDRs.
 	URRs []URR
 	// ForwardingPolicy, when set, is the Forwarding Policy of both FARs
@@ -198,6 +203,9 @@ func (c *Client) EstablishmentIEs(p *SessionParams) []*ie.IE {
 		if p.SDF != "" {
 			kids = append(kids, ie.NewSDFFilter(p.SDF, "", "", "", 0))
 		}
+		if p.DownlinkSDF != "" && src == ie.SrcInterfaceCore {
+			kids = append(kids, ie.NewSDFFilter(p.DownlinkSDF, "", "", "", 0))
+		}
 		if p.QFI != 0 && src == ie.SrcInterfaceAccess {
 			kids = append(kids, ie.NewQFI(p.QFI))
 		}
@@ -217,6 +225,9 @@ func (c *Client) EstablishmentIEs(p *SessionParams) []*ie.IE {
 		kids = append(kids, ie.NewFARID(far))
 		if p.QFI != 0 || p.MBRUL != 0 || p.MBRDL != 0 {
 			kids = append(kids, ie.NewQERID(QERSession))
+		}
+		if p.AppMBRUL != 0 || p.AppMBRDL != 0 {
+			kids = append(kids, ie.NewQERID(QERApp))
 		}
 		for _, u := range p.URRs {
 			kids = append(kids, ie.NewURRID(u.ID))
@@ -253,6 +264,9 @@ func (c *Client) EstablishmentIEs(p *SessionParams) []*ie.IE {
 		}
 		ies = append(ies, ie.NewCreateQER(kids...))
 	}
+	if p.AppMBRUL != 0 || p.AppMBRDL != 0 {
+		ies = append(ies, ie.NewCreateQER(ie.NewQERID(QERApp), ie.NewGateStatus(0, 0), ie.NewMBR(p.AppMBRUL, p.AppMBRDL)))
+	}
 	for _, u := range p.URRs {
 		ies = append(ies, u.IE())
 	}
@@ -287,6 +301,33 @@ func forwardToGNB(gnb netip.Addr, teid uint32, update bool) *ie.IE {
 		return ie.NewUpdateForwardingParameters(kids...)
 	}
 	return ie.NewForwardingParameters(kids...)
+}
+
+// The session shape SMFs commonly install (RealShape), in the units of
+// PFCP: MBRs in kbit/s, volumes in octets. The thresholds and the period
+// are far off so that no report fires during a benchmark, but the URRs
+// are watched and counted as in service.
+const (
+	RealSessionMBR  = 60_000 // session QER, each way
+	RealAppMBRUL    = 50_000 // application QER
+	RealAppMBRDL    = 30_000
+	RealVolumeURR   = 1
+	RealPeriodicURR = 2
+	RealThreshold   = 1 << 40
+	RealPeriod      = time.Hour
+	RealSDF         = "permit out ip from any to assigned"
+)
+
+// RealShape gives p the rules SMFs commonly install beside its tunnels: a
+// session QER with an MBR each way and an application QER on both PDRs,
+// the SDF filter "permit out ip from any to assigned" on the downlink
+// PDR, and two URRs on both (a volume threshold; a periodic report with
+// duration).
+func RealShape(p *SessionParams) {
+	p.MBRUL, p.MBRDL = RealSessionMBR, RealSessionMBR
+	p.AppMBRUL, p.AppMBRDL = RealAppMBRUL, RealAppMBRDL
+	p.DownlinkSDF = RealSDF
+	p.URRs = []URR{{ID: RealVolumeURR, VolumeThreshold: RealThreshold}, {ID: RealPeriodicURR, Duration: true, Period: RealPeriod}}
 }
 
 // Establish establishes a session and returns it with the UPF's answer.

@@ -19,8 +19,11 @@ type UPFSeatRun struct {
 	Bin      string // the upf binary
 	Prefix   string // testpmd's --file-prefix, unique among running instances
 	Sessions int
-	Ring     int // virtqueue entries (0: upf's default)
-	Size     int // 28 to 1500 octets
+	// Shape, if set, gives each session its rules beside the tunnels (for
+	// example smf.RealShape); nil: a QER marking QFI 9 and nothing else.
+	Shape func(*smf.SessionParams)
+	Ring  int // virtqueue entries (0: upf's default)
+	Size  int // 28 to 1500 octets
 	// Downlink replays IP packets into N6 and counts GTP-U out of N3;
 	// otherwise GTP-U into N3, IP out of N6.
 	Downlink bool
@@ -85,7 +88,11 @@ func RunUPFSeat(ctx context.Context, r UPFSeatRun) (Throughput, error) {
 	}
 	var frames [][]byte
 	for i := range r.Sessions {
-		s, _, err := c.Establish(ctx, smf.SessionParams{GNB: SeatGNBAddr, GNBTEID: uint32(0x10000 + i), QFI: 9})
+		p := smf.SessionParams{GNB: SeatGNBAddr, GNBTEID: uint32(0x10000 + i), QFI: 9}
+		if r.Shape != nil {
+			r.Shape(&p)
+		}
+		s, _, err := c.Establish(ctx, p)
 		if err != nil {
 			return Throughput{}, fmt.Errorf("establish session %d: %w", i, err)
 		}

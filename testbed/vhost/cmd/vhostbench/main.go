@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/sluice-net/sluice/testbed/e2e"
+	"github.com/sluice-net/sluice/testbed/smf"
 	"github.com/sluice-net/sluice/testbed/vhost"
 )
 
@@ -37,6 +38,7 @@ func main() {
 	bin := flag.String("upf", "", "upf binary; empty: build one")
 	ring := flag.Int("ring", 256, "virtqueue entries, Sluice's and the ceiling unit's")
 	side := flag.String("side", "frontend", "Sluice's vhost-user side in the seat: frontend or backend")
+	shape := flag.String("shape", "real", "session shape: real (smf.RealShape: MBR QERs, SDF filter, two URRs) or plain (a QER marking the QFI)")
 	flag.BoolVar(&downlink, "downlink", false, "replay IP packets into N6 and count GTP-U out of N3 (default: uplink)")
 	flag.StringVar(&upf2, "upf2", "", "a second upf binary measured beside the first (before/after), windows alternating")
 	flag.IntVar(&repeats, "repeats", 1, "windows per unit; above 1 (or with -upf2) every unit's seat stays up and their windows alternate")
@@ -46,6 +48,14 @@ func main() {
 		os.Exit(2)
 	}
 	backendSide = *side == "backend"
+	switch *shape {
+	case "real":
+		sessionShape = smf.RealShape
+	case "plain":
+	default:
+		fmt.Fprintln(os.Stderr, "vhostbench: -shape: want real or plain")
+		os.Exit(2)
+	}
 	if err := run(*d, *sessions, *ring, *sizes, *bin); err != nil {
 		fmt.Fprintln(os.Stderr, "vhostbench:", err)
 		os.Exit(1)
@@ -107,6 +117,9 @@ func run(d time.Duration, sessions, ring int, sizes, bin string) error {
 // seat from N6 to N3.
 var backendSide, downlink bool
 
+// sessionShape gives the seat's sessions their rules (-shape).
+var sessionShape func(*smf.SessionParams)
+
 // upf2 is a second upf binary; repeats the windows per unit.
 var (
 	upf2    string
@@ -134,7 +147,7 @@ func alternate(ctx context.Context, dir string, bins []string, sessions, ring, s
 			if err := os.MkdirAll(sub, 0o755); err != nil {
 				return err
 			}
-			r := vhost.UPFSeatRun{Dir: sub, Bin: bins[i], Prefix: fmt.Sprintf("vb%d%d", i, os.Getpid()), Sessions: sessions, Ring: ring,
+			r := vhost.UPFSeatRun{Dir: sub, Bin: bins[i], Prefix: fmt.Sprintf("vb%d%d", i, os.Getpid()), Sessions: sessions, Shape: sessionShape, Ring: ring,
 				Size: size, Downlink: downlink, Backend: backendSide, Settle: settle, D: d}
 			if pcap == "" {
 				pcap = r.PcapPath()
@@ -247,7 +260,7 @@ func runCeiling(ctx context.Context, dir, pcap string, ring int, d time.Duration
 }
 
 func runSluice(ctx context.Context, dir, bin string, sessions, ring, size int, d time.Duration) (vhost.Throughput, vhost.UPFSeatRun, error) {
-	r := vhost.UPFSeatRun{Dir: dir, Bin: bin, Prefix: fmt.Sprintf("vbsl%d", os.Getpid()), Sessions: sessions, Ring: ring,
+	r := vhost.UPFSeatRun{Dir: dir, Bin: bin, Prefix: fmt.Sprintf("vbsl%d", os.Getpid()), Sessions: sessions, Shape: sessionShape, Ring: ring,
 		Size: size, Downlink: downlink, Backend: backendSide, Settle: settle, D: d}
 	t, err := vhost.RunUPFSeat(ctx, r)
 	return t, r, err
