@@ -337,7 +337,7 @@ func testEstTemplate(t *testing.T, shape Shape) {
 
 // checkRealShape checks an establishment has the real session shape: both
 // PDRs apply QERs 1 and 2 and URRs 1 and 2, the downlink PDR alone has
-// the SDF filter, QER 1 limits 60 Mbit/s each way, QER 2 50 up and 30
+// the SDF filter, QER 1 limits 10 Gbit/s each way, QER 2 8 up and 5
 // down, and there are two URRs.
 func checkRealShape(t *testing.T, req *message.SessionEstablishmentRequest) {
 	t.Helper()
@@ -387,8 +387,8 @@ func checkRealShape(t *testing.T, req *message.SessionEstablishmentRequest) {
 		dl, _ := q.MBRDL()
 		mbrs[id] = [2]uint64{ul, dl}
 	}
-	if mbrs[1] != [2]uint64{60000, 60000} || mbrs[2] != [2]uint64{50000, 30000} {
-		t.Errorf("QER MBRs (kbit/s) %v, want 1: 60000/60000, 2: 50000/30000", mbrs)
+	if mbrs[1] != [2]uint64{10_000_000, 10_000_000} || mbrs[2] != [2]uint64{8_000_000, 5_000_000} {
+		t.Errorf("QER MBRs (kbit/s) %v, want 1: 10000000/10000000, 2: 8000000/5000000", mbrs)
 	}
 	if len(req.CreateURR) != 2 {
 		t.Errorf("%d URRs, want 2", len(req.CreateURR))

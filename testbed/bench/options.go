@@ -44,10 +44,11 @@ type Shape string
 const (
 	// ShapeReal is the shape SMFs commonly install: per session an uplink
 	// PDR (TEID and UE address) and a downlink PDR (UE address, SDF
-	// filter "permit out ip from any to assigned"), a session QER (MBR 60
-	// Mbit/s each way, the QFI) and an application QER (50 Mbit/s up, 30
-	// down) on both, two URRs on both (a volume threshold; a periodic
-	// report), outer header creation downlink.
+	// filter "permit out ip from any to assigned"), a session QER (MBR,
+	// the QFI) and an application QER (MBR) on both, two URRs on both (a
+	// volume threshold; a periodic report), outer header creation
+	// downlink. The MBRs are high enough that a saturating run meters
+	// every packet and polices none (smf.RealSessionMBR).
 	ShapeReal Shape = "real"
 	// ShapePlain is the least a session needs: the two PDRs, their FARs,
 	// a QER marking the QFI, no rates, no URR.

@@ -467,8 +467,12 @@ func (r *runner) point(ctx context.Context, s System, d Direction, size, n int, 
 			good++
 		}
 		note := ""
+		if n := x.Counters[`sluice_drops_total{reason="mbr_exceeded"}`]; n > 0 {
+			// The rules, not the forwarding, limited the rate.
+			note = fmt.Sprintf("; %.0f packets policed by MBR", n)
+		}
 		if x.Disturbed {
-			note = fmt.Sprintf("; DISTURBED: other work on CPU %d (%.2f CPU; threads seen: %v), repeating", r.o.DUTCPU, x.CPU.DUTOther, x.Foreign)
+			note += fmt.Sprintf("; DISTURBED: other work on CPU %d (%.2f CPU; threads seen: %v), repeating", r.o.DUTCPU, x.CPU.DUTOther, x.Foreign)
 		}
 		r.logf("%s %s %d B %d sessions, run %d (%d/%d counted): offered %.3f Mpps, delivered %.3f Mpps; DUT CPU %.2f (NAPI %.2f, %s %.2f, other %.2f), generator CPU %.2f%s",
 			s, d, size, n, attempt+1, good, r.o.Repeats, x.OfferedPPS/1e6, x.DeliveredPPS/1e6,

@@ -90,6 +90,8 @@ type VhostRun struct {
 	Other     float64            `json:"dut_other"`
 	Foreign   map[string]float64 `json:"foreign,omitempty"`
 	Disturbed bool               `json:"disturbed"`
+	// Drops are Sluice's pipeline drops during the run, by reason.
+	Drops map[string]uint64 `json:"sluice_drops,omitempty"`
 }
 
 // summarize sets the medians from the runs.

@@ -160,7 +160,7 @@ func (r *runner) vhostRuns(ctx context.Context, c *VhostCase, units []seatUnit) 
 				u.p.Error = firstLine(err)
 				return fmt.Errorf("%s: %w", u.name, err)
 			}
-			x := VhostRun{OfferedPPS: t.OfferedMpps() * 1e6, DeliveredPPS: t.DeliveredMpps() * 1e6, Elapsed: t.Elapsed.Seconds()}
+			x := VhostRun{OfferedPPS: t.OfferedMpps() * 1e6, DeliveredPPS: t.DeliveredMpps() * 1e6, Elapsed: t.Elapsed.Seconds(), Drops: t.Drops}
 			x.DUTBusy, _ = cpuUse(s0, s1, r.o.DUTCPU)
 			x.Unit = tasksUse(s0, s1, u.s.Unit)
 			_, all := othersOn(s0, s1, r.o.DUTCPU, nil, 0)
@@ -171,9 +171,12 @@ func (r *runner) vhostRuns(ctx context.Context, c *VhostCase, units []seatUnit) 
 			x.Disturbed = x.Other > r.o.MaxForeign
 			u.p.Runs = append(u.p.Runs, x)
 			note := ""
+			if len(x.Drops) > 0 {
+				note = fmt.Sprintf("; pipeline drops %v", x.Drops)
+			}
 			if x.Disturbed {
 				u.p.Disturbed++
-				note = fmt.Sprintf("; DISTURBED: other work on CPU %d (%.2f CPU; threads seen: %v), repeating", r.o.DUTCPU, x.Other, x.Foreign)
+				note += fmt.Sprintf("; DISTURBED: other work on CPU %d (%.2f CPU; threads seen: %v), repeating", r.o.DUTCPU, x.Other, x.Foreign)
 			} else {
 				good[i]++
 			}

@@ -304,13 +304,20 @@ func forwardToGNB(gnb netip.Addr, teid uint32, update bool) *ie.IE {
 }
 
 // The session shape SMFs commonly install (RealShape), in the units of
-// PFCP: MBRs in kbit/s, volumes in octets. The thresholds and the period
-// are far off so that no report fires during a benchmark, but the URRs
-// are watched and counted as in service.
+// PFCP: MBRs in kbit/s, volumes in octets.
+//
+// The rates are those of an eMBB session at its peak (10 Gbit/s for the
+// session, 8 up and 5 down for the application), so that every packet is
+// metered but none is policed: a benchmark at saturation offers each of
+// 100 sessions up to about 1 Gbit/s (10 Mpps of 1400 octets), and with
+// rates of tens of Mbit/s it would measure the meters' limit, not the
+// forwarding. The meters' work per packet does not depend on the rate.
+// The thresholds and the period are far off so that no report fires
+// during a benchmark, but the URRs are watched and counted as in service.
 const (
-	RealSessionMBR  = 60_000 // session QER, each way
-	RealAppMBRUL    = 50_000 // application QER
-	RealAppMBRDL    = 30_000
+	RealSessionMBR  = 10_000_000 // session QER, each way
+	RealAppMBRUL    = 8_000_000  // application QER
+	RealAppMBRDL    = 5_000_000
 	RealVolumeURR   = 1
 	RealPeriodicURR = 2
 	RealThreshold   = 1 << 40

@@ -83,6 +83,11 @@ type Throughput struct {
 	// IdleCPU is upf's CPU use before the replay, in cores, if
 	// UPFSeatRun.Idle asked for it.
 	IdleCPU float64
+	// Drops are the packets Sluice's pipeline dropped during the run, by
+	// reason (nil for other units, and when none were). A saturating run
+	// is expected to drop none for its rules (mbr_exceeded, gate_closed):
+	// such drops mean the rules limited the rate, not the forwarding.
+	Drops map[string]uint64
 }
 
 // OfferedMpps and DeliveredMpps are the rates in millions of packets per
@@ -126,6 +131,9 @@ type Seat struct {
 	// unit, if set, is a unit that forwards only inside windows
 	// (CeilingSeatRun.Paused): Window starts it first and stops it last.
 	unit *Switch
+	// admin, if set, is the unit's admin socket: Window reads its
+	// pipeline's drops around the window.
+	admin string
 }
 
 // Window has the switch replay for d and returns the window's counts:
@@ -134,6 +142,13 @@ type Seat struct {
 func (s *Seat) Window(d time.Duration) (Throughput, error) {
 	if s.unit != nil {
 		if err := answered(s.unit, "start", "unit"); err != nil {
+			return Throughput{}, err
+		}
+	}
+	var before map[string]uint64
+	if s.admin != "" {
+		var err error
+		if before, err = PipelineDrops(s.admin); err != nil {
 			return Throughput{}, err
 		}
 	}
@@ -167,7 +182,15 @@ func (s *Seat) Window(d time.Duration) (Throughput, error) {
 	if len(ps) < 4 {
 		return Throughput{}, fmt.Errorf("switch reported %d ports, want 4", len(ps))
 	}
-	return Throughput{Offered: ps[0].RxPackets, Delivered: ps[3].TxPackets, Elapsed: el}, nil
+	t := Throughput{Offered: ps[0].RxPackets, Delivered: ps[3].TxPackets, Elapsed: el}
+	if s.admin != "" {
+		after, err := PipelineDrops(s.admin)
+		if err != nil {
+			return Throughput{}, err
+		}
+		t.Drops = dropsSince(before, after)
+	}
+	return t, nil
 }
 
 // answered gives sw the command "start" or "stop" and waits for its answer.

@@ -63,13 +63,14 @@ func RunUPFSeat(ctx context.Context, r UPFSeatRun) (Throughput, error) {
 		return Throughput{}, err
 	}
 	cfg := filepath.Join(r.Dir, "upf.yaml")
+	admin := filepath.Join(r.Dir, "admin.sock")
 	conf := SeatUPFConfig(r.Dir, n4, netip.AddrPort{}, r.Sessions, r.Ring)
 	if r.Backend {
 		conf = SeatBackendUPFConfig(r.Dir, n4, netip.AddrPort{}, r.Sessions, r.Ring)
 	}
 	// The admin socket in the seat's directory, for `upf show ports
 	// --socket` while the seat runs (where packets were dropped).
-	conf = append([]byte("admin: "+filepath.Join(r.Dir, "admin.sock")+"\n"), conf...)
+	conf = append([]byte("admin: "+admin+"\n"), conf...)
 	if err := os.WriteFile(cfg, conf, 0o644); err != nil {
 		return Throughput{}, err
 	}
@@ -145,9 +146,20 @@ func RunUPFSeat(ctx context.Context, r UPFSeatRun) (Throughput, error) {
 	}
 	time.Sleep(r.Settle)
 	if r.Measure != nil {
-		return Throughput{IdleCPU: idle}, r.Measure(&Seat{Unit: upf.Pid(), Switch: sw.Pid(), ctx: ctx, sw: sw})
+		return Throughput{IdleCPU: idle}, r.Measure(&Seat{Unit: upf.Pid(), Switch: sw.Pid(), ctx: ctx, sw: sw, admin: admin})
+	}
+	before, err := PipelineDrops(admin)
+	if err != nil {
+		return Throughput{}, err
 	}
 	t, err := RunSeat(ctx, sw, r.D)
-	t.IdleCPU = idle
-	return t, err
+	if err != nil {
+		return Throughput{}, err
+	}
+	after, err := PipelineDrops(admin)
+	if err != nil {
+		return Throughput{}, err
+	}
+	t.IdleCPU, t.Drops = idle, dropsSince(before, after)
+	return t, nil
 }

@@ -108,9 +108,17 @@ func run(d time.Duration, sessions, ring int, sizes, bin string) error {
 			return fmt.Errorf("ceiling, %d octets: %w", size, err)
 		}
 		fmt.Printf("%-6d %-22s %12.2f %14.2f %8s\n", size, "testpmd io (ceiling)", ceil.OfferedMpps(), ceil.DeliveredMpps(), "")
-		fmt.Printf("%-6d %-22s %12.2f %14.2f %8.2f\n", size, "Sluice upf", sl.OfferedMpps(), sl.DeliveredMpps(), sl.DeliveredMpps()/ceil.DeliveredMpps())
+		fmt.Printf("%-6d %-22s %12.2f %14.2f %8.2f%s\n", size, "Sluice upf", sl.OfferedMpps(), sl.DeliveredMpps(), sl.DeliveredMpps()/ceil.DeliveredMpps(), dropNote(sl))
 	}
 	return nil
+}
+
+// dropNote names the drops of Sluice's pipeline in a window, if any.
+func dropNote(t vhost.Throughput) string {
+	if len(t.Drops) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("  pipeline drops %v", t.Drops)
 }
 
 // backendSide makes the unit the vhost-user back-end; downlink runs the
@@ -181,7 +189,7 @@ func alternate(ctx context.Context, dir string, bins []string, sessions, ring, s
 							return fmt.Errorf("%s: %w", u.name, err)
 						}
 						u.off, u.del = append(u.off, t.OfferedMpps()), append(u.del, t.DeliveredMpps())
-						fmt.Printf("%-6d %-22s %12.2f %14.2f   round %d, load %s\n", size, u.name, t.OfferedMpps(), t.DeliveredMpps(), round+1, loadavg())
+						fmt.Printf("%-6d %-22s %12.2f %14.2f   round %d, load %s%s\n", size, u.name, t.OfferedMpps(), t.DeliveredMpps(), round+1, loadavg(), dropNote(t))
 					}
 				}
 				ceil := median(units[len(units)-1].del)
