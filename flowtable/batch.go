@@ -91,7 +91,9 @@ func (b *Batch) Rule(j int) *Rule {
 // Each stage issues one independent load per packet, so the CPU overlaps
 // the misses of the whole burst: the first bucket lines, the second
 // bucket lines of the few keys that spilled there, the rules of the few
-// keys whose verdicts do not suffice, and the counter and meter lines.
+// keys whose verdicts do not suffice, the counter lines (with the
+// worker's meter credit) and the words of their marks, and the meter
+// lines of the rules whose credit is low.
 func (t *Table) MatchBatch(b *Batch, c *WorkerCounters) {
 	n := b.n
 	b.t = t
@@ -167,12 +169,22 @@ func (t *Table) MatchBatch(b *Batch, c *WorkerCounters) {
 				if v.act&vURR2 != 0 {
 					sink += urrAfter(p).Packets.peek()
 				}
-				if v.act&vMeters != 0 {
-					sink += uint64(t.slab.at(v.meter - 1).tat.Load())
+				if v.act&vURR != 0 {
+					// The word of the marks CountURRs sets: a line of
+					// its own, 512 counter lines to a line of marks.
+					sink += c.markWord(v.PDRSlot() / lineCells)
 				}
 				if v.rule != nil {
 					sink += c.touch(v.rule)
 				}
+			}
+		}
+		// The meters' line, for the packets whose worker's credit may
+		// not cover them (Table.Police): read once the counter lines,
+		// which hold the credit, are on their way.
+		for j := range keys {
+			if v := &b.v[j]; v.act&vMeters != 0 && v.pdr != nil && !creditOf(v.pdr).covers(v.meter) {
+				sink += uint64(t.slab.at(v.meter - 1).tat.Load())
 			}
 		}
 	}

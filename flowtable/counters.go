@@ -64,6 +64,61 @@ type URRCount struct {
 	First, Last Stamp
 }
 
+// pdrCells is how many cells a PDR counter takes: the counter, and the
+// credit after it.
+const pdrCells = 2
+
+// credit is one worker's advance on the meters of a rule: octets it has
+// charged to them ahead of its packets and may still send without
+// charging them again (Table.Police). It fills the cell after the rule's
+// PDR counter (every PDR counter has one: pdrCells), in the line every
+// packet of the rule updates anyway, so a packet sent on credit touches
+// neither the meters' shared line nor an atomic. The Table writer zeroes
+// it with the line (resetLines).
+type credit struct {
+	meter uint64 // the verdict's meter (slot plus one) the octets were charged to
+	bytes uint64
+}
+
+// spend takes n octets of credit charged to meter, if there are that
+// many. Owning worker only.
+//
+//go:norace
+func (c *credit) spend(meter uint32, n int) bool {
+	if c.meter != uint64(meter) || c.bytes < uint64(n) {
+		return false
+	}
+	c.bytes -= uint64(n)
+	return true
+}
+
+// charged reports whether the credit is for meter (it may be spent).
+// Owning worker only.
+//
+//go:norace
+func (c *credit) charged(meter uint32) bool { return c.meter == uint64(meter) }
+
+// covers reports whether the credit is for meter and holds a packet of
+// any common size. Owning worker only.
+//
+//go:norace
+func (c *credit) covers(meter uint32) bool { return c.meter == uint64(meter) && c.bytes >= 2048 }
+
+// left returns the octets of credit charged to meter. Owning worker only.
+//
+//go:norace
+func (c *credit) left(meter uint32) int {
+	if c.meter != uint64(meter) {
+		return 0
+	}
+	return int(c.bytes)
+}
+
+// set makes the credit n octets charged to meter. Owning worker only.
+//
+//go:norace
+func (c *credit) set(meter uint32, n int) { c.meter, c.bytes = uint64(meter), uint64(n) }
+
 // Counter memory is cells of 16 octets, four to a cache line. A slot is a
 // cell index. The Table lays out each session's new counters so that a
 // rule's PDR counter and the URR half it counts into share a line: a
@@ -168,6 +223,14 @@ func (w *WorkerCounters) mark(l uint32) {
 	if c.moved[i]&bit == 0 {
 		c.moved[i] |= bit
 	}
+}
+
+// markWord reads the word that holds line l's mark, to bring it into the
+// cache ahead of mark. Owning worker only.
+//
+//go:norace
+func (w *WorkerCounters) markWord(l uint32) uint64 {
+	return w.chunks[l>>chunkLineBits].Load().moved[(l&(chunkLines-1))>>6]
 }
 
 // PDR returns the counter of a PDR slot. Owning worker only.
@@ -348,7 +411,7 @@ func (a *cellAlloc) placePair(half0, half1, pdr *uint32) {
 	l := a.newPair()
 	c := l * lineCells
 	*half0, *pdr, *half1 = c, c+2, c+lineCells
-	a.live[l], a.live[l+1] = 3, 2
+	a.live[l], a.live[l+1] = 2+pdrCells, 2
 }
 
 // begin starts placing the new counters of session seid: they never share
@@ -360,7 +423,8 @@ func (a *cellAlloc) begin(seid uint64) {
 }
 
 // place takes cells for a URR half (when half is not nil) and a PDR
-// counter (when pdr is not nil) in one line, the half on an even cell.
+// counter with its credit (when pdr is not nil) in one line, the half on
+// an even cell.
 func (a *cellAlloc) place(half, pdr *uint32) {
 	n := uint32(0)
 	start := a.used
@@ -369,7 +433,7 @@ func (a *cellAlloc) place(half, pdr *uint32) {
 		start = (start + 1) &^ 1
 	}
 	if pdr != nil {
-		n++
+		n += pdrCells
 	}
 	if n == 0 {
 		return

@@ -18,5 +18,12 @@ func urrAfter(p *PDRCount) *URRCount {
 	return (*URRCount)(unsafe.Add(unsafe.Pointer(p), 2*int(unsafe.Sizeof(*p))))
 }
 
+// creditOf is the meter credit in the cell after the PDR counter p
+// (pdrCells).
+func creditOf(p *PDRCount) *credit {
+	return (*credit)(unsafe.Add(unsafe.Pointer(p), unsafe.Sizeof(*p)))
+}
+
 var _ = [1]struct{}{}[unsafe.Sizeof(URRCount{})-2*unsafe.Sizeof(PDRCount{})]
+var _ = [1]struct{}{}[unsafe.Sizeof(credit{})-unsafe.Sizeof(PDRCount{})]
 var _ = [1]struct{}{}[unsafe.Sizeof(counterLine{})-64]

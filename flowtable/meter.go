@@ -73,6 +73,44 @@ func (m *Meter) Allow(now int64, n int) bool {
 	return false
 }
 
+// take charges want octets at time now if they conform, else least
+// octets if those do, and returns how many it charged: want, least or 0.
+func (m *Meter) take(now int64, want, least int) int {
+	for range 8 {
+		old := m.tat.Load()
+		tat := max(old, now)
+		g := want
+		cost := int64(g) * m.psPerByte / 1000
+		if tat+cost-now > m.tolerance {
+			g = least
+			if cost = int64(g) * m.psPerByte / 1000; tat+cost-now > m.tolerance {
+				return 0
+			}
+		}
+		if m.tat.CompareAndSwap(old, tat+cost) {
+			return g
+		}
+	}
+	return 0
+}
+
+// give takes back the charge of n octets that take charged and no packet
+// used. Under persistent contention it gives up: the meter then stays
+// charged, which errs on the side of the rate.
+func (m *Meter) give(n int) {
+	cost := int64(n) * m.psPerByte / 1000
+	for range 8 {
+		old := m.tat.Load()
+		if m.tat.CompareAndSwap(old, old-cost) {
+			return
+		}
+	}
+}
+
+// chunk is how many octets a worker charges ahead (Table.Police): an
+// eighth of the burst tolerance at the meter's rate.
+func (m *Meter) chunk() int { return int(m.tolerance * 125 / m.psPerByte) }
+
 // Meter memory is lines of two meters; a meter slot is an index of a
 // meter. Chunks of lines are allocated by the Table writer before it
 // publishes a rule that uses them and are never freed, so a slot stays

@@ -258,7 +258,7 @@ func (t *Table) Remove(seid uint64) (map[uint32]Usage, error) {
 	}
 	t.releaseURRs(st.urrs, nil)
 	for _, p := range st.pdrSlots {
-		t.cells.release(p.slot, 1)
+		t.cells.release(p.slot, pdrCells)
 	}
 	t.freeMeters(st, nil)
 	delete(t.sessions, seid)
@@ -344,7 +344,7 @@ func (t *Table) finalUsage(old, st *sessionState, final map[uint32]Usage) (waite
 func (t *Table) freeUnused(old, st *sessionState) {
 	for _, p := range old.pdrSlots {
 		if !slices.ContainsFunc(st.pdrSlots, func(q idSlot) bool { return q.slot == p.slot }) {
-			t.cells.release(p.slot, 1)
+			t.cells.release(p.slot, pdrCells)
 		}
 	}
 	t.freeMeters(old, st)

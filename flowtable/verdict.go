@@ -49,16 +49,70 @@ const (
 // conforms to all of them. A packet stops at the first meter it exceeds;
 // the meters before it are charged. (A verdict with a Rule leaves its
 // meters to the caller: RuleExtras.Meters.) Safe for concurrent use.
+//
+// When the verdict has the worker's counters (MatchBatch), the worker,
+// from the rule's second packet on, charges the meters ahead, a chunk at
+// a time (Meter.chunk: an eighth of the burst tolerance, when it fits),
+// keeps the advance in the credit cell beside the rule's PDR counter, and
+// sends the following packets on it without touching the meters. Octets are charged before they are
+// sent, so the rate holds; a worker holds at most a chunk per rule, so
+// after a pause a flow may pass that much beyond the burst tolerance.
 func (t *Table) Police(v *Verdict, now int64, n int) bool {
 	k := v.act & vMeters >> vMeterShift
 	if k == 0 {
 		return true
+	}
+	if v.pdr != nil {
+		c := creditOf(v.pdr)
+		if c.spend(v.meter, n) {
+			return true
+		}
+		if c.charged(v.meter) {
+			return t.advance(v, c, now, n, k == 2)
+		}
+		// The rule's first packet on this worker is charged as it is:
+		// most of a million sessions send one now and then, and the
+		// chunk would be charged for nothing. The next ones charge
+		// ahead.
+		c.set(v.meter, 0)
 	}
 	m := t.slab.at(v.meter - 1)
 	if !m.Allow(now, n) {
 		return false
 	}
 	return k < 2 || t.slab.at(v.meter).Allow(now, n)
+}
+
+// advance charges the meters of v's rule for what the worker's credit c
+// lacks to send a packet of n octets and, as far as they have room, for a
+// chunk more, which stays in c.
+func (t *Table) advance(v *Verdict, c *credit, now int64, n int, two bool) bool {
+	need := n - c.left(v.meter)
+	m0 := t.slab.at(v.meter - 1)
+	want := m0.chunk()
+	var m1 *Meter
+	if two {
+		m1 = t.slab.at(v.meter)
+		want = min(want, m1.chunk())
+	}
+	g := m0.take(now, max(want, need), need)
+	if g == 0 {
+		return false
+	}
+	if m1 != nil {
+		g1 := m1.take(now, g, need)
+		if g1 < g {
+			// The second meter had room for less (or none): the first
+			// keeps only the packet charged, as without credit.
+			m0.give(g - max(g1, need))
+		}
+		if g1 == 0 {
+			return false
+		}
+		g = g1
+	}
+	c.set(v.meter, g-need)
+	return true
 }
 
 // Found reports whether a rule matched.
