@@ -55,27 +55,14 @@ func (m *Meter) Rate() uint64 { return m.rateBPS }
 
 // Allow reports whether a packet of n octets at time now conforms, and if
 // so charges it. A packet that does not conform is not charged.
-func (m *Meter) Allow(now int64, n int) bool {
-	cost := int64(n) * m.psPerByte / 1000
-	// A bounded number of tries: contention needs another worker to win
-	// each round, so the loop ends; on persistent contention the packet is
-	// dropped rather than spinning.
-	for range 8 {
-		old := m.tat.Load()
-		tat := max(old, now)
-		if tat+cost-now > m.tolerance {
-			return false
-		}
-		if m.tat.CompareAndSwap(old, tat+cost) {
-			return true
-		}
-	}
-	return false
-}
+func (m *Meter) Allow(now int64, n int) bool { return m.take(now, n, n) != 0 }
 
 // take charges want octets at time now if they conform, else least
 // octets if those do, and returns how many it charged: want, least or 0.
 func (m *Meter) take(now int64, want, least int) int {
+	// A bounded number of tries: contention needs another worker to win
+	// each round, so the loop ends; on persistent contention nothing is
+	// charged (the packet is dropped) rather than spinning.
 	for range 8 {
 		old := m.tat.Load()
 		tat := max(old, now)
