@@ -98,11 +98,15 @@ func (c *credit) spend(meter uint32, n int) bool {
 //go:norace
 func (c *credit) charged(meter uint32) bool { return c.meter == uint64(meter) }
 
-// covers reports whether the credit is for meter and holds a packet of
-// any common size. Owning worker only.
+// coverBytes is a packet of any common size: MatchBatch leaves the meters'
+// line alone for a rule whose credit holds that much.
+const coverBytes = 2048
+
+// covers reports whether the credit is for meter and holds coverBytes.
+// Owning worker only.
 //
 //go:norace
-func (c *credit) covers(meter uint32) bool { return c.meter == uint64(meter) && c.bytes >= 2048 }
+func (c *credit) covers(meter uint32) bool { return c.meter == uint64(meter) && c.bytes >= coverBytes }
 
 // left returns the octets of credit charged to meter. Owning worker only.
 //
