@@ -103,7 +103,7 @@ func run(d time.Duration, sessions, ring int, sizes, bin string) error {
 		if err != nil {
 			return fmt.Errorf("upf, %d octets: %w", size, err)
 		}
-		ceil, err := runCeiling(ctx, dir, r.PcapPath(), ring, d)
+		ceil, err := runCeiling(ctx, dir, r.PcapPath(), ring, sessions, d)
 		if err != nil {
 			return fmt.Errorf("ceiling, %d octets: %w", size, err)
 		}
@@ -231,40 +231,9 @@ func loadavg() string {
 // for both units alike.
 const settle = 2 * time.Second
 
-func runCeiling(ctx context.Context, dir, pcap string, ring int, d time.Duration) (vhost.Throughput, error) {
-	pid := os.Getpid()
-	if backendSide {
-		unit, err := vhost.Start(ctx, vhost.BackendCeilingUnit(fmt.Sprintf("vbunit%d", pid), dir, ring))
-		if err != nil {
-			return vhost.Throughput{}, err
-		}
-		defer unit.Kill()
-		sw, err := vhost.Start(ctx, vhost.BackendSeatGenerator(fmt.Sprintf("vbsw%d", pid), dir, pcap))
-		if err != nil {
-			return vhost.Throughput{}, err
-		}
-		defer sw.Kill()
-		if err := vhost.Attached(unit, 2, 15*time.Second); err != nil {
-			return vhost.Throughput{}, err
-		}
-		time.Sleep(settle)
-		return vhost.RunSeat(ctx, sw, d)
-	}
-	sw, err := vhost.Start(ctx, vhost.SeatSwitch(fmt.Sprintf("vbsw%d", pid), dir, pcap))
-	if err != nil {
-		return vhost.Throughput{}, err
-	}
-	defer sw.Kill()
-	unit, err := vhost.Start(ctx, vhost.CeilingUnit(fmt.Sprintf("vbunit%d", pid), dir, ring))
-	if err != nil {
-		return vhost.Throughput{}, err
-	}
-	defer unit.Kill()
-	if err := vhost.Attached(sw, 2, 15*time.Second); err != nil {
-		return vhost.Throughput{}, err
-	}
-	time.Sleep(settle)
-	return vhost.RunSeat(ctx, sw, d)
+func runCeiling(ctx context.Context, dir, pcap string, ring, frames int, d time.Duration) (vhost.Throughput, error) {
+	return vhost.RunCeilingSeat(ctx, vhost.CeilingSeatRun{Dir: dir, Pcap: pcap, Prefix: fmt.Sprintf("vbce%d", os.Getpid()), Ring: ring,
+		Downlink: downlink, Backend: backendSide, Settle: settle, D: d, Frames: frames})
 }
 
 func runSluice(ctx context.Context, dir, bin string, sessions, ring, size int, d time.Duration) (vhost.Throughput, vhost.UPFSeatRun, error) {
