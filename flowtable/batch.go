@@ -1,5 +1,11 @@
 package flowtable
 
+import (
+	"unsafe"
+
+	"github.com/sluice-net/sluice/dataplane/prefetch"
+)
+
 // BatchSize is the most lookups a Batch holds.
 const BatchSize = 64
 
@@ -22,6 +28,8 @@ type Batch struct {
 	hash  [BatchSize]uint64
 	idx   [BatchSize]uint32 // bucket to read next
 	state [BatchSize]uint8  // what a lookup still needs: needSecond, needRules
+	// lines lists the counter lines a burst will update, for prefetch.
+	lines [3 * BatchSize]uintptr
 	// sink keeps the loads that only warm the caches from being
 	// optimised away.
 	sink uint64
@@ -88,12 +96,15 @@ func (b *Batch) Rule(j int) *Rule {
 // concurrent use with the Table's writer; b and c belong to the calling
 // worker.
 //
-// Each stage issues one independent load per packet, so the CPU overlaps
-// the misses of the whole burst: the first bucket lines, the second
-// bucket lines of the few keys that spilled there, the rules of the few
-// keys whose verdicts do not suffice, the counter lines (with the
-// worker's meter credit) and the words of their marks, and the meter
-// lines of the rules whose credit is low.
+// Each stage asks for one line per packet before it reads any, so the
+// misses of the whole burst are in flight together: the first bucket
+// lines, the second bucket lines of the few keys that spilled there, the
+// rules of the few keys whose verdicts do not suffice, the counter lines
+// (with the worker's meter credit) and the words of their marks, and the
+// meter lines of the rules whose credit is low. The common stages use
+// prefetches (package prefetch), which do not hold the CPU's reorder
+// buffer while they wait, so all 64 are requested at once; the rare ones
+// use plain loads.
 func (t *Table) MatchBatch(b *Batch, c *WorkerCounters) {
 	n := b.n
 	b.t = t
@@ -106,10 +117,9 @@ func (t *Table) MatchBatch(b *Batch, c *WorkerCounters) {
 	for j := range keys {
 		h := t.m.hash(keys[j])
 		hashes[j] = h
-		i := a.index(h)
-		idx[j] = i
-		sink += a.buckets[i].hdr.Load()
+		idx[j] = a.index(h)
 	}
+	prefetch.Indexed(unsafe.Pointer(unsafe.SliceData(a.buckets)), bucketShift, idx)
 	wild := t.wild.Load()
 	var wildIfaces uint32 // interfaces with wildcard rules, a bit each
 	for i := range wild {
@@ -161,32 +171,47 @@ func (t *Table) MatchBatch(b *Batch, c *WorkerCounters) {
 		}
 	}
 	if c != nil {
+		lines := b.lines[:0]
 		for j := range keys {
 			if v := &b.v[j]; v.Found() {
 				p := c.PDR(v.PDRSlot())
 				v.pdr = p
-				sink += p.Packets.peek()
+				lines = append(lines, uintptr(unsafe.Pointer(p)))
 				if v.act&vURR2 != 0 {
-					sink += urrAfter(p).Packets.peek()
+					lines = append(lines, uintptr(unsafe.Pointer(urrAfter(p))))
 				}
 				if v.act&vURR != 0 {
 					// The word of the marks CountURRs sets: a line of
 					// its own, 512 counter lines to a line of marks.
-					sink += c.markWord(v.PDRSlot() / lineCells)
+					lines = append(lines, c.markAddr(v.PDRSlot()/lineCells))
 				}
 				if v.rule != nil {
 					sink += c.touch(v.rule)
 				}
 			}
 		}
+		// Asked for to be written: the packets will count in them. The
+		// loads that follow find the lines on their way; without them
+		// the pipeline benchmark measured the first counter update of
+		// each packet waiting for its line all the same, as if the
+		// prefetch had been dropped (30 % slower, plain shape, 10,000
+		// sessions, cold).
+		prefetch.Write(lines)
+		for j := range keys {
+			if p := b.v[j].pdr; p != nil {
+				sink += p.Packets.peek()
+			}
+		}
 		// The meters' line, for the packets whose worker's credit may
 		// not cover them (Table.Police): read once the counter lines,
 		// which hold the credit, are on their way.
+		lines = b.lines[:0]
 		for j := range keys {
 			if v := &b.v[j]; v.act&vMeters != 0 && v.pdr != nil && !creditOf(v.pdr).covers(v.meter) {
-				sink += uint64(t.slab.at(v.meter - 1).tat.Load())
+				lines = append(lines, uintptr(unsafe.Pointer(t.slab.at(v.meter-1))))
 			}
 		}
+		prefetch.Read(lines)
 	}
 	b.sink += sink
 }

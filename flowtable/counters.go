@@ -229,14 +229,6 @@ func (w *WorkerCounters) mark(l uint32) {
 	}
 }
 
-// markWord reads the word that holds line l's mark, to bring it into the
-// cache ahead of mark. Owning worker only.
-//
-//go:norace
-func (w *WorkerCounters) markWord(l uint32) uint64 {
-	return w.chunks[l>>chunkLineBits].Load().moved[(l&(chunkLines-1))>>6]
-}
-
 // PDR returns the counter of a PDR slot. Owning worker only.
 func (w *WorkerCounters) PDR(slot uint32) *PDRCount {
 	return &w.line(slot / lineCells)[slot%lineCells]

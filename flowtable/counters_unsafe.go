@@ -27,3 +27,11 @@ func creditOf(p *PDRCount) *credit {
 var _ = [1]struct{}{}[unsafe.Sizeof(URRCount{})-2*unsafe.Sizeof(PDRCount{})]
 var _ = [1]struct{}{}[unsafe.Sizeof(credit{})-unsafe.Sizeof(PDRCount{})]
 var _ = [1]struct{}{}[unsafe.Sizeof(counterLine{})-64]
+
+// markAddr is the address of the word that holds line l's mark, for a
+// prefetch ahead of mark. Owning worker only.
+func (w *WorkerCounters) markAddr(l uint32) uintptr {
+	return uintptr(unsafe.Pointer(&w.chunks[l>>chunkLineBits].Load().moved[(l&(chunkLines-1))>>6]))
+}
+
+var _ = [1]struct{}{}[unsafe.Sizeof(bucket{})-1<<bucketShift]

@@ -44,6 +44,9 @@ type bucket struct {
 	e   [2]slotWords
 }
 
+// bucketShift is log2 of a bucket's size: buckets are cache lines.
+const bucketShift = 6
+
 type slotWords struct {
 	kb  atomic.Uint64 // key.b
 	tun atomic.Uint64 // Verdict.tun

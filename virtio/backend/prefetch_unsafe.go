@@ -6,8 +6,8 @@ import (
 	"github.com/sluice-net/sluice/virtio/vring"
 )
 
-// lineAddr is the address of b's first octet, for prefetchRead and
-// prefetchWrite only: a hint, never dereferenced by Go code.
+// lineAddr is the address of b's first octet, for prefetch.Read and
+// prefetch.Write only: a hint, never dereferenced by Go code.
 func lineAddr(b []byte) uintptr { return uintptr(unsafe.Pointer(unsafe.SliceData(b))) }
 
 // usedLines puts at q.lines[nl:] the cache lines of the next n used

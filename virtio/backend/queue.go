@@ -6,6 +6,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sluice-net/sluice/dataplane"
+	"github.com/sluice-net/sluice/dataplane/prefetch"
 	"github.com/sluice-net/sluice/virtio"
 	"github.com/sluice-net/sluice/virtio/vring"
 )
@@ -67,7 +68,7 @@ type queue struct {
 	free      []uint32 // free frame indices (a stack)
 	jobs      [dataplane.BurstSize]copyJob
 	njobs     int
-	lines     [4 * dataplane.BurstSize]uintptr // cache lines to prefetch (prefetchRead, prefetchWrite)
+	lines     [4 * dataplane.BurstSize]uintptr // cache lines to prefetch
 	call      [8]byte
 	c         counters
 }
@@ -213,8 +214,8 @@ func (q *queue) receive(frames []dataplane.Frame) int {
 	// at once rather than one chain after another. Every buffer taken
 	// goes back through a used entry, written after the pipeline for a
 	// lent one: have their lines ready by then.
-	prefetchRead(&q.lines[0], q.descLines(0, d, avail))
-	prefetchWrite(&q.lines[0], q.usedLines(0, d, avail))
+	prefetch.Read(q.lines[:q.descLines(0, d, avail)])
+	prefetch.Write(q.lines[:q.usedLines(0, d, avail)])
 	// A burst lends only when every frame lent before is back: frames
 	// held past a poll (a stage that keeps some) must not keep the queue
 	// from ever reaching a quiescent point. Until then packets are copied.
@@ -274,7 +275,7 @@ func (q *queue) receive(frames []dataplane.Frame) int {
 		// The pipeline reads the headers of every packet next: have
 		// the lines the front-end wrote them into come over at once,
 		// not one packet after another.
-		prefetchRead(&q.lines[0], nl)
+		prefetch.Read(q.lines[:nl])
 		q.enter() // until giveBack takes the last one back
 		q.lent, q.lentUnder = lent, s
 	}
@@ -372,14 +373,14 @@ func (q *queue) fill(s *setup, d *vring.Device, frames []dataplane.Frame) (sent 
 		dst := q.jobs[j].dst
 		nl = q.addLines(nl, dst[hl:], min(len(dst)-hl, 128))
 	}
-	prefetchWrite(&q.lines[0], nl)
+	prefetch.Write(q.lines[:nl])
 	nl = 0
 	for j := range q.jobs[:q.njobs] {
 		if dst := q.jobs[j].dst; hl > 0 && lineAddr(dst)&^63 != lineAddr(dst[hl:])&^63 {
 			nl = q.addLines(nl, dst, 1)
 		}
 	}
-	prefetchRead(&q.lines[0], nl)
+	prefetch.Read(q.lines[:nl])
 	for j := range q.jobs[:q.njobs] {
 		c := &q.jobs[j]
 		putNetHeader(c.dst[:hl])
@@ -417,9 +418,9 @@ func (q *queue) place(s *setup, d *vring.Device, frames []dataplane.Frame) (sent
 	hl := s.hdrLen
 	size := d.Ring().Size()
 	if n := d.Avail(len(frames)); n > 0 {
-		prefetchRead(&q.lines[0], q.descLines(0, d, n))
+		prefetch.Read(q.lines[:q.descLines(0, d, n)])
 	}
-	prefetchWrite(&q.lines[0], q.usedLines(0, d, min(len(frames), size)))
+	prefetch.Write(q.lines[:q.usedLines(0, d, min(len(frames), size))])
 	for i := range frames {
 		f := &frames[i]
 		if d.Avail(1) == 0 {
