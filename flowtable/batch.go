@@ -28,7 +28,8 @@ type Batch struct {
 	hash  [BatchSize]uint64
 	idx   [BatchSize]uint32 // bucket to read next
 	state [BatchSize]uint8  // what a lookup still needs: needSecond, needRules
-	// lines lists the counter lines a burst will update, for prefetch.
+	// lines lists the counter or meter lines a burst will use, for
+	// prefetch.
 	lines [3 * BatchSize]uintptr
 	// sink keeps the loads that only warm the caches from being
 	// optimised away.
