@@ -257,9 +257,13 @@ func TestTestpmdLoop(t *testing.T) {
 				t.Fatal(err)
 			}
 			// testpmd's own count: port 0 (a's socket) received the
-			// probes and the n frames; port 1 sent them on.
-			if stats[0].RxPackets < n || stats[1].RxPackets != n || stats[0].TxDropped+stats[1].TxDropped != 0 {
-				t.Errorf("testpmd counted %+v, want at least %d received on each port and no drops", stats, n)
+			// probes and the n frames and port 1 sent them on; port 1
+			// received the n frames b sent back and port 0 sent them to
+			// a. Port 1 may have dropped probes that reached it before
+			// b's receive ring was up, nothing else.
+			probes := stats[0].RxPackets - min(stats[0].RxPackets, n)
+			if stats[0].RxPackets < n || stats[1].RxPackets != n || stats[0].TxDropped != 0 || stats[1].TxDropped > probes {
+				t.Errorf("testpmd counted %+v, want at least %d received on each port and no drops but of probes", stats, n)
 			}
 		})
 	}
