@@ -5,9 +5,10 @@ import (
 	"unsafe"
 )
 
-// The fast path prefetches addresses computed from input (packet offsets,
-// bucket indices) without checking them: a prefetch must never fault,
-// read or write, even where nothing is mapped, and must not allocate.
+// The fast path prefetches addresses it does not check (bucket indices,
+// counter and meter slots, ring entries a peer named): a prefetch must
+// never fault, read or write, even where nothing is mapped, and must not
+// allocate.
 func TestPrefetchNeverFaults(t *testing.T) {
 	buf := make([]byte, 4096)
 	before := append([]byte(nil), buf...)

@@ -103,7 +103,7 @@ func run(d time.Duration, sessions, ring int, sizes, bin string) error {
 		if err != nil {
 			return fmt.Errorf("upf, %d octets: %w", size, err)
 		}
-		ceil, err := runCeiling(ctx, dir, r.PcapPath(), ring, sessions, d)
+		ceil, err := vhost.RunCeilingSeat(ctx, ceilingRun(dir, r.PcapPath(), ring, sessions, d))
 		if err != nil {
 			return fmt.Errorf("ceiling, %d octets: %w", size, err)
 		}
@@ -174,30 +174,31 @@ func alternate(ctx context.Context, dir string, bins []string, sessions, ring, s
 		if err := os.MkdirAll(sub, 0o755); err != nil {
 			return err
 		}
-		_, err := vhost.RunCeilingSeat(ctx, vhost.CeilingSeatRun{Dir: sub, Pcap: pcap, Prefix: fmt.Sprintf("vbce%d", os.Getpid()), Ring: ring,
-			Downlink: downlink, Backend: backendSide, Settle: settle, D: d, Frames: sessions, Paused: true,
-			Measure: func(s *vhost.Seat) error {
-				units = append(units, &unit{name: "testpmd io (ceiling)", seat: s})
-				for round := range repeats {
-					for k := range units {
-						u := units[k]
-						if round%2 == 1 {
-							u = units[len(units)-1-k]
-						}
-						t, err := u.seat.Window(d)
-						if err != nil {
-							return fmt.Errorf("%s: %w", u.name, err)
-						}
-						u.off, u.del = append(u.off, t.OfferedMpps()), append(u.del, t.DeliveredMpps())
-						fmt.Printf("%-6d %-22s %12.2f %14.2f   round %d, load %s%s\n", size, u.name, t.OfferedMpps(), t.DeliveredMpps(), round+1, loadavg(), dropNote(t))
+		cr := ceilingRun(sub, pcap, ring, sessions, d)
+		cr.Paused = true
+		cr.Measure = func(s *vhost.Seat) error {
+			units = append(units, &unit{name: "testpmd io (ceiling)", seat: s})
+			for round := range repeats {
+				for k := range units {
+					u := units[k]
+					if round%2 == 1 {
+						u = units[len(units)-1-k]
 					}
+					t, err := u.seat.Window(d)
+					if err != nil {
+						return fmt.Errorf("%s: %w", u.name, err)
+					}
+					u.off, u.del = append(u.off, t.OfferedMpps()), append(u.del, t.DeliveredMpps())
+					fmt.Printf("%-6d %-22s %12.2f %14.2f   round %d, load %s%s\n", size, u.name, t.OfferedMpps(), t.DeliveredMpps(), round+1, loadavg(), dropNote(t))
 				}
-				ceil := median(units[len(units)-1].del)
-				for _, u := range units {
-					fmt.Printf("%-6d %-22s %12.2f %14.2f %8.2f  median of %d\n", size, u.name, median(u.off), median(u.del), median(u.del)/ceil, len(u.del))
-				}
-				return nil
-			}})
+			}
+			ceil := median(units[len(units)-1].del)
+			for _, u := range units {
+				fmt.Printf("%-6d %-22s %12.2f %14.2f %8.2f  median of %d\n", size, u.name, median(u.off), median(u.del), median(u.del)/ceil, len(u.del))
+			}
+			return nil
+		}
+		_, err := vhost.RunCeilingSeat(ctx, cr)
 		return err
 	}
 	return nest(0)
@@ -231,9 +232,11 @@ func loadavg() string {
 // for both units alike.
 const settle = 2 * time.Second
 
-func runCeiling(ctx context.Context, dir, pcap string, ring, frames int, d time.Duration) (vhost.Throughput, error) {
-	return vhost.RunCeilingSeat(ctx, vhost.CeilingSeatRun{Dir: dir, Pcap: pcap, Prefix: fmt.Sprintf("vbce%d", os.Getpid()), Ring: ring,
-		Downlink: downlink, Backend: backendSide, Settle: settle, D: d, Frames: frames})
+// ceilingRun describes the ceiling unit's seat for a replay of frames
+// frames from pcap.
+func ceilingRun(dir, pcap string, ring, frames int, d time.Duration) vhost.CeilingSeatRun {
+	return vhost.CeilingSeatRun{Dir: dir, Pcap: pcap, Prefix: fmt.Sprintf("vbce%d", os.Getpid()), Ring: ring,
+		Downlink: downlink, Backend: backendSide, Settle: settle, D: d, Frames: frames}
 }
 
 func runSluice(ctx context.Context, dir, bin string, sessions, ring, size int, d time.Duration) (vhost.Throughput, vhost.UPFSeatRun, error) {
