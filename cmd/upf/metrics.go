@@ -24,6 +24,7 @@ var (
 	descEI      = prometheus.NewDesc("sluice_gtpu_error_indications_total", "GTP-U Error Indications sent for unknown TEIDs.", nil, nil)
 	descNeigh   = prometheus.NewDesc("sluice_neighbor_misses_total", "Next-hop lookups that found no link-layer address, by port.", []string{"port"}, nil)
 	descXSK     = prometheus.NewDesc("sluice_xsk_ring_drops_total", "Frames the kernel dropped at the XDP socket, by port, queue and cause.", []string{"port", "queue", "cause"}, nil)
+	descKick    = prometheus.NewDesc("sluice_xsk_tx_kicks_total", "Transmit kicks of an XDP socket the kernel answered with an error other than a device drop, by port, queue and result: again (frames left on the ring), failed.", []string{"port", "queue", "result"}, nil)
 	descSess    = prometheus.NewDesc("sluice_sessions", "PFCP sessions installed.", nil, nil)
 	descAssoc   = prometheus.NewDesc("sluice_pfcp_associations", "PFCP associations.", nil, nil)
 	descPFCP    = prometheus.NewDesc("sluice_pfcp_messages_total", "PFCP messages by type and direction.", []string{"type", "direction"}, nil)
@@ -42,7 +43,7 @@ var (
 var histogramDescs = []*prometheus.Desc{descRepLat}
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPackets, descBytes, descDrops, descPolls, descBuf, descEI, descNeigh, descXSK, descSess, descAssoc, descPFCP, descCause, descPFCPDrp, descPFCPMal, descPFCPRtx, descPFCPTmo, descPFCPDup, descPFCPAbn} {
+	for _, d := range []*prometheus.Desc{descPackets, descBytes, descDrops, descPolls, descBuf, descEI, descNeigh, descXSK, descKick, descSess, descAssoc, descPFCP, descCause, descPFCPDrp, descPFCPMal, descPFCPRtx, descPFCPTmo, descPFCPDup, descPFCPAbn} {
 		ch <- d
 	}
 	for _, d := range histogramDescs {
@@ -89,6 +90,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			counter(descXSK, s.RxFillRingEmptyDescs, name, qs, "fill_ring_empty")
 			counter(descXSK, s.RxInvalidDescs, name, qs, "rx_invalid")
 			counter(descXSK, s.TxInvalidDescs, name, qs, "tx_invalid")
+			counter(descXSK, s.TxKickDropped, name, qs, "tx_device_dropped")
+			counter(descKick, s.TxKickAgain, name, qs, "again")
+			counter(descKick, s.TxKickFailed, name, qs, "failed")
 		}
 	}
 	if u.ctl == nil {

@@ -177,7 +177,7 @@ func open(cfg Config) (_ *Port, err error) {
 	}
 	log.Info("afxdp: port open", "interface", p.name, "role", p.role, "queues", queueIDs, "fast_path", cfg.Program != nil,
 		"xdp", p.mode, "zerocopy_queues", zc, "frame_size", cfg.FrameSize, "frames", cfg.NumFrames,
-		"huge_pages", len(p.queues) > 0 && p.queues[0].umem.huge, "tx_budget", p.queues[0].sock.txBudget,
+		"huge_pages", len(p.queues) > 0 && p.queues[0].umem.huge, "tx_budget", p.queues[0].sock.txBudget, "send_buffer", p.queues[0].sock.sndBuf,
 		"umem_of", umemOf(cfg.ShareUMEM, p.name))
 	return p, nil
 }
@@ -405,6 +405,12 @@ type QueueStats struct {
 	TxDropped uint64 // given to Transmit and not queued: ring full, no free frame, invalid
 	Invalid   uint64 // frames given back that were not this queue's, or not valid
 
+	// Transmit kicks (copy mode, or a zero-copy driver gone idle) the
+	// kernel answered with an error.
+	TxKickAgain   uint64 // EAGAIN: frames left on the tx ring (budget spent, device queue stopped)
+	TxKickDropped uint64 // EBUSY: the device dropped a frame (each counts one)
+	TxKickFailed  uint64 // another error
+
 	// Counted by the kernel (XDP_STATISTICS), each drop under one cause.
 	// In copy mode the kernel counts a packet that found the fill ring
 	// empty both as dropped and as fill ring empty; RxDropped leaves
@@ -438,6 +444,9 @@ func (p *Port) Stats(q int) (QueueStats, error) {
 		TxCopied:             pq.c.txCopied.Load(),
 		TxDropped:            pq.c.txDropped.Load(),
 		Invalid:              pq.c.invalid.Load(),
+		TxKickAgain:          pq.c.kickAgain.Load(),
+		TxKickDropped:        pq.c.kickDropped.Load(),
+		TxKickFailed:         pq.c.kickFailed.Load(),
 		RxDropped:            rxDropped(ks, pq.sock.zeroCopy),
 		RxInvalidDescs:       ks.Rx_invalid_descs,
 		TxInvalidDescs:       ks.Tx_invalid_descs,

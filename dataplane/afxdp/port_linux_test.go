@@ -118,12 +118,18 @@ func TestPortN3(t *testing.T) {
 	if x == nil {
 		t.Fatal("no XDP program attached to the interface")
 	}
-	t.Logf("XDP attached in %v mode (kernel attach mode %d), zero-copy %v", p.XDPMode(), x.AttachMode, p.ZeroCopy(0))
+	t.Logf("XDP attached in %v mode (kernel attach mode %d), zero-copy %v, tx budget %d, send buffer %d", p.XDPMode(), x.AttachMode, p.ZeroCopy(0), p.queues[0].sock.txBudget, p.queues[0].sock.sndBuf)
 	if p.XDPMode() != XDPModeNative || x.AttachMode != nl.XDP_ATTACHED_DRV {
 		t.Errorf("XDP attached in %v mode (kernel says %d), want native on veth", p.XDPMode(), x.AttachMode)
 	}
 	if p.ZeroCopy(0) {
 		t.Error("veth socket claims zero-copy")
+	}
+	// In copy mode each frame in flight is an skb charged to the socket's
+	// send buffer; a buffer smaller than a tx ring of full frames stops a
+	// kick with frames left whenever the peer is slow to free them.
+	if want := DefaultRingSize * DefaultFrameSize; p.queues[0].sock.sndBuf < want {
+		t.Errorf("copy-mode send buffer %d octets, want at least a tx ring of full frames (%d)", p.queues[0].sock.sndBuf, want)
 	}
 	if !p.KernelReceives(0) {
 		t.Error("copy-mode socket on veth: KernelReceives false, want true (its NAPI receives on the worker's CPU)")

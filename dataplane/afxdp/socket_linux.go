@@ -50,6 +50,7 @@ type socket struct {
 	fd       int
 	zeroCopy bool // bound in zero-copy mode
 	txBudget int  // frames one copy-mode kick transmits at most
+	sndBuf   int  // the socket's send buffer in copy mode, octets
 
 	fillMem, compMem, rxMem, txMem []byte
 
@@ -141,9 +142,36 @@ func openSocket(c socketConfig) (_ *socket, err error) {
 		if err := unix.SetsockoptInt(fd, unix.SOL_XDP, unix.XDP_MAX_TX_SKB_BUDGET, c.ringSize); err == nil {
 			s.txBudget = c.ringSize
 		}
+		s.sndBuf = raiseSendBuffer(fd, c.ringSize*(c.frameSize+skbOverhead))
 	}
 	s.pfd[0] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
 	return s, nil
+}
+
+// skbOverhead is what an skb costs a socket's send buffer beyond its data,
+// rounded up: the sk_buff, its shared info and the headroom.
+const skbOverhead = 1024
+
+// raiseSendBuffer sets the send buffer of a copy-mode socket to want
+// octets and returns what the kernel granted. In copy mode every frame a
+// kick sends becomes an skb charged to the socket's send buffer until the
+// device frees it, and a kick that finds the buffer spent stops with
+// EAGAIN, leaving the frame on the tx ring. The default buffer (212,992
+// octets) covers about 80 full-size frames: fewer than a veth peer's
+// receive ring holds while its NAPI waits for a CPU, so at large frames the
+// ring fills behind a buffer that never had room for a burst. want covers
+// the whole tx ring. SO_SNDBUFFORCE (CAP_NET_ADMIN, which attaching XDP
+// needs anyway) passes net.core.wmem_max; without it SO_SNDBUF is capped
+// there.
+func raiseSendBuffer(fd, want int) int {
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, want) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, want)
+	}
+	got, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF)
+	if err != nil {
+		return 0
+	}
+	return got
 }
 
 // mapRing maps a ring of the socket: its index words and entries.
@@ -189,9 +217,17 @@ func (s *socket) close() error {
 
 // kickTx implements kernelOps with sendto, as the kernel's AF_XDP
 // documentation prescribes for a tx ring that needs a wakeup.
-func (s *socket) kickTx() (again bool) {
+func (s *socket) kickTx() kickResult {
 	_, _, e := unix.Syscall6(unix.SYS_SENDTO, uintptr(s.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
-	return e == unix.EAGAIN
+	switch e {
+	case 0:
+		return kickDone
+	case unix.EAGAIN:
+		return kickAgain
+	case unix.EBUSY:
+		return kickDropped
+	}
+	return kickFailed
 }
 
 // wakeRx implements kernelOps with recvfrom, for a fill ring that needs a

@@ -11,13 +11,23 @@ import (
 // Linux socket implements them; tests substitute a fake kernel.
 type kernelOps interface {
 	// kickTx asks the kernel to transmit what is on the tx ring and
-	// reports whether it stopped with work left (EAGAIN).
-	kickTx() (again bool)
+	// reports how that went.
+	kickTx() kickResult
 	// wakeRx asks the kernel to go on receiving into the fill ring.
 	wakeRx()
 	// wait sleeps until the rx ring may have entries or timeoutMS passes.
 	wait(timeoutMS int) error
 }
+
+// kickResult is what one transmit kick reports.
+type kickResult uint8
+
+const (
+	kickDone    kickResult = iota // the kernel took everything it could
+	kickAgain                     // EAGAIN: stopped with frames left (budget spent, device busy)
+	kickDropped                   // EBUSY: the device dropped a frame and the kernel stopped there
+	kickFailed                    // any other error (device down, no memory)
+)
 
 // maxKicks bounds the kicks of one Transmit: in copy mode the kernel sends
 // at most a budget of frames (32 by default) per kick and says EAGAIN when
@@ -34,6 +44,10 @@ type counters struct {
 	txCopied  atomic.Uint64
 	txDropped atomic.Uint64
 	invalid   atomic.Uint64
+
+	kickAgain   atomic.Uint64 // kicks answered EAGAIN
+	kickDropped atomic.Uint64 // kicks answered EBUSY: one frame dropped by the device each
+	kickFailed  atomic.Uint64 // kicks answered with another error
 }
 
 // xsk is the frame management of one XDP socket: its four rings and the
@@ -315,7 +329,22 @@ func (x *xsk) transmit(frames []dataplane.Frame) int {
 	// In copy mode the kernel sends only when kicked and always asks to
 	// be; in zero-copy mode only when the driver has gone idle.
 	for range maxKicks {
-		if !x.tx.needWakeup() || !x.sys.kickTx() {
+		if !x.tx.needWakeup() {
+			break
+		}
+		r := x.sys.kickTx()
+		if r == kickDone {
+			break
+		}
+		switch r {
+		case kickAgain:
+			x.c.kickAgain.Add(1)
+		case kickDropped:
+			x.c.kickDropped.Add(1)
+		default:
+			x.c.kickFailed.Add(1)
+		}
+		if r == kickFailed {
 			break
 		}
 	}

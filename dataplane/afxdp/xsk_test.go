@@ -24,7 +24,8 @@ type fakeKernel struct {
 	sentAddr []uint64 // and from where
 	kicks    int
 	wakes    int
-	again    int // kicks still to answer with EAGAIN
+	again    int          // kicks still to answer with EAGAIN
+	answers  []kickResult // answers to the next kicks, before again
 }
 
 func newFakeKernel(frameSize, numFrames, ringSize int) *fakeKernel {
@@ -87,13 +88,18 @@ func (k *fakeKernel) transmit() {
 	k.comp.submit(n)
 }
 
-func (k *fakeKernel) kickTx() bool {
+func (k *fakeKernel) kickTx() kickResult {
 	k.kicks++
+	if len(k.answers) > 0 {
+		r := k.answers[0]
+		k.answers = k.answers[1:]
+		return r
+	}
 	if k.again > 0 {
 		k.again--
-		return true
+		return kickAgain
 	}
-	return false
+	return kickDone
 }
 
 func (k *fakeKernel) wakeRx()           { k.wakes++ }
@@ -446,6 +452,32 @@ func TestNeedWakeup(t *testing.T) {
 	x.receive(frames[:])
 	if k.wakes != 1 {
 		t.Errorf("fill ring not flagged: woke anyway")
+	}
+}
+
+// A kick the device answers with a drop (EBUSY) leaves the rest of the tx
+// ring unsent, so Transmit kicks again; a kick that fails otherwise ends
+// the kicking. Each answer is counted where an operator looks for it.
+func TestKickResults(t *testing.T) {
+	const numFrames = 64
+	k := newFakeKernel(2048, numFrames, 16)
+	x := k.newXSK(numFrames, &fakeOwner{})
+	other := &fakeOwner{}
+	k.txMem.flags = ringNeedWakeup
+
+	k.answers = []kickResult{kickDropped, kickAgain, kickDropped, kickDone}
+	x.transmit([]dataplane.Frame{other.frame("a")})
+	if k.kicks != 4 {
+		t.Errorf("device drops and EAGAIN: %d kicks, want 4 (until the kernel is done)", k.kicks)
+	}
+	k.answers = []kickResult{kickFailed, kickDropped}
+	x.transmit([]dataplane.Frame{other.frame("b")})
+	if k.kicks != 5 {
+		t.Errorf("failed kick: kicked %d more times, want none", k.kicks-5)
+	}
+	k.answers = nil
+	if got := [3]uint64{x.c.kickAgain.Load(), x.c.kickDropped.Load(), x.c.kickFailed.Load()}; got != [3]uint64{1, 2, 1} {
+		t.Errorf("again, dropped, failed = %v, want [1 2 1]", got)
 	}
 }
 
