@@ -157,10 +157,11 @@ const skbOverhead = 1024
 // kick sends becomes an skb charged to the socket's send buffer until the
 // device frees it, and a kick that finds the buffer spent stops with
 // EAGAIN, leaving the frame on the tx ring. The default buffer (212,992
-// octets) covers about 80 full-size frames: fewer than a veth peer's
-// receive ring holds while its NAPI waits for a CPU, so at large frames the
-// ring fills behind a buffer that never had room for a burst. want covers
-// the whole tx ring. SO_SNDBUFFORCE (CAP_NET_ADMIN, which attaching XDP
+// octets) covers about 80 frames of 1400 octets, fewer than a veth peer's
+// 256-entry receive ring holds while its NAPI thread waits for a CPU: at
+// large frames kicks sent nothing until the peer freed some (docs/
+// performance.md, "The copy-mode send buffer"). want covers the whole tx
+// ring, leaving the device to push back. SO_SNDBUFFORCE (CAP_NET_ADMIN, which attaching XDP
 // needs anyway) passes net.core.wmem_max; without it SO_SNDBUF is capped
 // there.
 func raiseSendBuffer(fd, want int) int {
