@@ -326,27 +326,30 @@ func (x *xsk) transmit(frames []dataplane.Frame) int {
 	if copied > 0 {
 		x.c.txCopied.Add(uint64(copied))
 	}
-	// In copy mode the kernel sends only when kicked and always asks to
-	// be; in zero-copy mode only when the driver has gone idle.
+	x.kick()
+	return int(sent)
+}
+
+// kick asks the kernel to send what is on the tx ring, as often as it asks
+// for it, up to maxKicks times. In copy mode the kernel sends only when
+// kicked and always asks to be; in zero-copy mode only when the driver has
+// gone idle. A kick the device answered with a drop left the rest of the
+// ring unsent, so it kicks again; one that failed otherwise ends it.
+func (x *xsk) kick() {
 	for range maxKicks {
 		if !x.tx.needWakeup() {
-			break
+			return
 		}
-		r := x.sys.kickTx()
-		if r == kickDone {
-			break
-		}
-		switch r {
+		switch x.sys.kickTx() {
+		case kickDone:
+			return
 		case kickAgain:
 			x.c.kickAgain.Add(1)
 		case kickDropped:
 			x.c.kickDropped.Add(1)
 		default:
 			x.c.kickFailed.Add(1)
-		}
-		if r == kickFailed {
-			break
+			return
 		}
 	}
-	return int(sent)
 }
