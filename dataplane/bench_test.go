@@ -134,15 +134,21 @@ func realSession(i int) *flowtable.Session {
 	return s
 }
 
-// benchTable installs n sessions of a shape (plainSession, realSession).
-func benchTable(b *testing.B, n int, shape func(int) *flowtable.Session) *flowtable.Table {
+// benchTable installs n sessions of a shape (plainSession, realSession)
+// in a new Table with k workers' counters, taken before the sessions as
+// upf takes them.
+func benchTable(b *testing.B, n, k int, shape func(int) *flowtable.Session) (*flowtable.Table, []*flowtable.WorkerCounters) {
 	tbl := flowtable.New(flowtable.Options{Capacity: 2 * n})
+	ctrs := make([]*flowtable.WorkerCounters, k)
+	for i := range ctrs {
+		ctrs[i] = tbl.NewWorker()
+	}
 	for i := 0; i < n; i++ {
 		if err := tbl.Install(shape(i)); err != nil {
 			b.Fatal(err)
 		}
 	}
-	return tbl
+	return tbl, ctrs
 }
 
 // disturbSize is how much memory the cold case writes between bursts, as
@@ -180,31 +186,35 @@ func BenchmarkPipeline(b *testing.B) {
 			if shape == "real" {
 				mk = realSession
 			}
-			var tbl *flowtable.Table // built by the first sub-benchmark that runs
-			for _, cache := range []string{"warm", "cold"} {
-				if cache == "cold" && n == 1 {
-					continue
-				}
-				for _, dir := range []string{"uplink", "downlink"} {
+			// Built by the first sub-benchmark that runs, with a worker's
+			// counters for each.
+			var tbl *flowtable.Table
+			var ctrs []*flowtable.WorkerCounters
+			caches := []string{"warm", "cold"}
+			if n == 1 {
+				caches = caches[:1]
+			}
+			for ci, cache := range caches {
+				for di, dir := range []string{"uplink", "downlink"} {
 					b.Run(fmt.Sprintf("%s/%s/%s/sessions=%d", shape, cache, dir, n), func(b *testing.B) {
 						if tbl == nil {
-							tbl = benchTable(b, n, mk)
+							tbl, ctrs = benchTable(b, n, 2*len(caches), mk)
 							runtime.GC()
 						}
 						if cache == "cold" && junk == nil {
 							junk = make([]byte, disturbPool)
 						}
-						pipelineRun(b, tbl, n, shape == "real", cache == "cold", dir == "uplink", junk)
+						pipelineRun(b, tbl, ctrs[2*ci+di], n, shape == "real", cache == "cold", dir == "uplink", junk)
 					})
 				}
 			}
-			tbl = nil
+			tbl, ctrs = nil, nil
 			runtime.GC()
 		}
 	}
 }
 
-func pipelineRun(b *testing.B, tbl *flowtable.Table, n int, real, cold, uplink bool, junk []byte) {
+func pipelineRun(b *testing.B, tbl *flowtable.Table, ctr *flowtable.WorkerCounters, n int, real, cold, uplink bool, junk []byte) {
 	var keys []uint32
 	if cold {
 		keys = make([]uint32, n)
@@ -239,7 +249,7 @@ func pipelineRun(b *testing.B, tbl *flowtable.Table, n int, real, cold, uplink b
 	if !uplink {
 		ports[0].Role, ports[0].Source = RoleN6, flowtable.Core
 	}
-	w, err := NewWorker(WorkerConfig{Table: tbl, CPU: -1, Egress: egress, Ports: ports})
+	w, err := NewWorker(WorkerConfig{Table: tbl, CPU: -1, Egress: egress, Ports: ports, Counters: ctr})
 	if err != nil {
 		b.Fatal(err)
 	}

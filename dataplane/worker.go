@@ -86,6 +86,11 @@ type WorkerConfig struct {
 	// the worker steers into its RoleProxy port, if it has one; a steered
 	// packet is marked with its policy's index here (proxy.go).
 	ProxyPolicies []string
+	// Counters are the worker's counters in Table, taken with
+	// Table.NewWorker before the sessions were installed, as upf does
+	// (a rule installed after its workers gives each a chunk of meter
+	// credit up front); nil: new ones.
+	Counters *flowtable.WorkerCounters
 }
 
 // A burst is matched as one flowtable.Batch.
@@ -225,7 +230,10 @@ func NewWorker(c WorkerConfig) (*Worker, error) {
 	if err := w.initProxy(&c); err != nil {
 		return nil, err
 	}
-	w.ctr = c.Table.NewWorker()
+	w.ctr = c.Counters
+	if w.ctr == nil {
+		w.ctr = c.Table.NewWorker()
+	}
 	if err := w.openWake(); err != nil {
 		return nil, err
 	}

@@ -418,6 +418,7 @@ func (t *Table) compile(s *Session, old *sessionState) (*compiled, error) {
 	}
 	t.cells.begin(s.LocalSEID)
 	st.pdrSlots = make([]idSlot, len(rules))
+	newSlot := make([]bool, len(rules)) // the rule's PDR counter is in a fresh line
 	for i, r := range rules {
 		ids := eff[i]
 		fresh := func(j int) *uint32 {
@@ -439,6 +440,7 @@ func (t *Table) compile(s *Session, old *sessionState) (*compiled, error) {
 			st.pdrSlots[i] = o
 			continue
 		}
+		newSlot[i] = true
 		var h0, h1 *uint32
 		if len(ids) > 0 {
 			h0 = fresh(0)
@@ -483,7 +485,50 @@ func (t *Table) compile(s *Session, old *sessionState) (*compiled, error) {
 			r.URRSlots = append(r.URRSlots, urrOf(id).half[dirOf(r.Uplink)])
 		}
 	}
+	now := t.Now()
+	for i, r := range rules {
+		if newSlot[i] {
+			t.precharge(r, now)
+		}
+	}
 	return c, nil
+}
+
+// precharge gives every worker a chunk of credit on the meters of rule r,
+// whose counter line is fresh (no worker uses it yet), before its first
+// packet: the first packet of a rule on a worker then spends credit like
+// the ones after it and leaves the meters' shared line alone
+// (Table.Police). With a million sessions that send now and then, that
+// line was a cache miss on nearly every packet. A worker that never sees
+// the rule's traffic holds its chunk for nothing, which the meters forget
+// after the chunk's time at their rate; one that spends it late passes at
+// most that chunk beyond the burst tolerance, as any worker's credit does
+// after a pause. Rules whose verdict does not name their meters are left
+// alone: their packets charge the meters themselves.
+func (t *Table) precharge(r *Rule, now int64) {
+	_, act := r.verdict()
+	k := act & vMeters >> vMeterShift
+	if act&vSlow != 0 || k == 0 {
+		return
+	}
+	m0 := t.slab.at(r.meter - 1)
+	want := m0.chunk()
+	var m1 *Meter
+	if k == 2 {
+		m1 = t.slab.at(r.meter)
+		want = min(want, m1.chunk())
+	}
+	for _, w := range t.workers {
+		g := m0.take(now, want, want)
+		if g == 0 {
+			return
+		}
+		if m1 != nil && m1.take(now, g, g) == 0 {
+			m0.give(g)
+			return
+		}
+		creditOf(w.PDR(r.PDRSlot)).set(r.meter, g)
+	}
 }
 
 func reuseSlot(old *sessionState, id uint32) (idSlot, bool) {

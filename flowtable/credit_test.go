@@ -1,6 +1,9 @@
 package flowtable
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 // offer sends packets of size octets through the real session's uplink
 // rule, every gap ns for d ns of Table time, with workers taking turns,
@@ -48,14 +51,15 @@ func TestCreditKeepsRate(t *testing.T) {
 	}
 }
 
-// The second packet charges a chunk ahead (the first only itself): the
-// next ones leave the meters alone until the credit is spent.
+// On a worker that came after the rule, the second packet charges a chunk
+// ahead (the first only itself): the next ones leave the meters alone until
+// the credit is spent.
 func TestCreditSparesTheMeters(t *testing.T) {
 	tb := New(Options{})
-	w := tb.NewWorker()
 	if err := tb.Install(realSession(1, 100, ueAddr(7))); err != nil {
 		t.Fatal(err)
 	}
+	w := tb.NewWorker()
 	ue := ueAddr(7)
 	f := flow4(ue.String(), "198.51.100.1", 17, 1000, 53)
 	var b Batch
@@ -89,6 +93,51 @@ func TestCreditSparesTheMeters(t *testing.T) {
 	v = matchOne(tb, w, &b, true, 100, f)
 	if !tb.Police(v, now, 100) || m0.tat.Load() == tat0 {
 		t.Error("the packet after the credit was spent did not charge the meters")
+	}
+}
+
+// A rule installed after its workers gives each a chunk of credit: the
+// first packet on either worker leaves the meters alone, and the meters
+// were charged exactly a chunk a worker.
+func TestCreditFromInstall(t *testing.T) {
+	tb := New(Options{})
+	ws := []*WorkerCounters{tb.NewWorker(), tb.NewWorker()}
+	if err := tb.Install(realSession(1, 100, ueAddr(7))); err != nil {
+		t.Fatal(err)
+	}
+	ue := ueAddr(7)
+	f := flow4(ue.String(), "198.51.100.1", 17, 1000, 53)
+	var b Batch
+	v := matchOne(tb, ws[0], &b, true, 100, f)
+	if v.act&vMeters>>vMeterShift != 2 || v.pdr == nil {
+		t.Fatalf("verdict carries %d meters and counters %v, want 2 and the worker's", v.act&vMeters>>vMeterShift, v.pdr != nil)
+	}
+	m0, m1 := tb.slab.at(v.meter-1), tb.slab.at(v.meter)
+	chunk := min(m0.chunk(), m1.chunk())
+	// The meters' budget is ahead of the clock by the two chunks.
+	now := tb.Now()
+	for i, m := range []*Meter{m0, m1} {
+		ahead := m.tat.Load() - now
+		want := 2 * int64(chunk) * m.psPerByte / 1000
+		if ahead > want || ahead < want-int64(time.Millisecond) {
+			t.Errorf("meter %d is %d ns ahead of the clock after the install, want about %d (a chunk for each of 2 workers)", i, ahead, want)
+		}
+	}
+	tat0, tat1 := m0.tat.Load(), m1.tat.Load()
+	for i, w := range ws {
+		v := matchOne(tb, w, &b, true, 100, f)
+		if c := creditOf(v.pdr); c.meter != uint64(v.meter) || c.bytes != uint64(chunk) {
+			t.Fatalf("worker %d before its first packet: %d octets of credit for meter %d, want %d for %d", i, c.bytes, c.meter, chunk, v.meter)
+		}
+		if !tb.Police(v, now, 100) {
+			t.Fatalf("worker %d: first packet policed", i)
+		}
+		if c := creditOf(v.pdr); c.bytes != uint64(chunk-100) {
+			t.Errorf("worker %d after its first packet: %d octets of credit, want %d", i, c.bytes, chunk-100)
+		}
+	}
+	if m0.tat.Load() != tat0 || m1.tat.Load() != tat1 {
+		t.Error("first packets on credit from the install moved the meters")
 	}
 }
 

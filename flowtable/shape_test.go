@@ -77,8 +77,11 @@ func TestRealShapeVerdict(t *testing.T) {
 			passed += 100
 			w.CountURRs(v, 100, now)
 		}
-		if passed < c.burst || passed > c.burst+200 {
-			t.Errorf("%s: meters passed %d octets at one instant, want the %d of the smaller MBR's burst", c.name, passed, c.burst)
+		// Plus at most the chunk of credit the worker got at the install
+		// (an eighth of the burst), which the meters forget once their
+		// rate has covered it.
+		if hi := c.burst + c.burst/8 + 200; passed < c.burst || passed > hi {
+			t.Errorf("%s: meters passed %d octets at one instant, want the %d of the smaller MBR's burst, at most %d with the worker's credit", c.name, passed, c.burst, hi)
 		}
 		for _, id := range []uint32{1, 2} {
 			u, err := tb.URRUsage(1, id)

@@ -50,13 +50,15 @@ const (
 // the meters before it are charged. (A verdict with a Rule leaves its
 // meters to the caller: RuleExtras.Meters.) Safe for concurrent use.
 //
-// When the verdict has the worker's counters (MatchBatch), the worker,
-// from the rule's second packet on, charges the meters ahead, a chunk at
-// a time (Meter.chunk: an eighth of the burst tolerance, when it fits),
-// keeps the advance in the credit cell beside the rule's PDR counter, and
-// sends the following packets on it without touching the meters. Octets are charged before they are
-// sent, so the rate holds; a worker holds at most a chunk per rule, so
-// after a pause a flow may pass that much beyond the burst tolerance.
+// When the verdict has the worker's counters (MatchBatch), the worker
+// charges the meters ahead, a chunk at a time (Meter.chunk: an eighth of
+// the burst tolerance, when it fits), keeps the advance in the credit cell
+// beside the rule's PDR counter, and sends the following packets on it
+// without touching the meters. A rule installed after the worker starts
+// with a chunk (Table.precharge); on a worker that came later, the rule's
+// second packet charges the first chunk. Octets are charged before they
+// are sent, so the rate holds; a worker holds at most a chunk per rule,
+// so after a pause a flow may pass that much beyond the burst tolerance.
 func (t *Table) Police(v *Verdict, now int64, n int) bool {
 	k := v.act & vMeters >> vMeterShift
 	if k == 0 {
@@ -70,10 +72,10 @@ func (t *Table) Police(v *Verdict, now int64, n int) bool {
 		if c.charged(v.meter) {
 			return t.advance(v, c, now, n, k == 2)
 		}
-		// The rule's first packet on this worker is charged as it is:
-		// most of a million sessions send one now and then, and the
-		// chunk would be charged for nothing. The next ones charge
-		// ahead.
+		// No credit yet: the worker came after the rule, or the rule
+		// kept its counter line and got new meters. The first packet
+		// is charged as it is (the rule may send nothing more on this
+		// worker); the next ones charge ahead.
 		c.set(v.meter, 0)
 	}
 	m := t.slab.at(v.meter - 1)
