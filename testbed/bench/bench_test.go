@@ -394,3 +394,22 @@ func checkRealShape(t *testing.T, req *message.SessionEstablishmentRequest) {
 		t.Errorf("%d URRs, want 2", len(req.CreateURR))
 	}
 }
+
+// The phases a table divides run next to each other: Sluice beside the
+// AF_XDP ceiling and the fast path beside the kernel at each session
+// count, and Sluice at one count right before Sluice at the next.
+func TestPhaseOrder(t *testing.T) {
+	got := phaseOrder(DefaultSystems, []int{100, 100_000})
+	want := []phase{
+		{Kernel, 100}, {SluiceFast, 100}, {AFXDPIO, 100}, {Sluice, 100},
+		{Sluice, 100_000}, {AFXDPIO, 100_000}, {SluiceFast, 100_000}, {Kernel, 100_000},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("phases %v, want %v", got, want)
+	}
+	got = phaseOrder([]System{Sluice, Kernel}, []int{1, 2, 3})
+	want = []phase{{Kernel, 1}, {Sluice, 1}, {Sluice, 2}, {Kernel, 2}, {Kernel, 3}, {Sluice, 3}}
+	if !slices.Equal(got, want) {
+		t.Errorf("phases of two systems at three counts %v, want %v", got, want)
+	}
+}

@@ -38,6 +38,39 @@ const (
 // isSluice reports whether s runs the upf binary.
 func isSluice(s System) bool { return s == Sluice || s == SluiceFast }
 
+// phase is one system measured at one session count.
+type phase struct {
+	system   System
+	sessions int
+}
+
+// phaseOrder orders the phases of a veth run so that the figures the
+// tables divide are measured next to each other in time: this machine's
+// rates drift by tens of percent over minutes, and a ratio of two figures
+// taken minutes apart measures the drift. Within a session count the
+// systems run in the order kernel, sluice-fast, afxdp-io, sluice (the fast
+// path beside the kernel, Sluice beside the AF_XDP ceiling), and the next
+// session count runs them in reverse, so Sluice at one count is followed
+// by Sluice at the next. Systems not selected are left out.
+func phaseOrder(systems []System, sessions []int) []phase {
+	var order []System
+	for _, s := range []System{Kernel, SluiceFast, AFXDPIO, Sluice} {
+		if slices.Contains(systems, s) {
+			order = append(order, s)
+		}
+	}
+	var ps []phase
+	for i, n := range sessions {
+		for j := range order {
+			if i%2 == 1 {
+				j = len(order) - 1 - j
+			}
+			ps = append(ps, phase{order[j], n})
+		}
+	}
+	return ps
+}
+
 // Shape is the form of the sessions a Sluice phase establishes.
 type Shape string
 

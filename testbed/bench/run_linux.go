@@ -124,23 +124,21 @@ func (r *runner) veth(ctx context.Context) (err error) {
 	}
 	defer restore()
 
-	for _, n := range r.o.Sessions {
-		for _, s := range r.o.Systems {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			var err error
-			switch s {
-			case Kernel:
-				err = r.kernelPhase(ctx, n)
-			case AFXDPIO:
-				err = r.ceilingPhase(ctx, n)
-			default:
-				err = r.sluicePhase(ctx, n, s)
-			}
-			if err != nil {
-				r.fail("%s phase with %d sessions: %v", s, n, err)
-			}
+	for _, ph := range phaseOrder(r.o.Systems, r.o.Sessions) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var err error
+		switch s, n := ph.system, ph.sessions; s {
+		case Kernel:
+			err = r.kernelPhase(ctx, n)
+		case AFXDPIO:
+			err = r.ceilingPhase(ctx, n)
+		default:
+			err = r.sluicePhase(ctx, n, s)
+		}
+		if err != nil {
+			r.fail("%s phase with %d sessions: %v", ph.system, ph.sessions, err)
 		}
 	}
 	return nil
