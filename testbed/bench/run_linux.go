@@ -129,13 +129,13 @@ func (r *runner) veth(ctx context.Context) (err error) {
 			return err
 		}
 		var err error
-		switch s, n := ph.system, ph.sessions; s {
+		switch ph.system {
 		case Kernel:
-			err = r.kernelPhase(ctx, n)
+			err = r.kernelPhase(ctx, ph.sessions)
 		case AFXDPIO:
-			err = r.ceilingPhase(ctx, n)
+			err = r.ceilingPhase(ctx, ph.sessions)
 		default:
-			err = r.sluicePhase(ctx, n, s)
+			err = r.sluicePhase(ctx, ph.sessions, ph.system)
 		}
 		if err != nil {
 			r.fail("%s phase with %d sessions: %v", ph.system, ph.sessions, err)
