@@ -23,6 +23,10 @@ type Leg struct {
 	SACK bool
 	// RACK detects losses by time (RACK-TLP) instead of duplicate ACKs.
 	RACK bool
+	// MinProbe is the shortest wait of the leg's loss probe and RACK
+	// reorder timers (both scale with the round trip); 0: 50 ms. See
+	// probeClock.
+	MinProbe time.Duration
 }
 
 // Profile is what a forwarding policy does: how each leg is run.
@@ -62,7 +66,10 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-const defaultBuffer = 1 << 20
+const (
+	defaultBuffer   = 1 << 20
+	defaultMinProbe = 50 * time.Millisecond
+)
 
 func (o Options) withDefaults() (Options, error) {
 	if len(o.Profiles) == 0 || len(o.Profiles) > 255 {
@@ -85,6 +92,12 @@ func (o Options) withDefaults() (Options, error) {
 			}
 			if l.SendBuffer < 0 || l.ReceiveBuffer < 0 {
 				return o, fmt.Errorf("%w: profile %q: negative buffer", ErrConfig, p.Policy)
+			}
+			if l.MinProbe < 0 {
+				return o, fmt.Errorf("%w: profile %q: negative minimum probe time", ErrConfig, p.Policy)
+			}
+			if l.MinProbe == 0 {
+				l.MinProbe = defaultMinProbe
 			}
 			if l.SendBuffer == 0 {
 				l.SendBuffer = defaultBuffer

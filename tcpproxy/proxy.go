@@ -279,10 +279,15 @@ func (p *Proxy) WriteNotify() {
 	}
 }
 
+// wake makes efd readable, then says so: a Receive between the two
+// leaves efd readable for the next one (the worker polls once more), where
+// the other order could read efd before the write and leave it readable
+// with nothing to clear it, so that every sleep of the worker returned at
+// once until the next wake.
 func (p *Proxy) wake() {
-	p.signaled.Store(true)
 	var one = [8]byte{1}
 	_, _ = unix.Write(p.efd, one[:])
+	p.signaled.Store(true)
 }
 
 // Close ends every connection and stops the stacks. The worker must no

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -67,6 +68,12 @@ type rig struct {
 	stop    chan struct{}
 	done    sync.WaitGroup
 	loss    float64 // drop probability of packets on the UE leg, both ways
+	// The pump stops for pause after every pauseEvery packets it
+	// delivered to the UE, as a worker descheduled on a shared CPU;
+	// pauses counts the stops.
+	pauseEvery, toUE int
+	pause            time.Duration
+	pauses           atomic.Int32
 	rnd     *rand.Rand
 	// injects carries frames for the pump to steer as the UE's;
 	// injected answers when it did.
@@ -208,6 +215,10 @@ func (r *rig) deliver(px *Proxy, frames []dataplane.Frame) int {
 			to = r.ue
 			if r.loss > 0 && r.rnd.Float64() < r.loss {
 				continue
+			}
+			if r.toUE++; r.pauseEvery > 0 && r.toUE%r.pauseEvery == 0 {
+				r.pauses.Add(1)
+				time.Sleep(r.pause)
 			}
 		}
 		pb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: bufferOf(pkt)})
@@ -452,6 +463,57 @@ func TestLossOnUELeg(t *testing.T) {
 	if st := r.p.Stats(); st.UERetransmits == 0 || st.DNRetransmits != 0 {
 		t.Errorf("retransmissions UE leg %d, DN leg %d; want some on the UE leg only", st.UERetransmits, st.DNRetransmits)
 	}
+}
+
+// A worker that stops for a few milliseconds now and then (descheduled
+// on a shared CPU) holds up the UE leg's acknowledgements. With the
+// default MinProbe the UE leg's sender waits through such pauses; with a
+// probe timer of twice its sub-millisecond round trip, most pauses send
+// a loss probe, and each is a retransmission (which gVisor's TCP answers
+// with a window reduction when the original's ACK comes first).
+func TestPausesAreNotLosses(t *testing.T) {
+	download := func(minProbe time.Duration) (retx uint64, pauses int) {
+		o := Options{}
+		if minProbe > 0 {
+			o.Profiles = []Profile{{Policy: "accel", UE: Leg{SACK: true, RACK: true, MinProbe: minProbe}, DN: Leg{SACK: true}}}
+		}
+		r := newRig(t, o)
+		r.pauseEvery, r.pause = 128, 10*time.Millisecond
+		l := r.listen(80)
+		data := make([]byte, 8<<20)
+		fill(data, 6)
+		go func() {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = c.Write(data)
+			c.Close()
+		}()
+		c, err := r.dial(80)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetReadDeadline(time.Now().Add(60 * time.Second))
+		got, err := io.ReadAll(c)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("download with pauses: %d of %d octets, %v", len(got), len(data), err)
+		}
+		return r.p.Stats().UERetransmits, int(r.pauses.Load())
+	}
+	retx, pauses := download(0)
+	if pauses < 40 {
+		t.Fatalf("the pump paused %d times; the test needs more", pauses)
+	}
+	if retx > uint64(pauses/3) {
+		t.Errorf("default minimum probe: %d UE-leg retransmissions over %d pauses of 10 ms, want at most %d", retx, pauses, pauses/3)
+	}
+	short, spauses := download(time.Millisecond)
+	if short < uint64(spauses/4) || short < 2*retx {
+		t.Errorf("1 ms minimum probe: %d UE-leg retransmissions over %d pauses of 10 ms, want at least %d and twice the default's %d (is the floor applied at all?)", short, spauses, spauses/4, retx)
+	}
+	t.Logf("UE-leg retransmissions: %d over %d pauses with the default minimum probe, %d over %d with 1 ms", retx, pauses, short, spauses)
 }
 
 func fill(b []byte, seed uint64) {

@@ -40,13 +40,15 @@ type ProxyProfile struct {
 
 // ProxyLeg configures one leg: congestion control (cubic or reno),
 // buffer sizes in octets (0: 1 MiB; the receive buffer grows with the
-// connection up to its maximum), SACK and RACK.
+// connection up to its maximum), SACK and RACK, and the shortest wait of
+// the loss probe and RACK reorder timers (default 20 ms).
 type ProxyLeg struct {
-	Congestion    string `yaml:"congestion"`
-	SendBuffer    int    `yaml:"send_buffer"`
-	ReceiveBuffer int    `yaml:"receive_buffer"`
-	SACK          bool   `yaml:"sack"`
-	RACK          bool   `yaml:"rack"`
+	Congestion    string    `yaml:"congestion"`
+	SendBuffer    int       `yaml:"send_buffer"`
+	ReceiveBuffer int       `yaml:"receive_buffer"`
+	SACK          bool      `yaml:"sack"`
+	RACK          bool      `yaml:"rack"`
+	MinProbe      *Duration `yaml:"min_probe"`
 }
 
 // proxyOptions checks the proxy section and returns the proxy options
@@ -88,7 +90,10 @@ func (c *ProxyConfig) proxyOptions(fail func(field, format string, a ...any)) *t
 			if l.SendBuffer < 0 || l.ReceiveBuffer < 0 {
 				fail(fmt.Sprintf("proxy.profiles.%s.%s", n, side), "buffer sizes must not be negative")
 			}
-			return tcpproxy.Leg{Congestion: l.Congestion, SendBuffer: l.SendBuffer, ReceiveBuffer: l.ReceiveBuffer, SACK: l.SACK, RACK: l.RACK}
+			if l.MinProbe != nil && *l.MinProbe <= 0 {
+				fail(fmt.Sprintf("proxy.profiles.%s.%s.min_probe", n, side), "must be positive")
+			}
+			return tcpproxy.Leg{Congestion: l.Congestion, SendBuffer: l.SendBuffer, ReceiveBuffer: l.ReceiveBuffer, SACK: l.SACK, RACK: l.RACK, MinProbe: durationOr(l.MinProbe, 0)}
 		}
 		o.Profiles = append(o.Profiles, tcpproxy.Profile{Policy: n, UE: leg("ue", pp.UE), DN: leg("dn", pp.DN)})
 	}
