@@ -74,7 +74,7 @@ type rig struct {
 	pauseEvery, toUE int
 	pause            time.Duration
 	pauses           atomic.Int32
-	rnd     *rand.Rand
+	rnd              *rand.Rand
 	// injects carries frames for the pump to steer as the UE's;
 	// injected answers when it did.
 	injects  chan []dataplane.Frame
