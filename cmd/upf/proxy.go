@@ -38,7 +38,8 @@ type ProxyProfile struct {
 	DN ProxyLeg `yaml:"dn"`
 }
 
-// ProxyLeg configures one leg: congestion control (cubic or reno),
+// ProxyLeg configures one leg: congestion control (reno, the default, or
+// cubic),
 // buffer sizes in octets (0: 1 MiB; the receive buffer grows with the
 // connection up to its maximum), SACK and RACK, and the shortest wait of
 // the loss probe and RACK reorder timers (default 20 ms).
@@ -85,7 +86,7 @@ func (c *ProxyConfig) proxyOptions(fail func(field, format string, a ...any)) *t
 			switch l.Congestion {
 			case "", "cubic", "reno":
 			default:
-				fail(fmt.Sprintf("proxy.profiles.%s.%s.congestion", n, side), "%q: want cubic or reno", l.Congestion)
+				fail(fmt.Sprintf("proxy.profiles.%s.%s.congestion", n, side), "%q: want reno or cubic", l.Congestion)
 			}
 			if l.SendBuffer < 0 || l.ReceiveBuffer < 0 {
 				fail(fmt.Sprintf("proxy.profiles.%s.%s", n, side), "buffer sizes must not be negative")

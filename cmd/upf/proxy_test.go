@@ -17,7 +17,7 @@ func TestExampleConfigHasAProxyProfile(t *testing.T) {
 		t.Fatalf("proxy options %+v, want the profile accelerate", o)
 	}
 	pr := o.Profiles[0]
-	if pr.UE.SendBuffer != 4<<20 || !pr.UE.RACK || pr.UE.MinProbe != 50*time.Millisecond || !pr.DN.SACK || pr.DN.Congestion != "cubic" || o.DialTimeout != 5*time.Second || o.MaxMemory != 1<<30 {
+	if pr.UE.SendBuffer != 4<<20 || !pr.UE.RACK || pr.UE.MinProbe != 50*time.Millisecond || !pr.DN.SACK || pr.DN.Congestion != "reno" || o.DialTimeout != 5*time.Second || o.MaxMemory != 1<<30 {
 		t.Errorf("profile %+v, options %+v: not what configs/upf.yaml says", pr, o)
 	}
 }
@@ -28,7 +28,7 @@ func TestProxyConfigErrorsNameTheField(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range []struct{ from, to, field string }{
-		{"ue: {congestion: cubic", "ue: {congestion: vegas", "proxy.profiles.accelerate.ue.congestion"},
+		{"ue: {congestion: reno", "ue: {congestion: vegas", "proxy.profiles.accelerate.ue.congestion"},
 		{"dial_timeout: 5s", "dial_timeout: 0s", "proxy.dial_timeout"},
 		{"max_half_open: 1024", "max_half_open: -1", "proxy"},
 		{"min_probe: 50ms", "min_probe: 0s", "proxy.profiles.accelerate.ue.min_probe"},

@@ -43,17 +43,17 @@ type SplitOptions struct {
 }
 
 // The proxy profiles of the benchmark: RACK on and off, SACK on both
-// legs, cubic on both, buffers for the long legs.
+// legs, Reno on both (the proxy's default), buffers for the long legs.
 const splitProxyConfig = `proxy:
   max_connections: 1000
   dial_timeout: 5s
   profiles:
     accelerate:
-      ue: {congestion: cubic, send_buffer: 4194304, receive_buffer: 4194304, sack: true, rack: true}
-      dn: {congestion: cubic, send_buffer: 4194304, receive_buffer: 4194304, sack: true, rack: true}
+      ue: {congestion: reno, send_buffer: 4194304, receive_buffer: 4194304, sack: true, rack: true}
+      dn: {congestion: reno, send_buffer: 4194304, receive_buffer: 4194304, sack: true, rack: true}
     norack:
-      ue: {congestion: cubic, send_buffer: 4194304, receive_buffer: 4194304, sack: true, rack: false}
-      dn: {congestion: cubic, send_buffer: 4194304, receive_buffer: 4194304, sack: true, rack: false}
+      ue: {congestion: reno, send_buffer: 4194304, receive_buffer: 4194304, sack: true, rack: false}
+      dn: {congestion: reno, send_buffer: 4194304, receive_buffer: 4194304, sack: true, rack: false}
 `
 
 // RunSplit measures bulk TCP transfers between a UE and a server in the
