@@ -195,24 +195,12 @@ func (p *Proxy) Receive(_ int, frames []dataplane.Frame) int {
 	for k := 0; k < len(p.legs) && n < len(frames); k++ {
 		ls := p.legs[p.rr]
 		for n < len(frames) && len(p.free) > 0 {
-			pkt := ls.ch.Read()
-			if pkt == nil {
+			buf := p.takeBuf()
+			l := ls.output(buf[dataplane.Headroom+14:], &p.stats)
+			if l == 0 {
+				p.free = append(p.free, buf)
 				break
 			}
-			buf := p.takeBuf()
-			dst := buf[dataplane.Headroom+14:]
-			vl, off := pkt.AsViewList()
-			l := 0
-			for v := vl.Front(); v != nil && l < len(dst); v = v.Next() {
-				s := v.AsSlice()
-				if off >= len(s) {
-					off -= len(s)
-					continue
-				}
-				l += copy(dst[l:], s[off:])
-				off = 0
-			}
-			pkt.DecRef()
 			if ls.leg == dataplane.LegUE {
 				p.stats.ueOut.Add(uint64(l))
 			} else {
@@ -265,7 +253,7 @@ func (p *Proxy) PollFD(int) int {
 
 func (p *Proxy) queued() bool {
 	for _, l := range p.legs {
-		if l.ch.NumQueued() > 0 {
+		if l.ch.NumQueued() > 0 || !l.tso.done() {
 			return true
 		}
 	}

@@ -22,6 +22,11 @@ type legStack struct {
 	s   *stack.Stack
 	ch  *channel.Endpoint
 	leg uint8 // the leg its output goes to (dataplane.LegUE or LegDN)
+
+	// Worker only: the offloaded packet being cut (tso.go), flattened
+	// into scratch.
+	tso     tsoPacket
+	scratch []byte
 }
 
 func newLegStack(l *Leg, leg uint8, o *Options, notify channel.Notification) (*legStack, error) {
@@ -31,6 +36,7 @@ func newLegStack(l *Leg, leg uint8, o *Options, notify channel.Notification) (*l
 		Clock:              probeClock{tcpip.NewStdClock(), l.MinProbe},
 	})
 	ch := channel.New(o.QueueLen, uint32(o.MTU), "")
+	ch.SupportedGSOKind = stack.HostGSOSupported
 	ch.AddNotify(notify)
 	if err := s.CreateNIC(nic, ch); err != nil {
 		return nil, fmt.Errorf("create NIC: %v", err)
@@ -61,13 +67,48 @@ func newLegStack(l *Leg, leg uint8, o *Options, notify channel.Notification) (*l
 			return nil, fmt.Errorf("set TCP option %T: %v", opt, err)
 		}
 	}
-	return &legStack{s: s, ch: ch, leg: leg}, nil
+	return &legStack{s: s, ch: ch, leg: leg, scratch: make([]byte, scratchSize)}, nil
 }
 
 // Every endpoint of a leg's stack takes the leg's congestion control and
 // buffer sizes from the stack's defaults (the receive buffer then grows
 // with the connection's needs up to the range's maximum, as Linux's
 // moderation does); a stack serves one leg of one profile.
+
+// scratchSize holds the largest offloaded packet: the link's limit
+// (channel.Endpoint.GSOMaxSize, 32 KiB) and headers, with room to spare.
+const scratchSize = 64 << 10
+
+// output writes the stack's next outgoing IP packet into dst (at least an
+// MTU long) and returns its length, 0 when the stack has nothing queued.
+// An offloaded packet comes out one segment per call.
+func (l *legStack) output(dst []byte, st *counters) int {
+	for l.tso.done() {
+		pkt := l.ch.Read()
+		if pkt == nil {
+			return 0
+		}
+		if !offloaded(pkt) {
+			n := copyOut(dst, pkt)
+			pkt.DecRef()
+			return n
+		}
+		mss := int(pkt.GSOOptions.MSS)
+		ok := pkt.Size() <= len(l.scratch)
+		n := copyOut(l.scratch, pkt)
+		pkt.DecRef()
+		if !ok || !l.tso.start(l.scratch[:n], mss) {
+			// Not a packet the stack builds: dropped, and TCP
+			// retransmits what it carried.
+			l.tso = tsoPacket{}
+			st.offloadBad.Add(1)
+			continue
+		}
+		st.offloaded.Add(1)
+	}
+	st.offloadSegs.Add(1)
+	return l.tso.next(dst)
+}
 
 // inject hands an IP packet to the stack; the stack copies it.
 func (l *legStack) inject(pkt []byte) {
