@@ -140,11 +140,12 @@ var (
 	descProxyPassed = prometheus.NewDesc("sluice_proxy_passed_packets_total", "Steered packets the proxy passed through unproxied (flows over its cap, connections servers open toward UEs), and those it dropped for want of a frame.", []string{"result"}, nil)
 	descProxyOctets = prometheus.NewDesc("sluice_proxy_octets_total", "IP octets the proxy exchanged with the workers, by leg (ue, dn) and direction (in: from the leg, out: to it).", []string{"leg", "direction"}, nil)
 	descProxyRetx   = prometheus.NewDesc("sluice_proxy_retransmissions_total", "TCP segments the proxy retransmitted, by leg.", []string{"leg"}, nil)
+	descProxyTSO    = prometheus.NewDesc("sluice_proxy_offload_total", "Packets the proxy's stacks sent whole for segmentation (packets: cut; segments: what they were cut into; dropped: headers the proxy could not cut).", []string{"result"}, nil)
 	descProxyMem    = prometheus.NewDesc("sluice_proxy_memory_bytes", "Buffer memory the relayed connections may hold.", nil, nil)
 )
 
 func (c *proxyCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descProxyActive, descProxyConns, descProxyPassed, descProxyOctets, descProxyRetx, descProxyMem} {
+	for _, d := range []*prometheus.Desc{descProxyActive, descProxyConns, descProxyPassed, descProxyOctets, descProxyRetx, descProxyTSO, descProxyMem} {
 		ch <- d
 	}
 }
@@ -171,6 +172,9 @@ func (c *proxyCollector) Collect(ch chan<- prometheus.Metric) {
 		s.UERetransmits += t.UERetransmits
 		s.DNRetransmits += t.DNRetransmits
 		s.MemoryInUse += t.MemoryInUse
+		s.Offloaded += t.Offloaded
+		s.OffloadSegments += t.OffloadSegments
+		s.OffloadDropped += t.OffloadDropped
 	}
 	gauge := func(d *prometheus.Desc, v float64) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v)
@@ -193,4 +197,7 @@ func (c *proxyCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descProxyOctets, s.DNOut, "dn", "out")
 	counter(descProxyRetx, s.UERetransmits, "ue")
 	counter(descProxyRetx, s.DNRetransmits, "dn")
+	counter(descProxyTSO, s.Offloaded, "packets")
+	counter(descProxyTSO, s.OffloadSegments, "segments")
+	counter(descProxyTSO, s.OffloadDropped, "dropped")
 }

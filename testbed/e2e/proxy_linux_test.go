@@ -106,6 +106,12 @@ func TestProxy(t *testing.T) {
 		if r := proxyMetric(t, b, relayed) - r0; r != 2 {
 			t.Fatalf("proxy relayed %v connections, want 2", r)
 		}
+		// The content checks above passed through the proxy's
+		// segmentation of its stacks' offloaded packets.
+		if pk, sg, dr := proxyMetric(t, b, `sluice_proxy_offload_total{result="packets"}`), proxyMetric(t, b, `sluice_proxy_offload_total{result="segments"}`),
+			proxyMetric(t, b, `sluice_proxy_offload_total{result="dropped"}`); pk == 0 || sg <= pk || dr != 0 {
+			t.Errorf("offload: %v packets cut into %v segments, %v dropped; want packets of several segments, none dropped", pk, sg, dr)
+		}
 		time.Sleep(500 * time.Millisecond) // the last ACKs and FINs
 		after := b.GNB.Stats()
 		usage, err := b.Delete(ctx, s)
