@@ -477,20 +477,20 @@ func TestLossOnUELeg(t *testing.T) {
 	}
 }
 
-// A worker that stops for a few milliseconds now and then (descheduled
-// on a shared CPU) holds up the UE leg's acknowledgements. With the
-// default MinProbe the UE leg's sender waits through such pauses; with a
-// probe timer of twice its sub-millisecond round trip, most pauses send
-// a loss probe, and each is a retransmission (which gVisor's TCP answers
-// with a window reduction when the original's ACK comes first).
+// A worker that stops for some milliseconds now and then (descheduled
+// on a shared CPU) holds up the UE leg's acknowledgements. With a floor
+// under the probe timer well above the pauses the UE leg's sender waits
+// through them; with a probe timer of twice its round trip (well under
+// the pauses, even under the race detector), most pauses send a loss
+// probe, and each is a retransmission (which gVisor's TCP answers with a
+// window reduction when the original's ACK comes first). The floor is
+// approximate (probeClock): a pause of P sends a probe with a
+// probability of about P over the floor.
 func TestPausesAreNotLosses(t *testing.T) {
+	const pause = 20 * time.Millisecond
 	download := func(minProbe time.Duration) (retx uint64, pauses int) {
-		o := Options{}
-		if minProbe > 0 {
-			o.Profiles = []Profile{{Policy: "accel", UE: Leg{SACK: true, RACK: true, MinProbe: minProbe}, DN: Leg{SACK: true}}}
-		}
-		r := newRig(t, o)
-		r.pauseEvery, r.pause = 128, 10*time.Millisecond
+		r := newRig(t, Options{Profiles: []Profile{{Policy: "accel", UE: Leg{SACK: true, RACK: true, MinProbe: minProbe}, DN: Leg{SACK: true}}}})
+		r.pauseEvery, r.pause = 128, pause
 		l := r.listen(80)
 		data := make([]byte, 8<<20)
 		fill(data, 6)
@@ -514,18 +514,48 @@ func TestPausesAreNotLosses(t *testing.T) {
 		}
 		return r.p.Stats().UERetransmits, int(r.pauses.Load())
 	}
-	retx, pauses := download(0)
+	long, pauses := download(200 * time.Millisecond)
 	if pauses < 40 {
 		t.Fatalf("the pump paused %d times; the test needs more", pauses)
 	}
-	if retx > uint64(pauses/3) {
-		t.Errorf("default minimum probe: %d UE-leg retransmissions over %d pauses of 10 ms, want at most %d", retx, pauses, pauses/3)
+	if long > uint64(pauses/4) {
+		t.Errorf("200 ms minimum probe: %d UE-leg retransmissions over %d pauses of %v, want at most %d", long, pauses, pause, pauses/4)
 	}
 	short, spauses := download(time.Millisecond)
-	if short < uint64(spauses/4) || short < 2*retx {
-		t.Errorf("1 ms minimum probe: %d UE-leg retransmissions over %d pauses of 10 ms, want at least %d and twice the default's %d (is the floor applied at all?)", short, spauses, spauses/4, retx)
+	if short < uint64(spauses/4) || short < 2*long {
+		t.Errorf("1 ms minimum probe: %d UE-leg retransmissions over %d pauses of %v, want at least %d and twice the 200 ms floor's %d (is the floor applied at all?)", short, spauses, pause, spauses/4, long)
 	}
-	t.Logf("UE-leg retransmissions: %d over %d pauses with the default minimum probe, %d over %d with 1 ms", retx, pauses, short, spauses)
+	t.Logf("UE-leg retransmissions: %d over %d pauses of %v with a 200 ms minimum probe, %d over %d with 1 ms", long, pauses, pause, short, spauses)
+}
+
+// A stack's timers never run shorter than the floor, and longer ones
+// keep their length.
+func TestProbeClockFloor(t *testing.T) {
+	c := probeClock{tcpip.NewStdClock(), 30 * time.Millisecond}
+	wait := func(arm func(f func())) time.Duration {
+		done := make(chan time.Duration, 1)
+		start := time.Now()
+		arm(func() { done <- time.Since(start) })
+		select {
+		case d := <-done:
+			return d
+		case <-time.After(5 * time.Second):
+			t.Fatal("timer never fired")
+			return 0
+		}
+	}
+	if d := wait(func(f func()) { c.AfterFunc(time.Millisecond, f) }); d < 30*time.Millisecond {
+		t.Errorf("a 1 ms timer fired after %v, before the 30 ms floor", d)
+	}
+	if d := wait(func(f func()) { c.AfterFunc(60*time.Millisecond, f) }); d < 60*time.Millisecond {
+		t.Errorf("a 60 ms timer fired after %v", d)
+	}
+	if d := wait(func(f func()) {
+		tm := c.AfterFunc(time.Hour, f)
+		tm.Reset(time.Millisecond)
+	}); d < 30*time.Millisecond {
+		t.Errorf("a timer reset to 1 ms fired after %v, before the 30 ms floor", d)
+	}
 }
 
 func fill(b []byte, seed uint64) {
