@@ -238,6 +238,34 @@ func (r *rig) listen(port uint16) *gonet.TCPListener {
 	return l
 }
 
+// download has a server on port 80 send n octets (fill's, of seed) to
+// the UE through the proxy, and fails the test unless they arrive intact
+// within a minute.
+func (r *rig) download(n int, seed uint64, what string) {
+	r.t.Helper()
+	l := r.listen(80)
+	data := make([]byte, n)
+	fill(data, seed)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		_, _ = c.Write(data)
+		c.Close()
+	}()
+	c, err := r.dial(80)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(time.Minute))
+	got, err := io.ReadAll(c)
+	if err != nil || !bytes.Equal(got, data) {
+		r.t.Fatalf("download %s: %d of %d octets, %v", what, len(got), len(data), err)
+	}
+}
+
 func (r *rig) dial(port uint16) (*gonet.TCPConn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -451,27 +479,7 @@ func TestOverCapPassesThrough(t *testing.T) {
 func TestLossOnUELeg(t *testing.T) {
 	r := newRig(t, Options{})
 	r.loss = 0.02
-	l := r.listen(80)
-	data := make([]byte, 1<<20)
-	fill(data, 5)
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			return
-		}
-		_, _ = c.Write(data)
-		c.Close()
-	}()
-	c, err := r.dial(80)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetReadDeadline(time.Now().Add(30 * time.Second))
-	got, err := io.ReadAll(c)
-	if err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("download under loss: %d of %d octets, %v", len(got), len(data), err)
-	}
+	r.download(1<<20, 5, "under loss")
 	if st := r.p.Stats(); st.UERetransmits == 0 || st.DNRetransmits != 0 {
 		t.Errorf("retransmissions UE leg %d, DN leg %d; want some on the UE leg only", st.UERetransmits, st.DNRetransmits)
 	}
@@ -491,27 +499,7 @@ func TestPausesAreNotLosses(t *testing.T) {
 	download := func(minProbe time.Duration) (retx uint64, pauses int) {
 		r := newRig(t, Options{Profiles: []Profile{{Policy: "accel", UE: Leg{SACK: true, RACK: true, MinProbe: minProbe}, DN: Leg{SACK: true}}}})
 		r.pauseEvery, r.pause = 128, pause
-		l := r.listen(80)
-		data := make([]byte, 8<<20)
-		fill(data, 6)
-		go func() {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			_, _ = c.Write(data)
-			c.Close()
-		}()
-		c, err := r.dial(80)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		c.SetReadDeadline(time.Now().Add(60 * time.Second))
-		got, err := io.ReadAll(c)
-		if err != nil || !bytes.Equal(got, data) {
-			t.Fatalf("download with pauses: %d of %d octets, %v", len(got), len(data), err)
-		}
+		r.download(8<<20, 6, "with pauses")
 		return r.p.Stats().UERetransmits, int(r.pauses.Load())
 	}
 	long, pauses := download(200 * time.Millisecond)
@@ -631,27 +619,7 @@ func TestSYNFloodIsBounded(t *testing.T) {
 // which hands them to the owner's stack.
 func TestServerPacketsReachAnotherWorker(t *testing.T) {
 	r := newRig(t, Options{Group: NewGroup()})
-	l := r.listen(80)
-	data := make([]byte, 256<<10)
-	fill(data, 9)
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			return
-		}
-		_, _ = c.Write(data)
-		c.Close()
-	}()
-	c, err := r.dial(80)
-	if err != nil {
-		t.Fatalf("connect with the server's packets on another worker: %v", err)
-	}
-	defer c.Close()
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	got, err := io.ReadAll(c)
-	if err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("download: %d of %d octets, %v", len(got), len(data), err)
-	}
+	r.download(256<<10, 9, "with the server's packets on another worker")
 	if a, b := r.p.Stats(), r.dnTo.Stats(); a.Total != 1 || b.Total != 0 || b.DNIn == 0 {
 		t.Errorf("owner %+v, other %+v: want the connection on the owner, the server's packets through the other", a, b)
 	}
