@@ -86,7 +86,7 @@ func (t *tsoPacket) next(dst []byte) int {
 	seg := dst[:n]
 
 	var xsum uint16
-	if t.ipLen == header.IPv6MinimumSize && seg[0]>>4 == 6 {
+	if seg[0]>>4 == 6 {
 		ip := header.IPv6(seg)
 		ip.SetPayloadLength(uint16(t.tcpLen + chunk))
 		xsum = header.PseudoHeaderChecksum(header.TCPProtocolNumber, ip.SourceAddress(), ip.DestinationAddress(), uint16(t.tcpLen+chunk))
