@@ -98,9 +98,8 @@ func (l *legStack) output(dst []byte, st *counters) int {
 		n := copyOut(l.scratch, pkt)
 		pkt.DecRef()
 		if !ok || !l.tso.start(l.scratch[:n], mss) {
-			// Not a packet the stack builds: dropped, and TCP
-			// retransmits what it carried.
-			l.tso = tsoPacket{}
+			// Not a packet the stack builds: dropped (l.tso is
+			// done), and TCP retransmits what it carried.
 			st.offloadBad.Add(1)
 			continue
 		}

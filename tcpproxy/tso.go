@@ -1,6 +1,7 @@
 package tcpproxy
 
 import (
+	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
@@ -74,30 +75,32 @@ func (t *tsoPacket) done() bool {
 	return t.pkt == nil || t.seg > 0 && t.ipLen+t.tcpLen+t.off >= len(t.pkt)
 }
 
-// next writes the next segment, a whole IP packet, into dst (at least an
+// next writes the next segment, a whole IP packet, into out (at least an
 // MTU long) and returns its length.
-func (t *tsoPacket) next(dst []byte) int {
+func (t *tsoPacket) next(out []byte) int {
 	hl := t.ipLen + t.tcpLen
 	payload := t.pkt[hl:]
 	chunk := min(t.mss, len(payload)-t.off)
 	last := t.off+chunk == len(payload)
-	n := copy(dst, t.pkt[:hl])
-	n += copy(dst[n:], payload[t.off:t.off+chunk])
-	seg := dst[:n]
+	n := copy(out, t.pkt[:hl])
+	n += copy(out[n:], payload[t.off:t.off+chunk])
+	seg := out[:n]
 
-	var xsum uint16
+	tl := uint16(t.tcpLen + chunk)
+	var src, dst tcpip.Address
 	if seg[0]>>4 == 6 {
 		ip := header.IPv6(seg)
-		ip.SetPayloadLength(uint16(t.tcpLen + chunk))
-		xsum = header.PseudoHeaderChecksum(header.TCPProtocolNumber, ip.SourceAddress(), ip.DestinationAddress(), uint16(t.tcpLen+chunk))
+		ip.SetPayloadLength(tl)
+		src, dst = ip.SourceAddress(), ip.DestinationAddress()
 	} else {
 		ip := header.IPv4(seg)
 		ip.SetTotalLength(uint16(n))
 		ip.SetID(ip.ID() + uint16(t.seg))
 		ip.SetChecksum(0)
 		ip.SetChecksum(^ip.CalculateChecksum())
-		xsum = header.PseudoHeaderChecksum(header.TCPProtocolNumber, ip.SourceAddress(), ip.DestinationAddress(), uint16(t.tcpLen+chunk))
+		src, dst = ip.SourceAddress(), ip.DestinationAddress()
 	}
+	xsum := header.PseudoHeaderChecksum(header.TCPProtocolNumber, src, dst, tl)
 	tcp := header.TCP(seg[t.ipLen:])
 	tcp.SetSequenceNumber(tcp.SequenceNumber() + uint32(t.off))
 	flags := tcp.Flags()

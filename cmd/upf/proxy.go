@@ -42,7 +42,7 @@ type ProxyProfile struct {
 // cubic),
 // buffer sizes in octets (0: 1 MiB; the receive buffer grows with the
 // connection up to its maximum), SACK and RACK, and the shortest wait of
-// the loss probe and RACK reorder timers (default 20 ms).
+// the loss probe and RACK reorder timers (default 50 ms).
 type ProxyLeg struct {
 	Congestion    string    `yaml:"congestion"`
 	SendBuffer    int       `yaml:"send_buffer"`
