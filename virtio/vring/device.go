@@ -110,7 +110,8 @@ func (d *Device) UsedEntry(k int) *UsedElem {
 }
 
 // PublishUsed makes the entries put since the last publication visible
-// with one release store, and reports whether the driver asked to be
+// with one store (sequentially consistent: the check that follows
+// must see the driver's flags as they are after it), and reports whether the driver asked to be
 // called.
 func (d *Device) PublishUsed() (call bool) {
 	if d.usedIdx == d.published {
@@ -118,7 +119,7 @@ func (d *Device) PublishUsed() (call bool) {
 	}
 	old := d.published
 	d.published = d.usedIdx
-	storeRelease(d.r.usedIdx, d.usedIdx)
+	storeSeqCst(d.r.usedIdx, d.usedIdx)
 	if d.eventIdx {
 		return needEvent(loadAcquire(d.r.usedEvent), d.usedIdx, old)
 	}
@@ -129,9 +130,9 @@ func (d *Device) PublishUsed() (call bool) {
 // reports whether entries are already there (then do not sleep).
 func (d *Device) ArmKicks() (pending bool) {
 	if d.eventIdx {
-		storeRelease(d.r.availEvent, d.lastAvail)
+		storeSeqCst(d.r.availEvent, d.lastAvail)
 	} else {
-		storeRelease(d.r.usedFlags, 0)
+		storeSeqCst(d.r.usedFlags, 0)
 	}
 	d.availIdx = loadAcquire(d.r.availIdx)
 	return d.availIdx != d.lastAvail

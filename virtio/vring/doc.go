@@ -10,11 +10,13 @@
 // with an acquire load before reading the entries it covers; descriptors
 // and ring entries themselves are plain accesses. The notification fields
 // (used_event, avail_event and the flags words) go through the same
-// helpers, and the decision to notify reads them only after the index
-// store, which in Go is sequentially consistent and so also the full
-// barrier the EVENT_IDX protocol needs there. Go has no 16-bit atomics: the
-// helpers in order_unsafe.go access the aligned 32-bit word that holds the
-// 16-bit field.
+// helpers, and the decision to notify reads them only after a
+// sequentially consistent store of the index: the full barrier the
+// notification protocol needs there (without it each side can miss the
+// other's update, and one sleeps on published work). Go has no 16-bit
+// atomics: on amd64 the stores are a plain MOV (release) and an XCHG
+// (sequentially consistent) in assembly; elsewhere a compare-and-swap on
+// the aligned 32-bit word holding the field (order_unsafe.go).
 //
 // Hot path: a side works on shadow copies of its own index and cached
 // copies of the other's, fills or drains a whole burst and then publishes

@@ -71,7 +71,8 @@ func (d *Driver) Add(addr uint64, length uint32, flags uint16) uint16 {
 }
 
 // Publish makes every buffer added since the last Publish available to the
-// device with one release store of the index, and reports whether the
+// device with one store of the index (sequentially consistent: the
+// check that follows must see the device's flags after it), and reports whether the
 // device asked to be notified (kicked) of them. It does nothing when
 // nothing was added.
 func (d *Driver) Publish() (kick bool) {
@@ -80,7 +81,7 @@ func (d *Driver) Publish() (kick bool) {
 	}
 	old := d.published
 	d.published = d.availIdx
-	storeRelease(d.r.availIdx, d.availIdx)
+	storeSeqCst(d.r.availIdx, d.availIdx)
 	if d.eventIdx {
 		return needEvent(loadAcquire(d.r.availEvent), d.availIdx, old)
 	}
@@ -136,9 +137,9 @@ func (d *Driver) Peek(i int) UsedElem {
 // to the next entry to take; without, it clears AvailFNoInterrupt.
 func (d *Driver) ArmCalls() (pending bool) {
 	if d.eventIdx {
-		storeRelease(d.r.usedEvent, d.lastUsed)
+		storeSeqCst(d.r.usedEvent, d.lastUsed)
 	} else {
-		storeRelease(d.r.availFlags, 0)
+		storeSeqCst(d.r.availFlags, 0)
 	}
 	d.armed = true
 	// The store above is sequentially consistent: this load sees every

@@ -5,6 +5,23 @@ import (
 	"unsafe"
 )
 
+// The two sides of a ring share 16-bit fields: each side writes its own
+// and reads the other's. loadAcquire reads the other side's; storeRelease
+// publishes ours when only the order of our own accesses matters (a
+// reader that sees the field sees what we wrote before it); storeSeqCst
+// publishes ours when a load of the other side's field follows and must
+// not be answered before the store is visible: the notification check
+// after publishing an index, and the index check after asking to be
+// notified. Without that order both sides can miss each other's update
+// and one sleeps on work the other has published (VIRTIO 1.2, 2.7.10 and
+// 2.7.13.3; DPDK and the kernel put a full barrier there).
+//
+// On amd64 (order_amd64.s) storeRelease is a plain 16-bit store (TSO
+// keeps stores in order) and storeSeqCst an XCHG, one locked write;
+// elsewhere, and in race-detector builds (which see only Go's atomics as
+// synchronization), both are a compare-and-swap on the aligned 32-bit word
+// holding the field (order_other.go).
+
 // word returns the aligned 32-bit word holding the 16-bit field at p, and
 // the shift of the field within it. p must be 2-aligned; the word lies in
 // the same page (and, for rings in one buffer, the same allocation).
@@ -20,11 +37,10 @@ func loadAcquire(p *uint16) uint16 {
 	return uint16(atomic.LoadUint32(w) >> shift)
 }
 
-// storeRelease writes a 16-bit field the other side reads; accesses before
-// it are not moved after it, and (Go atomics being sequentially
-// consistent) loads after it are not moved before it. The other half of
-// the word is kept as it is.
-func storeRelease(p *uint16, v uint16) {
+// storeWord writes a 16-bit field by compare-and-swap on its 32-bit word,
+// keeping the word's other half as it is; Go's atomics being sequentially
+// consistent, neither earlier accesses nor later loads move across it.
+func storeWord(p *uint16, v uint16) {
 	w, shift := word(p)
 	for {
 		old := atomic.LoadUint32(w)
