@@ -117,10 +117,14 @@ func TestOptions(t *testing.T) {
 	if vh < 8*time.Minute || vh > 16*time.Minute {
 		t.Errorf("full run of the vhost-user topology estimated at %v, want 8 to 16 minutes", vh)
 	}
+	if one := Estimate(Options{Topology: TopologyVhost, Sides: []string{SideBackend}}); one >= vh*2/3 || one <= vh/3 {
+		t.Errorf("the vhost-user seat's back-end alone estimated at %v, want about half of both sides' %v", one, vh)
+	}
 	if all := Estimate(Options{}); all != Estimate(Options{Topology: TopologyVeth})+vh {
 		t.Errorf("full run of both topologies estimated at %v, want the sum of each's", all)
 	}
 	for _, bad := range []Options{
+		{Sides: []string{"both"}},
 		{Sizes: []int{20}},
 		{Sizes: []int{1500}},
 		{Sessions: []int{0}},

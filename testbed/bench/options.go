@@ -163,6 +163,9 @@ type Options struct {
 	// (the vhost-user seat, testbed/vhost) or all (veth, then vhost);
 	// empty: all.
 	Topology string
+	// Sides are Sluice's vhost-user sides measured in the seat
+	// (SideFrontend, SideBackend); empty: both.
+	Sides []string
 
 	// Duration is the length of one measured run, Repeats the number of
 	// runs per point (the point reports their medians), Warmup an
@@ -257,6 +260,14 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Directions == nil {
 		o.Directions = DefaultDirections
+	}
+	if o.Sides == nil {
+		o.Sides = []string{SideFrontend, SideBackend}
+	}
+	for _, side := range o.Sides {
+		if side != SideFrontend && side != SideBackend {
+			return o, fmt.Errorf("%w: vhost-user side %q: want %s or %s", ErrOptions, side, SideFrontend, SideBackend)
+		}
 	}
 	if o.TestPMD == "" {
 		o.TestPMD, _ = exec.LookPath(TestPMDCommand)
@@ -396,12 +407,13 @@ func Estimate(o Options) time.Duration {
 		d = 0
 	}
 	if o.Topology != TopologyVeth {
-		// Two sides, two units a case, each starting testpmd (or upf and
+		// Each side, two units a case, each starting testpmd (or upf and
 		// the sessions) and settling for a few seconds.
+		sides := len(o.Sides)
 		for _, n := range o.Sessions {
-			d += time.Duration(2*points) * (2*(o.Duration+8*time.Second) + time.Duration(n)*100*time.Microsecond)
+			d += time.Duration(sides*points) * (2*(o.Duration+8*time.Second) + time.Duration(n)*100*time.Microsecond)
 		}
-		d += 2 * max(o.IdleWindow, 0)
+		d += time.Duration(sides) * max(o.IdleWindow, 0)
 	}
 	return d
 }

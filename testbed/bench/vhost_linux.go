@@ -28,7 +28,7 @@ func (r *runner) vhostPhases(ctx context.Context) error {
 		r.res.Skipped = append(r.res.Skipped, fmt.Sprintf("vhost-user topology: %v", err))
 		return nil
 	}
-	for _, side := range []string{SideFrontend, SideBackend} {
+	for _, side := range r.o.Sides {
 		idleDone := r.o.IdleWindow < 0
 		for _, n := range r.o.Sessions {
 			for _, d := range r.o.Directions {

@@ -60,6 +60,7 @@ func main() {
 		sizes    = flag.String("sizes", "64,1400", "comma-separated user IP packet sizes in octets")
 		sessions = flag.String("sessions", "100,100000", "comma-separated session counts")
 		dirs     = flag.String("dirs", "uplink,downlink", "comma-separated directions: uplink, downlink")
+		sides    = flag.String("sides", "frontend,backend", "comma-separated vhost-user sides of Sluice in the seat (-topology vhost or all): frontend, backend")
 		systems  = flag.String("systems", "", "comma-separated systems: kernel (reference), afxdp-io (AF_XDP ceiling: dpdk-testpmd io forwarding), sluice (fast_path: off),\nsluice-fast (fast_path: auto: the XDP fast path); empty: all four, afxdp-io only if dpdk-testpmd is installed")
 		quick    = flag.Bool("quick", false, "short runs: -duration 3s -repeats 1 -warmup 500ms -idle 3s unless given")
 		out      = flag.String("out", "out/bench/results.json", "JSON results file; empty: none")
@@ -123,6 +124,9 @@ func main() {
 	}
 	if o.Directions, err = bench.ParseDirections(*dirs); err != nil {
 		usage("-dirs: %v", err)
+	}
+	for _, side := range strings.Split(*sides, ",") {
+		o.Sides = append(o.Sides, strings.TrimSpace(side))
 	}
 	if o.Shape, err = bench.ParseShape(*shape); err != nil {
 		usage("-shape: %v", err)
