@@ -306,8 +306,8 @@ func (q *queue) receive(frames []dataplane.Frame) int {
 // each frame waits for its lines in turn, its work per frame keeping the
 // next frame's loads out of the processor's reach. Prefetch hints did not
 // do it: with them, that first look stayed the pipeline's most expensive
-// instruction, and touching instead delivered 3 % more (more where the
-// lines take longer to come over); see docs/performance.md.
+// instruction; touching instead delivered about 10 % more in the
+// back-end seat (docs/performance.md).
 func (q *queue) touch(frames []dataplane.Frame) {
 	var sum byte
 	for i := range frames {

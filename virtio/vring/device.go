@@ -110,9 +110,9 @@ func (d *Device) UsedEntry(k int) *UsedElem {
 }
 
 // PublishUsed makes the entries put since the last publication visible
-// with one store (sequentially consistent: the check that follows
-// must see the driver's flags as they are after it), and reports whether the driver asked to be
-// called.
+// with one store, and reports whether the driver asked to be called. The
+// store is sequentially consistent: the check after it must see the
+// driver's notification fields as they are once the store is visible.
 func (d *Device) PublishUsed() (call bool) {
 	if d.usedIdx == d.published {
 		return false

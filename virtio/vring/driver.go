@@ -71,10 +71,11 @@ func (d *Driver) Add(addr uint64, length uint32, flags uint16) uint16 {
 }
 
 // Publish makes every buffer added since the last Publish available to the
-// device with one store of the index (sequentially consistent: the
-// check that follows must see the device's flags after it), and reports whether the
-// device asked to be notified (kicked) of them. It does nothing when
-// nothing was added.
+// device with one store of the index, and reports whether the device
+// asked to be notified (kicked) of them. It does nothing when nothing was
+// added. The store is sequentially consistent: the check after it must
+// see the device's notification fields as they are once the store is
+// visible.
 func (d *Driver) Publish() (kick bool) {
 	if d.availIdx == d.published {
 		return false
