@@ -36,17 +36,3 @@ func loadAcquire(p *uint16) uint16 {
 	w, shift := word(p)
 	return uint16(atomic.LoadUint32(w) >> shift)
 }
-
-// storeWord writes a 16-bit field by compare-and-swap on its 32-bit word,
-// keeping the word's other half as it is; Go's atomics being sequentially
-// consistent, neither earlier accesses nor later loads move across it.
-func storeWord(p *uint16, v uint16) {
-	w, shift := word(p)
-	for {
-		old := atomic.LoadUint32(w)
-		nw := old&^(0xffff<<shift) | uint32(v)<<shift
-		if atomic.CompareAndSwapUint32(w, old, nw) {
-			return
-		}
-	}
-}
