@@ -24,6 +24,25 @@ type region struct {
 // every worker has stopped using it.
 type Memory struct {
 	regions []region
+	// unsealed counts the regions whose file Sluice could not seal
+	// against shrinking (sealShrink).
+	unsealed int
+}
+
+// sealShrink seals fd against shrinking (F_SEAL_SHRINK) and reports
+// whether it is sealed. A front-end that truncated a file Sluice has
+// mapped would make the worker's next access to the lost pages a SIGBUS,
+// which no check on the rings can prevent; sealed, the truncation fails
+// in the front-end instead. Growing the file and punching holes in it (as
+// DPDK does to free pages) stay allowed. Only memory files created to
+// allow sealing can be sealed (QEMU's memfd back-ends seal themselves);
+// others, hugetlbfs files among them, stay as they are.
+func sealShrink(fd int) bool {
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, unix.F_SEAL_SHRINK); err == nil {
+		return true
+	}
+	seals, err := unix.FcntlInt(uintptr(fd), unix.F_GET_SEALS, 0)
+	return err == nil && seals&unix.F_SEAL_SHRINK != 0
 }
 
 // mapMemory maps the regions of a SET_MEM_TABLE, one file each. It closes
@@ -43,6 +62,10 @@ func mapMemory(rs []vhostuser.MemRegion, fds []int) (*Memory, error) {
 		if total < r.Size || total > 1<<46 {
 			m.unmap()
 			return nil, fmt.Errorf("%w: region %d of %d octets at offset %d", ErrMemory, i, r.Size, r.MmapOffset)
+		}
+		// Sealed first, so that the size checked is one the file keeps.
+		if !sealShrink(fds[i]) {
+			m.unsealed++
 		}
 		var st unix.Stat_t
 		if err := unix.Fstat(fds[i], &st); err != nil || uint64(st.Size) < total {

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/sluice-net/sluice/dataplane"
 	"github.com/sluice-net/sluice/virtio/vhostuser"
 	"github.com/sluice-net/sluice/virtio/vring"
@@ -228,5 +230,62 @@ func TestLentFramesNeverFreed(t *testing.T) {
 		if l, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd)); err != nil || l != "anon_inode:[eventfd]" {
 			t.Errorf("eventfd %d of the stuck worker's queue after close: %q, %v; want it still open", fd, l, err)
 		}
+	}
+}
+
+// TestMemTableSealsShrinking maps a front-end's memory file and checks
+// that the front-end can no longer shrink it under the worker (a SIGBUS
+// on the next access otherwise), while it can still grow it and punch
+// holes in it; a file that does not allow sealing is mapped all the same
+// and counted.
+func TestMemTableSealsShrinking(t *testing.T) {
+	const size = 1 << 20
+	open := func(flags int) (mine, theirs int) {
+		fd, err := unix.MemfdCreate("frontend", unix.MFD_CLOEXEC|flags)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Ftruncate(fd, size); err != nil {
+			t.Fatal(err)
+		}
+		dup, err := unix.Dup(fd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { unix.Close(fd) })
+		return fd, dup
+	}
+	rs := []vhostuser.MemRegion{{GuestAddr: 0x1000_0000, Size: size, UserAddr: 0x7f00_0000_0000}}
+
+	fd, dup := open(unix.MFD_ALLOW_SEALING)
+	m, err := mapMemory(rs, []int{dup})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.unmap()
+	if m.unsealed != 0 {
+		t.Errorf("a sealable file left unsealed (%d)", m.unsealed)
+	}
+	if err := unix.Ftruncate(fd, size/2); err != unix.EPERM {
+		t.Errorf("the front-end shrank its mapped memory file: %v, want EPERM", err)
+	}
+	if err := unix.Ftruncate(fd, 2*size); err != nil {
+		t.Errorf("growing the file: %v", err)
+	}
+	if err := unix.Fallocate(fd, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, 0, 4096); err != nil {
+		t.Errorf("punching a hole: %v", err)
+	}
+	if b, ok := m.translate(0x1000_0000+size-1, 1); !ok || b[0] != 0 {
+		t.Errorf("the region's last octet: %v %v", b, ok)
+	}
+
+	_, dup = open(0)
+	m2, err := mapMemory(rs, []int{dup})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m2.unmap()
+	if m2.unsealed != 1 {
+		t.Errorf("a file that does not allow sealing counted as sealed (unsealed %d, want 1)", m2.unsealed)
 	}
 }

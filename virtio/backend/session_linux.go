@@ -278,6 +278,10 @@ func (s *session) setMemTable(h vhostuser.Header, p []byte, fds []int) error {
 	if err != nil {
 		return faultf(FaultRegions, "%w", err)
 	}
+	if m.unsealed > 0 {
+		s.p.log.Info("vhost-user: front-end memory not sealed against shrinking; a front-end that truncates it would crash upf",
+			"port", s.p.name, "regions", len(rs), "unsealed", m.unsealed)
+	}
 	// The workers leave the old table at the next quiescent point: each
 	// queue pair is stopped, its rings translated anew and started
 	// again; only then is the old table unmapped.
