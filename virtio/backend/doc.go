@@ -12,7 +12,12 @@
 // its connection (closed, and the port accepts or dials again), with one
 // log line and a counter by reason (Stats.Faults); it never makes Sluice
 // read or write outside the mapped memory, panic or hang, and the other
-// ports keep forwarding.
+// ports keep forwarding. One breach the checks cannot cover: shrinking a
+// memory file after sending it, which turns the worker's next access to
+// the lost pages into a SIGBUS. Memory seals each file against shrinking
+// where the file allows it (QEMU's memfd back-ends come sealed); a file
+// that does not (DPDK's virtio-user memory, hugetlbfs files) is named in
+// the log when the table is mapped.
 //
 // Threading: a control goroutine per port speaks the protocol and owns the
 // connection, the memory table and the ring set-up; each queue pair is a
