@@ -147,7 +147,11 @@ func TestWireDecodedByTshark(t *testing.T) {
 		t.Fatal(err)
 	}
 	sess, _, err := c.Establish(cx, smf.SessionParams{QFI: 9, MBRUL: 1000, MBRDL: 2000, UE6: true,
-		URRs: []smf.URR{{ID: 1, VolumeThreshold: 100, MNOP: true, Duration: true}}})
+		// The threshold is reached by the second of the two packets
+		// below, not the first: the report then counts both whenever the
+		// evaluation runs (with 100, one that ran between them reported
+		// 100 octets and 1 packet).
+		URRs: []smf.URR{{ID: 1, VolumeThreshold: 200, MNOP: true, Duration: true}}})
 	if err != nil {
 		t.Fatal(err)
 	}
