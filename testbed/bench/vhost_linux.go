@@ -160,7 +160,7 @@ func (r *runner) vhostRuns(ctx context.Context, c *VhostCase, units []seatUnit) 
 				u.p.Error = firstLine(err)
 				return fmt.Errorf("%s: %w", u.name, err)
 			}
-			x := VhostRun{OfferedPPS: t.OfferedMpps() * 1e6, DeliveredPPS: t.DeliveredMpps() * 1e6, Elapsed: t.Elapsed.Seconds(), Drops: t.Drops}
+			x := VhostRun{Round: round + 1, OfferedPPS: t.OfferedMpps() * 1e6, DeliveredPPS: t.DeliveredMpps() * 1e6, Elapsed: t.Elapsed.Seconds(), Drops: t.Drops}
 			x.DUTBusy, _ = cpuUse(s0, s1, r.o.DUTCPU)
 			x.Unit = tasksUse(s0, s1, u.s.Unit)
 			_, all := othersOn(s0, s1, r.o.DUTCPU, nil, 0)

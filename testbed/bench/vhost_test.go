@@ -213,3 +213,45 @@ func TestVhostRateMedians(t *testing.T) {
 		t.Errorf("every run disturbed: delivered %.0f, want the median of all, 2e6", all.DeliveredPPS)
 	}
 }
+
+// The ratio to the ceiling divides windows run back to back: the rates of
+// a case measured in this run drifted from 10.9 to 6.9 Mpps (the ceiling)
+// while Sluice followed, and the ratio of the medians (0.65) compared
+// windows from different rounds. A disturbed window leaves its round
+// out; runs without rounds (results written before rounds were recorded)
+// give the ratio of the medians.
+func TestVhostRoundRatios(t *testing.T) {
+	run := func(round int, mpps float64, disturbed bool) VhostRun {
+		return VhostRun{Round: round, DeliveredPPS: mpps * 1e6, Disturbed: disturbed}
+	}
+	sl := &Rate{Runs: []VhostRun{run(1, 8.761, false), run(2, 6.956, false), run(3, 5.872, false)}}
+	ce := &Rate{Runs: []VhostRun{run(1, 10.722, false), run(2, 10.899, false), run(3, 6.929, false)}}
+	sl.summarize()
+	ce.summarize()
+	r := &Results{Vhost: []*VhostCase{{Side: SideBackend, Direction: Downlink, Size: 64, Sessions: 100000, Ceiling: ce, Sluice: sl}}}
+	r.finishVhost()
+	c := r.Vhost[0]
+	if want := 8.761 / 10.722; c.CeilingRounds != 3 || c.CeilingRatio < want-1e-9 || c.CeilingRatio > want+1e-9 {
+		t.Errorf("of ceiling %.4f over %d rounds, want %.4f (round 1's) over 3", c.CeilingRatio, c.CeilingRounds, want)
+	}
+	if c.CeilingOK == nil || !*c.CeilingOK {
+		t.Errorf("verdict %v, want met (0.82 >= %.1f)", c.CeilingOK, TargetVhostBackend)
+	}
+
+	// Round 1's Sluice window disturbed and repeated in round 4, where
+	// the ceiling had no window: rounds 2 and 3 remain.
+	sl = &Rate{Runs: []VhostRun{run(1, 1, true), run(2, 6, false), run(3, 4, false), run(4, 9, false)}, Disturbed: 1}
+	ce = &Rate{Runs: []VhostRun{run(1, 10, false), run(2, 8, false), run(3, 8, false)}}
+	if got, n := roundRatio(sl, ce); n != 2 || got != 0.625 {
+		t.Errorf("with a disturbed round: %v over %d rounds, want 0.625 (the median of 0.75 and 0.5) over 2", got, n)
+	}
+
+	old := &VhostCase{Side: SideBackend, Direction: Uplink, Size: 64, Sessions: 100,
+		Ceiling: &Rate{DeliveredPPS: 2e6, Runs: []VhostRun{{DeliveredPPS: 2e6}}},
+		Sluice:  &Rate{DeliveredPPS: 1.5e6, Runs: []VhostRun{{DeliveredPPS: 1.5e6}}}}
+	r = &Results{Vhost: []*VhostCase{old}}
+	r.finishVhost()
+	if old.CeilingRounds != 0 || old.CeilingRatio != 0.75 {
+		t.Errorf("runs without rounds: %v over %d rounds, want the ratio of the medians, 0.75", old.CeilingRatio, old.CeilingRounds)
+	}
+}

@@ -138,7 +138,8 @@ var (
 // one for the ceiling, each in its own directory, and runs repeats rounds
 // of one window per unit, the order reversed every other round, so that
 // the units meet the same conditions on a machine whose speed drifts; it
-// prints every window and the medians.
+// prints every window, the medians, and the median of each unit's ratios
+// to the ceiling round by round.
 func alternate(ctx context.Context, dir string, bins []string, sessions, ring, size int, d time.Duration) error {
 	type unit struct {
 		name string
@@ -192,9 +193,16 @@ func alternate(ctx context.Context, dir string, bins []string, sessions, ring, s
 					fmt.Printf("%-6d %-22s %12.2f %14.2f   round %d, load %s%s\n", size, u.name, t.OfferedMpps(), t.DeliveredMpps(), round+1, loadavg(), dropNote(t))
 				}
 			}
-			ceil := median(units[len(units)-1].del)
+			// The ratio is the median of the rounds' ratios: the windows
+			// of a round run back to back, and the machine's speed
+			// drifts between rounds.
+			ceil := units[len(units)-1].del
 			for _, u := range units {
-				fmt.Printf("%-6d %-22s %12.2f %14.2f %8.2f  median of %d\n", size, u.name, median(u.off), median(u.del), median(u.del)/ceil, len(u.del))
+				rs := make([]float64, len(u.del))
+				for i := range u.del {
+					rs[i] = u.del[i] / ceil[i]
+				}
+				fmt.Printf("%-6d %-22s %12.2f %14.2f %8.2f  median of %d\n", size, u.name, median(u.off), median(u.del), median(rs), len(u.del))
 			}
 			return nil
 		}
