@@ -132,7 +132,7 @@ func SummarizeSplit(runs []SplitRun) []SplitSummary {
 			}
 			mbps = append(mbps, r.Mbps())
 		}
-		s.MedianMbps = medianOf(mbps)
+		s.MedianMbps = median(mbps)
 		slices.Sort(ts)
 		s.MedianTime = ts[len(ts)/2]
 		if len(ts)%2 == 0 {
@@ -141,18 +141,6 @@ func SummarizeSplit(runs []SplitRun) []SplitSummary {
 		out = append(out, s)
 	}
 	return out
-}
-
-func medianOf(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	v = slices.Clone(v)
-	slices.Sort(v)
-	if len(v)%2 == 1 {
-		return v[len(v)/2]
-	}
-	return (v[len(v)/2-1] + v[len(v)/2]) / 2
 }
 
 // SplitTarget is the least ratio of proxy to plain throughput a profile
