@@ -3,6 +3,7 @@ package backend
 import (
 	"path/filepath"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -76,5 +77,49 @@ func TestPollFDArms(t *testing.T) {
 	}
 	if kicked() {
 		t.Error("the kick is still readable after the wakeup was handled")
+	}
+}
+
+// TestCallsReachAnIdleFrontend: a front-end that sleeps until called gets
+// its call for every frame the back-end puts in its receive ring, also
+// when that frame is the last before the back-end goes idle (the
+// back-end checks for calls a poll after it publishes, and must still
+// check when no poll with packets follows).
+func TestCallsReachAnIdleFrontend(t *testing.T) {
+	dir := t.TempDir()
+	ba, bb := openBackendTB(t, filepath.Join(dir, "a.sock")), openBackendTB(t, filepath.Join(dir, "b.sock"))
+	fw := forward(ba, bb)
+	defer fw.close()
+	a, b := openPeerTB(t, filepath.Join(dir, "a.sock")), openPeerTB(t, filepath.Join(dir, "b.sock"))
+	defer a.fe.Close()
+	defer b.fe.Close()
+	waitRunningTB(t, ba)
+	waitRunningTB(t, bb)
+	for i := range 50 {
+		for _, dir := range [2][2]*peer{{a, b}, {b, a}} {
+			from, to := dir[0], dir[1]
+			fd := to.fe.PollFD(0) // asks for calls, as a worker going to sleep
+			var fr [dataplane.BurstSize]dataplane.Frame
+			if n := to.fe.Receive(0, fr[:]); n != 0 {
+				t.Fatalf("round %d: %d frames waiting before any was sent", i, n)
+			}
+			seq := uint32(i)
+			if sent := from.send(0, seq, seq+1, 64); sent != 1 {
+				t.Fatalf("round %d: front-end queued %d of 1 frame", i, sent)
+			}
+			pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			n, err := 0, error(unix.EINTR)
+			for end := time.Now().Add(2 * time.Second); err == unix.EINTR && time.Now().Before(end); {
+				n, err = unix.Poll(pfd, int(time.Until(end).Milliseconds())+1)
+			}
+			if err != nil || n != 1 {
+				t.Fatalf("round %d: no call within 2 s for the frame in the receive ring (poll: %d, %v); back-ends %+v %+v",
+					i, n, err, ba.Stats(), bb.Stats())
+			}
+			got := to.recv(0, 1, time.Second)
+			if err := check(got, seq, 64); len(got) != 1 || err != nil {
+				t.Fatalf("round %d: after the call, %d frames (%v)", i, len(got), err)
+			}
+		}
 	}
 }

@@ -71,7 +71,11 @@ type queue struct {
 	lines     [4 * dataplane.BurstSize]uintptr // cache lines to prefetch
 	call      [8]byte
 	touched   uint64 // what touch loaded, kept so that its loads are not left out
-	c         counters
+	// polls counts receive calls (one a worker's poll); txPub and rxPub
+	// are its value when the transmit and receive rings were last
+	// published to (checkCalls).
+	polls, txPub, rxPub uint32
+	c                   counters
 }
 
 func newQueue(p *Port, idx uint16, nframes, frameSize int) *queue {
@@ -137,7 +141,11 @@ func (q *queue) armForSleep() {
 	defer q.exit()
 	s := q.cur.Load()
 	d := s.tx
-	if d == nil || s == q.failed || q.armed == s {
+	if d == nil || s == q.failed {
+		return
+	}
+	q.checkCalls(s, 0)
+	if q.armed == s {
 		return
 	}
 	q.drainKick(s)
@@ -175,6 +183,43 @@ func (q *queue) fail(s *setup, f Fault) {
 	q.port.fault(f, int(q.idx))
 }
 
+// busyCheckEvery is how often, in polls, a busy queue checks whether the
+// front-end wants a call for what it published (checkCalls).
+const busyCheckEvery = 8
+
+// checkCalls calls the front-end for the entries published on the
+// queue's rings at least age polls ago whose call nobody checked yet
+// (vring.Device.PublishUsedLater), after one barrier for both rings.
+//
+// The check needs that barrier between the index store and its loads of
+// the front-end's fields. Taken right after each publication, as a
+// locked exchange, it waited for the index's cache line, which a polling
+// front-end keeps reading: about 4 % of the worker in the back-end seat.
+// Here a busy queue checks every busyCheckEvery polls, in a receive that
+// found packets and in a transmit, each time for everything published
+// since the last check and at least a poll before; an idle queue checks
+// in its empty polls and before the worker sleeps (armForSleep). A call
+// an interrupt-driven front-end asked for may so come up to
+// busyCheckEvery polls late (tens of microseconds, in the manner of
+// interrupt coalescing), never not at all: a front-end that arms calls
+// and then reads the index misses only publications the next check
+// covers. In the seat (vhostbench -side backend -sizes 64, 8 rounds),
+// 7.43 against 7.15 Mpps, ahead in every round.
+func (q *queue) checkCalls(s *setup, age uint32) {
+	tx := s.tx != nil && s.tx.Unchecked() && q.polls-q.txPub >= age
+	rx := s.rx != nil && s.rx.Unchecked() && q.polls-q.rxPub >= age
+	if !tx && !rx {
+		return
+	}
+	vring.Fence()
+	if tx && s.tx.CallAfterFence() {
+		q.signal(s.txCall)
+	}
+	if rx && s.rx.CallAfterFence() {
+		q.signal(s.rxCall)
+	}
+}
+
 func (q *queue) signal(fd int) {
 	if fd >= 0 {
 		q.call = [8]byte{1}
@@ -195,8 +240,10 @@ func (q *queue) receive(frames []dataplane.Frame) int {
 	if d == nil || s == q.failed {
 		return 0
 	}
+	q.polls++
 	avail := d.Avail(len(frames))
 	if avail == 0 {
+		q.checkCalls(s, 2)
 		if q.empty++; q.empty == armAfter || q.empty%rearmEvery == 0 {
 			q.drainKick(s)
 			q.armed, q.quiet = s, nil
@@ -281,14 +328,15 @@ func (q *queue) receive(frames []dataplane.Frame) int {
 		q.enter() // until giveBack takes the last one back
 		q.lent, q.lentUnder = lent, s
 	}
+	if q.polls%busyCheckEvery == 0 {
+		q.checkCalls(s, 1)
+	}
 	// The buffers of dropped and copied packets (and of lent ones given
 	// back since the last burst) go back now; lent ones as they are freed.
 	if s.order != nil {
 		s.order.flush(d)
 	}
-	if d.PublishUsed() {
-		q.signal(s.txCall)
-	}
+	q.publishTx(s)
 	if n > 0 {
 		q.c.rxPackets.Add(uint64(n))
 		q.c.rxBytes.Add(bytes)
@@ -335,6 +383,28 @@ func (q *queue) retire(s *setup, pos, head uint16) {
 	s.tx.PutUsed(head, 0)
 }
 
+// publishTx publishes the used entries put on s's transmit ring, leaving
+// the call to checkCalls; under a set-up the queue no longer serves (a
+// burst lent before a new memory table), at once.
+func (q *queue) publishTx(s *setup) {
+	if s != q.cur.Load() {
+		if s.tx.PublishUsed() {
+			q.signal(s.txCall)
+		}
+		return
+	}
+	if s.tx.PublishUsedLater() {
+		q.txPub = q.polls
+	}
+}
+
+// publishRx is publishTx for s's receive ring.
+func (q *queue) publishRx(s *setup) {
+	if s.rx.PublishUsedLater() {
+		q.rxPub = q.polls
+	}
+}
+
 // giveBack returns the transmit buffer a freed lent frame held (its
 // Handle h) to the front-end; with the last one of the burst the used
 // entries are published and the worker leaves the front-end's memory.
@@ -348,9 +418,7 @@ func (q *queue) giveBack(h uint64) {
 		if s.order != nil {
 			s.order.flush(s.tx)
 		}
-		if s.tx.PublishUsed() {
-			q.signal(s.txCall)
-		}
+		q.publishTx(s)
 		q.lentUnder = nil
 		q.exit()
 	}
@@ -367,10 +435,11 @@ func (q *queue) transmit(frames []dataplane.Frame) int {
 	sent := 0
 	var bytes uint64
 	if d != nil && s != q.failed {
-		sent, bytes = q.fill(s, d, frames)
-		if d.PublishUsed() {
-			q.signal(s.rxCall)
+		if q.polls%busyCheckEvery == 0 {
+			q.checkCalls(s, 1)
 		}
+		sent, bytes = q.fill(s, d, frames)
+		q.publishRx(s)
 	}
 	q.release(frames)
 	if sent > 0 {

@@ -14,6 +14,11 @@ type Device struct {
 	lastAvail uint16 // next available entry to take
 	usedIdx   uint16 // shadow of our index: where the next PutUsed goes
 	published uint16 // usedIdx as last published
+	// unchecked says entries were published (PublishUsedLater) whose
+	// call the driver may want and nobody has checked; checkedTo is the
+	// published index the last check covered.
+	unchecked bool
+	checkedTo uint16
 }
 
 // NewDevice returns the device side of r, starting at the ring's indices
@@ -32,6 +37,7 @@ func NewDevice(r Ring, eventIdx bool) *Device {
 // and writing used entries at the same index.
 func (d *Device) SetBase(base uint16) {
 	d.lastAvail, d.availIdx, d.usedIdx, d.published = base, base, base, base
+	d.unchecked = false
 }
 
 // Base returns the next available index the device would take
@@ -110,18 +116,54 @@ func (d *Device) UsedEntry(k int) *UsedElem {
 }
 
 // PublishUsed makes the entries put since the last publication visible
-// with one store, and reports whether the driver asked to be called. The
-// store is sequentially consistent: the check after it must see the
-// driver's notification fields as they are once the store is visible.
+// with one store, and reports whether the driver asked to be called for
+// them or for any published by PublishUsedLater and not checked since.
 func (d *Device) PublishUsed() (call bool) {
+	d.PublishUsedLater()
+	if !d.unchecked {
+		return false
+	}
+	Fence()
+	return d.CallAfterFence()
+}
+
+// PublishUsedLater makes the entries put since the last publication
+// visible with one store, a release store, and leaves the question
+// whether the driver wants a call for them open (Unchecked) until
+// CallAfterFence. The check needs a full barrier between the store and
+// its loads of the driver's fields (else a driver arming its
+// notifications as the store lands and a device reading them before it
+// lands would both miss the other); taken right after the store, that
+// barrier waits for the store's cache line, which a polling driver keeps
+// reading. A device that checks a while later, when the line has long
+// arrived, does not wait. It reports whether there was anything to
+// publish.
+func (d *Device) PublishUsedLater() (published bool) {
 	if d.usedIdx == d.published {
 		return false
 	}
-	old := d.published
+	if !d.unchecked {
+		d.unchecked, d.checkedTo = true, d.published
+	}
 	d.published = d.usedIdx
-	storeSeqCst(d.r.usedIdx, d.usedIdx)
+	storeRelease(d.r.usedIdx, d.usedIdx)
+	return true
+}
+
+// Unchecked reports whether entries were published whose call nobody
+// checked yet.
+func (d *Device) Unchecked() bool { return d.unchecked }
+
+// CallAfterFence reports whether the driver asked to be called for any
+// entry published since the last check, and marks them checked. Call it
+// only after Fence, itself after the publications.
+func (d *Device) CallAfterFence() bool {
+	if !d.unchecked {
+		return false
+	}
+	d.unchecked = false
 	if d.eventIdx {
-		return needEvent(loadAcquire(d.r.usedEvent), d.usedIdx, old)
+		return needEvent(loadAcquire(d.r.usedEvent), d.published, d.checkedTo)
 	}
 	return loadAcquire(d.r.availFlags)&AvailFNoInterrupt == 0
 }

@@ -16,3 +16,8 @@ func storeRelease(p *uint16, v uint16)
 //
 //go:noescape
 func storeSeqCst(p *uint16, v uint16)
+
+// Fence orders every access before it before every access after it: a
+// locked exchange on the stack, which waits for the stores before it to
+// reach the cache before any later load.
+func Fence()

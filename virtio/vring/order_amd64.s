@@ -15,3 +15,9 @@ TEXT ·storeSeqCst(SB), NOSPLIT|NOFRAME, $0-10
 	MOVW	v+8(FP), BX
 	XCHGW	BX, (AX)
 	RET
+
+// func Fence()
+TEXT ·Fence(SB), NOSPLIT, $8-0
+	MOVL	$0, AX
+	XCHGL	AX, 0(SP)
+	RET

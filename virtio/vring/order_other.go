@@ -12,6 +12,12 @@ func storeRelease(p *uint16, v uint16) { storeWord(p, v) }
 // it either.
 func storeSeqCst(p *uint16, v uint16) { storeWord(p, v) }
 
+// Fence orders every access before it before every access after it.
+func Fence() {
+	var x uint32
+	atomic.AddUint32(&x, 0)
+}
+
 // storeWord writes a 16-bit field by compare-and-swap on its 32-bit word,
 // keeping the word's other half as it is; Go's atomics being sequentially
 // consistent, neither earlier accesses nor later loads move across it.

@@ -438,3 +438,62 @@ func FuzzUsedRing(f *testing.F) {
 		}
 	})
 }
+
+// TestCheckLater: publications whose call is checked later
+// (PublishUsedLater, then Fence and CallAfterFence) are checked together,
+// the range running from the first unchecked one: the driver that armed
+// calls at an index the first of them passed is called, even when later
+// ones are published before the check; one that armed past them is not.
+func TestCheckLater(t *testing.T) {
+	for _, start := range []uint16{0, 65533} {
+		r := ringMem(t, 16, start)
+		drv, dev := NewDriver(r, true), NewDevice(r, true)
+		*r.usedEvent, *r.availEvent = start-1, start // the driver polls: used_event behind
+		for i := range 6 {
+			drv.Add(uint64(i+1), 1, 0)
+		}
+		drv.Publish()
+		dev.Avail(16)
+		put := func(n int) {
+			for range n {
+				h, _ := dev.NextAvail()
+				dev.PutUsed(h, 0)
+			}
+		}
+		if dev.PublishUsedLater() || dev.Unchecked() {
+			t.Fatalf("start %d: nothing put, yet published or unchecked", start)
+		}
+		// The driver arms calls: wake it when the used index passes
+		// start+1.
+		*r.usedEvent = start + 1
+		put(2)
+		if !dev.PublishUsedLater() || !dev.Unchecked() {
+			t.Fatalf("start %d: two entries put, not published or not left unchecked", start)
+		}
+		put(1)
+		dev.PublishUsedLater()
+		Fence()
+		if !dev.CallAfterFence() {
+			t.Errorf("start %d: used index went from %d to %d past used_event %d over two publications: no call", start, start, start+3, start+1)
+		}
+		if dev.Unchecked() || dev.CallAfterFence() {
+			t.Errorf("start %d: checked publications still unchecked, or called twice", start)
+		}
+		// Armed past the next publications: no call.
+		*r.usedEvent = start + 10
+		put(2)
+		dev.PublishUsedLater()
+		Fence()
+		if dev.CallAfterFence() {
+			t.Errorf("start %d: used index %d short of used_event %d: called", start, start+5, start+10)
+		}
+		// PublishUsed, with nothing new to publish, checks what
+		// PublishUsedLater left unchecked.
+		*r.usedEvent = start + 5
+		put(1)
+		dev.PublishUsedLater()
+		if !dev.PublishUsed() {
+			t.Errorf("start %d: unchecked publication past used_event %d: PublishUsed did not call", start, start+5)
+		}
+	}
+}
