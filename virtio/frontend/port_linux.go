@@ -239,12 +239,14 @@ func (p *Port) Free(frames []dataplane.Frame) {
 
 // PollFD implements dataplane.FDPoller: the receive queue's call eventfd,
 // which the switch signals once the queue has asked for calls. A worker
-// asks for it as it goes to sleep, so PollFD asks for calls (from the
+// asks for it as it goes to sleep, so PollFD kicks the switch for what
+// the queue published and nobody checked, asks for calls (from the
 // worker's goroutine only), and signals the eventfd itself when packets
 // came meanwhile, so that the sleep ends at once.
 func (p *Port) PollFD(q int) int {
 	qq := p.queues[q]
 	if qq.state.Load() == stateRunning && qq.active {
+		qq.checkKicks(0)
 		qq.drainCall()
 		qq.armed = true
 		if qq.rx.ArmCalls() {
@@ -259,6 +261,7 @@ func (p *Port) PollFD(q int) int {
 func (p *Port) Wait(q int, timeoutMS int) error {
 	qq := p.queues[q]
 	if qq.state.Load() == stateRunning && qq.active {
+		qq.checkKicks(0)
 		qq.drainCall()
 		qq.armed = true
 		if qq.rx.ArmCalls() {

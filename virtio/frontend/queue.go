@@ -77,6 +77,9 @@ type queue struct {
 	wake     [8]byte
 	c        counters
 	rxTarget int // receive buffers to keep posted
+	// polls counts receive calls (one a worker's poll); rxPub and txPub
+	// are its value when the rings were last published to (checkKicks).
+	polls, rxPub, txPub uint32
 }
 
 // sync handles a state change and reports whether the queue runs.
@@ -131,8 +134,10 @@ func (q *queue) receive(frames []dataplane.Frame) int {
 			return 0
 		}
 	}
+	q.polls++
 	avail := q.rx.Used(len(frames))
 	if avail == 0 {
+		q.checkKicks(2)
 		if q.empty++; q.empty == armAfter || q.empty%rearmEvery == 0 {
 			q.arm()
 		}
@@ -198,8 +203,43 @@ func (q *queue) receive(frames []dataplane.Frame) int {
 		q.c.rxDropped.Add(dropped)
 	}
 	q.noteInvalid()
+	if q.polls%busyCheckEvery == 0 {
+		q.checkKicks(1)
+	}
 	q.refill()
 	return n
+}
+
+// busyCheckEvery is how often, in polls, a busy queue checks whether the
+// switch wants a kick for what it published (checkKicks).
+const busyCheckEvery = 8
+
+// checkKicks kicks the switch for the buffers published on the queue's
+// rings at least age polls ago whose kick nobody checked yet
+// (vring.Driver.PublishLater), after one barrier for both rings.
+//
+// The check needs that barrier between the index store and its loads of
+// the switch's fields; taken right after each publication, as a locked
+// exchange, it waits for the index's cache line, which a polling switch
+// keeps reading. As the back-end's checkCalls: a busy queue checks every
+// busyCheckEvery polls, each time for everything published since the
+// last check and at least a poll before; an idle queue checks in its
+// empty polls and before the worker sleeps (PollFD, Wait). A kick an
+// interrupt-driven switch asked for may so come up to busyCheckEvery
+// polls late, never not at all.
+func (q *queue) checkKicks(age uint32) {
+	rx := q.rx.Unchecked() && q.polls-q.rxPub >= age
+	tx := q.tx.Unchecked() && q.polls-q.txPub >= age
+	if !rx && !tx {
+		return
+	}
+	vring.Fence()
+	if rx && q.rx.KickAfterFence() {
+		q.notify(0)
+	}
+	if tx && q.tx.KickAfterFence() {
+		q.notify(1)
+	}
 }
 
 // arm asks the switch to call on the next packet, after clearing the call
@@ -234,8 +274,8 @@ func (q *queue) refill() {
 		q.rxFrame[id] = off
 		posted = true
 	}
-	if posted && q.rx.Publish() {
-		q.notify(0)
+	if posted && q.rx.PublishLater() {
+		q.rxPub = q.polls
 	}
 }
 
@@ -255,6 +295,9 @@ func (q *queue) transmit(frames []dataplane.Frame) int {
 			q.drop(frames)
 			return 0
 		}
+	}
+	if q.polls%busyCheckEvery == 0 {
+		q.checkKicks(1)
 	}
 	if q.tx.InFlight() > 0 {
 		q.reapTx()
@@ -295,8 +338,8 @@ func (q *queue) transmit(frames []dataplane.Frame) int {
 		bytes += uint64(n)
 	}
 	if sent > 0 {
-		if q.tx.Publish() {
-			q.notify(1)
+		if q.tx.PublishLater() {
+			q.txPub = q.polls
 		}
 		q.c.txPackets.Add(uint64(sent))
 		q.c.txBytes.Add(bytes)

@@ -21,6 +21,11 @@ type Driver struct {
 	free     []uint16 // stack of free descriptor IDs
 	inFlight []bool   // by descriptor ID: made available, not yet used
 	armed    bool     // calls enabled (used_event or flags set for a sleep)
+	// unchecked says buffers were published (PublishLater) whose kick the
+	// device may want and nobody has checked; checkedTo is the index
+	// before the first of them.
+	unchecked bool
+	checkedTo uint16
 
 	// Invalid counts used entries the device got wrong (bad ID, or an ID
 	// not in flight) and index jumps beyond what is in flight.
@@ -72,19 +77,52 @@ func (d *Driver) Add(addr uint64, length uint32, flags uint16) uint16 {
 
 // Publish makes every buffer added since the last Publish available to the
 // device with one store of the index, and reports whether the device
-// asked to be notified (kicked) of them. It does nothing when nothing was
-// added. The store is sequentially consistent: the check after it must
-// see the device's notification fields as they are once the store is
-// visible.
+// asked to be notified (kicked) of them or of any published by
+// PublishLater and not checked since. It does nothing when nothing was
+// added or left unchecked.
 func (d *Driver) Publish() (kick bool) {
+	d.PublishLater()
+	if !d.unchecked {
+		return false
+	}
+	Fence()
+	return d.KickAfterFence()
+}
+
+// PublishLater makes every buffer added since the last publication
+// available with one release store of the index, and leaves the question
+// whether the device wants a kick for them open (Unchecked) until
+// KickAfterFence. As for the device's PublishUsedLater: the check needs a
+// full barrier between the store and its loads of the device's fields,
+// and taken right after the store it waits for the index's cache line,
+// which a polling device keeps reading. It reports whether there was
+// anything to publish.
+func (d *Driver) PublishLater() (published bool) {
 	if d.availIdx == d.published {
 		return false
 	}
-	old := d.published
+	if !d.unchecked {
+		d.unchecked, d.checkedTo = true, d.published
+	}
 	d.published = d.availIdx
-	storeSeqCst(d.r.availIdx, d.availIdx)
+	storeRelease(d.r.availIdx, d.availIdx)
+	return true
+}
+
+// Unchecked reports whether buffers were published whose kick nobody
+// checked yet.
+func (d *Driver) Unchecked() bool { return d.unchecked }
+
+// KickAfterFence reports whether the device asked to be kicked for any
+// buffer published since the last check, and marks them checked. Call it
+// only after Fence, itself after the publications.
+func (d *Driver) KickAfterFence() bool {
+	if !d.unchecked {
+		return false
+	}
+	d.unchecked = false
 	if d.eventIdx {
-		return needEvent(loadAcquire(d.r.availEvent), d.availIdx, old)
+		return needEvent(loadAcquire(d.r.availEvent), d.published, d.checkedTo)
 	}
 	return loadAcquire(d.r.usedFlags)&UsedFNoNotify == 0
 }
@@ -177,6 +215,7 @@ func (d *Driver) Reclaim(release func(id uint16)) {
 	}
 	d.r.Reset()
 	d.availIdx, d.published, d.usedIdx, d.lastUsed, d.armed = 0, 0, 0, 0, false
+	d.unchecked = false
 	if !d.eventIdx {
 		storeRelease(d.r.availFlags, AvailFNoInterrupt)
 	}

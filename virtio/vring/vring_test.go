@@ -497,3 +497,55 @@ func TestCheckLater(t *testing.T) {
 		}
 	}
 }
+
+// TestKickLater is TestCheckLater for the driver: publications whose kick
+// is checked later (PublishLater, then Fence and KickAfterFence) are
+// checked together from the first unchecked one, also across the wrap of
+// the 16-bit index.
+func TestKickLater(t *testing.T) {
+	for _, start := range []uint16{0, 65533} {
+		r := ringMem(t, 16, start)
+		drv := NewDriver(r, true)
+		*r.availEvent = start - 1 // the device polls: avail_event behind
+		add := func(n int) {
+			for i := range n {
+				drv.Add(uint64(i+1), 1, 0)
+			}
+		}
+		if drv.PublishLater() || drv.Unchecked() {
+			t.Fatalf("start %d: nothing added, yet published or unchecked", start)
+		}
+		// The device arms kicks: wake it when the available index passes
+		// start+1.
+		*r.availEvent = start + 1
+		add(2)
+		if !drv.PublishLater() || !drv.Unchecked() {
+			t.Fatalf("start %d: two buffers added, not published or not left unchecked", start)
+		}
+		add(1)
+		drv.PublishLater()
+		Fence()
+		if !drv.KickAfterFence() {
+			t.Errorf("start %d: available index went from %d to %d past avail_event %d over two publications: no kick", start, start, start+3, start+1)
+		}
+		if drv.Unchecked() || drv.KickAfterFence() {
+			t.Errorf("start %d: checked publications still unchecked, or kicked twice", start)
+		}
+		// Armed past the next publications: no kick.
+		*r.availEvent = start + 10
+		add(2)
+		drv.PublishLater()
+		Fence()
+		if drv.KickAfterFence() {
+			t.Errorf("start %d: available index %d short of avail_event %d: kicked", start, start+5, start+10)
+		}
+		// Publish, with nothing new to publish, checks what PublishLater
+		// left unchecked.
+		*r.availEvent = start + 5
+		add(1)
+		drv.PublishLater()
+		if !drv.Publish() {
+			t.Errorf("start %d: unchecked publication past avail_event %d: Publish did not kick", start, start+5)
+		}
+	}
+}
