@@ -13,10 +13,11 @@
 // helpers, and the decision to notify reads them only after a
 // sequentially consistent store of the index: the full barrier the
 // notification protocol needs there (without it each side can miss the
-// other's update, and one sleeps on published work). A device may instead
-// publish with a release store and decide later, after a barrier of its
-// own (Device.PublishUsedLater, Fence, Device.CallAfterFence), for all it
-// published since it last decided. Go has no 16-bit
+// other's update, and one sleeps on published work). Either side may
+// instead publish with a release store and decide later, after a barrier
+// of its own, for all it published since it last decided
+// (Device.PublishUsedLater and CallAfterFence, Driver.PublishLater and
+// KickAfterFence, with Fence between). Go has no 16-bit
 // atomics: on amd64 the stores are a plain MOV (release) and an XCHG
 // (sequentially consistent) in assembly; elsewhere a compare-and-swap on
 // the aligned 32-bit word holding the field (order_unsafe.go).
