@@ -150,27 +150,11 @@ func newBed(t testing.TB, sessions ...*flowtable.Session) *bed {
 	return b
 }
 
-// readCarried reads the keys the tier carries from its maps.
+// readCarried reads the keys the tier carries from its tables.
 func (b *bed) readCarried() {
 	b.t.Helper()
 	b.carried = map[flowtable.FastKey]bool{}
-	for _, m := range []struct {
-		m  *ebpf.Map
-		up bool
-	}{{b.tier.ul, true}, {b.tier.dl, false}} {
-		var k uint32
-		var v sluiceFpRule
-		it := m.m.Iterate()
-		for it.Next(&k, &v) {
-			if !m.up {
-				k = be32(k)
-			}
-			b.carried[flowtable.FastKey{Uplink: m.up, ID: k}] = true
-		}
-		if err := it.Err(); err != nil {
-			b.t.Fatal(err)
-		}
-	}
+	b.tier.keys(func(k flowtable.FastKey) { b.carried[k] = true })
 }
 
 // user runs a frame through the worker and returns what it sent, on which

@@ -48,7 +48,12 @@ type sluiceFpRule struct {
 	QfiMatch uint8
 	Qfi      uint8
 	Dest     uint8
-	Pad      uint32
+	Key      uint32
+}
+
+type sluiceFpSlot struct {
+	_ structs.HostLayout
+	R [2]sluiceFpRule
 }
 
 type sluiceLpm4 struct {
@@ -87,11 +92,13 @@ type sluiceStat struct {
 const (
 	sluiceMapFpCells     = "fp_cells"
 	sluiceMapFpDl        = "fp_dl"
+	sluiceMapFpDlDirect  = "fp_dl_direct"
 	sluiceMapFpEgress    = "fp_egress"
 	sluiceMapFpNeigh     = "fp_neigh"
 	sluiceMapFpSpans     = "fp_spans"
 	sluiceMapFpStats     = "fp_stats"
 	sluiceMapFpUl        = "fp_ul"
+	sluiceMapFpUlDirect  = "fp_ul_direct"
 	sluiceMapSluiceDst4  = "sluice_dst4"
 	sluiceMapSluiceDst6  = "sluice_dst6"
 	sluiceMapSluiceXsks  = "sluice_xsks"
@@ -99,6 +106,7 @@ const (
 	sluiceVarCellsPerCpu = "cells_per_cpu"
 	sluiceVarChunkCells  = "chunk_cells"
 	sluiceVarClockOffset = "clock_offset"
+	sluiceVarDirectMask  = "direct_mask"
 	sluiceVarFast        = "fast"
 	sluiceVarMarksCell   = "marks_cell"
 	sluiceVarRoleN3      = "role_n3"
@@ -157,11 +165,13 @@ type sluiceProgramSpecs struct {
 type sluiceMapSpecs struct {
 	FpCells    *ebpf.MapSpec `ebpf:"fp_cells"`
 	FpDl       *ebpf.MapSpec `ebpf:"fp_dl"`
+	FpDlDirect *ebpf.MapSpec `ebpf:"fp_dl_direct"`
 	FpEgress   *ebpf.MapSpec `ebpf:"fp_egress"`
 	FpNeigh    *ebpf.MapSpec `ebpf:"fp_neigh"`
 	FpSpans    *ebpf.MapSpec `ebpf:"fp_spans"`
 	FpStats    *ebpf.MapSpec `ebpf:"fp_stats"`
 	FpUl       *ebpf.MapSpec `ebpf:"fp_ul"`
+	FpUlDirect *ebpf.MapSpec `ebpf:"fp_ul_direct"`
 	SluiceDst4 *ebpf.MapSpec `ebpf:"sluice_dst4"`
 	SluiceDst6 *ebpf.MapSpec `ebpf:"sluice_dst6"`
 	SluiceXsks *ebpf.MapSpec `ebpf:"sluice_xsks"`
@@ -174,6 +184,7 @@ type sluiceVariableSpecs struct {
 	CellsPerCpu *ebpf.VariableSpec `ebpf:"cells_per_cpu"`
 	ChunkCells  *ebpf.VariableSpec `ebpf:"chunk_cells"`
 	ClockOffset *ebpf.VariableSpec `ebpf:"clock_offset"`
+	DirectMask  *ebpf.VariableSpec `ebpf:"direct_mask"`
 	Fast        *ebpf.VariableSpec `ebpf:"fast"`
 	MarksCell   *ebpf.VariableSpec `ebpf:"marks_cell"`
 	RoleN3      *ebpf.VariableSpec `ebpf:"role_n3"`
@@ -203,11 +214,13 @@ func (o *sluiceObjects) Close() error {
 type sluiceMaps struct {
 	FpCells    *ebpf.Map `ebpf:"fp_cells"`
 	FpDl       *ebpf.Map `ebpf:"fp_dl"`
+	FpDlDirect *ebpf.Map `ebpf:"fp_dl_direct"`
 	FpEgress   *ebpf.Map `ebpf:"fp_egress"`
 	FpNeigh    *ebpf.Map `ebpf:"fp_neigh"`
 	FpSpans    *ebpf.Map `ebpf:"fp_spans"`
 	FpStats    *ebpf.Map `ebpf:"fp_stats"`
 	FpUl       *ebpf.Map `ebpf:"fp_ul"`
+	FpUlDirect *ebpf.Map `ebpf:"fp_ul_direct"`
 	SluiceDst4 *ebpf.Map `ebpf:"sluice_dst4"`
 	SluiceDst6 *ebpf.Map `ebpf:"sluice_dst6"`
 	SluiceXsks *ebpf.Map `ebpf:"sluice_xsks"`
@@ -217,11 +230,13 @@ func (m *sluiceMaps) Close() error {
 	return _SluiceClose(
 		m.FpCells,
 		m.FpDl,
+		m.FpDlDirect,
 		m.FpEgress,
 		m.FpNeigh,
 		m.FpSpans,
 		m.FpStats,
 		m.FpUl,
+		m.FpUlDirect,
 		m.SluiceDst4,
 		m.SluiceDst6,
 		m.SluiceXsks,
@@ -235,6 +250,7 @@ type sluiceVariables struct {
 	CellsPerCpu *ebpf.Variable `ebpf:"cells_per_cpu"`
 	ChunkCells  *ebpf.Variable `ebpf:"chunk_cells"`
 	ClockOffset *ebpf.Variable `ebpf:"clock_offset"`
+	DirectMask  *ebpf.Variable `ebpf:"direct_mask"`
 	Fast        *ebpf.Variable `ebpf:"fast"`
 	MarksCell   *ebpf.Variable `ebpf:"marks_cell"`
 	RoleN3      *ebpf.Variable `ebpf:"role_n3"`

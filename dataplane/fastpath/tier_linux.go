@@ -22,6 +22,7 @@ var _ flowtable.FastTier = (*Tier)(nil)
 var (
 	ErrConfig = errors.New("invalid fast path configuration")
 	ErrClosed = errors.New("fast tier closed")
+	ErrFull   = errors.New("fast tier full")
 )
 
 // Defaults for zero Config fields.
@@ -29,6 +30,9 @@ const (
 	DefaultRules         = 1 << 20
 	DefaultCounterChunks = 16 // 32 MiB of counters per CPU: about 130,000 sessions of the common shape
 	DefaultNeighbors     = 4096
+	// MaxDirect bounds the slots of a direct table (fp_ul_direct,
+	// fp_dl_direct): 128 octets each.
+	MaxDirect = 1 << 20
 )
 
 // Config describes a Tier.
@@ -61,8 +65,59 @@ type Tier struct {
 	cellMem, spanMem []byte // the mmapped fp_cells and fp_spans
 	clockOffset      int64
 
+	// The direct tables, uplink and downlink, and the epoch of their
+	// writer: it goes up at each Quiesce the writer waits for.
+	uld, dld direct
+	dmu      sync.Mutex
+	epoch    uint32
+
 	mu     sync.Mutex
 	closed bool
+}
+
+// direct is a direct table as its writer keeps it (struct fp_slot in
+// xdp.c): the slots, in the map's mmapped memory, and for each slot the
+// epoch in which it last published a copy.
+type direct struct {
+	m     *ebpf.Map
+	mem   []byte
+	slots []sluiceFpSlot
+	pub   []uint32
+	// hashed are the keys in the hash map because another key held their
+	// slot when they were first published.
+	hashed map[uint32]struct{}
+	// n counts the keys carried, in slots and hashed; room bounds it
+	// (Config.Rules).
+	n, room int
+}
+
+// current returns the index of slot s's current copy: the one whose
+// generation is one ahead of the other's.
+func current(s *sluiceFpSlot) int {
+	g0 := atomicFlags(&s.R[0]) >> genShift
+	g1 := atomicFlags(&s.R[1]) >> genShift
+	if (g1-g0)&3 == 1 {
+		return 1
+	}
+	return 0
+}
+
+// genShift is FP_GEN_SHIFT: a copy's generation in the top bits of its
+// flags.
+const genShift = 6
+
+// flagsWord returns the address of a rule's word of flags, qfi_match, qfi
+// and dest, which publishes a copy.
+func flagsWord(r *sluiceFpRule) *uint32 { return (*uint32)(unsafe.Pointer(&r.Flags)) }
+
+func atomicFlags(r *sluiceFpRule) uint8 { return uint8(atomic.LoadUint32(flagsWord(r))) }
+
+func init() {
+	var r sluiceFpRule
+	if unsafe.Sizeof(r) != 64 || unsafe.Sizeof(sluiceFpSlot{}) != 128 || unsafe.Offsetof(r.Flags)%4 != 0 ||
+		unsafe.Offsetof(r.Dest) != unsafe.Offsetof(r.Flags)+3 {
+		panic("fastpath: fp_rule's layout is not the one the direct tables need")
+	}
 }
 
 // New creates the tier's maps.
@@ -97,12 +152,18 @@ func New(cfg Config) (_ *Tier, err error) {
 	if uint64(cellsPerCPU)*uint64(ncpu) >= 1<<32 {
 		return nil, fmt.Errorf("%w: %d counter chunks on %d CPUs", ErrConfig, cfg.CounterChunks, ncpu)
 	}
+	ndirect := 1
+	for ndirect < min(cfg.Rules, MaxDirect) {
+		ndirect <<= 1
+	}
 	sizes := map[string]int{
-		sluiceMapFpUl:    cfg.Rules,
-		sluiceMapFpDl:    cfg.Rules,
-		sluiceMapFpCells: cellsPerCPU * ncpu,
-		sluiceMapFpSpans: ncpu,
-		sluiceMapFpNeigh: cfg.Neighbors,
+		sluiceMapFpUl:       cfg.Rules,
+		sluiceMapFpDl:       cfg.Rules,
+		sluiceMapFpUlDirect: ndirect,
+		sluiceMapFpDlDirect: ndirect,
+		sluiceMapFpCells:    cellsPerCPU * ncpu,
+		sluiceMapFpSpans:    ncpu,
+		sluiceMapFpNeigh:    cfg.Neighbors,
 	}
 	make1 := func(name string) (*ebpf.Map, error) {
 		ms := spec.Maps[name].Copy()
@@ -118,6 +179,7 @@ func New(cfg Config) (_ *Tier, err error) {
 	for name, p := range map[string]**ebpf.Map{
 		sluiceMapFpUl: &t.ul, sluiceMapFpDl: &t.dl, sluiceMapFpCells: &t.cells, sluiceMapFpSpans: &t.spans,
 		sluiceMapFpEgress: &t.egress, sluiceMapFpNeigh: &t.neigh, sluiceMapFpStats: &t.stats,
+		sluiceMapFpUlDirect: &t.uld.m, sluiceMapFpDlDirect: &t.dld.m,
 	} {
 		if *p, err = make1(name); err != nil {
 			return nil, err
@@ -129,6 +191,16 @@ func New(cfg Config) (_ *Tier, err error) {
 	if t.spanMem, err = mmapMap(t.spans, ncpu*8); err != nil {
 		return nil, err
 	}
+	for _, d := range []*direct{&t.uld, &t.dld} {
+		if d.mem, err = mmapMap(d.m, ndirect*int(unsafe.Sizeof(sluiceFpSlot{}))); err != nil {
+			return nil, err
+		}
+		d.slots = unsafe.Slice((*sluiceFpSlot)(unsafe.Pointer(&d.mem[0])), ndirect)
+		d.pub = make([]uint32, ndirect)
+		d.hashed = map[uint32]struct{}{}
+		d.room = cfg.Rules
+	}
+	t.epoch = 1
 	t.clockOffset = clockOffset(cfg.Now)
 	return t, nil
 }
@@ -177,13 +249,16 @@ func (t *Tier) Close() error {
 
 func (t *Tier) close() error {
 	var errs []error
-	for _, b := range []*[]byte{&t.cellMem, &t.spanMem} {
+	t.dmu.Lock()
+	t.uld.slots, t.dld.slots = nil, nil
+	t.dmu.Unlock()
+	for _, b := range []*[]byte{&t.cellMem, &t.spanMem, &t.uld.mem, &t.dld.mem} {
 		if *b != nil {
 			errs = append(errs, unix.Munmap(*b))
 			*b = nil
 		}
 	}
-	for _, m := range []**ebpf.Map{&t.ul, &t.dl, &t.cells, &t.spans, &t.egress, &t.neigh, &t.stats} {
+	for _, m := range []**ebpf.Map{&t.ul, &t.dl, &t.cells, &t.spans, &t.egress, &t.neigh, &t.stats, &t.uld.m, &t.dld.m} {
 		if *m != nil {
 			errs = append(errs, (*m).Close())
 			*m = nil
@@ -220,6 +295,7 @@ func (t *Tier) Program(n3, fast bool, xsks, dest4, dest6 *ebpf.Map, steerAction 
 		set(sluiceVarMarksCell, uint32(t.layout.MarksCell)),
 		set(sluiceVarClockOffset, t.clockOffset),
 		set(sluiceVarSteerAction, steerAction),
+		set(sluiceVarDirectMask, uint32(len(t.uld.slots)-1)),
 	} {
 		if e != nil {
 			return nil, e
@@ -229,6 +305,7 @@ func (t *Tier) Program(n3, fast bool, xsks, dest4, dest6 *ebpf.Map, steerAction 
 		sluiceMapSluiceXsks: xsks, sluiceMapSluiceDst4: dest4, sluiceMapSluiceDst6: dest6,
 		sluiceMapFpUl: t.ul, sluiceMapFpDl: t.dl, sluiceMapFpCells: t.cells, sluiceMapFpSpans: t.spans,
 		sluiceMapFpEgress: t.egress, sluiceMapFpNeigh: t.neigh, sluiceMapFpStats: t.stats,
+		sluiceMapFpUlDirect: t.uld.m, sluiceMapFpDlDirect: t.dld.m,
 	}
 	for name, m := range repl {
 		if m == nil {
@@ -245,61 +322,168 @@ func (t *Tier) Program(n3, fast bool, xsks, dest4, dest6 *ebpf.Map, steerAction 
 	return objs.SluiceXdp, nil
 }
 
-func (t *Tier) ruleMap(k flowtable.FastKey) *ebpf.Map {
+func (t *Tier) ruleMap(k flowtable.FastKey) (*ebpf.Map, *direct) {
 	if k.Uplink {
-		return t.ul
+		return t.ul, &t.uld
 	}
-	return t.dl
+	return t.dl, &t.dld
 }
 
-// PutRule implements flowtable.FastTier. A meter that continues a bucket
-// takes the bucket's state from the rule it replaces, read just before:
-// charges a packet makes to the old rule in between are lost, a few
-// packets' worth at most.
+// keyOf returns k's key as the program compares it: a TEID, or a UE
+// address in network order.
+func keyOf(k flowtable.FastKey) uint32 {
+	if k.Uplink {
+		return k.ID
+	}
+	return be32(k.ID)
+}
+
+// PutRule implements flowtable.FastTier. A key goes into its slot of the
+// direct table when the slot is free or already the key's, else into the
+// hash map, where it stays until it is withdrawn. A meter that continues
+// a bucket takes the bucket's state from the rule it replaces, read just
+// before: charges a packet makes to the old rule in between are lost, a
+// few packets' worth at most.
 func (t *Tier) PutRule(k flowtable.FastKey, r *flowtable.FastRule) error {
 	v := sluiceFpRule{
 		Pdr: r.PDRSlot, Urr: r.URRSlots, Teid: r.TEID,
-		Peer: be32(r.Peer4), Ue4: be32(r.UE4), Flags: r.Flags, QfiMatch: r.MatchQFI, Qfi: r.QFI, Dest: uint8(r.Dest),
+		Peer: be32(r.Peer4), Ue4: be32(r.UE4), Flags: r.Flags &^ (3 << genShift), QfiMatch: r.MatchQFI, Qfi: r.QFI, Dest: uint8(r.Dest),
 	}
-	key := k.ID
-	if !k.Uplink {
-		key = be32(k.ID)
+	key := keyOf(k)
+	m, d := t.ruleMap(k)
+	t.dmu.Lock()
+	defer t.dmu.Unlock()
+	if d.slots == nil {
+		return ErrClosed
 	}
-	m := t.ruleMap(k)
+	i := k.ID & uint32(len(d.slots)-1)
+	cur := &d.slots[i].R[current(&d.slots[i])]
+	_, hashed := d.hashed[key]
+	if !hashed && (cur.Key != key || key == 0) && d.n >= d.room {
+		return fmt.Errorf("publishing fast rule %+v: %w: %d keys", k, ErrFull, d.n)
+	}
+	if !hashed && key != 0 && (cur.Key == key || cur.Key == 0) {
+		var old *sluiceFpRule
+		if cur.Key == key {
+			old = cur
+		} else {
+			d.n++
+		}
+		keepMeters(&v, r, old)
+		v.Key = key
+		t.publish(d, i, &v)
+		return nil
+	}
 	var old *sluiceFpRule
+	if keeps(r) {
+		old = &sluiceFpRule{}
+		if err := m.Lookup(key, old); err != nil {
+			old = nil // none published: full buckets
+		}
+	}
+	keepMeters(&v, r, old)
+	if err := m.Put(key, &v); err != nil {
+		return fmt.Errorf("publishing fast rule %+v: %w", k, err)
+	}
+	if !hashed {
+		d.hashed[key] = struct{}{}
+		d.n++
+	}
+	return nil
+}
+
+// keeps reports whether a meter of r continues the bucket of the rule it
+// replaces.
+func keeps(r *flowtable.FastRule) bool {
+	for _, mt := range r.Meters {
+		if mt.Slot != 0 && mt.Keep >= 0 && int(mt.Keep) < len(r.Meters) {
+			return true
+		}
+	}
+	return false
+}
+
+// keepMeters sets v's meters from r, with the state of the buckets they
+// continue taken from old (nil: full buckets).
+func keepMeters(v *sluiceFpRule, r *flowtable.FastRule, old *sluiceFpRule) {
 	for i, mt := range r.Meters {
 		if mt.Slot == 0 {
 			continue
 		}
 		v.Meter[i] = sluiceFpMeter{PsPerByte: mt.PsPerByte, Tolerance: mt.Tolerance}
-		if mt.Keep < 0 || int(mt.Keep) >= len(v.Meter) {
-			continue
+		if old != nil && mt.Keep >= 0 && int(mt.Keep) < len(old.Meter) {
+			v.Meter[i].Tat = atomic.LoadInt64(&old.Meter[mt.Keep].Tat)
 		}
-		if old == nil {
-			old = &sluiceFpRule{}
-			if err := m.Lookup(key, old); err != nil {
-				old = &sluiceFpRule{} // none published: full buckets
-			}
-		}
-		v.Meter[i].Tat = old.Meter[mt.Keep].Tat
 	}
-	if err := m.Put(key, &v); err != nil {
-		return fmt.Errorf("publishing fast rule %+v: %w", k, err)
+}
+
+// publish makes v the current copy of slot i of d: it fills the other
+// copy, then stores its flags word with the next generation. The other
+// copy is the one that was current before the slot's last publication; a
+// run of the program may still read it if no Quiesce came since, so then
+// publish waits for one first.
+func (t *Tier) publish(d *direct, i uint32, v *sluiceFpRule) {
+	s := &d.slots[i]
+	c := current(s)
+	if d.pub[i] == t.epoch {
+		t.Quiesce()
+		t.epoch++
 	}
-	return nil
+	w := &s.R[1-c]
+	gen := (atomicFlags(&s.R[c])>>genShift + 1) & 3
+	w.Meter, w.Pdr, w.Urr, w.Teid, w.Peer, w.Ue4, w.Key = v.Meter, v.Pdr, v.Urr, v.Teid, v.Peer, v.Ue4, v.Key
+	word := uint32(v.Flags|gen<<genShift) | uint32(v.QfiMatch)<<8 | uint32(v.Qfi)<<16 | uint32(v.Dest)<<24
+	atomic.StoreUint32(flagsWord(w), word)
+	d.pub[i] = t.epoch
 }
 
 // DeleteRule implements flowtable.FastTier. A key that is not there is
 // not an error.
 func (t *Tier) DeleteRule(k flowtable.FastKey) error {
-	key := k.ID
-	if !k.Uplink {
-		key = be32(k.ID)
+	key := keyOf(k)
+	m, d := t.ruleMap(k)
+	t.dmu.Lock()
+	defer t.dmu.Unlock()
+	if d.slots == nil {
+		return ErrClosed
 	}
-	if err := t.ruleMap(k).Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-		return fmt.Errorf("withdrawing fast rule %+v: %w", k, err)
+	if _, hashed := d.hashed[key]; hashed {
+		if err := m.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("withdrawing fast rule %+v: %w", k, err)
+		}
+		delete(d.hashed, key)
+		d.n--
+		return nil
+	}
+	i := k.ID & uint32(len(d.slots)-1)
+	if key != 0 && d.slots[i].R[current(&d.slots[i])].Key == key {
+		t.publish(d, i, &sluiceFpRule{})
+		d.n--
 	}
 	return nil
+}
+
+// keys calls f with every key the tier carries.
+func (t *Tier) keys(f func(flowtable.FastKey)) {
+	t.dmu.Lock()
+	defer t.dmu.Unlock()
+	for _, up := range []bool{true, false} {
+		_, d := t.ruleMap(flowtable.FastKey{Uplink: up})
+		id := func(key uint32) flowtable.FastKey {
+			if !up {
+				key = be32(key)
+			}
+			return flowtable.FastKey{Uplink: up, ID: key}
+		}
+		for key := range d.hashed {
+			f(id(key))
+		}
+		for i := range d.slots {
+			if key := d.slots[i].R[current(&d.slots[i])].Key; key != 0 {
+				f(id(key))
+			}
+		}
+	}
 }
 
 // be32 returns the word whose in-memory octets are w's big-endian octets,

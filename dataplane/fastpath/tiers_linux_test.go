@@ -3,9 +3,11 @@ package fastpath
 import (
 	"encoding/binary"
 	"net/netip"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/google/gopacket/layers"
@@ -504,5 +506,180 @@ func TestCountersInLaterChunks(t *testing.T) {
 	}
 	if u.ULPackets != 1 || u.ULBytes != uint64(len(ip)) {
 		t.Errorf("the last session's URR counts %d packets %d octets, want 1 and %d", u.ULPackets, u.ULBytes, len(ip))
+	}
+}
+
+// TestSharedSlot installs two sessions whose uplink TEIDs and UE addresses
+// have the same low bits, so that each pair shares a slot of the direct
+// tables: the second session's keys are carried in the hash maps, every
+// packet leaves with its own session's tunnel, and withdrawing the slots'
+// holder, installing it again (into its slots, free now) and withdrawing
+// the second session leave the other forwarded by the tier throughout.
+func TestSharedSlot(t *testing.T) {
+	defer func(r int) { bedRules = r }(bedRules)
+	bedRules = 1024
+	ue2 := netip.AddrFrom4([4]byte{10, 45, 4, 7}) // ue plus 1024
+	if u32(ue2)-u32(ue) != 1024 {
+		t.Fatalf("test addresses: %v and %v are not 1024 apart", ue, ue2)
+	}
+	s1 := sessionOf(1, ue, 0x100, 0xa, 0, 9, false, false)
+	s2 := sessionOf(2, ue2, 0x500, 0xb, 0, 9, false, false)
+	b := newBed(t, s1)
+	if err := b.tbl.Install(s2); err != nil {
+		t.Fatal(err)
+	}
+	if n, m := len(b.tier.uld.hashed), len(b.tier.dld.hashed); n != 1 || m != 1 {
+		t.Fatalf("%d uplink and %d downlink keys in the hash maps, want 1 and 1", n, m)
+	}
+	up := func(teid uint32, src netip.Addr) []byte {
+		return gpdu(t, teid, 9, inner{src: src, dst: dn, proto: layers.IPProtocolUDP, ttl: 64, sport: 1, dport: 2, payload: 20}.bytes(t), 0)
+	}
+	down := func(dst netip.Addr) []byte {
+		return fromDN(t, inner{src: dn, dst: dst, proto: layers.IPProtocolUDP, ttl: 64, sport: 1, dport: 2, payload: 20}.bytes(t), 0)
+	}
+	check := func(when string, s1In bool) {
+		t.Helper()
+		type want struct {
+			ue   netip.Addr
+			ul   uint32
+			teid uint32 // downlink tunnel
+			in   bool   // installed
+		}
+		for _, w := range []want{{ue, 0x100, 0xa, s1In}, {ue2, 0x500, 0xb, true}} {
+			rc, _ := b.xdp(true, up(w.ul, w.ue))
+			if w.in != (rc == xdpRedirect) {
+				t.Errorf("%s: uplink TEID %#x: the program returned %d, session installed %v", when, w.ul, rc, w.in)
+			}
+			rc, out := b.xdp(false, down(w.ue))
+			if !w.in {
+				if rc == xdpRedirect {
+					t.Errorf("%s: downlink to %v forwarded by the tier after its session left", when, w.ue)
+				}
+				continue
+			}
+			if rc != xdpRedirect {
+				t.Errorf("%s: downlink to %v: the program returned %d", when, w.ue, rc)
+				continue
+			}
+			if teid := binary.BigEndian.Uint32(out[14+20+8+4:]); teid != w.teid {
+				t.Errorf("%s: downlink to %v left with TEID %#x, want %#x", when, w.ue, teid, w.teid)
+			}
+		}
+	}
+	check("both installed", true)
+	if _, err := b.tbl.Remove(1); err != nil {
+		t.Fatal(err)
+	}
+	check("the slots' holder withdrawn", false)
+	if err := b.tbl.Install(s1); err != nil {
+		t.Fatal(err)
+	}
+	check("installed again", true)
+	if n, m := len(b.tier.uld.hashed), len(b.tier.dld.hashed); n != 1 || m != 1 {
+		t.Errorf("the first session installed again in its free slots: %d uplink and %d downlink keys in the hash maps, want the second's 1 and 1", n, m)
+	}
+	if _, err := b.tbl.Remove(2); err != nil {
+		t.Fatal(err)
+	}
+	if n, m := len(b.tier.uld.hashed), len(b.tier.dld.hashed); n != 0 || m != 0 {
+		t.Errorf("after the hashed session left, %d uplink and %d downlink keys in the hash maps", n, m)
+	}
+	rc, out := b.xdp(false, down(ue))
+	if rc != xdpRedirect || binary.BigEndian.Uint32(out[14+20+8+4:]) != 0xa {
+		t.Errorf("after the other session left, downlink to %v: the program returned %d", ue, rc)
+	}
+}
+
+// TestSlotCopies holds the direct tables' writer to the protocol the
+// program reads them by (find in xdp.c): a reader that enters a span as
+// the program does, picks the current copy by the generations and then
+// reads the rule's fields slowly never sees parts of two rules, while
+// another goroutine replaces the rule as fast as it can, and withdraws
+// and publishes it again.
+func TestSlotCopies(t *testing.T) {
+	needRoot(t)
+	tier, err := New(Config{Now: func() int64 { return 1 }, Rules: 64, CounterChunks: 1, Neighbors: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tier.Close()
+	k := flowtable.FastKey{ID: 0x0a2d0007}
+	form := func(b bool) *flowtable.FastRule {
+		if b {
+			return &flowtable.FastRule{PDRSlot: 2, TEID: 0xb, Peer4: 0x0b0b0b0b, QFI: 9, Flags: flowtable.FastEncap | flowtable.FastRQI, Dest: flowtable.Access}
+		}
+		return &flowtable.FastRule{PDRSlot: 1, TEID: 0xa, Peer4: 0x0a0a0a0a, QFI: 5, Flags: flowtable.FastEncap, Dest: flowtable.Access}
+	}
+	consistent := func(r *sluiceFpRule) bool {
+		switch r.Teid {
+		case 0xa:
+			return r.Pdr == 1 && r.Peer == be32(0x0a0a0a0a) && r.Qfi == 5 && r.Flags&^(3<<genShift) == flowtable.FastEncap
+		case 0xb:
+			return r.Pdr == 2 && r.Peer == be32(0x0b0b0b0b) && r.Qfi == 9 && r.Flags&^(3<<genShift) == flowtable.FastEncap|flowtable.FastRQI
+		}
+		return false
+	}
+	if err := tier.PutRule(k, form(false)); err != nil {
+		t.Fatal(err)
+	}
+	d := &tier.dld
+	slot := &d.slots[k.ID&uint32(len(d.slots)-1)]
+	span := (*atomic.Uint64)(unsafe.Pointer(&tier.spanMem[0]))
+	stop := make(chan struct{})
+	type seen struct{ whole, mixed, absent int }
+	res := make(chan seen)
+	var reads atomic.Int64
+	go func() {
+		var s seen
+		for ; ; reads.Add(1) {
+			select {
+			case <-stop:
+				res <- s
+				return
+			default:
+			}
+			span.Add(1)
+			r := &slot.R[current(slot)]
+			var c sluiceFpRule
+			c.Teid = atomic.LoadUint32(&r.Teid)
+			for range 200 { // a slow reader: a writer may run meanwhile
+				runtime.Gosched()
+			}
+			c.Pdr, c.Peer, c.Key = atomic.LoadUint32(&r.Pdr), atomic.LoadUint32(&r.Peer), atomic.LoadUint32(&r.Key)
+			w := atomic.LoadUint32(flagsWord(r))
+			c.Flags, c.Qfi = uint8(w), uint8(w>>16)
+			span.Add(1)
+			switch {
+			case c.Key == 0:
+				s.absent++
+			case c.Key == keyOf(k) && consistent(&c):
+				s.whole++
+			default:
+				s.mixed++
+			}
+		}
+	}()
+	start := time.Now()
+	// 20,000 changes and on until the reader has read 5,000 times, for at
+	// most 5 s.
+	for i := 0; (i < 20000 || reads.Load() < 5000) && time.Since(start) < 5*time.Second; i++ {
+		var err error
+		if i%100 == 99 {
+			err = tier.DeleteRule(k)
+		} else {
+			err = tier.PutRule(k, form(i%2 == 0))
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	s := <-res
+	t.Logf("read %d whole rules, %d absent, %d mixed", s.whole, s.absent, s.mixed)
+	if s.mixed != 0 {
+		t.Errorf("the reader saw parts of two rules %d times", s.mixed)
+	}
+	if s.whole == 0 {
+		t.Error("the reader never saw a whole rule")
 	}
 }

@@ -36,6 +36,7 @@
 #define FP_DROP 8   // the FAR drops
 #define FP_GATE 16  // with FP_DROP: a QER gate is closed
 #define FP_UE4 32   // uplink: the inner source must be ue4
+#define FP_GEN_SHIFT 6 // in a slot: the copy's generation, the top two bits
 
 // Destination interfaces (flowtable.Interface).
 #define IF_ACCESS 0
@@ -65,9 +66,10 @@ struct fp_meter {
 	__u32 tolerance;   // ns
 };
 
-// A rule the fast tier carries: one PDR with its FAR, QERs and URRs. It
-// is 64 octets, so that the hash element (48 octets of head and the key)
-// is a 128-octet allocation whose second line is the rule.
+// A rule the fast tier carries: one PDR with its FAR, QERs and URRs, 64
+// octets, one cache line in a slot of the direct tables (fp_slot), and the
+// second line of a 128-octet hash element (48 octets of head and the key)
+// in the hash maps.
 struct fp_rule {
 	struct fp_meter meter[2]; // the MBR meters
 	__u32 pdr;      // the PDR's counter cell
@@ -75,11 +77,25 @@ struct fp_rule {
 	__u32 teid;     // outer header creation: TEID
 	__u32 peer;     // outer header creation: IPv4 peer, network order
 	__u32 ue4;      // with FP_UE4: the UE address, network order
+	// flags, qfi_match, qfi and dest are one word, the last the writer
+	// stores: in a slot, it publishes the copy (FP_GEN).
 	__u8 flags;
 	__u8 qfi_match; // the QFI the packet must carry; 0: any
 	__u8 qfi;       // the QFI to mark; 0: no PDU Session Container
 	__u8 dest;      // the destination interface
-	__u32 pad;
+	__u32 key;      // in a slot: the key (TEID; UE address, network order); 0: none
+};
+
+// A slot of a direct table: the rule of the key whose low bits are the
+// slot's index, in two copies. The current copy is the one whose
+// generation (flags, FP_GEN) is one ahead of the other's, modulo 4: the
+// writer fills the other copy and publishes it by storing its flags word
+// last, and it overwrites a copy only after every run of the program that
+// could have chosen it has ended (the spans, Tier.Quiesce). So a packet
+// sees one rule whole, the old or the new. Keys whose slot another key
+// holds are in the hash maps.
+struct fp_slot {
+	struct fp_rule r[2];
 };
 
 // A counter cell: as the workers' cells (flowtable.PDRCount): packets and
@@ -163,6 +179,25 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } fp_dl SEC(".maps");
 
+// The direct tables, indexed by the key's low bits (direct_mask): one
+// cache-line pair a packet, where a hash lookup reads a bucket and then
+// its element, in other pages.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct fp_slot);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_MMAPABLE);
+} fp_ul_direct SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct fp_slot);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_MMAPABLE);
+} fp_dl_direct SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, __u32);
@@ -213,6 +248,7 @@ volatile const __u32 slot_shift = 0;
 volatile const __u32 marks_cell = 0;
 volatile const __s64 clock_offset = 0;  // CLOCK_MONOTONIC minus the Table clock
 volatile const __u32 steer_action = 0;  // tests: return this instead of redirecting
+volatile const __u32 direct_mask = 0;   // the direct tables' entries minus 1
 
 static __always_inline void stat_add(__u32 i, __u64 bytes)
 {
@@ -281,6 +317,24 @@ static __always_inline void count_urr(__u32 base, __u32 slot, __u64 n, __s64 now
 		t->a = now;
 	t->b = now;
 	mark(base, slot);
+}
+
+// find returns the rule of key: from its slot in the direct table when
+// the slot's current copy is the key's, else from the hash map. index is
+// the key's low bits in host order.
+static __always_inline struct fp_rule *find(void *direct, void *hash, __u32 key, __u32 index)
+{
+	__u32 i = index & direct_mask;
+	struct fp_slot *s = bpf_map_lookup_elem(direct, &i);
+	if (s) {
+		__u8 g0 = *(volatile __u8 *)&s->r[0].flags >> FP_GEN_SHIFT;
+		__u8 g1 = *(volatile __u8 *)&s->r[1].flags >> FP_GEN_SHIFT;
+		asm volatile("" ::: "memory"); // the copy's fields after its flags
+		struct fp_rule *r = ((g1 - g0) & 3) == 1 ? &s->r[1] : &s->r[0];
+		if (r->key == key && key)
+			return r;
+	}
+	return bpf_map_lookup_elem(hash, &key);
 }
 
 // meter_allow is flowtable.Meter.Allow.
@@ -453,7 +507,7 @@ static __always_inline int uplink(struct xdp_md *ctx, __u32 base)
 	if ((void *)in + n > end)
 		return -1;
 
-	struct fp_rule *r = bpf_map_lookup_elem(&fp_ul, &teid);
+	struct fp_rule *r = find(&fp_ul_direct, &fp_ul, teid, teid);
 	if (!r)
 		return -1;
 	if (r->qfi_match && r->qfi_match != qfi)
@@ -515,7 +569,7 @@ static __always_inline int downlink(struct xdp_md *ctx, __u32 base)
 	if (n < IP4_LEN || n > 1500 || (void *)ip + n > end)
 		return -1;
 	__u32 dst = *(__u32 *)(ip + 16);
-	struct fp_rule *r = bpf_map_lookup_elem(&fp_dl, &dst);
+	struct fp_rule *r = find(&fp_dl_direct, &fp_dl, dst, bpf_ntohl(dst));
 	if (!r || r->qfi_match)
 		return -1;
 	__u8 mac[6];
