@@ -25,6 +25,11 @@ import (
 // default buffer and still establishes thousands of sessions a second.
 const establishInflight = 32
 
+// idleSettle is how long after the last establishment the idle window
+// starts: the response cache's lifetime under the testbed's timers
+// (ResponseCacheTTL's default), and a second.
+const idleSettle = e2e.UPFT1*(e2e.UPFN1+1) + time.Second
+
 // Run runs the benchmark o describes. Each session count gets a phase
 // for each system (kernel, afxdp-io, Sluice, in the order of o.Systems);
 // each phase measures every direction and size. A point or phase that fails is
@@ -279,8 +284,13 @@ func (r *runner) sluicePhase(ctx context.Context, n int, s System) (err error) {
 	}
 
 	if r.o.IdleWindow > 0 {
-		// Let the establishment's garbage be collected first.
-		if err := sleepCtx(ctx, 2*time.Second); err != nil {
+		// Idle is upf with neither traffic nor signalling: wait until the
+		// establishments' answers have left the response cache (upf keeps
+		// them T1 × (N1 + 1) to answer retransmitted requests, then frees
+		// them; at 100,000 sessions that freeing was most of a 5 s window
+		// that started 2 s after the last establishment), and their
+		// garbage has been collected.
+		if err := sleepCtx(ctx, idleSettle); err != nil {
 			return err
 		}
 		s0 := takeSample(u.Pid())

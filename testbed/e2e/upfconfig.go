@@ -21,6 +21,13 @@ var (
 	Metrics = netip.AddrPortFrom(UPFN3, 9100)
 )
 
+// upf's N4 timers on the testbed: it keeps its answers UPFT1 × (UPFN1 + 1)
+// to answer retransmitted requests.
+const (
+	UPFT1 = time.Second
+	UPFN1 = 3
+)
+
 // UPFConfig is what varies in upf's configuration on the testbed; the rest
 // (addresses, interfaces, PFCP timers, TEID range) is the topology's. The
 // zero value is not useful: it has no cores and no sessions.
@@ -82,8 +89,8 @@ n4:
   node_id: %v
   allowed_peers: ["%v"]
   heartbeat_interval: 5s
-  t1: 1s
-  n1: 3
+  t1: %v
+  n1: %d
 %sinterfaces:
   - {device: %s, role: n3, addresses: [%v]}
   - {device: %s, role: n6}
@@ -91,5 +98,5 @@ ue_pools: [%v]
 teids: {first: 256, last: 65535}
 cores: [%s]
 sessions: %d
-%s`, Metrics, N4, UPFN3, topo.GNBN3Addr.Masked(), report, topo.N3If, UPFN3, topo.N6If, pool, strings.Join(cores, ", "), c.Sessions, tail)
+%s`, Metrics, N4, UPFN3, topo.GNBN3Addr.Masked(), UPFT1, UPFN1, report, topo.N3If, UPFN3, topo.N6If, pool, strings.Join(cores, ", "), c.Sessions, tail)
 }
