@@ -137,3 +137,57 @@ func BenchmarkProgramSessions(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkInstallRemove installs and removes one session of the real
+// shape on a table that already holds n, with the tier attached and
+// carrying every session's keys: a session's churn with both tiers, the
+// tier's publication included (a slot each way to fill, and on removal to
+// empty after the wait for program runs that may still read it).
+func BenchmarkInstallRemove(b *testing.B) {
+	for _, n := range []int{10_000, 1_000_000} {
+		b.Run(fmt.Sprintf("sessions=%d", n), func(b *testing.B) {
+			needRoot(b)
+			defer func(c, r int) { bedChunks, bedRules = c, r }(bedChunks, bedRules)
+			bedChunks, bedRules = max(1, ((n+1)*16+(1<<17)-1)>>17), n+1024
+			a := netip.MustParseAddr("10.64.0.1")
+			shaped := func(i int, ue netip.Addr) *flowtable.Session {
+				s := sessionOf(uint64(i+1), ue, 0x10000+uint32(i), 0x400000+uint32(i), 0, 9, false, false)
+				s.QERs[0].MBRUL, s.QERs[0].MBRDL = 1e10, 1e10
+				s.QERs = append(s.QERs, flowtable.QER{ID: 2, GateUL: flowtable.GateOpen, GateDL: flowtable.GateOpen, MBRUL: 5e9, MBRDL: 5e9})
+				for j := range s.PDRs {
+					s.PDRs[j].QERIDs = append(s.PDRs[j].QERIDs, 2)
+				}
+				return s
+			}
+			ss := make([]*flowtable.Session, n)
+			for i := range n {
+				ss[i] = shaped(i, a)
+				a = a.Next()
+			}
+			bd := newBed(b, ss...)
+			ss = nil
+			s := shaped(n, a)
+			if err := bd.tbl.Install(s); err != nil {
+				b.Fatal(err)
+			}
+			bd.readCarried()
+			if len(bd.carried) != 2*(n+1) {
+				b.Fatalf("the tier carries %d keys of %d sessions, want %d", len(bd.carried), n+1, 2*(n+1))
+			}
+			if _, err := bd.tbl.Remove(s.LocalSEID); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				if err := bd.tbl.Install(s); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := bd.tbl.Remove(s.LocalSEID); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(2*b.N), "ns/op-each")
+		})
+	}
+}
