@@ -102,6 +102,12 @@ func current(s *sluiceFpSlot) int {
 	return 0
 }
 
+// cur returns the slot of key ID id and the slot's current copy.
+func (d *direct) cur(id uint32) (uint32, *sluiceFpRule) {
+	i := id & uint32(len(d.slots)-1)
+	return i, &d.slots[i].R[current(&d.slots[i])]
+}
+
 // genShift is FP_GEN_SHIFT: a copy's generation in the top bits of its
 // flags.
 const genShift = 6
@@ -356,8 +362,7 @@ func (t *Tier) PutRule(k flowtable.FastKey, r *flowtable.FastRule) error {
 	if d.slots == nil {
 		return ErrClosed
 	}
-	i := k.ID & uint32(len(d.slots)-1)
-	cur := &d.slots[i].R[current(&d.slots[i])]
+	i, cur := d.cur(k.ID)
 	_, hashed := d.hashed[key]
 	if !hashed && (cur.Key != key || key == 0) && d.n >= d.room {
 		return fmt.Errorf("publishing fast rule %+v: %w: %d keys", k, ErrFull, d.n)
@@ -455,8 +460,7 @@ func (t *Tier) DeleteRule(k flowtable.FastKey) error {
 		d.n--
 		return nil
 	}
-	i := k.ID & uint32(len(d.slots)-1)
-	if key != 0 && d.slots[i].R[current(&d.slots[i])].Key == key {
+	if i, cur := d.cur(k.ID); key != 0 && cur.Key == key {
 		t.publish(d, i, &sluiceFpRule{})
 		d.n--
 	}
@@ -479,8 +483,8 @@ func (t *Tier) keys(f func(flowtable.FastKey)) {
 			f(id(key))
 		}
 		for i := range d.slots {
-			if key := d.slots[i].R[current(&d.slots[i])].Key; key != 0 {
-				f(id(key))
+			if _, cur := d.cur(uint32(i)); cur.Key != 0 {
+				f(id(cur.Key))
 			}
 		}
 	}
