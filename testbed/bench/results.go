@@ -229,9 +229,12 @@ type Trial struct {
 	// Foreign is the CPU time of other threads seen on DUTCPU, by command
 	// name (those above 0.01 CPU). Disturbed says that DUTCPU was busy
 	// with more than Options.MaxForeign of work that the unit under test
-	// does not account for (CPUUse.DUTOther).
-	Foreign   map[string]float64 `json:"dut_foreign_threads,omitempty"`
-	Disturbed bool               `json:"disturbed"`
+	// does not account for (CPUUse.DUTOther), or that upf lost sessions
+	// (packets dropped for want of one, PFCP requests unanswered);
+	// DisturbedBy says which.
+	Foreign     map[string]float64 `json:"dut_foreign_threads,omitempty"`
+	Disturbed   bool               `json:"disturbed"`
+	DisturbedBy string             `json:"disturbed_by,omitempty"`
 }
 
 // CPUUse says where CPU time went during a run, in CPUs (1 = one CPU for

@@ -30,6 +30,13 @@ const establishInflight = 32
 // (ResponseCacheTTL's default), and a second.
 const idleSettle = e2e.UPFT1*(e2e.UPFN1+1) + time.Second
 
+// peerGrace is how long the benchmark's upf keeps the sessions of an SMF
+// that stops answering heartbeats. The simulated SMF runs on GenCPU beside
+// a saturating generator and may answer a heartbeat later than upf's
+// T1 × (N1 + 1); upf's default, purging the sessions at once, would turn
+// the rest of the run into drops of packets without a session.
+const peerGrace = 10 * time.Minute
+
 // Run runs the benchmark o describes. Each session count gets a phase
 // for each system (kernel, afxdp-io, Sluice, in the order of o.Systems);
 // each phase measures every direction and size. A point or phase that fails is
@@ -243,7 +250,7 @@ func (r *runner) sluicePhase(ctx context.Context, n int, s System) (err error) {
 		return fmt.Errorf("kernel forwarding in the upf namespace is on (%v): it must be off while Sluice runs", err)
 	}
 	cfg := filepath.Join(r.dir, fmt.Sprintf("upf-%d.yaml", n))
-	if err := os.WriteFile(cfg, e2e.UPFConfig{Cores: []int{r.o.DUTCPU}, Sessions: n, UEPool: UEPool, FastPath: fast}.YAML(), 0o644); err != nil {
+	if err := os.WriteFile(cfg, e2e.UPFConfig{Cores: []int{r.o.DUTCPU}, Sessions: n, UEPool: UEPool, FastPath: fast, PeerFailureGrace: peerGrace}.YAML(), 0o644); err != nil {
 		return err
 	}
 	u, err := e2e.LaunchUPF(r.tp, r.upf, cfg, r.o.DUTCPU)
@@ -480,7 +487,7 @@ func (r *runner) point(ctx context.Context, s System, d Direction, size, n int, 
 			note = fmt.Sprintf("; %.0f packets policed by MBR", n)
 		}
 		if x.Disturbed {
-			note += fmt.Sprintf("; DISTURBED: other work on CPU %d (%.2f CPU; threads seen: %v), repeating", r.o.DUTCPU, x.CPU.DUTOther, x.Foreign)
+			note += "; DISTURBED: " + x.DisturbedBy + ", repeating"
 		}
 		r.logf("%s %s %d B %d sessions, run %d (%d/%d counted): offered %.3f Mpps, delivered %.3f Mpps; DUT CPU %.2f (NAPI %.2f, %s %.2f, other %.2f), generator CPU %.2f%s",
 			s, d, size, n, attempt+1, good, r.o.Repeats, x.OfferedPPS/1e6, x.DeliveredPPS/1e6,
@@ -557,6 +564,16 @@ func (r *runner) trial(ctx context.Context, s System, g *trafgen.Generator, run 
 	// does not account for, which is a few hundredths of a CPU when
 	// nothing else runs.
 	x.Disturbed = x.CPU.DUTOther > r.o.MaxForeign
+	if x.Disturbed {
+		x.DisturbedBy = fmt.Sprintf("other work on CPU %d (%.2f CPU; threads seen: %v)", r.o.DUTCPU, x.CPU.DUTOther, x.Foreign)
+	}
+	// Every packet of the stream belongs to an installed session: packets
+	// without one, or an SMF that stopped answering, mean upf lost
+	// sessions during the run, which then measured something else.
+	if n, t := x.Counters[`sluice_drops_total{reason="no_pdr"}`], sumPrefix(x.Counters, "sluice_pfcp_timeouts_total"); n > 0 || t > 0 {
+		x.Disturbed = true
+		x.DisturbedBy = fmt.Sprintf("upf lost sessions (%.0f packets without a session, %.0f PFCP requests unanswered)", n, t)
+	}
 	return x, nil
 }
 

@@ -112,3 +112,15 @@ func linkDeltas(before, after map[string]uint64) map[string]uint64 {
 	}
 	return out
 }
+
+// sumPrefix returns the sum of the counters whose names (labels aside)
+// start with prefix.
+func sumPrefix(counters map[string]float64, prefix string) float64 {
+	var sum float64
+	for k, v := range counters {
+		if strings.HasPrefix(k, prefix) {
+			sum += v
+		}
+	}
+	return sum
+}

@@ -49,6 +49,10 @@ type UPFConfig struct {
 	// FastPath is upf's fast_path setting (auto or off); empty leaves it
 	// out (off).
 	FastPath string
+	// PeerFailureGrace is how long upf keeps the sessions of an SMF that
+	// stopped answering heartbeats; zero leaves upf's default (it purges
+	// them at once).
+	PeerFailureGrace time.Duration
 }
 
 // TestbedUPFConfig is the configuration of a Bed's upf: workers on the
@@ -73,6 +77,9 @@ func (c UPFConfig) YAML() []byte {
 	report := ""
 	if c.ReportInterval > 0 {
 		report = "  report_interval: " + c.ReportInterval.String() + "\n"
+	}
+	if c.PeerFailureGrace > 0 {
+		report += "  peer_failure_grace: " + c.PeerFailureGrace.String() + "\n"
 	}
 	tail := c.Proxy
 	if c.FastPath != "" {

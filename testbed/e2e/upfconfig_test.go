@@ -19,7 +19,9 @@ func TestUPFConfigYAML(t *testing.T) {
 		{"testbed", TestbedUPFConfig(1),
 			[]string{"cores: [" + last + "]\n", "sessions: 1024\n", "ue_pools: [10.45.0.0/16]\n", "  report_interval: 200ms\n"}, nil},
 		{"benchmark", UPFConfig{Cores: []int{1}, Sessions: 100000, UEPool: netip.MustParsePrefix("10.48.0.0/14")},
-			[]string{"cores: [1]\n", "sessions: 100000\n", "ue_pools: [10.48.0.0/14]\n"}, []string{"report_interval"}},
+			[]string{"cores: [1]\n", "sessions: 100000\n", "ue_pools: [10.48.0.0/14]\n"}, []string{"report_interval", "peer_failure_grace"}},
+		{"peer grace", UPFConfig{Cores: []int{1}, Sessions: 8, PeerFailureGrace: 10 * time.Minute},
+			[]string{"  n1: 3\n  peer_failure_grace: 10m0s\ninterfaces:\n"}, []string{"report_interval"}},
 		{"two workers", UPFConfig{Cores: []int{1, 0}, Sessions: 8, ReportInterval: time.Second},
 			[]string{"cores: [1, 0]\n", "  report_interval: 1s\n"}, nil},
 	} {
