@@ -133,9 +133,8 @@ type Config struct {
 	FrameSize int
 	// NumFrames is the number of UMEM frames per queue (default 16384).
 	NumFrames int
-	// RingSize is the number of entries of a socket's rx, tx and
-	// completion rings and the most frames it lends for receiving, a power
-	// of two (default 4096); its fill ring has twice as many entries.
+	// RingSize is the number of entries of each of a socket's four rings,
+	// a power of two (default 4096).
 	RingSize int
 	// HugePages backs UMEM with huge pages; if none are free Open falls
 	// back to normal pages with a log line.

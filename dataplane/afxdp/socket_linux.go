@@ -85,14 +85,9 @@ func openSocket(c socketConfig) (_ *socket, err error) {
 			return nil, fmt.Errorf("registering UMEM: %w", err)
 		}
 	}
-	// The fill ring has twice the entries of the others; see fillRingFactor.
-	fillSize := fillRingFactor * c.ringSize
-	for _, r := range []struct{ opt, size int }{
-		{unix.XDP_UMEM_FILL_RING, fillSize}, {unix.XDP_UMEM_COMPLETION_RING, c.ringSize},
-		{unix.XDP_RX_RING, c.ringSize}, {unix.XDP_TX_RING, c.ringSize},
-	} {
-		if err := unix.SetsockoptInt(fd, unix.SOL_XDP, r.opt, r.size); err != nil {
-			return nil, fmt.Errorf("sizing XDP ring %d: %w", r.opt, err)
+	for _, opt := range []int{unix.XDP_UMEM_FILL_RING, unix.XDP_UMEM_COMPLETION_RING, unix.XDP_RX_RING, unix.XDP_TX_RING} {
+		if err := unix.SetsockoptInt(fd, unix.SOL_XDP, opt, c.ringSize); err != nil {
+			return nil, fmt.Errorf("sizing XDP ring %d: %w", opt, err)
 		}
 	}
 	var off unix.XDPMmapOffsets
@@ -103,7 +98,7 @@ func openSocket(c socketConfig) (_ *socket, err error) {
 	}
 
 	n := uint64(c.ringSize)
-	if s.fillMem, err = mapRing(fd, unix.XDP_UMEM_PGOFF_FILL_RING, off.Fr, uint64(fillSize)*8); err != nil {
+	if s.fillMem, err = mapRing(fd, unix.XDP_UMEM_PGOFF_FILL_RING, off.Fr, n*8); err != nil {
 		return nil, err
 	}
 	if s.compMem, err = mapRing(fd, unix.XDP_UMEM_PGOFF_COMPLETION_RING, off.Cr, n*8); err != nil {
@@ -115,7 +110,7 @@ func openSocket(c socketConfig) (_ *socket, err error) {
 	if s.txMem, err = mapRing(fd, unix.XDP_PGOFF_TX_RING, off.Tx, n*uint64(unsafe.Sizeof(desc{}))); err != nil {
 		return nil, err
 	}
-	s.fill = newProdRing(ringWords(s.fillMem, off.Fr, ringEntries[uint64](s.fillMem, off.Fr, fillSize)))
+	s.fill = newProdRing(ringWords(s.fillMem, off.Fr, ringEntries[uint64](s.fillMem, off.Fr, c.ringSize)))
 	s.comp = newConsRing(ringWords(s.compMem, off.Cr, ringEntries[uint64](s.compMem, off.Cr, c.ringSize)))
 	s.rx = newConsRing(ringWords(s.rxMem, off.Rx, ringEntries[desc](s.rxMem, off.Rx, c.ringSize)))
 	s.tx = newProdRing(ringWords(s.txMem, off.Tx, ringEntries[desc](s.txMem, off.Tx, c.ringSize)))

@@ -140,21 +140,6 @@ func (x *xsk) leave() {
 	x.fs.split()
 }
 
-// fillRingFactor is how many times the frames a socket lends for
-// receiving its fill ring holds. The kernel takes fill entries without
-// telling: in copy mode it reads the producer index, uses every entry it
-// saw, and stores its consumer index only when it comes back for more, in
-// the same step as it reads the producer index again. A fill ring that
-// holds just the frames lent therefore looks full to Sluice from the
-// moment the kernel has seen all of them until it has used all of them;
-// Sluice cannot lend the frames it got back meanwhile, and the kernel,
-// finding nothing new when it looks again, drops packets (fill_ring_empty)
-// until the worker's next refill: about once per fill ring's worth of
-// packets, however idle the worker. With room for twice the frames lent,
-// the frames used but not yet given back by the kernel never stop a
-// refill.
-const fillRingFactor = 2
-
 // split shares half the frames among the members' fill rings.
 func (fs *freeStack) split() {
 	if len(fs.members) == 0 {
@@ -162,7 +147,7 @@ func (fs *freeStack) split() {
 	}
 	share := uint32(len(fs.a) / (2 * len(fs.members)))
 	for _, m := range fs.members {
-		m.fillMax = min(m.fill.size()/fillRingFactor, share)
+		m.fillMax = min(m.fill.size(), share)
 	}
 }
 

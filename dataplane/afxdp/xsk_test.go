@@ -21,15 +21,6 @@ type fakeKernel struct {
 	fill, comp       ring[uint64] // the kernel's sides
 	rx, tx           ring[desc]
 
-	// lazyFill makes deliver take fill entries as the kernel does in copy
-	// mode: it stores its consumer index only when it has used every
-	// entry it saw and looks for more. fillSeen and fillTaken are the
-	// entries it saw and has not used, and those it used without telling;
-	// fillEmpty counts packets dropped because it found none.
-	lazyFill            bool
-	fillSeen, fillTaken uint32
-	fillEmpty           int
-
 	sent     [][]byte // what was transmitted
 	sentAddr []uint64 // and from where
 	kicks    int
@@ -41,7 +32,7 @@ func newFakeKernel(frameSize, numFrames, ringSize int) *fakeKernel {
 	k := &fakeKernel{
 		umem:      make([]byte, frameSize*numFrames),
 		frameSize: frameSize,
-		fillMem:   newRingMem[uint64](fillRingFactor*ringSize, 0),
+		fillMem:   newRingMem[uint64](ringSize, 0),
 		compMem:   newRingMem[uint64](ringSize, 0),
 		rxMem:     newRingMem[desc](ringSize, 0),
 		txMem:     newRingMem[desc](ringSize, 0),
@@ -73,9 +64,6 @@ func (k *fakeKernel) newSharedXSK(base *xsk, owner dataplane.FrameOwner) *xsk {
 // frames of the fill ring, behind the UMEM and XDP headroom. It returns how
 // many it could place.
 func (k *fakeKernel) deliver(pkts ...[]byte) int {
-	if k.lazyFill {
-		return k.deliverLazy(pkts)
-	}
 	n := min(k.fill.available(uint32(len(pkts))), k.rx.free(uint32(len(pkts))))
 	for i := range n {
 		addr := *k.fill.consEntry(i) + dataplane.Headroom + xdpPacketHeadroom
@@ -83,33 +71,6 @@ func (k *fakeKernel) deliver(pkts ...[]byte) int {
 		*k.rx.prodEntry(i) = desc{addr: addr, len: uint32(len(pkts[i]))}
 	}
 	k.fill.release(n)
-	k.rx.submit(n)
-	return int(n)
-}
-
-// deliverLazy is deliver with lazyFill: a packet that finds no fill entry
-// is dropped and counted, as the kernel does.
-func (k *fakeKernel) deliverLazy(pkts [][]byte) int {
-	var n uint32
-	for _, p := range pkts {
-		if k.rx.free(n+1) < n+1 {
-			break
-		}
-		if k.fillSeen == 0 {
-			k.fill.release(k.fillTaken)
-			k.fillTaken = 0
-			if k.fillSeen = k.fill.available(k.fill.size()); k.fillSeen == 0 {
-				k.fillEmpty++
-				continue
-			}
-		}
-		addr := *k.fill.consEntry(k.fillTaken) + dataplane.Headroom + xdpPacketHeadroom
-		k.fillTaken++
-		k.fillSeen--
-		copy(k.umem[addr:], p)
-		*k.rx.prodEntry(n) = desc{addr: addr, len: uint32(len(p))}
-		n++
-	}
 	k.rx.submit(n)
 	return int(n)
 }
@@ -275,35 +236,6 @@ func TestTransmitInPlace(t *testing.T) {
 // TestReceiveReapsWhenShort forwards every frame of the UMEM in place:
 // with nothing on the free stack, receive takes the completed frames back
 // and lends them to the fill ring again.
-// TestFillLazyConsumer checks that a worker that keeps up never leaves the
-// kernel without a frame to receive into, though the kernel gives fill
-// entries back only when it has used all it saw.
-func TestFillLazyConsumer(t *testing.T) {
-	const numFrames, ringSize, rounds, perRound = 256, 16, 1000, 3
-	k := newFakeKernel(2048, numFrames, ringSize)
-	k.lazyFill = true
-	x := k.newXSK(numFrames, &nopOwner{})
-	var frames [dataplane.BurstSize]dataplane.Frame
-	pkts := [][]byte{packet(0), packet(1), packet(2)}
-	received := 0
-	for range rounds {
-		k.deliver(pkts...)
-		for {
-			n := x.receive(frames[:])
-			if n == 0 {
-				break
-			}
-			received += n
-			x.freeFrames(frames[:n])
-		}
-	}
-	if k.fillEmpty != 0 || received != rounds*perRound {
-		t.Errorf("worker received %d of %d packets, kernel found the fill ring empty %d times (fillMax %d, fill ring %d entries)",
-			received, rounds*perRound, k.fillEmpty, x.fillMax, x.fill.size())
-	}
-	checkFrames(t, x, numFrames)
-}
-
 func TestReceiveReapsWhenShort(t *testing.T) {
 	const numFrames = 16
 	k := newFakeKernel(2048, numFrames, 16)
