@@ -1,9 +1,6 @@
 package flowtable
 
-import (
-	"testing"
-	"time"
-)
+import "testing"
 
 // offer sends packets of size octets through the real session's uplink
 // rule, every gap ns for d ns of Table time, with workers taking turns,
@@ -102,9 +99,11 @@ func TestCreditSparesTheMeters(t *testing.T) {
 func TestCreditFromInstall(t *testing.T) {
 	tb := New(Options{})
 	ws := []*WorkerCounters{tb.NewWorker(), tb.NewWorker()}
+	before := tb.Now()
 	if err := tb.Install(realSession(1, 100, ueAddr(7))); err != nil {
 		t.Fatal(err)
 	}
+	after := tb.Now()
 	ue := ueAddr(7)
 	f := flow4(ue.String(), "198.51.100.1", 17, 1000, 53)
 	var b Batch
@@ -114,16 +113,18 @@ func TestCreditFromInstall(t *testing.T) {
 	}
 	m0, m1 := tb.slab.at(v.meter-1), tb.slab.at(v.meter)
 	chunk := min(m0.chunk(), m1.chunk())
-	// The meters' budget is ahead of the clock by the two chunks.
-	now := tb.Now()
+	// The meters' budget is ahead of the install's clock reading, which
+	// lies between before and after, by the two chunks (each rounded down
+	// to the nanosecond on its own).
 	for i, m := range []*Meter{m0, m1} {
-		ahead := m.tat.Load() - now
 		want := 2 * int64(chunk) * m.psPerByte / 1000
-		if ahead > want || ahead < want-int64(time.Millisecond) {
-			t.Errorf("meter %d is %d ns ahead of the clock after the install, want about %d (a chunk for each of 2 workers)", i, ahead, want)
+		if tat := m.tat.Load(); tat < before+want-2 || tat > after+want {
+			t.Errorf("meter %d is %d ns ahead of the clock before the install and %d after it, want %d (a chunk for each of 2 workers)",
+				i, tat-before, tat-after, want)
 		}
 	}
 	tat0, tat1 := m0.tat.Load(), m1.tat.Load()
+	now := tb.Now()
 	for i, w := range ws {
 		v := matchOne(tb, w, &b, true, 100, f)
 		if c := creditOf(v.pdr); c.meter != uint64(v.meter) || c.bytes != uint64(chunk) {
