@@ -74,12 +74,12 @@ func (c UPFConfig) YAML() []byte {
 	if !pool.IsValid() {
 		pool = topo.DefaultUEPool
 	}
-	report := ""
+	n4 := "" // the optional lines of the n4 section
 	if c.ReportInterval > 0 {
-		report = "  report_interval: " + c.ReportInterval.String() + "\n"
+		n4 += "  report_interval: " + c.ReportInterval.String() + "\n"
 	}
 	if c.PeerFailureGrace > 0 {
-		report += "  peer_failure_grace: " + c.PeerFailureGrace.String() + "\n"
+		n4 += "  peer_failure_grace: " + c.PeerFailureGrace.String() + "\n"
 	}
 	tail := c.Proxy
 	if c.FastPath != "" {
@@ -105,5 +105,5 @@ ue_pools: [%v]
 teids: {first: 256, last: 65535}
 cores: [%s]
 sessions: %d
-%s`, Metrics, N4, UPFN3, topo.GNBN3Addr.Masked(), UPFT1, UPFN1, report, topo.N3If, UPFN3, topo.N6If, pool, strings.Join(cores, ", "), c.Sessions, tail)
+%s`, Metrics, N4, UPFN3, topo.GNBN3Addr.Masked(), UPFT1, UPFN1, n4, topo.N3If, UPFN3, topo.N6If, pool, strings.Join(cores, ", "), c.Sessions, tail)
 }
