@@ -99,6 +99,12 @@ type VhostRun struct {
 	Disturbed bool               `json:"disturbed"`
 	// Drops are Sluice's pipeline drops during the run, by reason.
 	Drops map[string]uint64 `json:"sluice_drops,omitempty"`
+	// Received, BusyPolls and IdlePolls are what Sluice's ports received
+	// and its workers' polls with and without packets during the run
+	// (vhost.Throughput).
+	Received  uint64 `json:"sluice_received,omitempty"`
+	BusyPolls uint64 `json:"sluice_busy_polls,omitempty"`
+	IdlePolls uint64 `json:"sluice_idle_polls,omitempty"`
 }
 
 // counts says whether run r enters the medians: undisturbed, or every

@@ -160,7 +160,8 @@ func (r *runner) vhostRuns(ctx context.Context, c *VhostCase, units []seatUnit) 
 				u.p.Error = firstLine(err)
 				return fmt.Errorf("%s: %w", u.name, err)
 			}
-			x := VhostRun{Round: round + 1, OfferedPPS: t.OfferedMpps() * 1e6, DeliveredPPS: t.DeliveredMpps() * 1e6, Elapsed: t.Elapsed.Seconds(), Drops: t.Drops}
+			x := VhostRun{Round: round + 1, OfferedPPS: t.OfferedMpps() * 1e6, DeliveredPPS: t.DeliveredMpps() * 1e6, Elapsed: t.Elapsed.Seconds(), Drops: t.Drops,
+				Received: t.Received, BusyPolls: t.BusyPolls, IdlePolls: t.IdlePolls}
 			x.DUTBusy, _ = cpuUse(s0, s1, r.o.DUTCPU)
 			x.Unit = tasksUse(s0, s1, u.s.Unit)
 			_, all := othersOn(s0, s1, r.o.DUTCPU, nil, 0)
@@ -171,6 +172,9 @@ func (r *runner) vhostRuns(ctx context.Context, c *VhostCase, units []seatUnit) 
 			x.Disturbed = x.Other > r.o.MaxForeign
 			u.p.Runs = append(u.p.Runs, x)
 			note := ""
+			if n := t.PollNote(); n != "" {
+				note = "; " + n
+			}
 			if len(x.Drops) > 0 {
 				note = fmt.Sprintf("; pipeline drops %v", x.Drops)
 			}

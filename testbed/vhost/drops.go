@@ -9,9 +9,18 @@ import (
 	"time"
 )
 
-// PipelineDrops returns the packets a running upf's pipeline has dropped
-// so far, by reason, from its admin socket (GET /v1/ports).
-func PipelineDrops(sock string) (map[string]uint64, error) {
+// Pipeline is what a running upf's admin socket says of its pipeline
+// (GET /v1/ports): the packets it has dropped so far, by reason, and its
+// workers' polls and its ports' received packets, summed.
+type Pipeline struct {
+	Drops     map[string]uint64
+	Received  uint64 // packets received on all ports
+	BusyPolls uint64 // polls that received packets
+	IdlePolls uint64 // polls that found every ring empty
+}
+
+// ReadPipeline reads a running upf's Pipeline from its admin socket.
+func ReadPipeline(sock string) (Pipeline, error) {
 	c := http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
@@ -20,19 +29,42 @@ func PipelineDrops(sock string) (map[string]uint64, error) {
 	defer c.CloseIdleConnections()
 	resp, err := c.Get("http://upf/v1/ports")
 	if err != nil {
-		return nil, fmt.Errorf("read upf's drops: %w", err)
+		return Pipeline{}, fmt.Errorf("read upf's pipeline counters: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("read upf's drops: %s", resp.Status)
+		return Pipeline{}, fmt.Errorf("read upf's pipeline counters: %s", resp.Status)
 	}
 	var v struct {
-		Drops map[string]uint64 `json:"drops"`
+		Drops   map[string]uint64 `json:"drops"`
+		Workers []struct {
+			Busy uint64 `json:"busy_polls"`
+			Idle uint64 `json:"idle_polls"`
+		} `json:"workers"`
+		Ports []struct {
+			Rx uint64 `json:"rx_packets"`
+		} `json:"ports"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
-		return nil, fmt.Errorf("read upf's drops: %w", err)
+		return Pipeline{}, fmt.Errorf("read upf's pipeline counters: %w", err)
 	}
-	return v.Drops, nil
+	p := Pipeline{Drops: v.Drops}
+	for _, port := range v.Ports {
+		p.Received += port.Rx
+	}
+	for _, w := range v.Workers {
+		p.BusyPolls += w.Busy
+		p.IdlePolls += w.Idle
+	}
+	return p, nil
+}
+
+// since fills t's pipeline figures with what grew from before to after.
+func (t *Throughput) since(before, after Pipeline) {
+	t.Drops = dropsSince(before.Drops, after.Drops)
+	t.Received = after.Received - before.Received
+	t.BusyPolls = after.BusyPolls - before.BusyPolls
+	t.IdlePolls = after.IdlePolls - before.IdlePolls
 }
 
 // dropsSince returns the reasons whose counts grew from before to after,

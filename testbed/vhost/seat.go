@@ -88,6 +88,23 @@ type Throughput struct {
 	// is expected to drop none for its rules (mbr_exceeded, gate_closed):
 	// such drops mean the rules limited the rate, not the forwarding.
 	Drops map[string]uint64
+	// Received is what Sluice's ports received during the run, and
+	// BusyPolls and IdlePolls its workers' polls that received packets
+	// and that found every ring empty (all 0 for other units). Packets
+	// per busy poll tell a unit that keeps up (small bursts, many idle
+	// polls) from one that does not (full bursts).
+	Received, BusyPolls, IdlePolls uint64
+}
+
+// PollNote describes Sluice's polls in a run, or is empty for another
+// unit.
+func (t Throughput) PollNote() string {
+	if t.BusyPolls == 0 {
+		return ""
+	}
+	s := t.Elapsed.Seconds()
+	return fmt.Sprintf("%.1f packets a busy poll, busy polls %.0f k/s, idle %.0f k/s",
+		float64(t.Received)/float64(t.BusyPolls), float64(t.BusyPolls)/s/1e3, float64(t.IdlePolls)/s/1e3)
 }
 
 // OfferedMpps and DeliveredMpps are the rates in millions of packets per
@@ -145,10 +162,10 @@ func (s *Seat) Window(d time.Duration) (Throughput, error) {
 			return Throughput{}, err
 		}
 	}
-	var before map[string]uint64
+	var before Pipeline
 	if s.admin != "" {
 		var err error
-		if before, err = PipelineDrops(s.admin); err != nil {
+		if before, err = ReadPipeline(s.admin); err != nil {
 			return Throughput{}, err
 		}
 	}
@@ -184,11 +201,11 @@ func (s *Seat) Window(d time.Duration) (Throughput, error) {
 	}
 	t := Throughput{Offered: ps[0].RxPackets, Delivered: ps[3].TxPackets, Elapsed: el}
 	if s.admin != "" {
-		after, err := PipelineDrops(s.admin)
+		after, err := ReadPipeline(s.admin)
 		if err != nil {
 			return Throughput{}, err
 		}
-		t.Drops = dropsSince(before, after)
+		t.since(before, after)
 	}
 	return t, nil
 }

@@ -148,7 +148,7 @@ func RunUPFSeat(ctx context.Context, r UPFSeatRun) (Throughput, error) {
 	if r.Measure != nil {
 		return Throughput{IdleCPU: idle}, r.Measure(&Seat{Unit: upf.Pid(), Switch: sw.Pid(), ctx: ctx, sw: sw, admin: admin})
 	}
-	before, err := PipelineDrops(admin)
+	before, err := ReadPipeline(admin)
 	if err != nil {
 		return Throughput{}, err
 	}
@@ -156,10 +156,11 @@ func RunUPFSeat(ctx context.Context, r UPFSeatRun) (Throughput, error) {
 	if err != nil {
 		return Throughput{}, err
 	}
-	after, err := PipelineDrops(admin)
+	after, err := ReadPipeline(admin)
 	if err != nil {
 		return Throughput{}, err
 	}
-	t.IdleCPU, t.Drops = idle, dropsSince(before, after)
+	t.IdleCPU = idle
+	t.since(before, after)
 	return t, nil
 }

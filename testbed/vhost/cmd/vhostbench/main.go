@@ -113,12 +113,17 @@ func run(d time.Duration, sessions, ring int, sizes, bin string) error {
 	return nil
 }
 
-// dropNote names the drops of Sluice's pipeline in a window, if any.
+// dropNote describes Sluice's polls in a window and names the drops of its
+// pipeline, if any.
 func dropNote(t vhost.Throughput) string {
-	if len(t.Drops) == 0 {
-		return ""
+	s := ""
+	if n := t.PollNote(); n != "" {
+		s = "  " + n
 	}
-	return fmt.Sprintf("  pipeline drops %v", t.Drops)
+	if len(t.Drops) > 0 {
+		s += fmt.Sprintf("  pipeline drops %v", t.Drops)
+	}
+	return s
 }
 
 // backendSide makes the unit the vhost-user back-end; downlink runs the
