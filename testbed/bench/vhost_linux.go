@@ -176,7 +176,7 @@ func (r *runner) vhostRuns(ctx context.Context, c *VhostCase, units []seatUnit) 
 				note = "; " + n
 			}
 			if len(x.Drops) > 0 {
-				note = fmt.Sprintf("; pipeline drops %v", x.Drops)
+				note += fmt.Sprintf("; pipeline drops %v", x.Drops)
 			}
 			if x.Disturbed {
 				u.p.Disturbed++
