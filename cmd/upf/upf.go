@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"runtime"
 	"sync"
 	"time"
 
@@ -170,6 +171,19 @@ func start(cfg *parsed, log *slog.Logger) (_ *upf, err error) {
 			return nil, fmt.Errorf("create worker %d: %w", w, err)
 		}
 		u.workers = append(u.workers, wk)
+	}
+	// A worker keeps its Go processor (P): it polls, and naps in raw
+	// system calls. With no P beyond the workers' (the runtime's default
+	// is the number of CPUs upf may run on, so upf confined to its
+	// workers' cores), the N4 server, the report loop and the metrics run
+	// only when the runtime preempts a worker after 10 ms, and the worker
+	// waits for them while its receive frames run out. One more P gives
+	// them a thread of their own, which the kernel schedules beside the
+	// workers' by weight (worker_nice). docs/performance.md, "A Go
+	// processor for everything else", has the measurements.
+	if have := runtime.GOMAXPROCS(0); have < nw+1 {
+		runtime.GOMAXPROCS(nw + 1)
+		log.Info("Go processors raised so that each worker keeps its own", "gomaxprocs", nw+1, "was", have, "workers", nw)
 	}
 	for i, wk := range u.workers {
 		u.wg.Add(1)

@@ -38,6 +38,9 @@ type Options struct {
 	// "auto" the far ends of N3 and N6 get GRO, so that they take the
 	// frames upf's XDP program redirects onto its veths.
 	FastPath string
+	// Confine runs all of upf's threads on its workers' cores (taskset),
+	// as a deployment that gives upf exactly those CPUs does.
+	Confine bool
 }
 
 // Bed is a running testbed with Sluice in it.
@@ -49,6 +52,7 @@ type Bed struct {
 	opts    Options
 	dir     string
 	cfg     string   // the upf configuration file
+	cores   []int    // the CPUs upf's threads are confined to, if Options.Confine
 	upf     *Process // the running upf, or the last one
 	upfPast string   // the output of the upfs before it
 	closers []func()
@@ -102,6 +106,9 @@ func Up(ctx context.Context, o Options) (_ *Bed, err error) {
 	uc := TestbedUPFConfig(o.Workers)
 	uc.Proxy = o.Proxy
 	uc.FastPath = o.FastPath
+	if o.Confine {
+		b.cores = uc.Cores
+	}
 	if o.FastPath == "auto" {
 		for _, e := range []*topo.Endpoint{&b.Topo.GNBN3, &b.Topo.DNN6} {
 			if err := b.Topo.SetGRO(e, true); err != nil {
@@ -137,7 +144,7 @@ func (b *Bed) StartUPF(ctx context.Context) error {
 	if b.upf != nil {
 		b.upfPast += b.upf.Log()
 	}
-	u, err := LaunchUPF(b.Topo, b.opts.UPF, b.cfg)
+	u, err := LaunchUPF(b.Topo, b.opts.UPF, b.cfg, b.cores...)
 	if err != nil {
 		return err
 	}
@@ -239,7 +246,8 @@ func (b *Bed) Run(ctx context.Context, ns string, name string, args ...string) (
 func (b *Bed) Metrics() (map[string]float64, error) { return Scrape(b.Topo, Metrics) }
 
 // Scrape reads a upf's Prometheus endpoint at addr from the gnb namespace
-// of t and returns its sluice_ samples by full name with labels.
+// of t and returns its sluice_ and go_ (the Go runtime's) samples by full
+// name with labels.
 func Scrape(t *topo.Topology, addr netip.AddrPort) (map[string]float64, error) {
 	var body []byte
 	err := t.Do(topo.GNB, func() error {
@@ -262,7 +270,7 @@ func Scrape(t *topo.Topology, addr netip.AddrPort) (map[string]float64, error) {
 	sc := bufio.NewScanner(bytes.NewReader(body))
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, "sluice_") {
+		if !strings.HasPrefix(line, "sluice_") && !strings.HasPrefix(line, "go_") {
 			continue
 		}
 		i := strings.LastIndexByte(line, ' ')
