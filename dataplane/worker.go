@@ -119,6 +119,7 @@ type Worker struct {
 	nap time.Duration
 
 	rx    [BurstSize]Frame
+	lines [2 * BurstSize]uintptr // prefetchHeaders' addresses
 	drops [BurstSize]Frame
 	ndrop int
 	batch flowtable.Batch
