@@ -2,7 +2,6 @@ package dataplane
 
 import (
 	"encoding/binary"
-	"unsafe"
 
 	"github.com/sluice-net/sluice/dataplane/prefetch"
 	"github.com/sluice-net/sluice/flowtable"
@@ -59,16 +58,9 @@ func (w *Worker) burst(in int, frames []Frame) {
 func (w *Worker) prefetchHeaders(frames []Frame) {
 	n := 0
 	for j := range frames {
-		if n+2 > len(w.lines) {
-			break
+		if f := &frames[j]; f.Off < len(f.Buf) {
+			n += prefetch.Lines(w.lines[n:], f.Buf[f.Off:], 128)
 		}
-		f := &frames[j]
-		if f.Off >= len(f.Buf) {
-			continue
-		}
-		a := uintptr(unsafe.Pointer(&f.Buf[f.Off]))
-		w.lines[n], w.lines[n+1] = a, a+64
-		n += 2
 	}
 	prefetch.Read(w.lines[:n])
 }

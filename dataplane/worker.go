@@ -119,7 +119,7 @@ type Worker struct {
 	nap time.Duration
 
 	rx    [BurstSize]Frame
-	lines [2 * BurstSize]uintptr // prefetchHeaders' addresses
+	lines [3 * BurstSize]uintptr // prefetchHeaders' addresses (128 octets span up to 3 lines)
 	drops [BurstSize]Frame
 	ndrop int
 	batch flowtable.Batch

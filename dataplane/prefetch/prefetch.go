@@ -14,3 +14,20 @@
 // On architectures without an assembly version the functions do
 // nothing; prefetching is a hint and never changes a result.
 package prefetch
+
+import "unsafe"
+
+// Lines puts into as the address of each cache line that b's first n
+// octets touch, as many as as holds, and returns how many it put.
+func Lines(as []uintptr, b []byte, n int) int {
+	if n <= 0 {
+		return 0
+	}
+	a := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	k := 0
+	for end := a + uintptr(n); a < end && k < len(as); a = a&^63 + 64 {
+		as[k] = a
+		k++
+	}
+	return k
+}

@@ -49,3 +49,39 @@ func BenchmarkRead64(b *testing.B) {
 		Read(addrs[:])
 	}
 }
+
+// Lines names each cache line a range touches once, from the range's
+// first octet, and stops when its list is full.
+func TestLines(t *testing.T) {
+	buf := make([]byte, 512)
+	base := uintptr(unsafe.Pointer(&buf[0]))
+	off := int((64 - base&63) & 63) // buf[off] starts a line
+	var as [8]uintptr
+	for _, c := range []struct {
+		from, n, room int
+		want          []int // offsets in buf of the lines named
+	}{
+		{off, 128, 8, []int{off, off + 64}},
+		{off + 10, 128, 8, []int{off + 10, off + 64, off + 128}},
+		{off + 63, 2, 8, []int{off + 63, off + 64}},
+		{off + 5, 1, 8, []int{off + 5}},
+		{off, 0, 8, nil},
+		{off, 256, 3, []int{off, off + 64, off + 128}},
+	} {
+		k := Lines(as[:c.room], buf[c.from:], c.n)
+		got := make([]int, k)
+		for i := range got {
+			got[i] = int(as[i] - base)
+		}
+		if len(got) != len(c.want) {
+			t.Errorf("Lines(buf[%d:], %d) with room for %d named %v; want %v", c.from, c.n, c.room, got, c.want)
+			continue
+		}
+		for i := range got {
+			if got[i] != c.want[i] {
+				t.Errorf("Lines(buf[%d:], %d) with room for %d named %v; want %v", c.from, c.n, c.room, got, c.want)
+				break
+			}
+		}
+	}
+}

@@ -467,13 +467,13 @@ func (q *queue) fill(s *setup, d *vring.Device, frames []dataplane.Frame) (sent 
 	nl := 0
 	for j := range q.jobs[:q.njobs] {
 		dst := q.jobs[j].dst
-		nl = q.addLines(nl, dst[hl:], min(len(dst)-hl, 128))
+		nl += prefetch.Lines(q.lines[nl:], dst[hl:], min(len(dst)-hl, 128))
 	}
 	prefetch.Write(q.lines[:nl])
 	nl = 0
 	for j := range q.jobs[:q.njobs] {
 		if dst := q.jobs[j].dst; hl > 0 && lineAddr(dst)&^63 != lineAddr(dst[hl:])&^63 {
-			nl = q.addLines(nl, dst, 1)
+			nl += prefetch.Lines(q.lines[nl:], dst, 1)
 		}
 	}
 	prefetch.Read(q.lines[:nl])
@@ -484,20 +484,6 @@ func (q *queue) fill(s *setup, d *vring.Device, frames []dataplane.Frame) (sent 
 	}
 	q.njobs = 0
 	return sent, bytes
-}
-
-// addLines puts the cache lines of b's first n octets (n at most 192:
-// up to four lines) at q.lines[nl:] and returns the new count.
-func (q *queue) addLines(nl int, b []byte, n int) int {
-	if nl+4 > len(q.lines) || n <= 0 {
-		return nl
-	}
-	a := lineAddr(b)
-	for end := a + uintptr(n); a < end; a = a&^63 + 64 {
-		q.lines[nl] = a
-		nl++
-	}
-	return nl
 }
 
 // copyJob is a packet fill has taken a buffer for that holds it whole
