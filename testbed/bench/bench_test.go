@@ -399,21 +399,85 @@ func checkRealShape(t *testing.T, req *message.SessionEstablishmentRequest) {
 	}
 }
 
-// The phases a table divides run next to each other: Sluice beside the
-// AF_XDP ceiling and the fast path beside the kernel at each session
-// count, and Sluice at one count right before Sluice at the next.
-func TestPhaseOrder(t *testing.T) {
-	got := phaseOrder(DefaultSystems, []int{100, 100_000})
-	want := []phase{
-		{Kernel, 100}, {SluiceFast, 100}, {AFXDPIO, 100}, {Sluice, 100},
-		{Sluice, 100_000}, {AFXDPIO, 100_000}, {SluiceFast, 100_000}, {Kernel, 100_000},
+// The systems a table divides run next to each other in a round: the
+// fast path beside the kernel and Sluice beside the AF_XDP ceiling, and
+// every other round in reverse, so that each of a pair runs first as
+// often as the other.
+func TestRoundOrder(t *testing.T) {
+	for round, want := range [][]System{
+		{Kernel, SluiceFast, AFXDPIO, Sluice},
+		{Sluice, AFXDPIO, SluiceFast, Kernel},
+		{Kernel, SluiceFast, AFXDPIO, Sluice},
+	} {
+		if got := roundOrder(DefaultSystems, round); !slices.Equal(got, want) {
+			t.Errorf("round %d: %v, want %v", round+1, got, want)
+		}
 	}
-	if !slices.Equal(got, want) {
-		t.Errorf("phases %v, want %v", got, want)
+	if got, want := roundOrder([]System{Sluice, Kernel}, 1), []System{Sluice, Kernel}; !slices.Equal(got, want) {
+		t.Errorf("second round of two systems: %v, want %v", got, want)
 	}
-	got = phaseOrder([]System{Sluice, Kernel}, []int{1, 2, 3})
-	want = []phase{{Kernel, 1}, {Sluice, 1}, {Sluice, 2}, {Kernel, 2}, {Kernel, 3}, {Sluice, 3}}
-	if !slices.Equal(got, want) {
-		t.Errorf("phases of two systems at three counts %v, want %v", got, want)
+}
+
+// A ratio compares the runs of the same round: when the machine slows
+// down between rounds, each system's median comes from a different
+// round, and only the rounds' ratios show that Sluice delivered 0.9 of
+// the ceiling in every one of them.
+func TestCaseRoundRatios(t *testing.T) {
+	runs := func(rates ...float64) *Point {
+		p := &Point{}
+		for i, r := range rates {
+			p.Runs = append(p.Runs, Trial{Round: i + 1, DeliveredPPS: r})
+		}
+		return p
+	}
+	c := &Case{Direction: Uplink, Size: 64, Sessions: 100}
+	// The machine's state: fast, slow, slow for the ceiling's runs; the
+	// slowdown came before Sluice's second run.
+	c.setPoint(AFXDPIO, runs(1.0e6, 0.5e6, 0.6e6))
+	c.setPoint(Sluice, runs(0.9e6, 0.45e6, 0.54e6))
+	// A disturbed run does not count; the repeat of its round does.
+	c.Sluice.Runs = slices.Insert(c.Sluice.Runs, 1, Trial{Round: 2, DeliveredPPS: 0.1e6, Disturbed: true})
+	c.Sluice.Disturbed = 1
+	c.finish()
+	if c.AFXDPIO.DeliveredPPS != 0.6e6 || c.Sluice.DeliveredPPS != 0.54e6 {
+		t.Fatalf("medians %v and %v, want 0.6e6 and 0.54e6", c.AFXDPIO.DeliveredPPS, c.Sluice.DeliveredPPS)
+	}
+	if d := c.CeilingRatio - 0.9; c.CeilingRounds != 3 || d > 1e-9 || d < -1e-9 {
+		t.Errorf("of ceiling %v over %d rounds, want 0.9 over 3", c.CeilingRatio, c.CeilingRounds)
+	}
+	// Without rounds (runs of an older results file), the ratio of the
+	// medians.
+	old := &Case{Direction: Uplink, Size: 64, Sessions: 100}
+	old.setPoint(Kernel, &Point{DeliveredPPS: 2e6, Runs: []Trial{{DeliveredPPS: 2e6}}})
+	old.setPoint(SluiceFast, &Point{DeliveredPPS: 3e6, Runs: []Trial{{DeliveredPPS: 3e6}}})
+	if old.FastRatio != 1.5 || old.FastRounds != 0 {
+		t.Errorf("fast ratio without rounds %v over %d rounds, want 1.5 over 0", old.FastRatio, old.FastRounds)
+	}
+
+	// The scale table pairs Sluice's runs at the two counts by round too.
+	hi := &Case{Direction: Uplink, Size: 64, Sessions: 100_000}
+	hi.setPoint(Sluice, runs(0.85e6, 0.42e6, 0.5e6))
+	hi.finish()
+	res := &Results{Cases: []*Case{c, hi}, Config: Config{Shape: ShapeReal}}
+	var b strings.Builder
+	if err := res.writeScale(&b); err != nil {
+		t.Fatal(err)
+	}
+	// Rounds: 0.85/0.9, 0.42/0.45, 0.5/0.54: median 0.926; the medians'
+	// ratio, 0.5/0.54, would be 0.926 too, so check the round pairing
+	// through a case where they differ.
+	if !strings.Contains(b.String(), "0.93 ok") {
+		t.Errorf("scale table:\n%s\nwant 0.93 ok", b.String())
+	}
+	hi.Sluice = runs(0.45e6, 0.40e6, 0.9e6) // the slowdown hit the 100,000-session runs in the other rounds
+	hi.finish()
+	b.Reset()
+	if err := res.writeScale(&b); err != nil {
+		t.Fatal(err)
+	}
+	// Rounds: 0.5, 0.889, 1.667: median 0.89, MISSED; the medians' ratio
+	// would be 0.45/0.54 = 0.83.
+	if !strings.Contains(b.String(), "0.89 MISSED") {
+		t.Errorf("scale table:\n%s\nwant 0.89 MISSED (the median of the rounds' ratios)", b.String())
 	}
 }

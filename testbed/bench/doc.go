@@ -5,7 +5,13 @@
 // delivered rate as a ratio of the kernel's and of the AF_XDP ceiling's,
 // and the CPU Sluice uses when it has sessions but no traffic.
 //
-// The systems under test, one after the other on the same links:
+// The systems under test, on the same links, in rounds: each round runs
+// every system once, and each system one run of every case (the session
+// counts in ascending order), with the systems in the order kernel,
+// sluice-fast, afxdp-io, sluice and every other round in reverse. This
+// machine's rates drift by tens of percent over minutes; a ratio of two
+// systems is the median of the ratios of their runs in the same round,
+// taken minutes apart, not of medians taken a phase apart:
 //
 //   - Kernel: the upf namespace as a plain IPv4 router
 //     (topo.EnableKernelForwarding). The gNB side offers plain IP uplink on
@@ -27,8 +33,10 @@
 //     namespace with deterministic identifiers (session i has uplink TEID
 //     ULTEIDBase+i and UE address i of the pool, the ones the generator
 //     cycles through), GTP-U uplink offered on N3 and plain downlink on N6.
-//     upf and testpmd are stopped between phases, which detaches their XDP
-//     programs; the runner checks that they are gone.
+//     A round starts upf once, establishes the smallest count's sessions,
+//     measures, establishes the next count's additional sessions, and so
+//     on. upf and testpmd are stopped at the end of their round, which
+//     detaches their XDP programs; the runner checks that they are gone.
 //
 // XDP sinks count the delivered packets on the far side (dn's N6 for
 // uplink, gnb's N3 for downlink).
@@ -76,7 +84,7 @@
 // Before each run the runner waits for DUTCPU to be quiet; a run during
 // which DUTCPU spent more than Options.MaxForeign on work that the unit
 // under test does not account for is marked disturbed, kept in the
-// results, left out of the medians and repeated.
+// results, left out of the medians and repeated once in its round.
 //
 // Everything here needs root. Runs are bounded by the context and by each
 // point's duration; the topology, the upf process and the XDP programs

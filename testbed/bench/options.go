@@ -38,40 +38,29 @@ const (
 // isSluice reports whether s runs the upf binary.
 func isSluice(s System) bool { return s == Sluice || s == SluiceFast }
 
-// phase is one system measured at one session count.
-type phase struct {
-	system   System
-	sessions int
-}
-
-// phaseOrder orders the phases of a veth run so that the figures the
-// tables divide are measured next to each other in time: this machine's
-// rates drift by tens of percent over minutes, and a ratio of two figures
-// taken minutes apart measures the drift. Within a session count the
-// systems run in the order kernel, sluice-fast, afxdp-io, sluice (the fast
-// path beside the kernel, Sluice beside the AF_XDP ceiling), and the next
-// session count runs them in reverse, so Sluice at one count is followed
-// by Sluice at the next. Systems not selected are left out.
-func phaseOrder(systems []System, sessions []int) []phase {
+// roundOrder orders the systems of one round of a veth run so that the
+// figures the tables divide are measured next to each other in time:
+// this machine's rates drift by tens of percent over minutes, and a
+// ratio of two figures taken minutes apart measures the drift. A round
+// runs the systems in the order kernel, sluice-fast, afxdp-io, sluice
+// (the fast path beside the kernel, Sluice beside the AF_XDP ceiling),
+// every other round in reverse, so that over the rounds each system of a
+// pair runs first as often as the other. Systems not selected are left
+// out.
+func roundOrder(systems []System, round int) []System {
 	var order []System
 	for _, s := range []System{Kernel, SluiceFast, AFXDPIO, Sluice} {
 		if slices.Contains(systems, s) {
 			order = append(order, s)
 		}
 	}
-	var ps []phase
-	for i, n := range sessions {
-		for j := range order {
-			if i%2 == 1 {
-				j = len(order) - 1 - j
-			}
-			ps = append(ps, phase{order[j], n})
-		}
+	if round%2 == 1 {
+		slices.Reverse(order)
 	}
-	return ps
+	return order
 }
 
-// Shape is the form of the sessions a Sluice phase establishes.
+// Shape is the form of the sessions a Sluice round establishes.
 type Shape string
 
 const (
@@ -175,9 +164,9 @@ type Options struct {
 	Repeats  int
 	Warmup   time.Duration
 	Rate     float64
-	// IdleWindow is how long upf's idle CPU use is sampled in each Sluice
-	// phase, with the sessions established and no traffic. Negative skips
-	// it.
+	// IdleWindow is how long upf's idle CPU use is sampled at each session
+	// count in a Sluice system's first round, with the sessions
+	// established and no traffic. Negative skips it.
 	IdleWindow time.Duration
 
 	// MaxForeign is how much of DUTCPU (in CPUs) work that the unit under
@@ -390,17 +379,19 @@ func Estimate(o Options) time.Duration {
 		return 0
 	}
 	points := len(o.Sizes) * len(o.Directions)
-	per := o.Warmup + time.Duration(o.Repeats)*(o.Duration+1500*time.Millisecond) + time.Second
+	// A run of a point: its warm-up, the run, placing the threads and
+	// waiting for a quiet CPU.
+	per := o.Warmup + o.Duration + 2500*time.Millisecond
 	var d time.Duration
-	for _, n := range o.Sessions {
-		for _, s := range o.Systems {
-			d += time.Duration(points)*per + 5*time.Second
-			if s == AFXDPIO {
-				d += 3 * time.Second // testpmd's start-up
-			}
-			if isSluice(s) {
-				d += max(o.IdleWindow, 0) + 5*time.Second + time.Duration(n)*100*time.Microsecond
-			}
+	for _, s := range o.Systems {
+		d += time.Duration(o.Repeats) * (time.Duration(points*len(o.Sessions))*per + 5*time.Second)
+		if s == AFXDPIO {
+			d += time.Duration(o.Repeats) * 3 * time.Second // testpmd's start-up
+		}
+		if isSluice(s) {
+			most := o.Sessions[len(o.Sessions)-1]
+			d += time.Duration(o.Repeats) * time.Duration(most) * 100 * time.Microsecond
+			d += time.Duration(len(o.Sessions)) * (max(o.IdleWindow, 0) + 10*time.Second) // and its settling
 		}
 	}
 	if o.Topology == TopologyVhost {

@@ -109,9 +109,9 @@ func (t *estTemplate) request(pl sessionPlan, i int, seq uint32) []byte {
 	return b
 }
 
-// establishAll establishes sessions 0 to n-1 of the plan with up to
+// establishRange establishes sessions from to to-1 of the plan with up to
 // inflight requests outstanding, and stops at the first failure.
-func establishAll(ctx context.Context, c *smf.Client, pl sessionPlan, n, inflight int) error {
+func establishRange(ctx context.Context, c *smf.Client, pl sessionPlan, from, to, inflight int) error {
 	t, err := newEstTemplate(c, pl)
 	if err != nil {
 		return err
@@ -124,13 +124,14 @@ func establishAll(ctx context.Context, c *smf.Client, pl sessionPlan, n, infligh
 		mu       sync.Mutex
 		firstErr error
 	)
-	for range min(inflight, n) {
+	next.Store(int64(from))
+	for range min(inflight, to-from) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil {
 				i := int(next.Add(1) - 1)
-				if i >= n {
+				if i >= to {
 					return
 				}
 				if err := establishOne(ctx, c, t, pl, i); err != nil {

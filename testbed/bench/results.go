@@ -110,16 +110,20 @@ type Case struct {
 	Sluice    *Point    `json:"sluice,omitempty"`
 	// SluiceFast is Sluice with its XDP fast path on.
 	SluiceFast *Point `json:"sluice_fast,omitempty"`
-	// FastRatio is SluiceFast's delivered rate over the kernel's; 0
-	// unless both were measured.
-	FastRatio float64 `json:"fast_ratio"`
-	// Ratio is Sluice's delivered rate over the kernel's; 0 unless both
-	// were measured.
-	Ratio float64 `json:"ratio"`
-	// CeilingRatio is Sluice's delivered rate over afxdp-io's: how much
-	// of what AF_XDP on these links carries Sluice delivers. 0 unless
-	// both were measured.
-	CeilingRatio float64 `json:"ceiling_ratio"`
+	// FastRatio is SluiceFast's delivered rate over the kernel's, Ratio
+	// Sluice's over the kernel's, CeilingRatio Sluice's over afxdp-io's
+	// (how much of what AF_XDP on these links carries Sluice delivers):
+	// each the median of the ratios of the rounds in which both systems
+	// have a run that counts (the Rounds fields say how many; a round
+	// measures the two minutes apart, the medians of the points may come
+	// from different rounds), or, with no such round, the ratio of the
+	// medians. 0 unless both were measured.
+	FastRatio     float64 `json:"fast_ratio"`
+	FastRounds    int     `json:"fast_rounds,omitempty"`
+	Ratio         float64 `json:"ratio"`
+	RatioRounds   int     `json:"ratio_rounds,omitempty"`
+	CeilingRatio  float64 `json:"ceiling_ratio"`
+	CeilingRounds int     `json:"ceiling_rounds,omitempty"`
 }
 
 func (c *Case) String() string {
@@ -150,16 +154,50 @@ func (c *Case) setPoint(s System, p *Point) {
 	default:
 		c.Sluice = p
 	}
-	c.Ratio, c.CeilingRatio, c.FastRatio = 0, 0, 0
-	if c.Kernel != nil && c.SluiceFast != nil && c.Kernel.DeliveredPPS > 0 {
-		c.FastRatio = c.SluiceFast.DeliveredPPS / c.Kernel.DeliveredPPS
+	c.ratios()
+}
+
+// finish sets the medians of the case's points from their runs, then the
+// ratios.
+func (c *Case) finish() {
+	for _, s := range systems {
+		if p := c.point(s); p != nil {
+			p.summarize(c.Size)
+		}
 	}
-	if c.Kernel != nil && c.Sluice != nil && c.Kernel.DeliveredPPS > 0 {
-		c.Ratio = c.Sluice.DeliveredPPS / c.Kernel.DeliveredPPS
+	c.ratios()
+}
+
+func (c *Case) ratios() {
+	c.FastRatio, c.FastRounds = pointRatio(c.SluiceFast, c.Kernel)
+	c.Ratio, c.RatioRounds = pointRatio(c.Sluice, c.Kernel)
+	c.CeilingRatio, c.CeilingRounds = pointRatio(c.Sluice, c.AFXDPIO)
+}
+
+// pointRatio is a's delivered rate over b's: the median of the ratios of
+// the rounds in which both have a run that counts, and how many rounds
+// those are; with no such round, the ratio of the medians and 0. 0, 0
+// unless both were measured.
+func pointRatio(a, b *Point) (float64, int) {
+	if a == nil || b == nil || len(a.Runs) == 0 || b.DeliveredPPS <= 0 {
+		return 0, 0
 	}
-	if c.AFXDPIO != nil && c.Sluice != nil && c.AFXDPIO.DeliveredPPS > 0 {
-		c.CeilingRatio = c.Sluice.DeliveredPPS / c.AFXDPIO.DeliveredPPS
+	if v, n := roundsRatio(a.byRound(), b.byRound()); n > 0 {
+		return v, n
 	}
+	return a.DeliveredPPS / b.DeliveredPPS, 0
+}
+
+// roundsRatio is the median over the rounds in both a and b of a's rate
+// over b's (rates by round), and the number of such rounds.
+func roundsRatio(a, b map[int]float64) (float64, int) {
+	var rs []float64
+	for round, x := range a {
+		if y, ok := b[round]; ok && y > 0 {
+			rs = append(rs, x/y)
+		}
+	}
+	return median(rs), len(rs)
 }
 
 // systems lists every system in the order of the tables and the plot.
@@ -211,8 +249,33 @@ func (p *Point) counted() []Trial {
 	return out
 }
 
+// byRound returns the median delivered rate of the counted runs of each
+// round (runs without a round are left out).
+func (p *Point) byRound() map[int]float64 {
+	rates := map[int][]float64{}
+	for _, r := range p.counted() {
+		if r.Round > 0 {
+			rates[r.Round] = append(rates[r.Round], r.DeliveredPPS)
+		}
+	}
+	return medians(rates)
+}
+
+// medians returns the median of each set of rates.
+func medians(rates map[int][]float64) map[int]float64 {
+	out := make(map[int]float64, len(rates))
+	for k, v := range rates {
+		out[k] = median(v)
+	}
+	return out
+}
+
 // Trial is one measured run of a point.
 type Trial struct {
+	// Round is the round the run was in, from 1 (0: not recorded); every
+	// other system's run of the case in that round was taken minutes
+	// from it.
+	Round        int     `json:"round,omitempty"`
 	Offered      uint64  `json:"offered"`   // packets the generator sent
 	Delivered    uint64  `json:"delivered"` // packets the sink counted
 	Elapsed      float64 `json:"elapsed_s"`
@@ -288,7 +351,8 @@ func (r *Results) WriteTable(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintln(w, "\nMpps, medians; ratio = Sluice delivered / kernel delivered (target >= 1);")
+	fmt.Fprintln(w, "\nMpps, medians over the rounds (each round runs every system once, every other round in reverse order);")
+	fmt.Fprintln(w, "each ratio is the median of the rounds' ratios: ratio = Sluice delivered / kernel delivered (target >= 1);")
 	fmt.Fprintln(w, "of ceiling = Sluice delivered / afxdp-io delivered (DPDK testpmd forwarding N3 <-> N6 over AF_XDP")
 	fmt.Fprintln(w, "without touching the packets: what the I/O method carries on these links and this CPU);")
 	fmt.Fprintln(w, "fast = Sluice with fast_path: auto (its XDP program forwards simple rules in the driver hook),")
@@ -399,7 +463,7 @@ func (r *Results) writeScale(w io.Writer) error {
 		}
 		return nil
 	}
-	fmt.Fprintf(w, "\nSluice at %d and %d sessions (%s sessions), delivered Mpps, medians:\n", lo, hi, r.Config.Shape)
+	fmt.Fprintf(w, "\nSluice at %d and %d sessions (%s sessions), delivered Mpps, medians; ratios are medians of the rounds' ratios:\n", lo, hi, r.Config.Shape)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "direction\tsize\t%d\t%d\t%d/%d (>= %.1f)\tof ceiling at %d (>= %.1f)\tof ceiling at %d (>= %.1f)\t\n",
 		lo, hi, hi, lo, TargetScale, lo, TargetCeiling, hi, TargetCeiling)
@@ -411,10 +475,8 @@ func (r *Results) writeScale(w io.Writer) error {
 		if h == nil {
 			continue
 		}
-		scale := "-"
-		if c.Sluice != nil && h.Sluice != nil && c.Sluice.DeliveredPPS > 0 && len(h.Sluice.Runs) > 0 {
-			scale = verdict(h.Sluice.DeliveredPPS/c.Sluice.DeliveredPPS, TargetScale)
-		}
+		v, _ := pointRatio(h.Sluice, c.Sluice)
+		scale := verdict(v, TargetScale)
 		fmt.Fprintf(tw, "%s\t%d B\t%s\t%s\t%s\t%s\t%s\t\n", c.Direction, c.Size, mpps(c.Sluice, true), mpps(h.Sluice, true),
 			scale, verdict(c.CeilingRatio, TargetCeiling), verdict(h.CeilingRatio, TargetCeiling))
 	}

@@ -18,10 +18,10 @@ import (
 )
 
 // establishInflight is how many establishment requests are outstanding at
-// once in a Sluice phase. More overflow upf's N4 socket buffer while it
+// once in a Sluice round. More overflow upf's N4 socket buffer while it
 // works through them: with 256 outstanding requests of the real shape
 // (about 600 octets each) a request was dropped three times in a row and
-// the phase failed after a few hundred sessions. 32 keeps well inside the
+// the round failed after a few hundred sessions. 32 keeps well inside the
 // default buffer and still establishes thousands of sessions a second.
 const establishInflight = 32
 
@@ -37,13 +37,15 @@ const idleSettle = e2e.UPFT1*(e2e.UPFN1+1) + time.Second
 // the rest of the run into drops of packets without a session.
 const peerGrace = 10 * time.Minute
 
-// Run runs the benchmark o describes. Each session count gets a phase
-// for each system (kernel, afxdp-io, Sluice, in the order of o.Systems);
-// each phase measures every direction and size. A point or phase that fails is
-// recorded in Results.Errors (and the point's Error) and the run goes on;
-// Run returns an error, with the results so far, only for what stops the
-// whole run: bad options, no topology, no upf binary, no dpdk-testpmd
-// for afxdp-io, or ctx ending.
+// Run runs the benchmark o describes. The veth topology is measured in
+// Options.Repeats rounds; each round runs every system once (kernel,
+// afxdp-io, Sluice, in the order roundOrder gives) and each system one run
+// of every case, so that the runs a ratio divides are taken minutes apart
+// rather than a phase apart. A point or round that fails is recorded in
+// Results.Errors (and the point's Error) and the run goes on; Run returns
+// an error, with the results so far, only for what stops the whole run:
+// bad options, no topology, no upf binary, no dpdk-testpmd for afxdp-io,
+// or ctx ending.
 func Run(ctx context.Context, o Options) (*Results, error) {
 	o, err := o.withDefaults()
 	if err != nil {
@@ -136,22 +138,27 @@ func (r *runner) veth(ctx context.Context) (err error) {
 	}
 	defer restore()
 
-	for _, ph := range phaseOrder(r.o.Systems, r.o.Sessions) {
-		if err := ctx.Err(); err != nil {
-			return err
+	for round := range r.o.Repeats {
+		for _, s := range roundOrder(r.o.Systems, round) {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			var err error
+			switch s {
+			case Kernel:
+				err = r.kernelRound(ctx, round)
+			case AFXDPIO:
+				err = r.ceilingRound(ctx, round)
+			default:
+				err = r.sluiceRound(ctx, s, round)
+			}
+			if err != nil {
+				r.fail("%s, round %d: %v", s, round+1, err)
+			}
 		}
-		var err error
-		switch ph.system {
-		case Kernel:
-			err = r.kernelPhase(ctx, ph.sessions)
-		case AFXDPIO:
-			err = r.ceilingPhase(ctx, ph.sessions)
-		default:
-			err = r.sluicePhase(ctx, ph.sessions, ph.system)
-		}
-		if err != nil {
-			r.fail("%s phase with %d sessions: %v", ph.system, ph.sessions, err)
-		}
+	}
+	for _, c := range r.res.Cases {
+		c.finish()
 	}
 	return nil
 }
@@ -194,9 +201,10 @@ func (r *runner) caseOf(d Direction, size, sessions int) *Case {
 	panic(fmt.Sprintf("bench: no case %s %d %d", d, size, sessions))
 }
 
-// kernelPhase measures the upf namespace as a plain IPv4 router.
-func (r *runner) kernelPhase(ctx context.Context, n int) (err error) {
-	r.logf("kernel forwarding, %d sessions", n)
+// kernelRound measures the upf namespace as a plain IPv4 router, one
+// run of every case.
+func (r *runner) kernelRound(ctx context.Context, round int) (err error) {
+	r.logf("round %d: kernel forwarding", round+1)
 	if err := r.tp.EnableKernelForwarding(); err != nil {
 		return err
 	}
@@ -205,14 +213,14 @@ func (r *runner) kernelPhase(ctx context.Context, n int) (err error) {
 			err = errors.Join(err, derr)
 		}
 	}()
-	return r.directions(ctx, Kernel, n, nil)
+	return r.sessionCounts(ctx, Kernel, round, nil, nil)
 }
 
-// ceilingPhase measures dpdk-testpmd forwarding between N3 and N6 over
-// AF_XDP without processing the packets: what the I/O method alone
-// delivers on these links and this CPU.
-func (r *runner) ceilingPhase(ctx context.Context, n int) (err error) {
-	r.logf("AF_XDP io-forwarding ceiling (%s), %d sessions' streams", r.o.TestPMD, n)
+// ceilingRound measures dpdk-testpmd forwarding between N3 and N6 over
+// AF_XDP without processing the packets, what the I/O method alone
+// delivers on these links and this CPU: one run of every case.
+func (r *runner) ceilingRound(ctx context.Context, round int) (err error) {
+	r.logf("round %d: AF_XDP io-forwarding ceiling (%s)", round+1, r.o.TestPMD)
 	if fwd, err := r.tp.IPForwarding(); err != nil || fwd {
 		return fmt.Errorf("kernel forwarding in the upf namespace is on (%v): it must be off while testpmd runs", err)
 	}
@@ -234,23 +242,26 @@ func (r *runner) ceilingPhase(ctx context.Context, n int) (err error) {
 	if err != nil {
 		return err
 	}
-	return r.directions(ctx, AFXDPIO, n, p)
+	return r.sessionCounts(ctx, AFXDPIO, round, p, nil)
 }
 
-// sluicePhase starts upf as system s (Sluice: fast path off; SluiceFast:
-// on), establishes n sessions, measures its idle CPU use and then every
-// point, and stops it.
-func (r *runner) sluicePhase(ctx context.Context, n int, s System) (err error) {
+// sluiceRound starts upf as system s (Sluice: fast path off; SluiceFast:
+// on) and measures one run of every case, the session counts in
+// ascending order: before each count it establishes the sessions the
+// count adds (and, in the first round, measures upf's idle CPU use with
+// them). Then it stops upf.
+func (r *runner) sluiceRound(ctx context.Context, s System, round int) (err error) {
 	fast := "off"
 	if s == SluiceFast {
 		fast = "auto"
 	}
-	r.logf("Sluice, fast path %s, %d sessions", fast, n)
+	r.logf("round %d: Sluice, fast path %s", round+1, fast)
 	if fwd, err := r.tp.IPForwarding(); err != nil || fwd {
 		return fmt.Errorf("kernel forwarding in the upf namespace is on (%v): it must be off while Sluice runs", err)
 	}
-	cfg := filepath.Join(r.dir, fmt.Sprintf("upf-%d.yaml", n))
-	if err := os.WriteFile(cfg, e2e.UPFConfig{Cores: []int{r.o.DUTCPU}, Sessions: n, UEPool: UEPool, FastPath: fast, PeerFailureGrace: peerGrace}.YAML(), 0o644); err != nil {
+	most := r.o.Sessions[len(r.o.Sessions)-1]
+	cfg := filepath.Join(r.dir, "upf.yaml")
+	if err := os.WriteFile(cfg, e2e.UPFConfig{Cores: []int{r.o.DUTCPU}, Sessions: most, UEPool: UEPool, FastPath: fast, PeerFailureGrace: peerGrace}.YAML(), 0o644); err != nil {
 		return err
 	}
 	u, err := e2e.LaunchUPF(r.tp, r.upf, cfg, r.o.DUTCPU)
@@ -271,26 +282,29 @@ func (r *runner) sluicePhase(ctx context.Context, n int, s System) (err error) {
 	if err := e2e.Associate(ctx, c, u, 15*time.Second); err != nil {
 		return err
 	}
-
-	start := time.Now()
 	plan := sessionPlan{
 		N3: topo.UPFN3Addr.Addr(), GNB: topo.GNBN3Addr.Addr(),
 		ULTEID: r.o.ULTEIDBase, DLTEID: r.o.DLTEIDBase, QFI: r.o.QFI, UE: r.tp.UEAddr, Shape: r.o.Shape,
 	}
-	if err := establishAll(ctx, c, plan, n, establishInflight); err != nil {
-		return fmt.Errorf("%w\n%s", err, u.Tail(10))
-	}
-	el := time.Since(start)
-	r.logf("established %d sessions in %v (%.0f/s)", n, el.Round(time.Millisecond), float64(n)/el.Seconds())
-	m, err := scrape(r.tp)
-	if err != nil {
-		return err
-	}
-	if got := m["sluice_sessions"]; got != float64(n) {
-		return fmt.Errorf("upf reports %v sessions, want %d", got, n)
-	}
-
-	if r.o.IdleWindow > 0 {
+	have := 0
+	grow := func(n int) error {
+		start := time.Now()
+		if err := establishRange(ctx, c, plan, have, n, establishInflight); err != nil {
+			return fmt.Errorf("%w\n%s", err, u.Tail(10))
+		}
+		el := time.Since(start)
+		r.logf("established sessions %d to %d in %v (%.0f/s)", have, n-1, el.Round(time.Millisecond), float64(n-have)/el.Seconds())
+		have = n
+		m, err := scrape(r.tp)
+		if err != nil {
+			return err
+		}
+		if got := m["sluice_sessions"]; got != float64(n) {
+			return fmt.Errorf("upf reports %v sessions, want %d", got, n)
+		}
+		if round > 0 || r.o.IdleWindow <= 0 {
+			return nil
+		}
 		// Idle is upf with neither traffic nor signalling: wait until the
 		// establishments' answers have left the response cache (upf keeps
 		// them T1 × (N1 + 1) to answer retransmitted requests, then frees
@@ -308,32 +322,42 @@ func (r *runner) sluicePhase(ctx context.Context, n int, s System) (err error) {
 		idle := Idle{System: s, Sessions: n, Window: s1.at.Sub(s0.at).Seconds(), CPUPercent: 100 * tasksUse(s0, s1, u.Pid()), Target: TargetIdlePercent}
 		r.res.Idle = append(r.res.Idle, idle)
 		r.logf("idle upf with %d sessions: %.2f %% of one core over %.1f s", n, idle.CPUPercent, idle.Window)
+		return nil
 	}
-
-	return r.directions(ctx, s, n, u)
+	return r.sessionCounts(ctx, s, round, u, grow)
 }
 
-// directions measures every direction on one system; u is the system's
-// running process (upf, testpmd), nil for the kernel, which must still
-// run after each direction.
-func (r *runner) directions(ctx context.Context, s System, n int, u *e2e.Process) error {
-	for _, d := range r.o.Directions {
-		if err := r.direction(ctx, s, d, n, u); err != nil {
-			return err
+// sessionCounts measures one run of every case on one system, the
+// session counts in ascending order; u is the system's running process
+// (upf, testpmd), nil for the kernel, which must still run after each
+// direction. grow, if not nil, prepares the system for a session count
+// before its cases.
+func (r *runner) sessionCounts(ctx context.Context, s System, round int, u *e2e.Process, grow func(n int) error) error {
+	for _, n := range r.o.Sessions {
+		if grow != nil {
+			if err := grow(n); err != nil {
+				return fmt.Errorf("%d sessions: %w", n, err)
+			}
 		}
-		if u == nil {
-			continue
-		}
-		if err := u.Exited(); err != nil {
-			return err
+		for _, d := range r.o.Directions {
+			if err := r.direction(ctx, s, d, n, round, u); err != nil {
+				return err
+			}
+			if u == nil {
+				continue
+			}
+			if err := u.Exited(); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
 }
 
-// direction measures every size of one direction on one system; u is
-// the system's running process (upf, testpmd), nil for the kernel.
-func (r *runner) direction(ctx context.Context, s System, d Direction, n int, u *e2e.Process) error {
+// direction measures one run of every size of one direction on one
+// system; u is the system's running process (upf, testpmd), nil for the
+// kernel.
+func (r *runner) direction(ctx context.Context, s System, d Direction, n, round int, u *e2e.Process) error {
 	sink, err := trafgen.NewSink(r.sinkConfig(s, d))
 	if err != nil {
 		return err
@@ -341,12 +365,18 @@ func (r *runner) direction(ctx context.Context, s System, d Direction, n int, u 
 	defer sink.Close()
 	for _, size := range r.o.Sizes {
 		c := r.caseOf(d, size, n)
-		p, err := r.point(ctx, s, d, size, n, sink, u)
-		if err != nil {
-			p.Error = err.Error()
-			r.fail("%s, %v: %v", s, c, err)
+		p := c.point(s)
+		if p == nil {
+			p = &Point{}
+			c.setPoint(s, p)
 		}
-		c.setPoint(s, p)
+		if err := r.point(ctx, s, d, size, n, round, p, sink, u); err != nil {
+			if p.Error != "" {
+				p.Error += "; "
+			}
+			p.Error += fmt.Sprintf("round %d: %v", round+1, err)
+			r.fail("%s, %v, round %d: %v", s, c, round+1, err)
+		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -430,18 +460,19 @@ func (r *runner) setDUTDefer(e *topo.Endpoint) error {
 	return r.tp.SetNAPIDefer(e, r.o.DUTDefer, flush)
 }
 
-// point measures one case on one system: a warm-up run, then the
-// repeats. u is the system's running process, nil for the kernel.
-func (r *runner) point(ctx context.Context, s System, d Direction, size, n int, sink *trafgen.Sink, u *e2e.Process) (*Point, error) {
+// point measures one round of one case on one system: a warm-up run,
+// then a measured run, repeated once if other work disturbed it; the runs
+// go to p. u is the system's running process, nil for the kernel.
+func (r *runner) point(ctx context.Context, s System, d Direction, size, n, round int, p *Point, sink *trafgen.Sink, u *e2e.Process) error {
 	spec := r.spec(s, d, size, n)
-	p := &Point{FrameLen: spec.FrameLen()}
+	p.FrameLen = spec.FrameLen()
 	pl, err := r.place()
 	if err != nil {
-		return p, err
+		return err
 	}
 	g, err := trafgen.NewGenerator(spec)
 	if err != nil {
-		return p, err
+		return err
 	}
 	defer g.Close()
 	from := r.tp.GNBN3
@@ -454,10 +485,10 @@ func (r *runner) point(ctx context.Context, s System, d Direction, size, n int, 
 		w.Duration = r.o.Warmup
 		rep, err := trafgen.Measure(ctx, g, w, sink)
 		if err != nil {
-			return p, fmt.Errorf("warm-up: %w", err)
+			return fmt.Errorf("warm-up: %w", err)
 		}
 		if rep.Delivered.Packets == 0 {
-			return p, fmt.Errorf("warm-up: %d packets offered, none delivered%s", rep.Offered.Packets, r.diagnose(s, u))
+			return fmt.Errorf("warm-up: %d packets offered, none delivered%s", rep.Offered.Packets, r.diagnose(s, u))
 		}
 	}
 	pids := append(append([]int{}, pl.dut...), pl.sink...)
@@ -465,36 +496,37 @@ func (r *runner) point(ctx context.Context, s System, d Direction, size, n int, 
 		pids = append(pids, u.Pid())
 	}
 	// A run that other work disturbs (DUTCPU busy with something else)
-	// is kept but repeated, up to as many times again as there are
-	// repeats.
-	for good, attempt := 0, 0; good < r.o.Repeats && attempt < 2*r.o.Repeats; attempt++ {
+	// is kept but repeated once.
+	for attempt := 1; attempt <= 2; attempt++ {
 		if err := r.waitQuiet(ctx, pids); err != nil {
-			return p, err
+			return err
 		}
 		x, err := r.trial(ctx, s, g, run, sink, pids, pl, u)
 		if err != nil {
-			return p, err
+			return err
 		}
+		x.Round = round + 1
 		p.Runs = append(p.Runs, x)
-		if x.Disturbed {
-			p.Disturbed++
-		} else {
-			good++
-		}
 		note := ""
 		if n := x.Counters[`sluice_drops_total{reason="mbr_exceeded"}`]; n > 0 {
 			// The rules, not the forwarding, limited the rate.
 			note = fmt.Sprintf("; %.0f packets policed by MBR", n)
 		}
 		if x.Disturbed {
-			note += "; DISTURBED: " + x.DisturbedBy + ", repeating"
+			p.Disturbed++
+			note += "; DISTURBED: " + x.DisturbedBy
+			if attempt == 1 {
+				note += ", repeating"
+			}
 		}
-		r.logf("%s %s %d B %d sessions, run %d (%d/%d counted): offered %.3f Mpps, delivered %.3f Mpps; DUT CPU %.2f (NAPI %.2f, %s %.2f, other %.2f), generator CPU %.2f%s",
-			s, d, size, n, attempt+1, good, r.o.Repeats, x.OfferedPPS/1e6, x.DeliveredPPS/1e6,
+		r.logf("%s %s %d B %d sessions, round %d: offered %.3f Mpps, delivered %.3f Mpps; DUT CPU %.2f (NAPI %.2f, %s %.2f, other %.2f), generator CPU %.2f%s",
+			s, d, size, n, round+1, x.OfferedPPS/1e6, x.DeliveredPPS/1e6,
 			x.CPU.DUTBusy, x.CPU.DUTNAPI, procName(s), x.CPU.UPF+x.CPU.TestPMD, x.CPU.DUTOther, x.CPU.GenBusy, note)
+		if !x.Disturbed {
+			break
+		}
 	}
-	p.summarize(size)
-	return p, nil
+	return nil
 }
 
 // procName names a system's process in progress lines.

@@ -177,21 +177,18 @@ func (r *Results) finishVhost() {
 // ceiling at 10.9 Mpps in one round and 6.9 two rounds later, Sluice
 // following it): the ratio of windows run back to back follows the
 // drift, the ratio of medians taken from different rounds does not.
-func roundRatio(a, b *Rate) (float64, int) {
-	var rs []float64
-	for i := range a.Runs {
-		x := &a.Runs[i]
-		if x.Round == 0 || !a.counts(x) {
-			continue
-		}
-		for j := range b.Runs {
-			if y := &b.Runs[j]; y.Round == x.Round && b.counts(y) && y.DeliveredPPS > 0 {
-				rs = append(rs, x.DeliveredPPS/y.DeliveredPPS)
-				break
-			}
+func roundRatio(a, b *Rate) (float64, int) { return roundsRatio(a.byRound(), b.byRound()) }
+
+// byRound returns the median delivered rate of the runs of each round
+// that count (runs without a round are left out).
+func (p *Rate) byRound() map[int]float64 {
+	rates := map[int][]float64{}
+	for i := range p.Runs {
+		if r := &p.Runs[i]; r.Round > 0 && p.counts(r) {
+			rates[r.Round] = append(rates[r.Round], r.DeliveredPPS)
 		}
 	}
-	return median(rs), len(rs)
+	return medians(rates)
 }
 
 func measured(p *Rate) bool { return p != nil && p.Error == "" && p.DeliveredPPS >= 0 }
