@@ -21,7 +21,7 @@
 // with Sluice's rate over the ceiling and over kernel forwarding on veth
 // from the same run, and upf's idle CPU in the seat.
 //
-//	benchrun                                  the full run: 15 s x 3 per point on veth, about 13 minutes, then
+//	benchrun                                  the full run: 3 rounds of 15 s windows on veth, about 33 minutes, then
 //	                                          15 s x 1 per point in the vhost-user seat, about 12 minutes
 //	benchrun -quick                           3 s x 1 per point, about 2 minutes on veth, 6 in the seat
 //	benchrun -duration 5s -repeats 1          anything in between
