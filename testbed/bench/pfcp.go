@@ -16,7 +16,7 @@ import (
 	"github.com/sluice-net/sluice/testbed/smf"
 )
 
-// sessionPlan says which sessions a Sluice phase establishes: session i
+// sessionPlan says which sessions a Sluice round establishes: session i
 // has CP SEID i+1, uplink TEID ULTEID+i at the UPF's N3 address, the UE
 // address UE(i), and downlink TEID DLTEID+i at the gNB. These are the
 // identifiers the traffic generator cycles through.

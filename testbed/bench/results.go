@@ -40,7 +40,7 @@ type Results struct {
 	// Skipped says which default systems were not measured and why
 	// (afxdp-io without dpdk-testpmd).
 	Skipped []string `json:"skipped,omitempty"`
-	// Errors are failures that cost a point or a phase but not the run.
+	// Errors are failures that cost a point or a round but not the run.
 	Errors []string `json:"errors,omitempty"`
 }
 
