@@ -136,6 +136,8 @@ func TestOptions(t *testing.T) {
 		{Topology: "tap"},
 		{DUTDefer: -1},
 		{DUTDefer: 100, DUTFlush: -time.Microsecond},
+		{Burst: -1},
+		{Batch: 257},
 	} {
 		if _, err := bad.withDefaults(); !errors.Is(err, ErrOptions) {
 			t.Errorf("%+v: error %v, want ErrOptions", bad, err)

@@ -164,6 +164,12 @@ type Options struct {
 	Repeats  int
 	Warmup   time.Duration
 	Rate     float64
+	// Burst is the number of packets a paced generator sends back to back
+	// (trafgen.RunOptions.Burst); 0: trafgen's default.
+	Burst int
+	// Batch is the generator's kernel batch (trafgen.RunOptions.BatchSize;
+	// 0: trafgen's default, the largest when paced).
+	Batch int
 	// IdleWindow is how long upf's idle CPU use is sampled at each session
 	// count in a Sluice system's first round, with the sessions
 	// established and no traffic. Negative skips it.
@@ -327,7 +333,7 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("%w: sizes %v: want %d to %d octets", ErrOptions, o.Sizes, trafgen.MinSize, maxSize)
 	case o.Sessions[0] < 1 || o.Sessions[len(o.Sessions)-1] > maxSessions:
 		return o, fmt.Errorf("%w: sessions %v: want 1 to %d", ErrOptions, o.Sessions, maxSessions)
-	case o.Duration < 0 || o.Warmup < 0 || o.Repeats < 1 || o.Rate < 0 || o.MaxForeign < 0:
+	case o.Duration < 0 || o.Warmup < 0 || o.Repeats < 1 || o.Rate < 0 || o.Burst < 0 || o.Batch < 0 || o.Batch > trafgen.MaxBatch || o.MaxForeign < 0:
 		return o, fmt.Errorf("%w: duration %v, warm-up %v, %d repeats, rate %v, foreign share %v, quiet wait %v",
 			ErrOptions, o.Duration, o.Warmup, o.Repeats, o.Rate, o.MaxForeign, o.QuietWait)
 	case o.DUTDefer < 0 || o.DUTFlush < 0:

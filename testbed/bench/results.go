@@ -66,6 +66,8 @@ type Config struct {
 	Repeats      int         `json:"repeats"`
 	Warmup       float64     `json:"warmup_s"`
 	Rate         float64     `json:"rate_pps"` // 0: saturation
+	Burst        int         `json:"burst,omitempty"`
+	Batch        int         `json:"batch,omitempty"`
 	MaxForeign   float64     `json:"max_foreign_cpu"`
 	QuietWait    float64     `json:"quiet_wait_s"`
 	IdleWindow   float64     `json:"idle_window_s"`
@@ -89,7 +91,7 @@ type Config struct {
 func configOf(o Options) Config {
 	return Config{
 		Prefix: o.Prefix, Sizes: o.Sizes, Sessions: o.Sessions, Directions: o.Directions, Systems: o.Systems,
-		Duration: o.Duration.Seconds(), Repeats: o.Repeats, Warmup: o.Warmup.Seconds(), Rate: o.Rate,
+		Duration: o.Duration.Seconds(), Repeats: o.Repeats, Warmup: o.Warmup.Seconds(), Rate: o.Rate, Burst: o.Burst, Batch: o.Batch,
 		MaxForeign: o.MaxForeign, QuietWait: o.QuietWait.Seconds(),
 		IdleWindow: max(o.IdleWindow, 0).Seconds(), GenCPU: o.GenCPU, DUTCPU: o.DUTCPU, DUTPriority: o.DUTPriority,
 		SinkPriority: o.SinkPriority, SinkDefer: o.SinkDefer, SinkFlush: float64(o.SinkFlush) / float64(time.Microsecond),

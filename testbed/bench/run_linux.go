@@ -479,7 +479,7 @@ func (r *runner) point(ctx context.Context, s System, d Direction, size, n, roun
 	if d == Downlink {
 		from = r.tp.DNN6
 	}
-	run := trafgen.RunOptions{Namespace: r.tp.NSPath(from.NS), Interface: from.Name, Rate: r.o.Rate, CPUs: []int{r.o.GenCPU}}
+	run := trafgen.RunOptions{Namespace: r.tp.NSPath(from.NS), Interface: from.Name, Rate: r.o.Rate, Burst: r.o.Burst, BatchSize: uint32(r.o.Batch), CPUs: []int{r.o.GenCPU}}
 	if r.o.Warmup > 0 {
 		w := run
 		w.Duration = r.o.Warmup

@@ -33,9 +33,17 @@ const (
 // long after its deadline even if every stop signal were lost.
 const maxRunsPerSec = 100e6
 
-// maxBurst bounds the packets a paced stream sends back to back to catch up
-// after a pause.
-const maxBurst = 64
+// maxLag bounds, in packets, how far a paced stream's schedule may lag the
+// clock: after a pause it catches up with at most this many packets beyond
+// its burst.
+const maxLag = 64
+
+// DefaultBurst is the burst of a paced stream that names none. The
+// packets the program transmits reach the peer when the kernel flushes
+// them, and a flush can wake the peer's NAPI on another CPU: bursts share
+// those costs among their packets, where a stream paced one packet at a
+// time pays them for every few.
+const DefaultBurst = 32
 
 // DefaultDuration is the length of a run that names none.
 const DefaultDuration = time.Second
@@ -98,10 +106,13 @@ type RunOptions struct {
 	// Duration bounds the run. Default DefaultDuration.
 	Duration time.Duration
 	// Rate is the offered rate in packets per second; 0 sends as fast as
-	// the CPUs allow. The program paces each packet against the kernel's
-	// clock (a frame that comes too early is dropped, not sent), so a paced
-	// stream is smooth, at the cost of keeping its CPUs busy.
+	// the CPUs allow. The program paces bursts of packets against the
+	// kernel's clock (a frame that comes too early is dropped, not sent),
+	// at the cost of keeping its CPUs busy.
 	Rate float64
+	// Burst is the number of packets a paced stream sends back to back;
+	// 0 means DefaultBurst, 1 paces every packet.
+	Burst int
 	// MaxPackets stops the run after this many packets (0: no limit):
 	// exactly this many when unpaced on one CPU, otherwise about as many.
 	MaxPackets uint64
@@ -111,7 +122,11 @@ type RunOptions struct {
 	// rate is split evenly over the CPUs.
 	CPUs []int
 	// BatchSize is the number of frames the kernel prepares and transmits
-	// at a time; 0 leaves the kernel's default (64).
+	// at a time, at most MaxBatch; 0 means MaxBatch for a paced stream and
+	// the kernel's default (64) otherwise. The kernel sizes the run's page
+	// pool by it: a frame the peer consumes comes back to the pool, or,
+	// when the pool is full, a fresh page replaces it, allocated and
+	// initialised at the generator's cost.
 	BatchSize uint32
 }
 
@@ -141,8 +156,14 @@ func (g *Generator) Run(ctx context.Context, o RunOptions) (Result, error) {
 	if o.Duration == 0 {
 		o.Duration = DefaultDuration
 	}
-	if o.Duration < 0 || o.Rate < 0 || o.Interface == "" {
-		return Result{}, fmt.Errorf("%w: duration %v, rate %v, interface %q", ErrRun, o.Duration, o.Rate, o.Interface)
+	if o.Burst == 0 {
+		o.Burst = DefaultBurst
+	}
+	if o.BatchSize == 0 && o.Rate > 0 {
+		o.BatchSize = MaxBatch
+	}
+	if o.Duration < 0 || o.Rate < 0 || o.Burst < 1 || o.BatchSize > MaxBatch || o.Interface == "" {
+		return Result{}, fmt.Errorf("%w: duration %v, rate %v, burst %d, batch %d, interface %q", ErrRun, o.Duration, o.Rate, o.Burst, o.BatchSize, o.Interface)
 	}
 	cpus := o.CPUs
 	if len(cpus) == 0 {
@@ -163,7 +184,7 @@ func (g *Generator) Run(ctx context.Context, o RunOptions) (Result, error) {
 		}
 		defer ns.Close()
 	}
-	before, err := g.pace(o.Rate / float64(len(cpus)))
+	before, err := g.pace(o.Rate/float64(len(cpus)), o.Burst)
 	if err != nil {
 		return Result{}, err
 	}
@@ -290,9 +311,9 @@ wait:
 	}
 }
 
-// pace sets every CPU's pacing state for a rate per CPU (0: unpaced) and
-// returns the packets sent so far.
-func (g *Generator) pace(perCPU float64) (uint64, error) {
+// pace sets every CPU's pacing state for a rate per CPU (0: unpaced) in
+// bursts of burst packets, and returns the packets sent so far.
+func (g *Generator) pace(perCPU float64, burst int) (uint64, error) {
 	var vals []genState
 	if err := g.state.Lookup(uint32(0), &vals); err != nil {
 		return 0, fmt.Errorf("reading generator state: %w", err)
@@ -304,7 +325,9 @@ func (g *Generator) pace(perCPU float64) (uint64, error) {
 	var n uint64
 	for i := range vals {
 		n += vals[i].Packets
-		vals[i].Due, vals[i].Interval, vals[i].MaxLag = 0, interval, maxBurst*interval
+		b := uint64(burst - 1)
+		vals[i] = genState{Next: vals[i].Next, Packets: vals[i].Packets,
+			Interval: interval, MaxLag: maxLag * interval, Burst: b, Span: b * interval}
 	}
 	if err := g.state.Put(uint32(0), vals); err != nil {
 		return 0, fmt.Errorf("writing generator state: %w", err)
@@ -330,25 +353,11 @@ func (g *Generator) sent() (uint64, error) {
 // for inspecting a stream. It runs on one CPU, so the frames are
 // consecutive packets of the stream, continuing from that CPU's cursor.
 func (g *Generator) Frames(n int) ([][]byte, error) {
-	if _, err := g.pace(0); err != nil {
+	if _, err := g.pace(0, 1); err != nil {
 		return nil, err
 	}
 	out := make([][]byte, 0, n)
-	err := topo.InNamespace(netns.None(), func() error {
-		var old, one unix.CPUSet
-		if err := unix.SchedGetaffinity(0, &old); err != nil {
-			return fmt.Errorf("reading CPU affinity: %w", err)
-		}
-		for cpu := 0; cpu < 1024; cpu++ { // CPU_SETSIZE
-			if old.IsSet(cpu) {
-				one.Set(cpu)
-				break
-			}
-		}
-		if err := unix.SchedSetaffinity(0, &one); err != nil {
-			return fmt.Errorf("pinning to one CPU: %w", err)
-		}
-		defer unix.SchedSetaffinity(0, &old)
+	err := onOneCPU(func() error {
 		for range n {
 			o := &ebpf.RunOptions{Data: make([]byte, len(g.frame)), DataOut: make([]byte, len(g.frame)+256)}
 			ret, err := g.prog.Run(o)
@@ -363,4 +372,26 @@ func (g *Generator) Frames(n int) ([][]byte, error) {
 		return nil
 	})
 	return out, err
+}
+
+// onOneCPU runs f on a locked thread pinned to one of the CPUs the caller
+// may use, so that f's program runs share one CPU's state.
+func onOneCPU(f func() error) error {
+	return topo.InNamespace(netns.None(), func() error {
+		var old, one unix.CPUSet
+		if err := unix.SchedGetaffinity(0, &old); err != nil {
+			return fmt.Errorf("reading CPU affinity: %w", err)
+		}
+		for cpu := 0; cpu < 1024; cpu++ { // CPU_SETSIZE
+			if old.IsSet(cpu) {
+				one.Set(cpu)
+				break
+			}
+		}
+		if err := unix.SchedSetaffinity(0, &one); err != nil {
+			return fmt.Errorf("pinning to one CPU: %w", err)
+		}
+		defer unix.SchedSetaffinity(0, &old)
+		return f()
+	})
 }

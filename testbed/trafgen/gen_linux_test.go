@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+
 	"github.com/sluice-net/sluice/gtpu"
 	"github.com/sluice-net/sluice/testbed/topo"
 )
@@ -258,5 +260,47 @@ func TestKernelForwarding(t *testing.T) {
 				t.Errorf("%v: want at least 10000 offered and 95%% delivered", rep)
 			}
 		})
+	}
+}
+
+// A paced stream goes out in bursts: the first burst at once (the
+// schedule starts in the past), then nothing until the next one is due.
+// An interval of two seconds puts that burst well beyond the test.
+func TestGeneratorBurst(t *testing.T) {
+	g := newGenerator(t, testSpecs()["uplink"])
+	const burst = 5
+	before, err := g.pace(0.5, burst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rets []uint32
+	err = onOneCPU(func() error {
+		for range 3 * burst {
+			ret, err := g.prog.Run(&ebpf.RunOptions{Data: make([]byte, len(g.frame))})
+			if err != nil {
+				return err
+			}
+			rets = append(rets, ret)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, ret := range rets {
+		want := uint32(xdpDrop)
+		if i < burst {
+			want = xdpTx
+		}
+		if ret != want {
+			t.Fatalf("paced in bursts of %d: runs returned %v, want %d XDP_TX (%d) then XDP_DROP (%d)", burst, rets, burst, xdpTx, xdpDrop)
+		}
+	}
+	after, err := g.sent()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after-before != burst {
+		t.Errorf("packets counted: %d, want %d", after-before, burst)
 	}
 }

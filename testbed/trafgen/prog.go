@@ -31,18 +31,29 @@ const (
 // genState is the value of the generator's per-CPU state map: the session
 // of the next packet and the number of packets sent, and the pacing state.
 // Times are in 1/256 ns (fixed point, so that intervals of a few hundred
-// nanoseconds keep their precision): the program sends a packet only once
-// the clock reaches Due, then moves Due on by Interval; a run that comes
-// too early drops its frame instead. Due never lags the clock by more than
-// MaxLag, so that a pause (the kernel setting up the next run) is not made
-// up by a burst. Interval 0 sends every frame.
+// nanoseconds keep their precision). A paced stream is sent in bursts of
+// Burst+1 packets: Due is when the next packet is due, and a burst starts
+// once the clock reaches the due time of its last packet (Due+Span, Span
+// being Burst intervals); a run that comes too early drops its frame
+// instead. Each packet sent moves Due on by Interval and Left counts the
+// burst's packets still to send, so the average rate is exact. Due never
+// lags the clock by more than MaxLag, so that a pause (the kernel setting
+// up the next run) is not made up by a longer burst. Interval 0 sends
+// every frame.
 type genState struct {
 	Next     uint64
 	Packets  uint64
 	Due      uint64
 	Interval uint64
 	MaxLag   uint64
+	Left     uint64
+	Burst    uint64
+	Span     uint64
 }
+
+// MaxBatch is the largest batch the kernel takes for a live-frames run
+// (RunOptions.BatchSize).
+const MaxBatch = 256
 
 // timeShift is the fixed-point shift of genState's times.
 const timeShift = 8
@@ -122,20 +133,35 @@ func generatorSpec(tmpl []byte, fields []field, sessions uint32) *ebpf.ProgramSp
 		asm.JEq.Imm(asm.R0, 0, "abort"),
 		asm.Mov.Reg(state, asm.R0),
 
-		// Pacing: R0 = now, R3 = due, R2 = interval.
+		// Pacing. Inside a burst: send, R3 = due.
 		asm.LoadMem(asm.R2, state, 24, asm.DWord),
 		asm.JEq.Imm(asm.R2, 0, "send"),
-		asm.FnKtimeGetNs.Call(),
+		asm.LoadMem(asm.R4, state, 40, asm.DWord),
+		asm.JEq.Imm(asm.R4, 0, "start"),
+		asm.Sub.Imm(asm.R4, 1),
+		asm.StoreMem(state, 40, asm.R4, asm.DWord),
+		asm.LoadMem(asm.R3, state, 16, asm.DWord),
+		asm.Ja.Label("next"),
+		// A new burst once its last packet is due: R0 = now, R4 = that
+		// packet's due time.
+		asm.FnKtimeGetNs.Call().WithSymbol("start"),
 		asm.LSh.Imm(asm.R0, timeShift),
 		asm.LoadMem(asm.R3, state, 16, asm.DWord),
-		asm.JGE.Reg(asm.R0, asm.R3, "due"),
+		asm.LoadMem(asm.R4, state, 56, asm.DWord),
+		asm.Add.Reg(asm.R4, asm.R3),
+		asm.JGE.Reg(asm.R0, asm.R4, "due"),
 		asm.Mov.Imm(asm.R0, xdpDrop),
 		asm.Return(),
-		asm.LoadMem(asm.R4, state, 32, asm.DWord).WithSymbol("due"),
-		asm.Add.Reg(asm.R4, asm.R3),
-		asm.JGE.Reg(asm.R4, asm.R0, "keep"),
+		// Lagging the clock by more than MaxLag: the burst ends now.
+		asm.LoadMem(asm.R5, state, 32, asm.DWord).WithSymbol("due"),
+		asm.Add.Reg(asm.R5, asm.R4),
+		asm.JGE.Reg(asm.R5, asm.R0, "begin"),
 		asm.Mov.Reg(asm.R3, asm.R0),
-		asm.LoadMem(asm.R2, state, 24, asm.DWord).WithSymbol("keep"),
+		asm.LoadMem(asm.R4, state, 56, asm.DWord),
+		asm.Sub.Reg(asm.R3, asm.R4),
+		asm.LoadMem(asm.R4, state, 48, asm.DWord).WithSymbol("begin"),
+		asm.StoreMem(state, 40, asm.R4, asm.DWord),
+		asm.LoadMem(asm.R2, state, 24, asm.DWord).WithSymbol("next"),
 		asm.Add.Reg(asm.R3, asm.R2),
 		asm.StoreMem(state, 16, asm.R3, asm.DWord),
 

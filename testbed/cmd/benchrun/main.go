@@ -75,6 +75,8 @@ func main() {
 	flag.IntVar(&o.Repeats, "repeats", bench.DefaultRepeats, "rounds on veth (each runs every system once, each system one run of every case; points report medians, ratios the median of the rounds' ratios); measured runs per point in the vhost-user seat")
 	flag.DurationVar(&o.Warmup, "warmup", bench.DefaultWarmup, "unmeasured run before each measured one")
 	flag.Float64Var(&o.Rate, "rate", 0, "offered packets per second; 0: as many as the generator can (saturation)")
+	flag.IntVar(&o.Batch, "batch", 0, "frames the generator's kernel batch holds, at most 256; 0: 256 when paced (-rate), else the kernel's default (64)")
+	flag.IntVar(&o.Burst, "burst", 0, "packets the paced generator (-rate) sends back to back; 0: the generator's default")
 	flag.DurationVar(&o.IdleWindow, "idle", bench.DefaultIdleWindow, "how long to sample upf's idle CPU use; negative: skip")
 	flag.StringVar(&o.UPF, "upf", "", "upf binary to run; empty: build one")
 	flag.StringVar(&o.UPFRev, "upf-rev", "", "build upf from this git revision instead of the working tree")

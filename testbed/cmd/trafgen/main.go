@@ -41,8 +41,9 @@ func main() {
 		qfi      = flag.Uint("qfi", 9, "QFI in the uplink PDU Session Container")
 		duration = flag.Duration("duration", 10*time.Second, "length of each run")
 		rate     = flag.Float64("rate", 0, "offered packets per second (0: as fast as possible)")
+		burst    = flag.Int("burst", trafgen.DefaultBurst, "packets a paced stream sends back to back (1: each packet paced)")
 		cpus     = flag.String("cpus", "0", "comma-separated CPUs to send from, one thread each")
-		batch    = flag.Uint("batch", 0, "frames per kernel batch (0: kernel default, 64)")
+		batch    = flag.Uint("batch", 0, "frames per kernel batch, at most 256 (0: 256 when paced, else the kernel default, 64)")
 		count    = flag.Int("count", 1, "number of runs; more than one prints the median")
 		sink     = flag.Bool("sink", true, "count delivered packets with an XDP sink on the receiving end")
 		sinkOnly = flag.Bool("sink-only", false, "send nothing; count for -duration")
@@ -118,7 +119,7 @@ func main() {
 	defer g.Close()
 	run := trafgen.RunOptions{
 		Namespace: t.NSPath(from.NS), Interface: from.Name,
-		Duration: *duration, Rate: *rate, CPUs: cpuList, BatchSize: uint32(*batch),
+		Duration: *duration, Rate: *rate, Burst: *burst, CPUs: cpuList, BatchSize: uint32(*batch),
 	}
 	fmt.Printf("trafgen: %s%s, %d sessions, %d-octet packets (%d-octet frames), from %s/%s, %v per run\n",
 		*dir, map[bool]string{true: " plain", false: ""}[*plain], *sessions, spec.Size, spec.FrameLen(), t.NSName(from.NS), from.Name, *duration)
