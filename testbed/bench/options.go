@@ -334,8 +334,8 @@ func (o Options) withDefaults() (Options, error) {
 	case o.Sessions[0] < 1 || o.Sessions[len(o.Sessions)-1] > maxSessions:
 		return o, fmt.Errorf("%w: sessions %v: want 1 to %d", ErrOptions, o.Sessions, maxSessions)
 	case o.Duration < 0 || o.Warmup < 0 || o.Repeats < 1 || o.Rate < 0 || o.Burst < 0 || o.Batch < 0 || o.Batch > trafgen.MaxBatch || o.MaxForeign < 0:
-		return o, fmt.Errorf("%w: duration %v, warm-up %v, %d repeats, rate %v, foreign share %v, quiet wait %v",
-			ErrOptions, o.Duration, o.Warmup, o.Repeats, o.Rate, o.MaxForeign, o.QuietWait)
+		return o, fmt.Errorf("%w: duration %v, warm-up %v, %d repeats, rate %v, burst %d, batch %d (at most %d), foreign share %v, quiet wait %v",
+			ErrOptions, o.Duration, o.Warmup, o.Repeats, o.Rate, o.Burst, o.Batch, trafgen.MaxBatch, o.MaxForeign, o.QuietWait)
 	case o.DUTDefer < 0 || o.DUTFlush < 0:
 		return o, fmt.Errorf("%w: napi_defer_hard_irqs %d and gro_flush_timeout %v of the upf namespace's ends: want neither negative", ErrOptions, o.DUTDefer, o.DUTFlush)
 	case o.GenCPU < 0 || o.DUTCPU < 0 || o.GenCPU == o.DUTCPU:
