@@ -3,6 +3,7 @@ package trafgen
 import (
 	"encoding/binary"
 	"fmt"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -50,6 +51,18 @@ type genState struct {
 	Burst    uint64
 	Span     uint64
 }
+
+// Offsets of genState's fields, for the program.
+const (
+	stNext     = int16(unsafe.Offsetof(genState{}.Next))
+	stPackets  = int16(unsafe.Offsetof(genState{}.Packets))
+	stDue      = int16(unsafe.Offsetof(genState{}.Due))
+	stInterval = int16(unsafe.Offsetof(genState{}.Interval))
+	stMaxLag   = int16(unsafe.Offsetof(genState{}.MaxLag))
+	stLeft     = int16(unsafe.Offsetof(genState{}.Left))
+	stBurst    = int16(unsafe.Offsetof(genState{}.Burst))
+	stSpan     = int16(unsafe.Offsetof(genState{}.Span))
+)
 
 // MaxBatch is the largest batch the kernel takes for a live-frames run
 // (RunOptions.BatchSize).
@@ -134,36 +147,36 @@ func generatorSpec(tmpl []byte, fields []field, sessions uint32) *ebpf.ProgramSp
 		asm.Mov.Reg(state, asm.R0),
 
 		// Pacing. Inside a burst: send, R3 = due.
-		asm.LoadMem(asm.R2, state, 24, asm.DWord),
+		asm.LoadMem(asm.R2, state, stInterval, asm.DWord),
 		asm.JEq.Imm(asm.R2, 0, "send"),
-		asm.LoadMem(asm.R4, state, 40, asm.DWord),
+		asm.LoadMem(asm.R4, state, stLeft, asm.DWord),
 		asm.JEq.Imm(asm.R4, 0, "start"),
 		asm.Sub.Imm(asm.R4, 1),
-		asm.StoreMem(state, 40, asm.R4, asm.DWord),
-		asm.LoadMem(asm.R3, state, 16, asm.DWord),
+		asm.StoreMem(state, stLeft, asm.R4, asm.DWord),
+		asm.LoadMem(asm.R3, state, stDue, asm.DWord),
 		asm.Ja.Label("next"),
 		// A new burst once its last packet is due: R0 = now, R4 = that
 		// packet's due time.
 		asm.FnKtimeGetNs.Call().WithSymbol("start"),
 		asm.LSh.Imm(asm.R0, timeShift),
-		asm.LoadMem(asm.R3, state, 16, asm.DWord),
-		asm.LoadMem(asm.R4, state, 56, asm.DWord),
+		asm.LoadMem(asm.R3, state, stDue, asm.DWord),
+		asm.LoadMem(asm.R4, state, stSpan, asm.DWord),
 		asm.Add.Reg(asm.R4, asm.R3),
 		asm.JGE.Reg(asm.R0, asm.R4, "due"),
 		asm.Mov.Imm(asm.R0, xdpDrop),
 		asm.Return(),
 		// Lagging the clock by more than MaxLag: the burst ends now.
-		asm.LoadMem(asm.R5, state, 32, asm.DWord).WithSymbol("due"),
+		asm.LoadMem(asm.R5, state, stMaxLag, asm.DWord).WithSymbol("due"),
 		asm.Add.Reg(asm.R5, asm.R4),
 		asm.JGE.Reg(asm.R5, asm.R0, "begin"),
 		asm.Mov.Reg(asm.R3, asm.R0),
-		asm.LoadMem(asm.R4, state, 56, asm.DWord),
+		asm.LoadMem(asm.R4, state, stSpan, asm.DWord),
 		asm.Sub.Reg(asm.R3, asm.R4),
-		asm.LoadMem(asm.R4, state, 48, asm.DWord).WithSymbol("begin"),
-		asm.StoreMem(state, 40, asm.R4, asm.DWord),
-		asm.LoadMem(asm.R2, state, 24, asm.DWord).WithSymbol("next"),
+		asm.LoadMem(asm.R4, state, stBurst, asm.DWord).WithSymbol("begin"),
+		asm.StoreMem(state, stLeft, asm.R4, asm.DWord),
+		asm.LoadMem(asm.R2, state, stInterval, asm.DWord).WithSymbol("next"),
 		asm.Add.Reg(asm.R3, asm.R2),
-		asm.StoreMem(state, 16, asm.R3, asm.DWord),
+		asm.StoreMem(state, stDue, asm.R3, asm.DWord),
 
 		asm.LoadMem(data, ctx, mdData, asm.Word).WithSymbol("send"),
 		asm.LoadMem(end, ctx, mdDataEnd, asm.Word),
@@ -172,15 +185,15 @@ func generatorSpec(tmpl []byte, fields []field, sessions uint32) *ebpf.ProgramSp
 		asm.JGT.Reg(asm.R1, end, "abort"),
 
 		// R1 = session of this packet; advance the cursor, count.
-		asm.LoadMem(asm.R1, state, 0, asm.DWord),
+		asm.LoadMem(asm.R1, state, stNext, asm.DWord),
 		asm.Mov.Reg(asm.R2, asm.R1),
 		asm.Add.Imm(asm.R2, 1),
 		asm.JLT.Imm(asm.R2, int32(sessions), "store"),
 		asm.Mov.Imm(asm.R2, 0),
-		asm.StoreMem(state, 0, asm.R2, asm.DWord).WithSymbol("store"),
-		asm.LoadMem(asm.R2, state, 8, asm.DWord),
+		asm.StoreMem(state, stNext, asm.R2, asm.DWord).WithSymbol("store"),
+		asm.LoadMem(asm.R2, state, stPackets, asm.DWord),
 		asm.Add.Imm(asm.R2, 1),
-		asm.StoreMem(state, 8, asm.R2, asm.DWord),
+		asm.StoreMem(state, stPackets, asm.R2, asm.DWord),
 	)
 
 	// The template, in 4-, 2- and 1-octet immediate stores.
