@@ -420,6 +420,25 @@ func TestRoundOrder(t *testing.T) {
 	}
 }
 
+// A round measures one direction and size at a time, every session count
+// of it on every system, and covers every case once.
+func TestBlocks(t *testing.T) {
+	o := Options{Directions: []Direction{Uplink, Downlink}, Sizes: []int{64, 1400}}
+	var got []string
+	for i, b := range blocksOf(o, 1) {
+		if b.round != 1 || b.index != i || b.first() {
+			t.Errorf("block %d: round %d, index %d, first %v", i, b.round, b.index, b.first())
+		}
+		got = append(got, b.String())
+	}
+	if want := []string{"uplink 64 B", "uplink 1400 B", "downlink 64 B", "downlink 1400 B"}; !slices.Equal(got, want) {
+		t.Errorf("blocks %q, want %q", got, want)
+	}
+	if bs := blocksOf(o, 0); !bs[0].first() || bs[1].first() {
+		t.Errorf("first block of the run: %v, %v", bs[0].first(), bs[1].first())
+	}
+}
+
 // A ratio compares the runs of the same round: when the machine slows
 // down between rounds, each system's median comes from a different
 // round, and only the rounds' ratios show that Sluice delivered 0.9 of

@@ -5,13 +5,15 @@
 // delivered rate as a ratio of the kernel's and of the AF_XDP ceiling's,
 // and the CPU Sluice uses when it has sessions but no traffic.
 //
-// The systems under test, on the same links, in rounds: each round runs
-// every system once, and each system one run of every case (the session
-// counts in ascending order), with the systems in the order kernel,
-// sluice-fast, afxdp-io, sluice and every other round in reverse. This
-// machine's rates drift by tens of percent over minutes; a ratio of two
-// systems is the median of the ratios of their runs in the same round,
-// taken minutes apart, not of medians taken a phase apart:
+// The systems under test, on the same links, in rounds. A round measures
+// one direction and packet size at a time (a block); each block runs
+// every system once, in the order kernel, sluice-fast, afxdp-io, sluice
+// and every other round in reverse, and each system one run at every
+// session count (in ascending order). This machine's rates drift by tens
+// of percent over minutes; a ratio of two systems, or of Sluice's two
+// session counts, is the median of the ratios of their runs in the same
+// round, taken a minute or less apart in the same block, not of medians
+// taken a phase apart:
 //
 //   - Kernel: the upf namespace as a plain IPv4 router
 //     (topo.EnableKernelForwarding). The gNB side offers plain IP uplink on
@@ -33,10 +35,11 @@
 //     namespace with deterministic identifiers (session i has uplink TEID
 //     ULTEIDBase+i and UE address i of the pool, the ones the generator
 //     cycles through), GTP-U uplink offered on N3 and plain downlink on N6.
-//     A round starts upf once, establishes the smallest count's sessions,
-//     measures, establishes the next count's additional sessions, and so
-//     on. upf and testpmd are stopped at the end of their round, which
-//     detaches their XDP programs; the runner checks that they are gone.
+//     A block starts upf once, establishes the smallest count's
+//     sessions, measures, establishes the next count's additional
+//     sessions, and so on. upf and testpmd are stopped at the end of
+//     their block, which detaches their XDP programs; the runner checks
+//     that they are gone.
 //
 // XDP sinks count the delivered packets on the far side (dn's N6 for
 // uplink, gnb's N3 for downlink).

@@ -38,11 +38,11 @@ const (
 // isSluice reports whether s runs the upf binary.
 func isSluice(s System) bool { return s == Sluice || s == SluiceFast }
 
-// roundOrder orders the systems of one round of a veth run so that the
-// figures the tables divide are measured next to each other in time:
-// this machine's rates drift by tens of percent over minutes, and a
-// ratio of two figures taken minutes apart measures the drift. A round
-// runs the systems in the order kernel, sluice-fast, afxdp-io, sluice
+// roundOrder orders the systems of one round of a veth run (of each of
+// its blocks) so that the figures the tables divide are measured next to
+// each other in time: this machine's rates drift by tens of percent over
+// minutes, and a ratio of two figures taken minutes apart measures the
+// drift. A block runs the systems in the order kernel, sluice-fast, afxdp-io, sluice
 // (the fast path beside the kernel, Sluice beside the AF_XDP ceiling),
 // every other round in reverse, so that over the rounds each system of a
 // pair runs first as often as the other. Systems not selected are left
@@ -58,6 +58,38 @@ func roundOrder(systems []System, round int) []System {
 		slices.Reverse(order)
 	}
 	return order
+}
+
+// block is the part of a round of a veth run that every system runs in
+// turn before the next part starts: one direction and packet size, at
+// every session count. Measuring a round a block at a time keeps the runs
+// a ratio divides close in time: a minute or less apart (Sluice's two
+// session counts one establishment apart), where a round of all the cases
+// put them several minutes apart, and this machine changed its state
+// between them (docs/performance.md).
+type block struct {
+	round, index int
+	dir          Direction
+	size         int
+}
+
+// first reports whether b is the first block of the run.
+func (b block) first() bool { return b.round == 0 && b.index == 0 }
+
+func (b block) String() string {
+	return fmt.Sprintf("%s %d B", b.dir, b.size)
+}
+
+// blocksOf returns the blocks of round: every direction and size of o, in
+// that order.
+func blocksOf(o Options, round int) []block {
+	var bs []block
+	for _, d := range o.Directions {
+		for _, size := range o.Sizes {
+			bs = append(bs, block{round: round, index: len(bs), dir: d, size: size})
+		}
+	}
+	return bs
 }
 
 // Shape is the form of the sessions a Sluice round establishes.
@@ -171,7 +203,7 @@ type Options struct {
 	// 0: trafgen's default, the largest when paced).
 	Batch int
 	// IdleWindow is how long upf's idle CPU use is sampled at each session
-	// count in a Sluice system's first round, with the sessions
+	// count in a Sluice system's first block, with the sessions
 	// established and no traffic. Negative skips it.
 	IdleWindow time.Duration
 

@@ -38,10 +38,11 @@ const idleSettle = e2e.UPFT1*(e2e.UPFN1+1) + time.Second
 const peerGrace = 10 * time.Minute
 
 // Run runs the benchmark o describes. The veth topology is measured in
-// Options.Repeats rounds; each round runs every system once (kernel,
-// afxdp-io, Sluice, in the order roundOrder gives) and each system one run
-// of every case, so that the runs a ratio divides are taken minutes apart
-// rather than a phase apart. A point or round that fails is recorded in
+// Options.Repeats rounds; a round measures the cases a block at a time
+// (one direction and size, every session count: blocksOf), and each block
+// runs every system once (kernel, afxdp-io, Sluice, in the order
+// roundOrder gives) and each system one run of the block's cases, so that
+// the runs a ratio divides are taken a minute or less apart. A point or round that fails is recorded in
 // Results.Errors (and the point's Error) and the run goes on; Run returns
 // an error, with the results so far, only for what stops the whole run:
 // bad options, no topology, no upf binary, no dpdk-testpmd for afxdp-io,
@@ -139,21 +140,23 @@ func (r *runner) veth(ctx context.Context) (err error) {
 	defer restore()
 
 	for round := range r.o.Repeats {
-		for _, s := range roundOrder(r.o.Systems, round) {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			var err error
-			switch s {
-			case Kernel:
-				err = r.kernelRound(ctx, round)
-			case AFXDPIO:
-				err = r.ceilingRound(ctx, round)
-			default:
-				err = r.sluiceRound(ctx, s, round)
-			}
-			if err != nil {
-				r.fail("%s, round %d: %v", s, round+1, err)
+		for _, b := range blocksOf(r.o, round) {
+			for _, s := range roundOrder(r.o.Systems, round) {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				var err error
+				switch s {
+				case Kernel:
+					err = r.kernelRound(ctx, b)
+				case AFXDPIO:
+					err = r.ceilingRound(ctx, b)
+				default:
+					err = r.sluiceRound(ctx, s, b)
+				}
+				if err != nil {
+					r.fail("%s, round %d, %v: %v", s, round+1, b, err)
+				}
 			}
 		}
 	}
@@ -202,9 +205,9 @@ func (r *runner) caseOf(d Direction, size, sessions int) *Case {
 }
 
 // kernelRound measures the upf namespace as a plain IPv4 router, one
-// run of every case.
-func (r *runner) kernelRound(ctx context.Context, round int) (err error) {
-	r.logf("round %d: kernel forwarding", round+1)
+// run of every case of block b.
+func (r *runner) kernelRound(ctx context.Context, b block) (err error) {
+	r.logf("round %d, %v: kernel forwarding", b.round+1, b)
 	if err := r.tp.EnableKernelForwarding(); err != nil {
 		return err
 	}
@@ -213,14 +216,14 @@ func (r *runner) kernelRound(ctx context.Context, round int) (err error) {
 			err = errors.Join(err, derr)
 		}
 	}()
-	return r.sessionCounts(ctx, Kernel, round, nil, nil)
+	return r.sessionCounts(ctx, Kernel, b, nil, nil)
 }
 
 // ceilingRound measures dpdk-testpmd forwarding between N3 and N6 over
 // AF_XDP without processing the packets, what the I/O method alone
-// delivers on these links and this CPU: one run of every case.
-func (r *runner) ceilingRound(ctx context.Context, round int) (err error) {
-	r.logf("round %d: AF_XDP io-forwarding ceiling (%s)", round+1, r.o.TestPMD)
+// delivers on these links and this CPU: one run of every case of block b.
+func (r *runner) ceilingRound(ctx context.Context, b block) (err error) {
+	r.logf("round %d, %v: AF_XDP io-forwarding ceiling (%s)", b.round+1, b, r.o.TestPMD)
 	if fwd, err := r.tp.IPForwarding(); err != nil || fwd {
 		return fmt.Errorf("kernel forwarding in the upf namespace is on (%v): it must be off while testpmd runs", err)
 	}
@@ -242,20 +245,20 @@ func (r *runner) ceilingRound(ctx context.Context, round int) (err error) {
 	if err != nil {
 		return err
 	}
-	return r.sessionCounts(ctx, AFXDPIO, round, p, nil)
+	return r.sessionCounts(ctx, AFXDPIO, b, p, nil)
 }
 
 // sluiceRound starts upf as system s (Sluice: fast path off; SluiceFast:
-// on) and measures one run of every case, the session counts in
-// ascending order: before each count it establishes the sessions the
-// count adds (and, in the first round, measures upf's idle CPU use with
-// them). Then it stops upf.
-func (r *runner) sluiceRound(ctx context.Context, s System, round int) (err error) {
+// on) and measures one run of every case of block b, the session counts
+// in ascending order: before each count it establishes the sessions the
+// count adds (and, in the run's first block, measures upf's idle CPU use
+// with them). Then it stops upf.
+func (r *runner) sluiceRound(ctx context.Context, s System, b block) (err error) {
 	fast := "off"
 	if s == SluiceFast {
 		fast = "auto"
 	}
-	r.logf("round %d: Sluice, fast path %s", round+1, fast)
+	r.logf("round %d, %v: Sluice, fast path %s", b.round+1, b, fast)
 	if fwd, err := r.tp.IPForwarding(); err != nil || fwd {
 		return fmt.Errorf("kernel forwarding in the upf namespace is on (%v): it must be off while Sluice runs", err)
 	}
@@ -302,7 +305,7 @@ func (r *runner) sluiceRound(ctx context.Context, s System, round int) (err erro
 		if got := m["sluice_sessions"]; got != float64(n) {
 			return fmt.Errorf("upf reports %v sessions, want %d", got, n)
 		}
-		if round > 0 || r.o.IdleWindow <= 0 {
+		if !b.first() || r.o.IdleWindow <= 0 {
 			return nil
 		}
 		// Idle is upf with neither traffic nor signalling: wait until the
@@ -324,64 +327,58 @@ func (r *runner) sluiceRound(ctx context.Context, s System, round int) (err erro
 		r.logf("idle upf with %d sessions: %.2f %% of one core over %.1f s", n, idle.CPUPercent, idle.Window)
 		return nil
 	}
-	return r.sessionCounts(ctx, s, round, u, grow)
+	return r.sessionCounts(ctx, s, b, u, grow)
 }
 
-// sessionCounts measures one run of every case on one system, the
-// session counts in ascending order; u is the system's running process
-// (upf, testpmd), nil for the kernel, which must still run after each
-// direction. grow, if not nil, prepares the system for a session count
+// sessionCounts measures one run of every case of block b on one system,
+// the session counts in ascending order; u is the system's running
+// process (upf, testpmd), nil for the kernel, which must still run after
+// each count. grow, if not nil, prepares the system for a session count
 // before its cases.
-func (r *runner) sessionCounts(ctx context.Context, s System, round int, u *e2e.Process, grow func(n int) error) error {
+func (r *runner) sessionCounts(ctx context.Context, s System, b block, u *e2e.Process, grow func(n int) error) error {
 	for _, n := range r.o.Sessions {
 		if grow != nil {
 			if err := grow(n); err != nil {
 				return fmt.Errorf("%d sessions: %w", n, err)
 			}
 		}
-		for _, d := range r.o.Directions {
-			if err := r.direction(ctx, s, d, n, round, u); err != nil {
-				return err
-			}
-			if u == nil {
-				continue
-			}
-			if err := u.Exited(); err != nil {
-				return err
-			}
+		if err := r.measure(ctx, s, b.dir, b.size, n, b.round, u); err != nil {
+			return err
+		}
+		if u == nil {
+			continue
+		}
+		if err := u.Exited(); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// direction measures one run of every size of one direction on one
-// system; u is the system's running process (upf, testpmd), nil for the
-// kernel.
-func (r *runner) direction(ctx context.Context, s System, d Direction, n, round int, u *e2e.Process) error {
+// measure measures one run of one case on one system, with a sink of its
+// own; u is the system's running process (upf, testpmd), nil for the
+// kernel. A failed point is recorded and the run goes on; measure returns
+// an error only for a sink that cannot be attached or ctx ending.
+func (r *runner) measure(ctx context.Context, s System, d Direction, size, n, round int, u *e2e.Process) error {
 	sink, err := trafgen.NewSink(r.sinkConfig(s, d))
 	if err != nil {
 		return err
 	}
 	defer sink.Close()
-	for _, size := range r.o.Sizes {
-		c := r.caseOf(d, size, n)
-		p := c.point(s)
-		if p == nil {
-			p = &Point{}
-			c.setPoint(s, p)
-		}
-		if err := r.point(ctx, s, d, size, n, round, p, sink, u); err != nil {
-			if p.Error != "" {
-				p.Error += "; "
-			}
-			p.Error += fmt.Sprintf("round %d: %v", round+1, err)
-			r.fail("%s, %v, round %d: %v", s, c, round+1, err)
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
+	c := r.caseOf(d, size, n)
+	p := c.point(s)
+	if p == nil {
+		p = &Point{}
+		c.setPoint(s, p)
 	}
-	return nil
+	if err := r.point(ctx, s, d, size, n, round, p, sink, u); err != nil {
+		if p.Error != "" {
+			p.Error += "; "
+		}
+		p.Error += fmt.Sprintf("round %d: %v", round+1, err)
+		r.fail("%s, %v, round %d: %v", s, c, round+1, err)
+	}
+	return ctx.Err()
 }
 
 func (r *runner) spec(s System, d Direction, size, n int) trafgen.Spec {

@@ -72,7 +72,7 @@ func main() {
 	)
 	flag.StringVar(&o.Topology, "topology", bench.TopologyAll, "what to measure: veth (namespace topology), vhost (vhost-user seat: Sluice as front-end and back-end\nagainst testpmd io forwarding; needs dpdk-testpmd), or all (veth, then vhost)")
 	flag.DurationVar(&o.Duration, "duration", bench.DefaultDuration, "length of each measured run")
-	flag.IntVar(&o.Repeats, "repeats", bench.DefaultRepeats, "rounds on veth (each runs every system once, each system one run of every case; points report medians, ratios the median of the rounds' ratios); measured runs per point in the vhost-user seat")
+	flag.IntVar(&o.Repeats, "repeats", bench.DefaultRepeats, "rounds on veth (each measures one direction and size at a time, running every system once on it, each system one run at every session count; points report medians, ratios the median of the rounds' ratios); measured runs per point in the vhost-user seat")
 	flag.DurationVar(&o.Warmup, "warmup", bench.DefaultWarmup, "unmeasured run before each measured one")
 	flag.Float64Var(&o.Rate, "rate", 0, "offered packets per second; 0: as many as the generator can (saturation)")
 	flag.IntVar(&o.Batch, "batch", 0, "frames the generator's kernel batch holds, at most 256; 0: 256 when paced (-rate), else the kernel's default (64)")
