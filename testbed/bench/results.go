@@ -353,7 +353,7 @@ func (r *Results) WriteTable(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintln(w, "\nMpps, medians over the rounds (each round runs every system once, every other round in reverse order);")
+	fmt.Fprintln(w, "\nMpps, medians over the rounds (each round runs every system once on each direction and size, every other round in reverse order);")
 	fmt.Fprintln(w, "each ratio is the median of the rounds' ratios: ratio = Sluice delivered / kernel delivered (target >= 1);")
 	fmt.Fprintln(w, "of ceiling = Sluice delivered / afxdp-io delivered (DPDK testpmd forwarding N3 <-> N6 over AF_XDP")
 	fmt.Fprintln(w, "without touching the packets: what the I/O method carries on these links and this CPU);")
