@@ -92,7 +92,7 @@ func blocksOf(o Options, round int) []block {
 	return bs
 }
 
-// Shape is the form of the sessions a Sluice round establishes.
+// Shape is the form of the sessions a Sluice block establishes.
 type Shape string
 
 const (

@@ -42,11 +42,11 @@ const peerGrace = 10 * time.Minute
 // (one direction and size, every session count: blocksOf), and each block
 // runs every system once (kernel, afxdp-io, Sluice, in the order
 // roundOrder gives) and each system one run of the block's cases, so that
-// the runs a ratio divides are taken a minute or less apart. A point or round that fails is recorded in
-// Results.Errors (and the point's Error) and the run goes on; Run returns
-// an error, with the results so far, only for what stops the whole run:
-// bad options, no topology, no upf binary, no dpdk-testpmd for afxdp-io,
-// or ctx ending.
+// the runs a ratio divides are taken a minute or less apart. A point or
+// block that fails is recorded in Results.Errors (and the point's Error)
+// and the run goes on; Run returns an error, with the results so far,
+// only for what stops the whole run: bad options, no topology, no upf
+// binary, no dpdk-testpmd for afxdp-io, or ctx ending.
 func Run(ctx context.Context, o Options) (*Results, error) {
 	o, err := o.withDefaults()
 	if err != nil {
@@ -148,11 +148,11 @@ func (r *runner) veth(ctx context.Context) (err error) {
 				var err error
 				switch s {
 				case Kernel:
-					err = r.kernelRound(ctx, b)
+					err = r.kernelBlock(ctx, b)
 				case AFXDPIO:
-					err = r.ceilingRound(ctx, b)
+					err = r.ceilingBlock(ctx, b)
 				default:
-					err = r.sluiceRound(ctx, s, b)
+					err = r.sluiceBlock(ctx, s, b)
 				}
 				if err != nil {
 					r.fail("%s, round %d, %v: %v", s, round+1, b, err)
@@ -204,9 +204,9 @@ func (r *runner) caseOf(d Direction, size, sessions int) *Case {
 	panic(fmt.Sprintf("bench: no case %s %d %d", d, size, sessions))
 }
 
-// kernelRound measures the upf namespace as a plain IPv4 router, one
+// kernelBlock measures the upf namespace as a plain IPv4 router, one
 // run of every case of block b.
-func (r *runner) kernelRound(ctx context.Context, b block) (err error) {
+func (r *runner) kernelBlock(ctx context.Context, b block) (err error) {
 	r.logf("round %d, %v: kernel forwarding", b.round+1, b)
 	if err := r.tp.EnableKernelForwarding(); err != nil {
 		return err
@@ -219,10 +219,10 @@ func (r *runner) kernelRound(ctx context.Context, b block) (err error) {
 	return r.sessionCounts(ctx, Kernel, b, nil, nil)
 }
 
-// ceilingRound measures dpdk-testpmd forwarding between N3 and N6 over
+// ceilingBlock measures dpdk-testpmd forwarding between N3 and N6 over
 // AF_XDP without processing the packets, what the I/O method alone
 // delivers on these links and this CPU: one run of every case of block b.
-func (r *runner) ceilingRound(ctx context.Context, b block) (err error) {
+func (r *runner) ceilingBlock(ctx context.Context, b block) (err error) {
 	r.logf("round %d, %v: AF_XDP io-forwarding ceiling (%s)", b.round+1, b, r.o.TestPMD)
 	if fwd, err := r.tp.IPForwarding(); err != nil || fwd {
 		return fmt.Errorf("kernel forwarding in the upf namespace is on (%v): it must be off while testpmd runs", err)
@@ -248,12 +248,12 @@ func (r *runner) ceilingRound(ctx context.Context, b block) (err error) {
 	return r.sessionCounts(ctx, AFXDPIO, b, p, nil)
 }
 
-// sluiceRound starts upf as system s (Sluice: fast path off; SluiceFast:
+// sluiceBlock starts upf as system s (Sluice: fast path off; SluiceFast:
 // on) and measures one run of every case of block b, the session counts
 // in ascending order: before each count it establishes the sessions the
 // count adds (and, in the run's first block, measures upf's idle CPU use
 // with them). Then it stops upf.
-func (r *runner) sluiceRound(ctx context.Context, s System, b block) (err error) {
+func (r *runner) sluiceBlock(ctx context.Context, s System, b block) (err error) {
 	fast := "off"
 	if s == SluiceFast {
 		fast = "auto"
