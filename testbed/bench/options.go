@@ -42,11 +42,11 @@ func isSluice(s System) bool { return s == Sluice || s == SluiceFast }
 // its blocks) so that the figures the tables divide are measured next to
 // each other in time: this machine's rates drift by tens of percent over
 // minutes, and a ratio of two figures taken minutes apart measures the
-// drift. A block runs the systems in the order kernel, sluice-fast, afxdp-io, sluice
-// (the fast path beside the kernel, Sluice beside the AF_XDP ceiling),
-// every other round in reverse, so that over the rounds each system of a
-// pair runs first as often as the other. Systems not selected are left
-// out.
+// drift. A block runs the systems in the order kernel, sluice-fast,
+// afxdp-io, sluice (the fast path beside the kernel, Sluice beside the
+// AF_XDP ceiling), every other round in reverse, so that over the rounds
+// each system of a pair runs first as often as the other. Systems not
+// selected are left out.
 func roundOrder(systems []System, round int) []System {
 	var order []System
 	for _, s := range []System{Kernel, SluiceFast, AFXDPIO, Sluice} {
