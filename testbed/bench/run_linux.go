@@ -40,13 +40,13 @@ const peerGrace = 10 * time.Minute
 // Run runs the benchmark o describes. The veth topology is measured in
 // Options.Repeats rounds; a round measures the cases a block at a time
 // (one direction and size, every session count: blocksOf), and each block
-// runs every system once (kernel, afxdp-io, Sluice, in the order
-// roundOrder gives) and each system one run of the block's cases, so that
-// the runs a ratio divides are taken a minute or less apart. A point or
-// block that fails is recorded in Results.Errors (and the point's Error)
-// and the run goes on; Run returns an error, with the results so far,
-// only for what stops the whole run: bad options, no topology, no upf
-// binary, no dpdk-testpmd for afxdp-io, or ctx ending.
+// runs every selected system once (in roundOrder's order: kernel,
+// sluice-fast, afxdp-io, sluice) and each system one run of the block's
+// cases, so that the runs a ratio divides are taken a minute or less
+// apart. A point or block that fails is recorded in Results.Errors (and
+// the point's Error) and the run goes on; Run returns an error, with the
+// results so far, only for what stops the whole run: bad options, no
+// topology, no upf binary, no dpdk-testpmd for afxdp-io, or ctx ending.
 func Run(ctx context.Context, o Options) (*Results, error) {
 	o, err := o.withDefaults()
 	if err != nil {
