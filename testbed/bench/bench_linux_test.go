@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -128,4 +129,77 @@ func TestRunQuick(t *testing.T) {
 func mustJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// The placement probe times a cache line's round trip between two CPUs
+// and leaves no thread of the process pinned to the CPUs it probed (or,
+// with the same check, real-time: restore puts both back together).
+func TestRoundTrip(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the probe's threads run at SCHED_FIFO")
+	}
+	if runtime.NumCPU() < 2 {
+		t.Skip("needs two CPUs")
+	}
+	want, err := cpuMasks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	xs, err := calibrate(0, 1, 5)
+	if err != nil {
+		t.Fatalf("calibrate: %v", err)
+	}
+	for _, x := range xs {
+		// A cache line between two CPUs of one machine: tens of
+		// nanoseconds to a few microseconds, never zero.
+		if x < 10 || x > 50_000 {
+			t.Errorf("round trip %.0f ns; want 10 ns to 50 µs", x)
+		}
+	}
+	t.Logf("round trips between CPUs 0 and 1: %v ns", xs)
+	p := startProbe(0, 1, 10*time.Millisecond)
+	time.Sleep(100 * time.Millisecond)
+	samples, err := p.stop()
+	if err != nil || len(samples) < 3 {
+		t.Errorf("probe for 100 ms every 10 ms: %d samples, %v", len(samples), err)
+	}
+	got, err := cpuMasks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for tid, m := range got {
+		if m != want[""] {
+			t.Errorf("thread %s left with CPUs %s; the process has %s", tid, m, want[""])
+		}
+	}
+}
+
+// cpuMasks returns the CPUs each thread of the process may run on, by
+// thread ID, and the process's own under "".
+func cpuMasks() (map[string]string, error) {
+	ents, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, e := range append(ents, nil) {
+		f := "/proc/self/status"
+		if e != nil {
+			f = "/proc/self/task/" + e.Name() + "/status"
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // the thread ended
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if m, ok := strings.CutPrefix(l, "Cpus_allowed_list:"); ok {
+				if e == nil {
+					out[""] = strings.TrimSpace(m)
+				} else {
+					out[e.Name()] = strings.TrimSpace(m)
+				}
+			}
+		}
+	}
+	return out, nil
 }

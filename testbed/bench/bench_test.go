@@ -502,3 +502,30 @@ func TestCaseRoundRatios(t *testing.T) {
 		t.Errorf("scale table:\n%s\nwant 0.89 MISSED (the median of the rounds' ratios)", b.String())
 	}
 }
+
+// A run is taken in another placement when more than a quarter of its
+// samples are off the run's usual round trip by more than
+// placementFactor, in either direction; the spread within one placement
+// is not.
+func TestMovedShare(t *testing.T) {
+	far := []float64{420, 446, 503, 391, 550, 437}
+	for _, c := range []struct {
+		name    string
+		samples []float64
+		ref     float64
+		moved   bool
+	}{
+		{"the usual placement, its usual spread", far, 440, false},
+		{"close together throughout", []float64{159, 115, 170, 192, 160}, 440, true},
+		{"moved for a third of the run", []float64{440, 450, 430, 160, 150, 420}, 440, true},
+		{"one odd sample", []float64{440, 450, 430, 160, 450, 420, 433, 441}, 440, false},
+		{"further apart than usual", []float64{440, 450, 430}, 160, true},
+		{"no samples", nil, 440, false},
+		{"no reference", far, 0, false},
+	} {
+		got := movedShare(c.samples, c.ref)
+		if (got > placementShare) != c.moved {
+			t.Errorf("%s: moved share %.2f; want moved %v", c.name, got, c.moved)
+		}
+	}
+}

@@ -87,7 +87,11 @@
 // Before each run the runner waits for DUTCPU to be quiet; a run during
 // which DUTCPU spent more than Options.MaxForeign on work that the unit
 // under test does not account for is marked disturbed, kept in the
-// results, left out of the medians and repeated once in its round.
+// results, left out of the medians and repeated once in its round. So is
+// a run taken while the host ran the two CPUs in another placement than
+// usual: the runner samples how long a cache line takes between them
+// through every run (placement_linux.go), since the systems forward across
+// them and all run faster while they are close.
 //
 // Everything here needs root. Runs are bounded by the context and by each
 // point's duration; the topology, the upf process and the XDP programs

@@ -193,7 +193,7 @@ func (r *Results) WriteSVG(w io.Writer) error {
 			lx, ly = plotLeft, ly+18
 		}
 		fmt.Fprintf(b, `<circle cx="%d" cy="%d" r="3.5" fill="white" stroke="#333" stroke-width="1.5"/>`+"\n", lx+14, ly)
-		fmt.Fprintf(b, `<text x="%d" y="%d" dominant-baseline="middle">every run disturbed by other work on the CPU under test: median of those runs</text>`+"\n", lx+34, ly)
+		fmt.Fprintf(b, `<text x="%d" y="%d" dominant-baseline="middle">every run disturbed (other work on the CPU under test, or the CPUs moved): median of those runs</text>`+"\n", lx+34, ly)
 	}
 	if anyCeiling {
 		if lx != plotLeft || anyHollow {

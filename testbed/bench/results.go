@@ -297,9 +297,17 @@ type Trial struct {
 	// does not account for (CPUUse.DUTOther), or that upf lost sessions
 	// (packets dropped for want of one, PFCP requests unanswered);
 	// DisturbedBy says which.
-	Foreign     map[string]float64 `json:"dut_foreign_threads,omitempty"`
-	Disturbed   bool               `json:"disturbed"`
-	DisturbedBy string             `json:"disturbed_by,omitempty"`
+	Foreign map[string]float64 `json:"dut_foreign_threads,omitempty"`
+	// CrossCPU is the median round trip of a cache line between GenCPU
+	// and DUTCPU sampled through the run (ns; 0: not sampled), and
+	// CrossCPUMoved the share of the samples off the run's usual round
+	// trip by more than placementFactor: the host ran the two CPUs closer
+	// together, or further apart, than usual (placement_linux.go). More
+	// than placementShare of them disturbs the run too.
+	CrossCPU      float64 `json:"cross_cpu_ns,omitempty"`
+	CrossCPUMoved float64 `json:"cross_cpu_moved,omitempty"`
+	Disturbed     bool    `json:"disturbed"`
+	DisturbedBy   string  `json:"disturbed_by,omitempty"`
 }
 
 // CPUUse says where CPU time went during a run, in CPUs (1 = one CPU for

@@ -138,6 +138,7 @@ func (r *runner) veth(ctx context.Context) (err error) {
 		return err
 	}
 	defer restore()
+	r.calibrate()
 
 	for round := range r.o.Repeats {
 		for _, b := range blocksOf(r.o, round) {
@@ -173,6 +174,10 @@ type runner struct {
 	dir string // temporary files
 	upf string // the upf binary
 	tp  *topo.Topology
+	// xcpu are the round trips between GenCPU and DUTCPU sampled so far
+	// (ns), their median the run's usual placement; nil when they cannot
+	// be sampled.
+	xcpu []float64
 }
 
 func (r *runner) needsUPF() bool {
@@ -492,8 +497,9 @@ func (r *runner) point(ctx context.Context, s System, d Direction, size, n, roun
 	if u != nil {
 		pids = append(pids, u.Pid())
 	}
-	// A run that other work disturbs (DUTCPU busy with something else)
-	// is kept but repeated once.
+	// A run that other work disturbs (DUTCPU busy with something else),
+	// or that the host ran in another placement of the CPUs, is kept but
+	// repeated once.
 	for attempt := 1; attempt <= 2; attempt++ {
 		if err := r.waitQuiet(ctx, pids); err != nil {
 			return err
@@ -516,9 +522,9 @@ func (r *runner) point(ctx context.Context, s System, d Direction, size, n, roun
 				note += ", repeating"
 			}
 		}
-		r.logf("%s %s %d B %d sessions, round %d: offered %.3f Mpps, delivered %.3f Mpps; DUT CPU %.2f (NAPI %.2f, %s %.2f, other %.2f), generator CPU %.2f%s",
+		r.logf("%s %s %d B %d sessions, round %d: offered %.3f Mpps, delivered %.3f Mpps; DUT CPU %.2f (NAPI %.2f, %s %.2f, other %.2f), generator CPU %.2f, CPU round trip %.0f ns%s",
 			s, d, size, n, round+1, x.OfferedPPS/1e6, x.DeliveredPPS/1e6,
-			x.CPU.DUTBusy, x.CPU.DUTNAPI, procName(s), x.CPU.UPF+x.CPU.TestPMD, x.CPU.DUTOther, x.CPU.GenBusy, note)
+			x.CPU.DUTBusy, x.CPU.DUTNAPI, procName(s), x.CPU.UPF+x.CPU.TestPMD, x.CPU.DUTOther, x.CPU.GenBusy, x.CrossCPU, note)
 		if !x.Disturbed {
 			break
 		}
@@ -553,9 +559,20 @@ func (r *runner) trial(ctx context.Context, s System, g *trafgen.Generator, run 
 		return x, err
 	}
 	run.Duration = r.o.Duration
+	var probe *placementProbe
+	if r.xcpu != nil {
+		probe = startProbe(r.o.GenCPU, r.o.DUTCPU, probeInterval)
+	}
 	s0 := takeFullSample(pids...)
 	res, err := g.Run(ctx, run)
 	s1 := takeFullSample(pids...)
+	var xcpu []float64
+	if probe != nil {
+		var perr error
+		if xcpu, perr = probe.stop(); perr != nil {
+			r.logf("sampling the CPUs' placement: %v", perr)
+		}
+	}
 	if err != nil {
 		return x, err
 	}
@@ -603,7 +620,42 @@ func (r *runner) trial(ctx context.Context, s System, g *trafgen.Generator, run 
 		x.Disturbed = true
 		x.DisturbedBy = fmt.Sprintf("upf lost sessions (%.0f packets without a session, %.0f PFCP requests unanswered)", n, t)
 	}
+	r.placement(&x, xcpu)
 	return x, nil
+}
+
+// calibrate starts the run's record of the CPUs' placement with samples
+// taken before any traffic, or logs why there will be none.
+func (r *runner) calibrate() {
+	xs, err := calibrate(r.o.GenCPU, r.o.DUTCPU, 20)
+	if err != nil {
+		r.logf("not sampling the placement of CPUs %d and %d: %v", r.o.GenCPU, r.o.DUTCPU, err)
+		return
+	}
+	r.xcpu = xs
+	r.logf("CPUs %d and %d: a cache line's round trip between them takes %.0f ns (median of %d)", r.o.GenCPU, r.o.DUTCPU, median(xs), len(xs))
+}
+
+// placement records the round trips sampled during run x and marks x
+// disturbed if the host ran the two CPUs in another placement than the
+// run's usual one for more than placementShare of it.
+func (r *runner) placement(x *Trial, xcpu []float64) {
+	if len(xcpu) == 0 {
+		return
+	}
+	usual := median(r.xcpu)
+	x.CrossCPU, x.CrossCPUMoved = median(xcpu), movedShare(xcpu, usual)
+	r.xcpu = append(r.xcpu, xcpu...)
+	if x.Disturbed || x.CrossCPUMoved <= placementShare {
+		return
+	}
+	how := "closer together"
+	if x.CrossCPU > usual {
+		how = "further apart"
+	}
+	x.Disturbed = true
+	x.DisturbedBy = fmt.Sprintf("the host ran CPUs %d and %d %s than usual for %.0f%% of the run (a cache line's round trip %.0f ns, usually %.0f)",
+		r.o.GenCPU, r.o.DUTCPU, how, 100*x.CrossCPUMoved, x.CrossCPU, usual)
 }
 
 // waitQuiet waits, up to QuietWait, until DUTCPU is not busy with work
