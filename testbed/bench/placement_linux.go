@@ -64,6 +64,7 @@ type placementProbe struct {
 		_    [56]byte
 	}
 	procs   int // GOMAXPROCS before the probe
+	quit    chan struct{}
 	done    chan error
 	samples []float64    // ns; sample's own until it ends
 	taken   atomic.Int32 // len(samples), for others to read
@@ -73,7 +74,7 @@ type placementProbe struct {
 // startProbe starts sampling the round trip between CPUs a and b every
 // interval.
 func startProbe(a, b int, interval time.Duration) *placementProbe {
-	p := &placementProbe{a: a, b: b, interval: interval, done: make(chan error, 2)}
+	p := &placementProbe{a: a, b: b, interval: interval, quit: make(chan struct{}), done: make(chan error, 2)}
 	p.procs = runtime.GOMAXPROCS(0)
 	runtime.GOMAXPROCS(p.procs + 2)
 	ready := make(chan error, 1)
@@ -90,6 +91,7 @@ func startProbe(a, b int, interval time.Duration) *placementProbe {
 // stop ends the sampling and returns the samples, in ns.
 func (p *placementProbe) stop() ([]float64, error) {
 	p.line.stop.Store(true)
+	close(p.quit)
 	p.wake()
 	err := errors.Join(<-p.done, <-p.done)
 	runtime.GOMAXPROCS(p.procs)
@@ -141,7 +143,9 @@ func (p *placementProbe) sample() {
 	}
 	defer restore()
 	var rt [probeRoundTrips]time.Duration
-	for !p.line.stop.Load() {
+	t := time.NewTicker(p.interval)
+	defer t.Stop()
+	for {
 		gen := p.line.gen.Add(1)
 		p.wake()
 		base := uint64(gen) << 32
@@ -162,9 +166,13 @@ func (p *placementProbe) sample() {
 		} else {
 			p.missed++
 		}
-		time.Sleep(p.interval)
+		select {
+		case <-p.quit:
+			p.done <- nil
+			return
+		case <-t.C:
+		}
 	}
-	p.done <- nil
 }
 
 const (
