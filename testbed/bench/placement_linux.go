@@ -120,7 +120,8 @@ func (p *placementProbe) serve(ready chan<- error) {
 			return
 		}
 		seen = p.line.gen.Load()
-		// The sample's values are 2*seen<<32 + 2i+1 from a, +2 back.
+		// Round trip i of the sample passes seen<<32 + 2i+1 from a and
+		// seen<<32 + 2i+2 back.
 		base := uint64(seen) << 32
 		for i := uint64(0); i < probeRoundTrips; i++ {
 			if !waitFor(&p.line.v, base+2*i+1) {
