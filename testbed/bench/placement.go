@@ -22,11 +22,17 @@ func movedShare(samples []float64, ref float64) float64 {
 	if len(samples) == 0 || ref <= 0 {
 		return 0
 	}
-	off := 0
+	return float64(len(offPlacement(samples, ref))) / float64(len(samples))
+}
+
+// offPlacement returns the samples more than placementFactor away from
+// ref, either way.
+func offPlacement(samples []float64, ref float64) []float64 {
+	var off []float64
 	for _, s := range samples {
 		if s*placementFactor < ref || s > ref*placementFactor {
-			off++
+			off = append(off, s)
 		}
 	}
-	return float64(off) / float64(len(samples))
+	return off
 }

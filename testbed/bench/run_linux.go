@@ -649,13 +649,16 @@ func (r *runner) placement(x *Trial, xcpu []float64) {
 	if x.Disturbed || x.CrossCPUMoved <= placementShare {
 		return
 	}
+	// Say which way they moved from the samples that moved: the run's
+	// median may still be the usual placement's.
+	off := median(offPlacement(xcpu, usual))
 	how := "closer together"
-	if x.CrossCPU > usual {
+	if off > usual {
 		how = "further apart"
 	}
 	x.Disturbed = true
-	x.DisturbedBy = fmt.Sprintf("the host ran CPUs %d and %d %s than usual for %.0f%% of the run (a cache line's round trip %.0f ns, usually %.0f)",
-		r.o.GenCPU, r.o.DUTCPU, how, 100*x.CrossCPUMoved, x.CrossCPU, usual)
+	x.DisturbedBy = fmt.Sprintf("the host ran CPUs %d and %d %s than usual for %.0f%% of the run (a cache line's round trip %.0f ns then, usually %.0f)",
+		r.o.GenCPU, r.o.DUTCPU, how, 100*x.CrossCPUMoved, off, usual)
 }
 
 // waitQuiet waits, up to QuietWait, until DUTCPU is not busy with work
